@@ -1,0 +1,126 @@
+"""The placement rule: a MurmurHash3 consistent-hash ring with virtual nodes.
+
+This module is the one implementation of the rule; the node imports it, and
+the README states it so that clients in other languages can match it:
+
+- A member id is ``"host:port"``.
+- Member ``m`` owns ``vnodes`` points. Point ``i`` (``0 <= i < vnodes``) is
+  ``mmh3.hash(f"{m}#{i}".encode("utf-8"), seed=0, signed=False)``, a 32-bit
+  unsigned integer.
+- Two members that produce the same point: the member whose id sorts first
+  (plain code-point order) keeps it; the other's point is dropped.
+- A key's position is ``mmh3.hash(key.encode("utf-8"), seed=0, signed=False)``.
+- ``owners(key, n)`` walks clockwise from the first point at or after the
+  position (wrapping past the largest point to the smallest) and returns the
+  first ``n`` distinct members met. ``owner(key)`` is ``owners(key, 1)[0]``.
+
+A ring is immutable: a membership change builds a new ring and swaps it in,
+so a reader never sees a half-edited ring.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+import mmh3
+from sortedcontainers import SortedDict
+
+__all__ = ["DEFAULT_VNODES", "HashRing", "key_position", "ring_version", "vnode_point"]
+
+DEFAULT_VNODES = 160
+
+
+def vnode_point(member: str, index: int) -> int:
+    """The ring position of virtual node ``index`` of ``member``."""
+    return mmh3.hash(f"{member}#{index}".encode(), 0, signed=False)
+
+
+def key_position(key: str) -> int:
+    """The ring position of ``key`` (UTF-8 bytes hashed with mmh3, seed 0)."""
+    return mmh3.hash(key.encode(), 0, signed=False)
+
+
+def ring_version(members: Iterable[str]) -> str:
+    """A short digest that names a member list; equal lists give equal versions.
+
+    SHA-256 of the sorted member ids joined by ``\\n``, first 16 hex digits.
+    Clients compare it to notice that their view of the cluster is stale.
+    """
+    joined = "\n".join(sorted(set(members))).encode()
+    return hashlib.sha256(joined).hexdigest()[:16]
+
+
+class HashRing:
+    """An immutable consistent-hash ring. See the module docstring for the rule."""
+
+    __slots__ = ("_members", "_owner_at", "_points", "_version", "vnodes")
+
+    def __init__(self, members: Iterable[str], *, vnodes: int = DEFAULT_VNODES) -> None:
+        if vnodes < 1:
+            raise ValueError(f"vnodes must be at least 1, got {vnodes}")
+        self.vnodes = vnodes
+        self._members: frozenset[str] = frozenset(members)
+        self._version = ring_version(self._members)
+        points: dict[int, str] = {}
+        # Sorted order makes the tie rule (the smaller id keeps the point) a
+        # matter of "first writer wins".
+        for member in sorted(self._members):
+            for index in range(vnodes):
+                points.setdefault(vnode_point(member, index), member)
+        # SortedDict gives the bisect; the parallel tuple gives O(1) access to
+        # the member at an index, which the lookup needs on every request.
+        self._points: SortedDict = SortedDict(points)
+        self._owner_at: tuple[str, ...] = tuple(self._points.values())
+
+    @property
+    def members(self) -> frozenset[str]:
+        return self._members
+
+    @property
+    def version(self) -> str:
+        return self._version
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def __contains__(self, member: object) -> bool:
+        return member in self._members
+
+    def __repr__(self) -> str:
+        return (
+            f"HashRing(members={len(self._members)}, vnodes={self.vnodes}, "
+            f"version={self._version!r})"
+        )
+
+    def owner(self, key: str) -> str:
+        """The member that owns ``key``. Raises ``LookupError`` on an empty ring."""
+        owner_at = self._owner_at
+        if not owner_at:
+            raise LookupError("the ring has no members")
+        index = self._points.bisect_left(key_position(key))
+        return owner_at[index if index < len(owner_at) else 0]
+
+    def owners(self, key: str, n: int) -> list[str]:
+        """The first ``n`` distinct members clockwise from ``key``'s position.
+
+        Returns fewer than ``n`` when the ring has fewer members.
+        """
+        owner_at = self._owner_at
+        wanted = min(n, len(self._members))
+        if wanted <= 0:
+            return []
+        start = self._points.bisect_left(key_position(key))
+        found: list[str] = []
+        total = len(owner_at)
+        for step in range(total):
+            member = owner_at[(start + step) % total]
+            if member not in found:
+                found.append(member)
+                if len(found) == wanted:
+                    break
+        return found
+
+    def with_members(self, members: Iterable[str]) -> HashRing:
+        """A new ring over ``members`` with the same vnodes; ``self`` is unchanged."""
+        return HashRing(members, vnodes=self.vnodes)

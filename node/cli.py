@@ -1,0 +1,119 @@
+"""Command line: ``python -m node [flags]`` serves; sub-commands do the rest.
+
+    python -m node [--port 7000 ...]     run one node (flags or CACHE_* env)
+    python -m node local [--nodes 3]     run a local cluster on 127.0.0.x
+    python -m node ecs <command> ...     manage the cache on AWS ECS
+
+This is the only module that configures logging and the only one that
+reads ``os.environ`` (handing it to ``config``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from . import config as config_module
+from .app import create_app, resolve_self_id
+from .config import Config, ConfigError
+
+__all__ = ["main"]
+
+log = logging.getLogger("node")
+
+_DESCRIPTION = """\
+Run one cache node. Every flag can also be set with the CACHE_* variable
+named in its help; a flag wins over the variable.
+
+sub-commands:
+  local   run a local cluster:        python -m node local --help
+  ecs     manage the cache on ECS:    python -m node ecs --help
+"""
+
+
+def _serve_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m node",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    config_module.add_arguments(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "local":
+        from .local_cluster import main as local_main
+
+        return local_main(args[1:])
+    if args and args[0] == "ecs":
+        from .ecs_cli import main as ecs_main
+
+        return ecs_main(args[1:], os.environ)
+    if args and args[0] == "serve":
+        args = args[1:]
+    parser = _serve_parser()
+    flags = vars(parser.parse_args(args))
+    try:
+        config = config_module.from_sources(flags, os.environ)
+    except ConfigError as exc:
+        print(f"python -m node: error: {exc}", file=sys.stderr)
+        return 2
+    _configure_logging(config)
+    _install_uvloop()
+    try:
+        return asyncio.run(serve(config))
+    except KeyboardInterrupt:
+        return 0
+
+
+async def serve(config: Config) -> int:
+    """Serve until SIGTERM or SIGINT, then shut down cleanly. Returns the exit status."""
+    self_id = await resolve_self_id(config)
+    app = create_app(config, self_id=self_id)
+    runner = web.AppRunner(app, access_log=log if config.access_log else None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port, backlog=2048, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as exc:
+        print(
+            f"python -m node: error: cannot listen on {config.host}:{config.port}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        await runner.cleanup()
+        return 1
+    log.info("node %s listening on %s:%d", self_id, config.host, config.port)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    await stopping.wait()
+    log.info("node %s stopping", self_id)
+    await runner.cleanup()
+    log.info("node %s stopped", self_id)
+    return 0
+
+
+def _configure_logging(config: Config) -> None:
+    logging.basicConfig(
+        level=config.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # optional on platforms without it
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())

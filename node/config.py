@@ -1,0 +1,305 @@
+"""Node configuration: one frozen ``Config`` built from flags and ``CACHE_*`` env.
+
+Every setting is declared once in ``SETTINGS``; the command line, the
+environment, ``--help`` and the README's configuration table all come from
+that list. A flag beats the environment, which beats the default. An invalid
+value raises ``ConfigError`` with one line that names the setting.
+
+This is the only module that reads the environment (through ``from_sources``'s
+``environ`` argument, which the CLI passes ``os.environ``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+__all__ = ["SETTINGS", "Config", "ConfigError", "Setting", "parse_member", "parse_size"]
+
+MiB = 1024 * 1024
+
+
+class ConfigError(ValueError):
+    """A setting has a value the node cannot run with. The message is one line."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """Everything a node needs to run. Sizes in bytes, durations in seconds."""
+
+    host: str = "0.0.0.0"
+    port: int = 7000
+    advertise: str = ""
+    peers: tuple[str, ...] = ()
+    discovery: str = "static"
+    discovery_interval: float = 5.0
+    ecs_cluster: str = ""
+    ecs_service: str = ""
+    ecs_metadata_uri: str = ""
+    vnodes: int = 160
+    replicas: int = 1
+    max_bytes: int = 256 * MiB
+    max_key_bytes: int = 250
+    max_value_bytes: int = 1 * MiB
+    sweep_interval: float = 1.0
+    peer_timeout: float = 1.0
+    peer_connect_timeout: float = 0.5
+    peer_pool_size: int = 32
+    health_interval: float = 0.5
+    health_timeout: float = 0.5
+    health_failures: int = 3
+    log_level: str = "INFO"
+    access_log: bool = False
+
+    @property
+    def listen_member(self) -> str:
+        """``host:port`` as bound; the member id unless ``advertise`` says otherwise."""
+        return f"{self.host}:{self.port}"
+
+
+# -- value parsers: each takes the raw string and returns the typed value or
+# raises ValueError with a phrase that completes "expected ...".
+
+
+def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError(_expected_range("an integer", low, high)) from None
+        if value < low or (high is not None and value > high):
+            raise ValueError(_expected_range("an integer", low, high))
+        return value
+
+    return parse
+
+
+def _seconds(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError(f"a number of seconds from {low:g} to {high:g}") from None
+        if not low <= value <= high:
+            raise ValueError(f"a number of seconds from {low:g} to {high:g}")
+        return value
+
+    return parse
+
+
+def _expected_range(what: str, low: int, high: int | None) -> str:
+    return f"{what} from {low} to {high}" if high is not None else f"{what} >= {low}"
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "b": 1,
+    "kb": 1000,
+    "kib": 1024,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
+
+
+def parse_size(raw: str) -> int:
+    """``"256MiB"``, ``"64mb"``, ``"1048576"`` -> bytes. Raises ValueError."""
+    match = _SIZE.match(raw)
+    if not match:
+        raise ValueError("a size such as 1048576, 512KiB, 256MiB or 1GiB")
+    return int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()]
+
+
+def _size_at_least(low: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = parse_size(raw)
+        if value < low:
+            raise ValueError(f"a size of at least {low} bytes")
+        return value
+
+    return parse
+
+
+_MEMBER = re.compile(r"^[A-Za-z0-9.\-]+:\d{1,5}$")
+
+
+def parse_member(raw: str) -> str:
+    """``"host:port"`` with a port from 1 to 65535. Raises ValueError."""
+    member = raw.strip()
+    if not _MEMBER.match(member) or not 1 <= int(member.rsplit(":", 1)[1]) <= 65535:
+        raise ValueError(f"host:port with a port from 1 to 65535, got {member!r}")
+    return member
+
+
+def _members(raw: str) -> tuple[str, ...]:
+    parts = [part for part in raw.replace(" ", ",").split(",") if part.strip()]
+    return tuple(sorted({parse_member(part) for part in parts}))
+
+
+def _advertise(raw: str) -> str:
+    return parse_member(raw) if raw.strip() else ""
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in options:
+            raise ValueError("one of " + ", ".join(options))
+        return value
+
+    return parse
+
+
+def _log_level(raw: str) -> str:
+    return _choice("debug", "info", "warning", "error")(raw).upper()
+
+
+def _boolean(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError("true or false")
+
+
+def _text(raw: str) -> str:
+    return raw.strip()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Setting:
+    """One configurable field: its env variable, flag, parser and help line."""
+
+    field: str
+    parse: Callable[[str], Any]
+    help: str
+    shown_default: str
+    # Variables read after CACHE_<FIELD>, for settings that a platform sets
+    # under its own name (ECS sets ECS_CONTAINER_METADATA_URI_V4).
+    fallback_env: tuple[str, ...] = ()
+
+    @property
+    def env(self) -> str:
+        return "CACHE_" + self.field.upper()
+
+    @property
+    def env_names(self) -> tuple[str, ...]:
+        return (self.env, *self.fallback_env)
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.field.replace("_", "-")
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(field="host", parse=_text, shown_default="0.0.0.0",
+            help="Address to listen on."),
+    Setting(field="port", parse=_int_in(1, 65535), shown_default="7000",
+            help="TCP port to listen on."),
+    Setting(field="advertise", parse=_advertise, shown_default="host:port",
+            help="Member id peers use to reach this node (host:port). Empty: HOST:PORT, "
+                 "or this machine's private IP when HOST is 0.0.0.0."),
+    Setting(field="peers", parse=_members, shown_default="(none)",
+            help="Static members, comma-separated host:port; listing this node too is fine."),
+    Setting(field="discovery", parse=_choice("static", "ecs"), shown_default="static",
+            help="Where members come from: static (PEERS) or ecs (the service's tasks)."),
+    Setting(field="discovery_interval", parse=_seconds(0.1, 3600), shown_default="5",
+            help="Seconds between discovery polls (ECS); jittered by up to 20%%."),
+    Setting(field="ecs_cluster", parse=_text, shown_default="(none)",
+            help="ECS cluster name or ARN, for ecs discovery."),
+    Setting(field="ecs_service", parse=_text, shown_default="(none)",
+            help="ECS service name, for ecs discovery."),
+    Setting(field="ecs_metadata_uri", parse=_text, shown_default="(set by ECS)",
+            fallback_env=("ECS_CONTAINER_METADATA_URI_V4",),
+            help="ECS task metadata endpoint v4; gives this node its private IP in a task."),
+    Setting(field="vnodes", parse=_int_in(1, 4096), shown_default="160",
+            help="Virtual nodes per member on the hash ring."),
+    Setting(field="replicas", parse=_int_in(1, 16), shown_default="1",
+            help="Copies of each key (owners per key)."),
+    Setting(field="max_bytes", parse=_size_at_least(1024 * 1024), shown_default="256MiB",
+            help="Memory bound of the store, entries' overhead included."),
+    Setting(field="max_key_bytes", parse=_int_in(1, 65536), shown_default="250",
+            help="Longest key, in bytes of UTF-8."),
+    Setting(field="max_value_bytes", parse=_size_at_least(1), shown_default="1MiB",
+            help="Largest value; a bigger PUT gets 413."),
+    Setting(field="sweep_interval", parse=_seconds(0.01, 3600), shown_default="1",
+            help="Seconds between sweeps that drop expired entries nobody reads."),
+    Setting(field="peer_timeout", parse=_seconds(0.01, 300), shown_default="1",
+            help="Seconds a forwarded request may take before 504."),
+    Setting(field="peer_connect_timeout", parse=_seconds(0.01, 60), shown_default="0.5",
+            help="Seconds to open a connection to a peer before 502."),
+    Setting(field="peer_pool_size", parse=_int_in(1, 4096), shown_default="32",
+            help="Keep-alive connections kept per peer."),
+    Setting(field="health_interval", parse=_seconds(0.05, 60), shown_default="0.5",
+            help="Seconds between health checks of each peer."),
+    Setting(field="health_timeout", parse=_seconds(0.01, 60), shown_default="0.5",
+            help="Seconds a health check may take before it counts as failed."),
+    Setting(field="health_failures", parse=_int_in(1, 100), shown_default="3",
+            help="Failed checks in a row before a peer leaves the ring."),
+    Setting(field="log_level", parse=_log_level, shown_default="info",
+            help="debug, info, warning or error."),
+    Setting(field="access_log", parse=_boolean, shown_default="false",
+            help="Log one line per request (off: it costs throughput)."),
+)  # fmt: skip
+
+_FIELD_NAMES = {f.name for f in fields(Config)}
+assert {s.field for s in SETTINGS} == _FIELD_NAMES, "every Config field needs a Setting"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one flag per setting; values stay raw strings until ``from_sources``."""
+    for setting in SETTINGS:
+        parser.add_argument(
+            setting.flag,
+            dest=setting.field,
+            metavar=setting.field.upper(),
+            default=None,
+            help=f"{setting.help} [{setting.env}, default {setting.shown_default}]",
+        )
+
+
+def from_sources(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> Config:
+    """Build a Config: flag value, else ``CACHE_*`` variable, else default.
+
+    Raises ``ConfigError`` naming the first bad setting and what it expects.
+    """
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw = flags.get(setting.field)
+        source = setting.flag
+        for name in setting.env_names:
+            if raw is not None:
+                break
+            raw = environ.get(name)
+            source = name
+        if raw is None:
+            continue
+        try:
+            values[setting.field] = setting.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: expected {exc}, got {raw!r}") from None
+    config = Config(**values)
+    _check_consistency(config)
+    return config
+
+
+def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
+    """Parse ``serve`` flags and the environment into a Config."""
+    parser = argparse.ArgumentParser(prog="python -m node")
+    add_arguments(parser)
+    return from_sources(vars(parser.parse_args(list(argv))), environ)
+
+
+def _check_consistency(config: Config) -> None:
+    if config.discovery == "ecs" and not (config.ecs_cluster and config.ecs_service):
+        raise ConfigError("CACHE_DISCOVERY=ecs needs CACHE_ECS_CLUSTER and CACHE_ECS_SERVICE")
+    if config.max_value_bytes + config.max_key_bytes >= config.max_bytes:
+        raise ConfigError(
+            f"CACHE_MAX_VALUE_BYTES ({config.max_value_bytes}) must be well below "
+            f"CACHE_MAX_BYTES ({config.max_bytes})"
+        )

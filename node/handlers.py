@@ -1,0 +1,210 @@
+"""HTTP routes of a node: ``/kv/<key>``, ``/cluster``, ``/stats``, ``/check-alive``.
+
+The key-value handler is the hot path: it parses the key, asks the ring for
+the owner, and either serves from the local store or forwards once to the
+owner. A request that carries the hop header is always served locally, so
+two nodes whose rings disagree cannot bounce a request between them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+
+import orjson
+from aiohttp import web
+
+from client._errors import ConnectError, Timeout, TransportError
+from client._transport import Transport, kv_path
+
+from .config import Config
+from .http_errors import HttpError, json_errors
+from .membership import Membership
+from .store import Store, ValueTooLarge
+from .wire import HOP_HEADER, TTL_HEADER, format_ttl, parse_key, parse_ttl, read_body
+
+__all__ = ["NODE_HEADER", "VIA_HEADER", "ForwardStats", "Routes"]
+
+log = logging.getLogger(__name__)
+
+# Names the node whose store answered; a forwarded answer keeps the owner's.
+NODE_HEADER = "X-Cache-Node"
+# Set by a node that forwarded the request to the owner: its own member id.
+VIA_HEADER = "X-Cache-Via"
+# Headers of the owner's answer that a forwarding node passes back unchanged.
+_PASSED_BACK = ("Content-Type", NODE_HEADER, TTL_HEADER, "Allow")
+
+_KV_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
+_OCTETS = "application/octet-stream"
+
+
+@dataclass(slots=True)
+class ForwardStats:
+    """Counters of requests this node sent to owners or served for others."""
+
+    forwards: int = 0
+    forward_errors: int = 0
+    served_for_peers: int = 0
+
+
+class Routes:
+    """The handlers of one node, bound to its store, membership and peer transport."""
+
+    def __init__(
+        self, *, config: Config, store: Store, membership: Membership, transport: Transport
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.membership = membership
+        self.transport = transport
+        self.self_id = membership.self_id
+        self.forward_stats = ForwardStats()
+        self._hit_headers = {"Content-Type": _OCTETS, NODE_HEADER: self.self_id}
+        self._plain_headers = {NODE_HEADER: self.self_id}
+        self._hop_headers = {HOP_HEADER: self.self_id}
+
+    def register(self, app: web.Application) -> None:
+        guard = json_errors(self.self_id)
+        app.router.add_route("*", "/check-alive", guard(self.check_alive))
+        app.router.add_route("*", "/cluster", guard(self.cluster))
+        app.router.add_route("*", "/stats", guard(self.stats))
+        app.router.add_route("*", "/kv/{key:.*}", guard(self.kv))
+        app.router.add_route("*", "/{tail:.*}", guard(self.unknown_route))
+
+    # -- small routes
+
+    async def check_alive(self, request: web.Request) -> web.Response:
+        _allow(request, "GET", "HEAD")
+        return web.Response(body=b'{"status":"ok"}', headers=self._json_headers())
+
+    async def cluster(self, request: web.Request) -> web.Response:
+        _allow(request, "GET", "HEAD")
+        ring = self.membership.ring
+        view = {
+            "node": self.self_id,
+            "members": sorted(ring.members),
+            "version": ring.version,
+            "vnodes": ring.vnodes,
+            "replicas": self.config.replicas,
+            "hash": "murmur3_32",
+            "limits": {
+                "max_key_bytes": self.config.max_key_bytes,
+                "max_value_bytes": self.config.max_value_bytes,
+            },
+        }
+        return web.Response(body=orjson.dumps(view), headers=self._json_headers())
+
+    async def stats(self, request: web.Request) -> web.Response:
+        _allow(request, "GET", "HEAD")
+        body = {
+            "node": self.self_id,
+            "store": asdict(self.store.stats),
+            "max_bytes": self.store.max_bytes,
+            "forwarding": asdict(self.forward_stats),
+            "ring_version": self.membership.ring.version,
+            "ring_changes": self.membership.changes,
+        }
+        return web.Response(body=orjson.dumps(body), headers=self._json_headers())
+
+    async def unknown_route(self, request: web.Request) -> web.Response:
+        raise HttpError(404, "not_found", f"No route {request.path[:200]!r}; see the README.")
+
+    # -- the key-value route (hot path)
+
+    async def kv(self, request: web.Request) -> web.StreamResponse:
+        method = request.method
+        if method not in _KV_METHODS:
+            raise _method_not_allowed(method, "GET", "HEAD", "PUT", "DELETE")
+        key = parse_key(request.raw_path, self.config.max_key_bytes)
+        body = ttl = None
+        if method == "PUT":
+            ttl = parse_ttl(request)
+            body = await read_body(request, self.config.max_value_bytes)
+        if HOP_HEADER in request.headers:
+            self.forward_stats.served_for_peers += 1
+        else:
+            owner = self.membership.ring.owner(key)
+            if owner != self.self_id:
+                return await self._forward(owner, method, key, body, ttl)
+        if method == "GET" or method == "HEAD":
+            return self._get(key)
+        if method == "PUT":
+            assert body is not None
+            return self._put(key, body, ttl)
+        return self._delete(key)
+
+    def _get(self, key: str) -> web.Response:
+        entry = self.store.get_entry(key)
+        if entry is None:
+            raise HttpError(404, "not_found", "No value for this key.")
+        value, expires_at = entry
+        if not expires_at:
+            return web.Response(body=value, headers=self._hit_headers)
+        remaining = self.store.ttl_remaining(expires_at)
+        headers = {**self._hit_headers, TTL_HEADER: format_ttl(remaining or 0.0)}
+        return web.Response(body=value, headers=headers)
+
+    def _put(self, key: str, value: bytes, ttl: float | None) -> web.Response:
+        try:
+            self.store.set(key, value, ttl=ttl)
+        except ValueTooLarge as exc:
+            raise HttpError(413, "too_large", str(exc)) from None
+        return web.Response(status=204, headers=self._plain_headers)
+
+    def _delete(self, key: str) -> web.Response:
+        if not self.store.delete(key):
+            raise HttpError(404, "not_found", "No value for this key.")
+        return web.Response(status=204, headers=self._plain_headers)
+
+    async def _forward(
+        self, owner: str, method: str, key: str, body: bytes | None, ttl: float | None
+    ) -> web.Response:
+        headers = self._hop_headers
+        if ttl is not None:
+            headers = {**headers, TTL_HEADER: repr(ttl)}
+        self.forward_stats.forwards += 1
+        try:
+            reply = await self.transport.request(
+                owner, method, kv_path(key), body=body, headers=headers
+            )
+        except Timeout:
+            self.forward_stats.forward_errors += 1
+            raise HttpError(
+                504,
+                "peer_timeout",
+                f"The owner {owner} did not answer within {self.transport.timeout:g}s.",
+            ) from None
+        except ConnectError:
+            self.forward_stats.forward_errors += 1
+            raise HttpError(
+                502, "peer_unreachable", f"The owner {owner} refused or could not be reached."
+            ) from None
+        except TransportError as exc:
+            self.forward_stats.forward_errors += 1
+            raise HttpError(502, "peer_failed", f"The owner {owner} failed: {exc}.") from None
+        passed = {name: reply.headers[name] for name in _PASSED_BACK if name in reply.headers}
+        passed[VIA_HEADER] = self.self_id
+        if method == "HEAD":
+            # The owner's HEAD answer has no body; keep its declared length.
+            response = web.Response(status=reply.status, headers=passed)
+            if "Content-Length" in reply.headers:
+                response.headers["Content-Length"] = reply.headers["Content-Length"]
+            return response
+        return web.Response(status=reply.status, body=reply.body, headers=passed)
+
+    def _json_headers(self) -> dict[str, str]:
+        return {"Content-Type": "application/json", NODE_HEADER: self.self_id}
+
+
+def _allow(request: web.Request, *methods: str) -> None:
+    if request.method not in methods:
+        raise _method_not_allowed(request.method, *methods)
+
+
+def _method_not_allowed(method: str, *allowed: str) -> HttpError:
+    return HttpError(
+        405,
+        "method_not_allowed",
+        f"{method[:20]} is not allowed here; use {', '.join(allowed)}.",
+        headers={"Allow": ", ".join(allowed)},
+    )
