@@ -23,6 +23,7 @@ from aiohttp import web
 from . import config as config_module
 from .app import create_app, resolve_self_id
 from .config import Config, ConfigError
+from .server import NodeRunner, protocol_limits
 
 __all__ = ["main"]
 
@@ -79,7 +80,12 @@ async def serve(config: Config) -> int:
     """Serve until SIGTERM or SIGINT, then shut down cleanly. Returns the exit status."""
     self_id = await resolve_self_id(config)
     app = create_app(config, self_id=self_id)
-    runner = web.AppRunner(app, access_log=log if config.access_log else None, handle_signals=False)
+    runner = NodeRunner(
+        app,
+        access_log=log if config.access_log else None,
+        handle_signals=False,
+        **protocol_limits(config),
+    )
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, backlog=2048, reuse_address=True)
     try:

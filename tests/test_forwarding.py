@@ -1,0 +1,153 @@
+"""Forwarding to the owner: one hop at most, headers kept, dead and frozen owners."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+from client import HashRing
+from client._transport import kv_path
+
+from .conftest import ClusterFactory, next_subnet
+from .http_call import call
+from .placement import key_owned_by
+
+
+def test_a_forwarded_answer_names_owner_and_forwarder(make_cluster: ClusterFactory) -> None:
+    cluster = make_cluster(2)
+    a, b = cluster.members
+    key = key_owned_by(cluster.members, b)
+    call(b, "PUT", kv_path(key) + "?ttl=60", b"value")
+    answer = call(a, "GET", kv_path(key))
+    assert answer.status == 200
+    assert answer.body == b"value"
+    assert answer.headers["x-cache-node"] == b
+    assert answer.headers["x-cache-via"] == a
+    assert 59 < float(answer.headers["x-cache-ttl"]) <= 60
+    stats = call(a, "GET", "/stats").json()["forwarding"]
+    assert stats["forwards"] == 1
+    assert call(b, "GET", "/stats").json()["forwarding"]["served_for_peers"] == 1
+
+
+def test_a_put_through_a_non_owner_lands_on_the_owner_only(make_cluster: ClusterFactory) -> None:
+    cluster = make_cluster(2)
+    a, b = cluster.members
+    key = key_owned_by(cluster.members, b)
+    assert call(a, "PUT", kv_path(key) + "?ttl=30", b"v").status == 204
+    hop = {"X-Cache-Hop": "test"}
+    assert call(b, "GET", kv_path(key), headers=hop).body == b"v"
+    assert call(a, "GET", kv_path(key), headers=hop).status == 404
+    assert float(call(b, "GET", kv_path(key), headers=hop).headers["x-cache-ttl"]) <= 30
+
+
+def test_a_request_with_the_hop_header_is_served_locally(make_cluster: ClusterFactory) -> None:
+    cluster = make_cluster(2)
+    a, b = cluster.members
+    key = key_owned_by(cluster.members, b)
+    call(b, "PUT", kv_path(key), b"on b")
+    answer = call(a, "GET", kv_path(key), headers={"X-Cache-Hop": "someone"})
+    assert answer.status == 404
+    assert answer.served_by == a
+    assert call(a, "GET", "/stats").json()["forwarding"]["forwards"] == 0
+
+
+def test_disagreeing_rings_never_take_more_than_one_hop(node_factory) -> None:  # type: ignore[no-untyped-def]
+    # Same two members, different vnodes: the rings place keys differently,
+    # so for some keys each node believes the other is the owner.
+    subnet = next_subnet()
+    a_id, b_id = f"{subnet}.1:7000", f"{subnet}.2:7000"
+    peers = f"{a_id},{b_id}"
+    a = node_factory(f"{subnet}.1", "--peers", peers, "--vnodes", "1")
+    b = node_factory(f"{subnet}.2", "--peers", peers, "--vnodes", "7")
+    _wait_for_members(a.member, [a_id, b_id])
+    _wait_for_members(b.member, [a_id, b_id])
+    ring_a, ring_b = HashRing([a_id, b_id], vnodes=1), HashRing([a_id, b_id], vnodes=7)
+    crossed = [
+        key
+        for key in (f"cross-{n}" for n in range(2000))
+        if ring_a.owner(key) == b_id and ring_b.owner(key) == a_id
+    ][:20]
+    assert crossed, "the two rings should disagree on some keys"
+    for key in crossed:
+        put = call(a_id, "PUT", kv_path(key), b"v")  # A forwards to B; B stores it
+        assert put.status == 204
+        got = call(b_id, "GET", kv_path(key))  # B forwards to A; A must not bounce back
+        assert got.status == 404
+        assert got.headers["x-cache-via"] == b_id
+        assert got.served_by == a_id
+    stats_a = call(a_id, "GET", "/stats").json()["forwarding"]
+    stats_b = call(b_id, "GET", "/stats").json()["forwarding"]
+    # Every forward was served by the other node, and nothing was forwarded twice.
+    assert stats_a["forwards"] == stats_b["served_for_peers"] == len(crossed)
+    assert stats_b["forwards"] == stats_a["served_for_peers"] == len(crossed)
+
+
+def test_a_dead_owner_gives_a_fast_502(make_cluster: ClusterFactory) -> None:
+    cluster = make_cluster(2, args=["--health-failures", "100"])  # keep B in A's ring
+    a, b = cluster.members
+    key = key_owned_by(cluster.members, b)
+    cluster.nodes[1].kill()
+    started = time.monotonic()
+    answer = call(a, "GET", kv_path(key))
+    elapsed = time.monotonic() - started
+    assert answer.status == 502
+    assert answer.json()["error"] == "peer_unreachable"
+    assert elapsed < 3.0  # connection refused is immediate; never a hang
+    assert call(a, "GET", "/check-alive").status == 200
+
+
+def test_a_frozen_owner_gives_504_within_the_peer_timeout(make_cluster: ClusterFactory) -> None:
+    cluster = make_cluster(2, args=["--peer-timeout", "0.5", "--health-failures", "100"])
+    a, b = cluster.members
+    key = key_owned_by(cluster.members, b)
+    call(a, "PUT", kv_path(key), b"kept")
+    cluster.nodes[1].signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        answer = call(a, "GET", kv_path(key))
+        elapsed = time.monotonic() - started
+        assert answer.status == 504
+        assert answer.json()["error"] == "peer_timeout"
+        assert elapsed < 2.5  # 0.5 s timeout plus scheduling slack on a busy machine
+    finally:
+        cluster.nodes[1].signal(signal.SIGCONT)
+    assert call(a, "GET", kv_path(key)).body == b"kept"
+
+
+def test_a_dead_peer_leaves_the_ring_and_its_keys_are_served_by_the_rest(
+    make_cluster: ClusterFactory,
+) -> None:
+    cluster = make_cluster(3)
+    a, b, c = cluster.members
+    key = key_owned_by(cluster.members, c)
+    cluster.nodes[2].kill()
+    cluster.wait_converged(timeout=10, members=[a, b])
+    assert call(a, "PUT", kv_path(key), b"rehomed").status == 204
+    assert call(b, "GET", kv_path(key)).body == b"rehomed"
+
+
+def test_a_restarted_peer_rejoins_the_ring(make_cluster: ClusterFactory) -> None:
+    cluster = make_cluster(2)
+    cluster.nodes[1].kill()
+    cluster.wait_converged(timeout=10, members=[cluster.members[0]])
+    cluster.nodes[1].start()
+    cluster.nodes[1].wait_alive()
+    cluster.wait_converged(timeout=10)
+
+
+def test_peers_may_list_the_node_itself_or_not(node_factory) -> None:  # type: ignore[no-untyped-def]
+    subnet = next_subnet()
+    a_id, b_id = f"{subnet}.1:7000", f"{subnet}.2:7000"
+    node_factory(f"{subnet}.1", "--peers", b_id)  # without itself
+    node_factory(f"{subnet}.2", "--peers", f"{a_id},{b_id}")  # with itself
+    _wait_for_members(a_id, [a_id, b_id])
+    _wait_for_members(b_id, [a_id, b_id])
+
+
+def _wait_for_members(member: str, members: list[str], within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if call(member, "GET", "/cluster").json()["members"] == sorted(members):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{member} did not see {members} within {within}s")
