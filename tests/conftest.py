@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+
 import pytest
 
 from node.local_cluster import LocalCluster, NodeProcess
@@ -27,6 +28,7 @@ def next_subnet() -> str:
 
 
 ClusterFactory = Callable[..., LocalCluster]
+NodeFactory = Callable[..., NodeProcess]
 
 
 def _cluster_factory(log_dir: Path) -> tuple[ClusterFactory, list[LocalCluster]]:
@@ -63,13 +65,17 @@ def cluster3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]
 
 
 @pytest.fixture
-def node_factory(tmp_path: Path) -> Iterator[Callable[..., NodeProcess]]:
+def node_factory(tmp_path: Path) -> Iterator[NodeFactory]:
     """Start single nodes with arbitrary flags; all are stopped afterwards."""
     nodes: list[NodeProcess] = []
 
     def make(host: str, *args: str, port: int = 7000, wait: bool = True) -> NodeProcess:
-        node = NodeProcess(host=host, port=port, args=list(args),
-                           log_path=str(tmp_path / f"node-{host}-{port}.log"))  # fmt: skip
+        node = NodeProcess(
+            host=host,
+            port=port,
+            args=list(args),
+            log_path=str(tmp_path / f"node-{host}-{port}.log"),
+        )
         nodes.append(node)
         node.start()
         if wait:

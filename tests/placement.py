@@ -7,7 +7,9 @@ from collections.abc import Iterable
 from client import HashRing
 
 
-def key_owned_by(members: Iterable[str], owner: str, *, prefix: str = "key", vnodes: int = 160) -> str:
+def key_owned_by(
+    members: Iterable[str], owner: str, *, prefix: str = "key", vnodes: int = 160
+) -> str:
     """The first ``<prefix>-<n>`` that ``owner`` owns on a ring of ``members``."""
     ring = HashRing(members, vnodes=vnodes)
     for n in range(100_000):

@@ -77,9 +77,7 @@ def test_a_huge_declared_length_is_refused_before_the_body_is_sent(
 ) -> None:
     host, port = cluster3.members[0].rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=5) as sock:
-        sock.sendall(
-            b"PUT /kv/huge HTTP/1.1\r\nHost: x\r\nContent-Length: 10737418240\r\n\r\n"
-        )
+        sock.sendall(b"PUT /kv/huge HTTP/1.1\r\nHost: x\r\nContent-Length: 10737418240\r\n\r\n")
         head = sock.recv(65536)
     assert head.startswith(b"HTTP/1.1 413")
     assert b'"too_large"' in head
@@ -115,8 +113,9 @@ def test_a_bad_ttl_is_400(cluster3: LocalCluster, ttl: str) -> None:
 
 
 def test_two_different_ttls_are_400(cluster3: LocalCluster) -> None:
-    answer = call(cluster3.members[0], "PUT", "/kv/ttl-twice?ttl=5", b"v",
-                  headers={"X-Cache-TTL": "6"})  # fmt: skip
+    answer = call(
+        cluster3.members[0], "PUT", "/kv/ttl-twice?ttl=5", b"v", headers={"X-Cache-TTL": "6"}
+    )
     _error(answer, 400, "bad_ttl")
 
 
@@ -127,8 +126,12 @@ def test_an_unknown_route_is_404(cluster3: LocalCluster) -> None:
 
 def test_a_wrong_method_is_405_with_allow(cluster3: LocalCluster) -> None:
     a = cluster3.members[0]
-    for method, path in [("POST", "/kv/x"), ("PATCH", "/kv/x"), ("DELETE", "/cluster"),
-                         ("PUT", "/check-alive")]:  # fmt: skip
+    for method, path in [
+        ("POST", "/kv/x"),
+        ("PATCH", "/kv/x"),
+        ("DELETE", "/cluster"),
+        ("PUT", "/check-alive"),
+    ]:
         answer = call(a, method, path, b"")
         _error(answer, 405, "method_not_allowed")
         assert "GET" in answer.headers["allow"]
@@ -136,9 +139,13 @@ def test_a_wrong_method_is_405_with_allow(cluster3: LocalCluster) -> None:
 
 @pytest.mark.parametrize(
     "garbage",
-    [b"\x00\xff" * 100 + b"\r\n\r\n", b"GET /kv/x HTTP/9.9\r\n\r\n", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n"],
+    [
+        b"\x00\xff" * 100 + b"\r\n\r\n",
+        b"GET /kv/x HTTP/9.9\r\n\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
+    ],
     ids=["binary", "bad-version", "tls-hello"],
-)  # fmt: skip
+)
 def test_garbage_on_the_socket_gets_a_json_400(cluster3: LocalCluster, garbage: bytes) -> None:
     host, port = cluster3.members[1].rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=5) as sock:

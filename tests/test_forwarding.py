@@ -8,7 +8,7 @@ import time
 from client import HashRing
 from client._transport import kv_path
 
-from .conftest import ClusterFactory, next_subnet
+from .conftest import ClusterFactory, NodeFactory, next_subnet
 from .http_call import call
 from .placement import key_owned_by
 
@@ -51,7 +51,7 @@ def test_a_request_with_the_hop_header_is_served_locally(make_cluster: ClusterFa
     assert call(a, "GET", "/stats").json()["forwarding"]["forwards"] == 0
 
 
-def test_disagreeing_rings_never_take_more_than_one_hop(node_factory) -> None:  # type: ignore[no-untyped-def]
+def test_disagreeing_rings_never_take_more_than_one_hop(node_factory: NodeFactory) -> None:
     # Same two members, different vnodes: the rings place keys differently,
     # so for some keys each node believes the other is the owner.
     subnet = next_subnet()
@@ -135,7 +135,7 @@ def test_a_restarted_peer_rejoins_the_ring(make_cluster: ClusterFactory) -> None
     cluster.wait_converged(timeout=10)
 
 
-def test_peers_may_list_the_node_itself_or_not(node_factory) -> None:  # type: ignore[no-untyped-def]
+def test_peers_may_list_the_node_itself_or_not(node_factory: NodeFactory) -> None:
     subnet = next_subnet()
     a_id, b_id = f"{subnet}.1:7000", f"{subnet}.2:7000"
     node_factory(f"{subnet}.1", "--peers", b_id)  # without itself

@@ -1,0 +1,96 @@
+"""``python -m node local``: the README's one command for a cluster on this machine."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .http_call import call
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port_on(*hosts: str, span: int = 1) -> int:
+    """A port ``p`` such that ``p .. p+span-1`` are free on every one of ``hosts``."""
+    for port in range(47000 + os.getpid() % 1000, 49000):
+        if all(_port_free(host, port + i) for host in hosts for i in range(span)):
+            return port
+    raise AssertionError("no free port")
+
+
+def _read_until(process: subprocess.Popen[str], marker: str, within: float) -> str:
+    assert process.stdout is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if marker in line:
+            return "".join(seen)
+    raise AssertionError(f"{marker!r} not printed; got: {''.join(seen)!r}")
+
+
+def _run_local(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "node", "local", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_local_cluster_prints_urls_serves_and_stops_on_ctrl_c() -> None:
+    port = _free_port_on("127.0.0.1", "127.0.0.2", "127.0.0.3")
+    process = _run_local("--nodes", "3", "--port", str(port))
+    try:
+        banner = _read_until(process, "Ctrl-C stops every node", within=30)
+        members = [f"127.0.0.{i}:{port}" for i in (1, 2, 3)]
+        for member in members:
+            assert f"http://{member}" in banner
+        assert "curl" in banner
+        assert call(members[0], "PUT", "/kv/hello", b"world").status == 204
+        assert call(members[2], "GET", "/kv/hello").body == b"world"
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=20) == 0
+        for member in members:
+            host, _ = member.rsplit(":", 1)
+            with socket.socket() as probe:
+                assert probe.connect_ex((host, port)) != 0, f"{member} still listening"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_single_host_mode_uses_consecutive_ports() -> None:
+    port = _free_port_on("127.0.0.1", span=2)
+    process = _run_local("--nodes", "2", "--port", str(port), "--single-host")
+    try:
+        banner = _read_until(process, "Ctrl-C stops every node", within=30)
+        assert f"http://127.0.0.1:{port}" in banner
+        assert f"http://127.0.0.1:{port + 1}" in banner
+        view = call(f"127.0.0.1:{port}", "GET", "/cluster").json()
+        assert view["members"] == [f"127.0.0.1:{port}", f"127.0.0.1:{port + 1}"]
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
