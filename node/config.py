@@ -167,6 +167,14 @@ def _boolean(raw: str) -> bool:
     raise ValueError("true or false")
 
 
+def _single_replica(raw: str) -> int:
+    # Replication (several owners per key) is not built yet; refusing other
+    # values beats accepting a promise the node would not keep.
+    if raw.strip() != "1":
+        raise ValueError("1 (replication is not available yet)")
+    return 1
+
+
 def _text(raw: str) -> str:
     return raw.strip()
 
@@ -219,8 +227,8 @@ SETTINGS: tuple[Setting, ...] = (
             help="ECS task metadata endpoint v4; gives this node its private IP in a task."),
     Setting(field="vnodes", parse=_int_in(1, 4096), shown_default="160",
             help="Virtual nodes per member on the hash ring."),
-    Setting(field="replicas", parse=_int_in(1, 16), shown_default="1",
-            help="Copies of each key (owners per key)."),
+    Setting(field="replicas", parse=_single_replica, shown_default="1",
+            help="Copies of each key (owners per key). Only 1 until replication lands."),
     Setting(field="max_bytes", parse=_size_at_least(1024 * 1024), shown_default="256MiB",
             help="Memory bound of the store, entries' overhead included."),
     Setting(field="max_key_bytes", parse=_int_in(1, 65536), shown_default="250",
