@@ -18,7 +18,9 @@ from aiohttp import web
 from client._transport import Transport
 
 from .config import Config
+from .context import NodeContext
 from .discovery import create_discovery
+from .forwarder import Forwarder
 from .handlers import Routes
 from .membership import Membership, MembershipKeeper
 from .store import Store
@@ -58,8 +60,11 @@ def create_app(config: Config, *, self_id: str) -> web.Application:
         timeout=config.peer_timeout,
         connect_timeout=config.peer_connect_timeout,
     )
-    routes = Routes(config=config, store=store, membership=membership, transport=transport)
+    forwarder = Forwarder(transport, self_id=self_id)
+    context = NodeContext(config=config, store=store, membership=membership, forwarder=forwarder)
+    routes = Routes(context)
     routes.register(app)
+    routes.register_unknown_route(app)  # last: it matches every path
     app[ROUTES] = routes
 
     async def peer_transport(app: web.Application) -> AsyncIterator[None]:

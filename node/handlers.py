@@ -9,21 +9,19 @@ two nodes whose rings disagree cannot bounce a request between them.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import orjson
 from aiohttp import web
 
-from client._errors import ConnectError, Timeout, TransportError
-from client._transport import Transport, kv_path
+from client._transport import kv_path
 
-from .config import Config
+from .context import NodeContext
 from .http_errors import HttpError, json_errors
-from .membership import Membership
-from .store import Store, ValueTooLarge
+from .store import ValueTooLarge
 from .wire import HOP_HEADER, TTL_HEADER, format_ttl, parse_key, parse_ttl, read_body
 
-__all__ = ["NODE_HEADER", "VIA_HEADER", "ForwardStats", "Routes"]
+__all__ = ["NODE_HEADER", "VIA_HEADER", "Routes", "allow", "method_not_allowed"]
 
 log = logging.getLogger(__name__)
 
@@ -38,47 +36,38 @@ _KV_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 _OCTETS = "application/octet-stream"
 
 
-@dataclass(slots=True)
-class ForwardStats:
-    """Counters of requests this node sent to owners or served for others."""
-
-    forwards: int = 0
-    forward_errors: int = 0
-    served_for_peers: int = 0
-
-
 class Routes:
-    """The handlers of one node, bound to its store, membership and peer transport."""
+    """The key-value and cluster routes of one node."""
 
-    def __init__(
-        self, *, config: Config, store: Store, membership: Membership, transport: Transport
-    ) -> None:
-        self.config = config
-        self.store = store
-        self.membership = membership
-        self.transport = transport
-        self.self_id = membership.self_id
-        self.forward_stats = ForwardStats()
+    def __init__(self, context: NodeContext) -> None:
+        self.context = context
+        self.config = context.config
+        self.store = context.store
+        self.membership = context.membership
+        self.forwarder = context.forwarder
+        self.self_id = context.self_id
         self._hit_headers = {"Content-Type": _OCTETS, NODE_HEADER: self.self_id}
         self._plain_headers = {NODE_HEADER: self.self_id}
-        self._hop_headers = {HOP_HEADER: self.self_id}
 
     def register(self, app: web.Application) -> None:
+        """Add these routes. The catch-all for unknown paths is added last, by the app."""
         guard = json_errors(self.self_id)
         app.router.add_route("*", "/check-alive", guard(self.check_alive))
         app.router.add_route("*", "/cluster", guard(self.cluster))
         app.router.add_route("*", "/stats", guard(self.stats))
         app.router.add_route("*", "/kv/{key:.*}", guard(self.kv))
-        app.router.add_route("*", "/{tail:.*}", guard(self.unknown_route))
+
+    def register_unknown_route(self, app: web.Application) -> None:
+        app.router.add_route("*", "/{tail:.*}", json_errors(self.self_id)(self.unknown_route))
 
     # -- small routes
 
     async def check_alive(self, request: web.Request) -> web.Response:
-        _allow(request, "GET", "HEAD")
+        allow(request, "GET", "HEAD")
         return web.Response(body=b'{"status":"ok"}', headers=self._json_headers())
 
     async def cluster(self, request: web.Request) -> web.Response:
-        _allow(request, "GET", "HEAD")
+        allow(request, "GET", "HEAD")
         ring = self.membership.ring
         view = {
             "node": self.self_id,
@@ -95,12 +84,12 @@ class Routes:
         return web.Response(body=orjson.dumps(view), headers=self._json_headers())
 
     async def stats(self, request: web.Request) -> web.Response:
-        _allow(request, "GET", "HEAD")
+        allow(request, "GET", "HEAD")
         body = {
             "node": self.self_id,
             "store": asdict(self.store.stats),
             "max_bytes": self.store.max_bytes,
-            "forwarding": asdict(self.forward_stats),
+            "forwarding": asdict(self.forwarder.stats),
             "ring_version": self.membership.ring.version,
             "ring_changes": self.membership.changes,
         }
@@ -114,14 +103,14 @@ class Routes:
     async def kv(self, request: web.Request) -> web.StreamResponse:
         method = request.method
         if method not in _KV_METHODS:
-            raise _method_not_allowed(method, "GET", "HEAD", "PUT", "DELETE")
+            raise method_not_allowed(method, "GET", "HEAD", "PUT", "DELETE")
         key = parse_key(request.raw_path, self.config.max_key_bytes)
         body = ttl = None
         if method == "PUT":
             ttl = parse_ttl(request)
             body = await read_body(request, self.config.max_value_bytes)
         if HOP_HEADER in request.headers:
-            self.forward_stats.served_for_peers += 1
+            self.forwarder.stats.served_for_peers += 1
         else:
             owner = self.membership.ring.owner(key)
             if owner != self.self_id:
@@ -159,29 +148,8 @@ class Routes:
     async def _forward(
         self, owner: str, method: str, key: str, body: bytes | None, ttl: float | None
     ) -> web.Response:
-        headers = self._hop_headers
-        if ttl is not None:
-            headers = {**headers, TTL_HEADER: repr(ttl)}
-        self.forward_stats.forwards += 1
-        try:
-            reply = await self.transport.request(
-                owner, method, kv_path(key), body=body, headers=headers
-            )
-        except Timeout:
-            self.forward_stats.forward_errors += 1
-            raise HttpError(
-                504,
-                "peer_timeout",
-                f"The owner {owner} did not answer within {self.transport.timeout:g}s.",
-            ) from None
-        except ConnectError:
-            self.forward_stats.forward_errors += 1
-            raise HttpError(
-                502, "peer_unreachable", f"The owner {owner} refused or could not be reached."
-            ) from None
-        except TransportError as exc:
-            self.forward_stats.forward_errors += 1
-            raise HttpError(502, "peer_failed", f"The owner {owner} failed: {exc}.") from None
+        headers = {TTL_HEADER: repr(ttl)} if ttl is not None else None
+        reply = await self.forwarder.send(owner, method, kv_path(key), body=body, headers=headers)
         passed = {name: reply.headers[name] for name in _PASSED_BACK if name in reply.headers}
         passed[VIA_HEADER] = self.self_id
         if method == "HEAD":
@@ -196,12 +164,13 @@ class Routes:
         return {"Content-Type": "application/json", NODE_HEADER: self.self_id}
 
 
-def _allow(request: web.Request, *methods: str) -> None:
+def allow(request: web.Request, *methods: str) -> None:
+    """Raise 405 unless the request's method is one of ``methods``."""
     if request.method not in methods:
-        raise _method_not_allowed(request.method, *methods)
+        raise method_not_allowed(request.method, *methods)
 
 
-def _method_not_allowed(method: str, *allowed: str) -> HttpError:
+def method_not_allowed(method: str, *allowed: str) -> HttpError:
     return HttpError(
         405,
         "method_not_allowed",

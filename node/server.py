@@ -28,7 +28,7 @@ def protocol_limits(config: Config) -> dict[str, int]:
     return {"max_line_size": max(8190, longest_path + len("DELETE  HTTP/1.1"))}
 
 
-class _JsonErrorRequestHandler(RequestHandler):  # type: ignore[type-arg]
+class _JsonErrorRequestHandler(RequestHandler):
     def handle_error(
         self,
         request: Any,
@@ -51,7 +51,7 @@ class _JsonErrorRequestHandler(RequestHandler):  # type: ignore[type-arg]
 
 
 class _JsonErrorServer(web.Server):
-    def __call__(self) -> RequestHandler:  # type: ignore[type-arg]
+    def __call__(self) -> RequestHandler:
         return _JsonErrorRequestHandler(self, loop=self._loop, **self._kwargs)
 
 

@@ -1,0 +1,26 @@
+"""What every route of a node works with, in one value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import Config
+from .forwarder import Forwarder
+from .membership import Membership
+from .store import Store
+
+__all__ = ["NodeContext"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeContext:
+    """The parts of one node: its settings, store, ring and link to its peers."""
+
+    config: Config
+    store: Store
+    membership: Membership
+    forwarder: Forwarder
+
+    @property
+    def self_id(self) -> str:
+        return self.membership.self_id

@@ -1,0 +1,93 @@
+"""Sending a request on to the key's owner: one hop, counted, failures mapped.
+
+Every request a node sends to a peer on a caller's behalf goes through
+``Forwarder.send``: it adds the hop header (so the peer never forwards again),
+counts the forward, and turns transport failures into the JSON errors a
+caller sees (502 unreachable, 504 timed out).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from client._errors import ConnectError, Timeout, TransportError
+from client._transport import Reply, Transport
+
+from .http_errors import HttpError
+from .wire import HOP_HEADER
+
+__all__ = ["ForwardStats", "Forwarder"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class ForwardStats:
+    """Counters of requests this node sent to owners or served for others."""
+
+    forwards: int = 0
+    forward_errors: int = 0
+    served_for_peers: int = 0
+
+
+class Forwarder:
+    """Forwards requests to peers over one pooled ``Transport``."""
+
+    def __init__(self, transport: Transport, *, self_id: str) -> None:
+        self.transport = transport
+        self.self_id = self_id
+        self.stats = ForwardStats()
+        self._hop_headers = {HOP_HEADER: self_id}
+        # Peers whose last forward failed: failures are logged once per
+        # state change, not once per request.
+        self._failing: set[str] = set()
+
+    async def send(
+        self,
+        owner: str,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Reply:
+        """Send to ``owner`` with the hop header. Raises ``HttpError`` 502 or 504."""
+        all_headers = {**headers, **self._hop_headers} if headers else self._hop_headers
+        self.stats.forwards += 1
+        try:
+            reply = await self.transport.request(
+                owner, method, path, body=body, headers=all_headers
+            )
+        except Timeout as exc:
+            raise self._failed(
+                owner,
+                exc,
+                504,
+                "peer_timeout",
+                f"The owner {owner} did not answer within {self.transport.timeout:g}s.",
+            ) from None
+        except ConnectError as exc:
+            raise self._failed(
+                owner,
+                exc,
+                502,
+                "peer_unreachable",
+                f"The owner {owner} refused or could not be reached.",
+            ) from None
+        except TransportError as exc:
+            raise self._failed(
+                owner, exc, 502, "peer_failed", f"The owner {owner} failed: {exc}."
+            ) from None
+        if owner in self._failing:
+            self._failing.discard(owner)
+            log.info("forwarding to %s works again", owner)
+        return reply
+
+    def _failed(self, owner: str, exc: Exception, status: int, word: str, detail: str) -> HttpError:
+        self.stats.forward_errors += 1
+        if owner not in self._failing:
+            self._failing.add(owner)
+            log.warning("forwarding to %s failed: %s", owner, exc)
+        return HttpError(status, word, detail)
