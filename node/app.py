@@ -17,6 +17,7 @@ from aiohttp import web
 
 from client._transport import Transport
 
+from .breaker import CircuitBreakers
 from .config import Config
 from .context import NodeContext
 from .discovery import create_discovery
@@ -60,7 +61,10 @@ def create_app(config: Config, *, self_id: str) -> web.Application:
         timeout=config.peer_timeout,
         connect_timeout=config.peer_connect_timeout,
     )
-    forwarder = Forwarder(transport, self_id=self_id)
+    breakers = CircuitBreakers(
+        failures_to_open=config.breaker_failures, cooldown=config.breaker_cooldown
+    )
+    forwarder = Forwarder(transport, self_id=self_id, breakers=breakers)
     context = NodeContext(config=config, store=store, membership=membership, forwarder=forwarder)
     routes = Routes(context)
     routes.register(app)

@@ -51,6 +51,8 @@ class Config:
     health_interval: float = 0.5
     health_timeout: float = 0.5
     health_failures: int = 3
+    breaker_failures: int = 3
+    breaker_cooldown: float = 1.0
     log_level: str = "INFO"
     access_log: bool = False
 
@@ -249,6 +251,10 @@ SETTINGS: tuple[Setting, ...] = (
             help="Seconds a health check may take before it counts as failed."),
     Setting(field="health_failures", parse=_int_in(1, 100), shown_default="3",
             help="Failed checks in a row before a peer leaves the ring."),
+    Setting(field="breaker_failures", parse=_int_in(1, 1000), shown_default="3",
+            help="Failed forwards in a row that open a peer's circuit breaker."),
+    Setting(field="breaker_cooldown", parse=_seconds(0.01, 600), shown_default="1",
+            help="Seconds an open breaker refuses requests before one trial (doubles to 10 s)."),
     Setting(field="log_level", parse=_log_level, shown_default="info",
             help="debug, info, warning or error."),
     Setting(field="access_log", parse=_boolean, shown_default="false",
