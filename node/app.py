@@ -1,9 +1,9 @@
-"""Assembling a node: ``create_app(config, self_id=...)`` and its lifecycle.
+"""Assembling a node: ``create_app(config, self_id=...)``, its lifecycle and drain.
 
 Resources with a lifetime (the peer transport, the membership keeper, the
-expiry sweeper) are ``cleanup_ctx`` generators: set up before ``yield``, torn
-down after it, in reverse order. Nothing lives at module level, so several
-apps can run in one process.
+entry mover, the expiry sweeper) are ``cleanup_ctx`` generators: set up
+before ``yield``, torn down after it, in reverse order. Nothing lives at
+module level, so several apps can run in one process.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import orjson
 from aiohttp import web
 
 from client._transport import Transport
@@ -24,16 +25,22 @@ from .discovery import create_discovery
 from .forwarder import Forwarder
 from .handlers import Routes
 from .membership import Membership, MembershipKeeper
+from .rebalance import EntryMover, MoveReport
 from .store import Store
+from .transfer import TransferRoutes, TransferStats
+from .wire import HOP_HEADER
 
-__all__ = ["KEEPER", "ROUTES", "create_app", "resolve_self_id"]
+__all__ = ["CONTEXT", "KEEPER", "MOVER", "ROUTES", "create_app", "drain", "resolve_self_id"]
 
 log = logging.getLogger(__name__)
 
 ROUTES = web.AppKey("routes", Routes)
+CONTEXT = web.AppKey("context", NodeContext)
 KEEPER = web.AppKey("keeper", MembershipKeeper)
+MOVER = web.AppKey("mover", EntryMover)
 
 _WILDCARDS = {"0.0.0.0", "::", ""}
+_LEAVE_NOTICE_TIMEOUT = 1.0
 
 
 async def resolve_self_id(config: Config) -> str:
@@ -51,8 +58,8 @@ async def resolve_self_id(config: Config) -> str:
 
 def create_app(config: Config, *, self_id: str) -> web.Application:
     """A node's aiohttp application. Serve it with ``web.run_app`` or a runner."""
-    # The kv route reads bodies itself with its own limit; this cap only
-    # guards the other routes.
+    # The kv and transfer routes read bodies themselves with their own limits;
+    # this cap only guards the other routes.
     app = web.Application(client_max_size=64 * 1024)
     store = Store(max_bytes=config.max_bytes)
     membership = Membership(self_id, vnodes=config.vnodes)
@@ -66,37 +73,56 @@ def create_app(config: Config, *, self_id: str) -> web.Application:
     )
     forwarder = Forwarder(transport, self_id=self_id, breakers=breakers)
     context = NodeContext(config=config, store=store, membership=membership, forwarder=forwarder)
+    transfer_stats = TransferStats()
+    mover = EntryMover(
+        store=store,
+        transport=transport,
+        self_id=self_id,
+        replicas=config.replicas,
+        stats=transfer_stats,
+    )
+    membership.listeners.append(mover.ring_changed)
+    membership.listeners.append(lambda old, new: breakers.forget(set(new.members)))
+
+    async def check(member: str) -> bool:
+        try:
+            reply = await transport.request(
+                member, "GET", "/check-alive", timeout=config.health_timeout
+            )
+        except Exception:
+            return False
+        return reply.status == 200
+
+    keeper = MembershipKeeper(
+        membership,
+        create_discovery(config, self_id),
+        check,
+        discovery_interval=config.discovery_interval,
+        health_interval=config.health_interval,
+        health_failures=config.health_failures,
+    )
+
     routes = Routes(context)
     routes.register(app)
+    TransferRoutes(context, transfer_stats, keeper).register(app)
     routes.register_unknown_route(app)  # last: it matches every path
     app[ROUTES] = routes
+    app[CONTEXT] = context
+    app[KEEPER] = keeper
+    app[MOVER] = mover
 
     async def peer_transport(app: web.Application) -> AsyncIterator[None]:
         yield
         await transport.close()
 
     async def membership_keeper(app: web.Application) -> AsyncIterator[None]:
-        async def check(member: str) -> bool:
-            try:
-                reply = await transport.request(
-                    member, "GET", "/check-alive", timeout=config.health_timeout
-                )
-            except Exception:
-                return False
-            return reply.status == 200
-
-        keeper = MembershipKeeper(
-            membership,
-            create_discovery(config, self_id),
-            check,
-            discovery_interval=config.discovery_interval,
-            health_interval=config.health_interval,
-            health_failures=config.health_failures,
-        )
-        app[KEEPER] = keeper
         keeper.start()
         yield
         await keeper.stop()
+
+    async def entry_mover(app: web.Application) -> AsyncIterator[None]:
+        yield
+        await mover.stop()
 
     async def expiry_sweeper(app: web.Application) -> AsyncIterator[None]:
         async def sweep_forever() -> None:
@@ -113,5 +139,54 @@ def create_app(config: Config, *, self_id: str) -> web.Application:
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    app.cleanup_ctx.extend([peer_transport, membership_keeper, expiry_sweeper])
+    app.cleanup_ctx.extend([peer_transport, membership_keeper, entry_mover, expiry_sweeper])
     return app
+
+
+async def drain(app: web.Application, *, timeout: float) -> MoveReport | None:
+    """Leave the cluster without losing entries; call before shutting the app down.
+
+    Refuses writes from now on (503), takes this node out of its own health
+    checks, tells every peer it is leaving (they drop it from their rings at
+    once), then hands every live entry to its owners under the ring without
+    this node. Gives up after ``timeout`` seconds. Returns what was moved, or
+    None when there was no peer to hand to.
+    """
+    context, keeper, mover = app[CONTEXT], app[KEEPER], app[MOVER]
+    context.lifecycle.draining = True
+    await keeper.stop()  # our ring must not change under the handoff
+    await mover.stop()
+    ring = context.membership.ring
+    peers = sorted(ring.members - {context.self_id})
+    if not peers:
+        log.warning("draining with no peers: %d entries cannot be handed off", len(context.store))
+        return None
+    transport = context.forwarder.transport
+    notice = orjson.dumps({"member": context.self_id})
+
+    async def tell(peer: str) -> None:
+        with contextlib.suppress(Exception):
+            await transport.request(
+                peer,
+                "POST",
+                "/internal/leave",
+                body=notice,
+                headers={HOP_HEADER: context.self_id},
+                timeout=_LEAVE_NOTICE_TIMEOUT,
+            )
+
+    await asyncio.gather(*(tell(peer) for peer in peers))
+    try:
+        async with asyncio.timeout(timeout):
+            report = await mover.hand_off(ring.with_members(peers))
+    except TimeoutError:
+        log.error("drain gave up after %.1fs; entries not yet handed off are lost", timeout)
+        return mover.last_report
+    log.info(
+        "drained: %d entries handed to %d peers, %d failed, in %.2fs",
+        report.sent,
+        len(peers),
+        report.failed,
+        report.seconds,
+    )
+    return report

@@ -64,9 +64,15 @@ class CircuitBreakers:
     def failed(self, peer: str) -> bool:
         """Record a failure; True when this failure opened (or re-opened) the breaker."""
         circuit = self._circuits.setdefault(peer, _Circuit())
+        was_open = circuit.failures_in_row >= self.failures_to_open
+        was_trial = circuit.trial_in_flight
         circuit.failures_in_row += 1
         circuit.trial_in_flight = False
         if circuit.failures_in_row < self.failures_to_open:
+            return False
+        if was_open and not was_trial:
+            # A request sent before the breaker opened, failing late: it
+            # neither reopens the breaker nor lengthens the cooldown.
             return False
         circuit.cooldown = min(
             self.max_cooldown, circuit.cooldown * 2 if circuit.cooldown else self.base_cooldown

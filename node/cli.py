@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from . import config as config_module
-from .app import create_app, resolve_self_id
+from .app import create_app, drain, resolve_self_id
 from .config import Config, ConfigError
-from .server import NodeRunner, protocol_limits
+from .server import NodeRunner, max_request_line
 
 __all__ = ["main"]
 
@@ -84,7 +84,7 @@ async def serve(config: Config) -> int:
         app,
         access_log=log if config.access_log else None,
         handle_signals=False,
-        **protocol_limits(config),
+        max_line_size=max_request_line(config),
     )
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, backlog=2048, reuse_address=True)
@@ -103,7 +103,8 @@ async def serve(config: Config) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     await stopping.wait()
-    log.info("node %s stopping", self_id)
+    log.info("node %s stopping: handing off entries (up to %gs)", self_id, config.drain_timeout)
+    await drain(app, timeout=config.drain_timeout)
     await runner.cleanup()
     log.info("node %s stopped", self_id)
     return 0

@@ -53,6 +53,7 @@ class Config:
     health_failures: int = 3
     breaker_failures: int = 3
     breaker_cooldown: float = 1.0
+    drain_timeout: float = 20.0
     log_level: str = "INFO"
     access_log: bool = False
 
@@ -169,14 +170,6 @@ def _boolean(raw: str) -> bool:
     raise ValueError("true or false")
 
 
-def _single_replica(raw: str) -> int:
-    # Replication (several owners per key) is not built yet; refusing other
-    # values beats accepting a promise the node would not keep.
-    if raw.strip() != "1":
-        raise ValueError("1 (replication is not available yet)")
-    return 1
-
-
 def _text(raw: str) -> str:
     return raw.strip()
 
@@ -229,8 +222,9 @@ SETTINGS: tuple[Setting, ...] = (
             help="ECS task metadata endpoint v4; gives this node its private IP in a task."),
     Setting(field="vnodes", parse=_int_in(1, 4096), shown_default="160",
             help="Virtual nodes per member on the hash ring."),
-    Setting(field="replicas", parse=_single_replica, shown_default="1",
-            help="Copies of each key (owners per key). Only 1 until replication lands."),
+    Setting(field="replicas", parse=_int_in(1, 16), shown_default="1",
+            help="Copies of each key: writes go to this many owners, reads fail over "
+                 "between them."),
     Setting(field="max_bytes", parse=_size_at_least(1024 * 1024), shown_default="256MiB",
             help="Memory bound of the store, entries' overhead included."),
     Setting(field="max_key_bytes", parse=_int_in(1, 65536), shown_default="250",
@@ -255,6 +249,9 @@ SETTINGS: tuple[Setting, ...] = (
             help="Failed forwards in a row that open a peer's circuit breaker."),
     Setting(field="breaker_cooldown", parse=_seconds(0.01, 600), shown_default="1",
             help="Seconds an open breaker refuses requests before one trial (doubles to 10 s)."),
+    Setting(field="drain_timeout", parse=_seconds(0, 3600), shown_default="20",
+            help="Seconds a stopping node may spend handing its entries to peers; keep it "
+                 "below the ECS stopTimeout (30 s by default)."),
     Setting(field="log_level", parse=_log_level, shown_default="info",
             help="debug, info, warning or error."),
     Setting(field="access_log", parse=_boolean, shown_default="false",

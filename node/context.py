@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .config import Config
 from .forwarder import Forwarder
 from .membership import Membership
 from .store import Store
 
-__all__ = ["NodeContext"]
+__all__ = ["Lifecycle", "NodeContext"]
+
+
+@dataclass(slots=True)
+class Lifecycle:
+    """Where the node is in its life. ``draining``: stopping, refusing writes."""
+
+    draining: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -20,6 +27,7 @@ class NodeContext:
     store: Store
     membership: Membership
     forwarder: Forwarder
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
 
     @property
     def self_id(self) -> str:

@@ -14,10 +14,11 @@ from dataclasses import asdict
 import orjson
 from aiohttp import web
 
-from client._transport import kv_path
+from client._transport import Reply, kv_path
 
 from .context import NodeContext
 from .http_errors import HttpError, json_errors
+from .replication import Replicator
 from .store import ValueTooLarge
 from .wire import HOP_HEADER, TTL_HEADER, format_ttl, parse_key, parse_ttl, read_body
 
@@ -46,6 +47,8 @@ class Routes:
         self.membership = context.membership
         self.forwarder = context.forwarder
         self.self_id = context.self_id
+        self.replicas = context.config.replicas
+        self.replicator = Replicator(context)
         self._hit_headers = {"Content-Type": _OCTETS, NODE_HEADER: self.self_id}
         self._plain_headers = {NODE_HEADER: self.self_id}
 
@@ -64,6 +67,9 @@ class Routes:
 
     async def check_alive(self, request: web.Request) -> web.Response:
         allow(request, "GET", "HEAD")
+        if self.context.lifecycle.draining:
+            # Peers' health checks must not bring a leaving node back.
+            raise _draining()
         return web.Response(body=b'{"status":"ok"}', headers=self._json_headers())
 
     async def cluster(self, request: web.Request) -> web.Response:
@@ -106,11 +112,17 @@ class Routes:
             raise method_not_allowed(method, "GET", "HEAD", "PUT", "DELETE")
         key = parse_key(request.raw_path, self.config.max_key_bytes)
         body = ttl = None
+        if method != "GET" and method != "HEAD" and self.context.lifecycle.draining:
+            raise _draining()
         if method == "PUT":
             ttl = parse_ttl(request)
             body = await read_body(request, self.config.max_value_bytes)
         if HOP_HEADER in request.headers:
             self.forwarder.stats.served_for_peers += 1
+        elif self.replicas > 1:
+            replicated = await self._replicated(method, key, body, ttl)
+            if replicated is not None:
+                return replicated
         else:
             owner = self.membership.ring.owner(key)
             if owner != self.self_id:
@@ -145,11 +157,26 @@ class Routes:
             raise HttpError(404, "not_found", "No value for this key.")
         return web.Response(status=204, headers=self._plain_headers)
 
+    async def _replicated(
+        self, method: str, key: str, body: bytes | None, ttl: float | None
+    ) -> web.Response | None:
+        """Serve a key with several owners; None when this node should read locally."""
+        owners = self.membership.ring.owners(key, self.replicas)
+        if method == "PUT" or method == "DELETE":
+            return await self.replicator.write(owners, method, key, body, ttl)
+        if self.self_id in owners:
+            return None
+        return self._relay(await self.replicator.read_elsewhere(owners, method, key), method)
+
     async def _forward(
         self, owner: str, method: str, key: str, body: bytes | None, ttl: float | None
     ) -> web.Response:
         headers = {TTL_HEADER: repr(ttl)} if ttl is not None else None
         reply = await self.forwarder.send(owner, method, kv_path(key), body=body, headers=headers)
+        return self._relay(reply, method)
+
+    def _relay(self, reply: Reply, method: str) -> web.Response:
+        """The owner's answer, passed back unchanged but for the via header."""
         passed = {name: reply.headers[name] for name in _PASSED_BACK if name in reply.headers}
         passed[VIA_HEADER] = self.self_id
         if method == "HEAD":
@@ -162,6 +189,15 @@ class Routes:
 
     def _json_headers(self) -> dict[str, str]:
         return {"Content-Type": "application/json", NODE_HEADER: self.self_id}
+
+
+def _draining() -> HttpError:
+    return HttpError(
+        503,
+        "draining",
+        "This node is stopping; send writes to another node.",
+        headers={"Retry-After": "1"},
+    )
 
 
 def allow(request: web.Request, *methods: str) -> None:

@@ -42,6 +42,8 @@ class Membership:
         self.self_id = self_id
         self.ring = HashRing([self_id], vnodes=vnodes)
         self.changes = 0  # how many times the ring was replaced
+        # Called with (old ring, new ring) after every swap; must not block.
+        self.listeners: list[Callable[[HashRing, HashRing], None]] = []
 
     def set_members(self, members: Iterable[str]) -> bool:
         """Swap in a ring over ``members`` (this node is always added).
@@ -52,15 +54,17 @@ class Membership:
         old = self.ring
         if new_members == old.members:
             return False
-        self.ring = old.with_members(new_members)
+        self.ring = new = old.with_members(new_members)
         self.changes += 1
         log.info(
             "membership changed: +%s -%s, %d members, ring %s",
             sorted(new_members - old.members),
             sorted(old.members - new_members),
             len(new_members),
-            self.ring.version,
+            new.version,
         )
+        for listener in self.listeners:
+            listener(old, new)
         return True
 
 
@@ -187,6 +191,19 @@ class MembershipKeeper:
                     )
         if changed:
             self._apply()
+
+    def peer_left(self, member: str) -> None:
+        """A peer said it is stopping: take it out of the ring now, not after
+        its health checks fail. It comes back when it answers a check again."""
+        state = self._state
+        if member == self.membership.self_id or member not in state.listed:
+            return
+        health = state.health.setdefault(member, PeerHealth())
+        if health.up is not False:
+            log.info("peer %s is leaving", member)
+        health.up = False
+        health.failures_in_row = max(health.failures_in_row, self.health_failures)
+        self._apply()
 
     def _apply(self) -> None:
         state = self._state

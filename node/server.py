@@ -18,14 +18,15 @@ from aiohttp.web_protocol import RequestHandler
 from .config import Config
 from .http_errors import error_response
 
-__all__ = ["NodeRunner", "protocol_limits"]
+__all__ = ["NodeRunner", "max_request_line"]
 
 
-def protocol_limits(config: Config) -> dict[str, int]:
-    """Parser limits sized to the key limit: a key of up to ten times the limit,
-    fully percent-encoded, still reaches the handler and gets a JSON 414."""
+def max_request_line(config: Config) -> int:
+    """The parser's request-line limit, sized to the key limit: a key of up to ten
+    times the limit, fully percent-encoded, still reaches the handler and gets
+    a JSON 414 that names the key limit."""
     longest_path = len("/kv/") + 3 * 10 * config.max_key_bytes + 512  # + query
-    return {"max_line_size": max(8190, longest_path + len("DELETE  HTTP/1.1"))}
+    return max(8190, longest_path + len("DELETE  HTTP/1.1"))
 
 
 class _JsonErrorRequestHandler(RequestHandler):

@@ -139,6 +139,38 @@ class Store:
                 self._compact_expiry_heap()
         self._evict_to_bound()
 
+    def add(self, key: str, value: bytes, *, ttl: float | None = None) -> bool:
+        """Store ``value`` only when ``key`` has no live entry; True when stored.
+
+        Used for entries handed over by peers: a value a client wrote here
+        meanwhile is newer than a copy in transit, so it must win.
+        """
+        if self.get_entry(key, count=False) is not None:
+            return False
+        self.set(key, value, ttl=ttl)
+        return True
+
+    def keys_snapshot(self) -> list[str]:
+        """Every key held now (live or not yet swept): a list safe to iterate while
+        the store changes, costing one reference per entry."""
+        return list(self._entries)
+
+    def peek(self, key: str) -> tuple[bytes, float] | None:
+        """Like ``get_entry`` but neither counted nor refreshing recency."""
+        return self.get_entry(key, count=False)
+
+    def discard_if_unchanged(self, key: str, value: bytes) -> bool:
+        """Remove ``key`` only if it still holds this very ``value`` object.
+
+        Lets a mover drop its copy after handing it on, without losing a
+        newer value written meanwhile.
+        """
+        entry = self._entries.get(key)
+        if entry is None or entry[0] is not value:
+            return False
+        self._remove(key, entry)
+        return True
+
     def delete(self, key: str) -> bool:
         """Remove ``key``; True when a live entry was removed."""
         entry = self._entries.get(key)

@@ -91,3 +91,14 @@ def test_breakers_are_per_peer_and_forgotten_with_the_peer() -> None:
     assert breakers.allow("q")
     breakers.forget({"q"})
     assert breakers.allow("p")
+
+
+def test_late_failures_of_requests_sent_before_opening_do_not_extend_it() -> None:
+    clock = FakeClock()
+    breakers = _breakers(clock)
+    for _ in range(3):
+        breakers.failed("p")
+    assert not breakers.failed("p")  # in flight when it opened
+    assert not breakers.failed("p")
+    clock.now += 1.0  # still the first, 1 s cooldown
+    assert breakers.allow("p")

@@ -1,0 +1,230 @@
+"""Keeping entries with their owners when the ring changes.
+
+Two movements, one mechanism (``EntryMover``):
+
+- **Join (and any other ring change).** After the ring changes, every entry
+  whose owner set gained members is pushed to those new owners; an entry this
+  node no longer owns is then dropped here (only if it was not rewritten
+  meanwhile). Runs in the background, yielding to requests between keys, and
+  reruns if the ring changes again while it works.
+- **Handoff.** A stopping node pushes every live entry to its owners under the
+  ring without itself (``EntryMover.hand_off``).
+
+Entries are streamed per target in batches of about ``transfer.BATCH_BYTES``,
+at most one batch in flight per target, so memory stays bounded whatever the
+store holds. Receivers keep a value they already have (see ``transfer``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from client._ring import HashRing
+from client._transport import Transport
+
+from .store import Store
+from .transfer import BATCH_BYTES, Entry, TransferStats, send_entries
+
+__all__ = ["EntryMover", "MoveReport"]
+
+log = logging.getLogger(__name__)
+
+# Keys examined between two yields to the event loop while moving.
+_KEYS_PER_SLICE = 500
+
+
+@dataclass(slots=True)
+class MoveReport:
+    """What one movement did."""
+
+    examined: int = 0
+    sent: int = 0
+    failed: int = 0
+    dropped: int = 0
+    seconds: float = 0.0
+
+
+@dataclass(slots=True)
+class _Outbox:
+    """Entries waiting for one target, and the batch in flight to it."""
+
+    entries: list[Entry] = field(default_factory=list)
+    size: int = 0
+    in_flight: asyncio.Task[bool] | None = None
+    in_flight_batch: list[Entry] = field(default_factory=list)
+
+
+class EntryMover:
+    """Pushes entries to the members that should hold them."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        transport: Transport,
+        self_id: str,
+        replicas: int,
+        stats: TransferStats,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.transport = transport
+        self.self_id = self_id
+        self.replicas = replicas
+        self.stats = stats
+        self._clock = clock
+        self._settled: HashRing | None = None  # the ring the store last matched
+        self._latest: HashRing | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.last_report: MoveReport | None = None
+
+    # -- join / ring change
+
+    def ring_changed(self, old: HashRing, new: HashRing) -> None:
+        """Membership listener: schedule a rebalance from the settled ring to ``new``."""
+        if self._settled is None:
+            self._settled = old
+        self._latest = new
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(
+                self._rebalance_until_settled(), name="rebalance"
+            )
+
+    async def _rebalance_until_settled(self) -> None:
+        while self._latest is not None and self._latest is not self._settled:
+            old, new = self._settled, self._latest
+            assert old is not None
+            try:
+                self.last_report = await self._rebalance(old, new)
+            except Exception:
+                log.exception("rebalance after a ring change failed")
+                return
+            self._settled = new
+            report = self.last_report
+            if report.sent or report.failed:
+                log.info(
+                    "rebalanced: %d entries pushed, %d failed, %d dropped here, %.2fs",
+                    report.sent,
+                    report.failed,
+                    report.dropped,
+                    report.seconds,
+                )
+
+    async def _rebalance(self, old: HashRing, new: HashRing) -> MoveReport:
+        replicas, self_id = self.replicas, self.self_id
+
+        def targets(key: str) -> list[str]:
+            return _gained_owners(old, new, key, replicas, self_id)
+
+        def no_longer_mine(key: str) -> bool:
+            return self_id not in new.owners(key, replicas)
+
+        return await self._move(targets, drop_if=no_longer_mine)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    # -- handoff
+
+    async def hand_off(self, ring_without_self: HashRing) -> MoveReport:
+        """Push every live entry to its owners under ``ring_without_self``."""
+        replicas = self.replicas
+        report = await self._move(lambda key: ring_without_self.owners(key, replicas), drop_if=None)
+        self.last_report = report
+        return report
+
+    # -- the shared loop
+
+    async def _move(
+        self,
+        targets_of: Callable[[str], Iterable[str]],
+        *,
+        drop_if: Callable[[str], bool] | None,
+    ) -> MoveReport:
+        report = MoveReport()
+        started = self._clock()
+        outboxes: dict[str, _Outbox] = {}
+        # key -> the value object sent, for keys to drop here once sent everywhere.
+        to_drop: dict[str, bytes] = {}
+        failed_keys: set[str] = set()
+        store = self.store
+        now = self._clock()
+        for index, key in enumerate(store.keys_snapshot()):
+            if index % _KEYS_PER_SLICE == 0:
+                await asyncio.sleep(0)  # let requests in
+                now = self._clock()
+            entry = store.peek(key)
+            if entry is None:
+                continue
+            report.examined += 1
+            targets = [target for target in targets_of(key) if target != self.self_id]
+            if not targets:
+                continue
+            value, expires_at = entry
+            ttl = expires_at - now if expires_at else None
+            if ttl is not None and ttl <= 0:
+                continue
+            if drop_if is not None and drop_if(key):
+                to_drop[key] = value
+            for target in targets:
+                outbox = outboxes.setdefault(target, _Outbox())
+                outbox.entries.append((key, value, ttl))
+                outbox.size += len(key) + len(value)
+                if outbox.size >= BATCH_BYTES:
+                    await self._flush(target, outbox, report, failed_keys)
+        for target, outbox in outboxes.items():
+            await self._flush(target, outbox, report, failed_keys)
+            await self._settle(outbox, report, failed_keys)
+        for key, value in to_drop.items():
+            if key not in failed_keys and store.discard_if_unchanged(key, value):
+                report.dropped += 1
+        report.seconds = self._clock() - started
+        return report
+
+    async def _flush(
+        self, target: str, outbox: _Outbox, report: MoveReport, failed_keys: set[str]
+    ) -> None:
+        """Start sending the outbox's entries, after the previous batch to this target."""
+        await self._settle(outbox, report, failed_keys)
+        if not outbox.entries:
+            return
+        batch, outbox.entries, outbox.size = outbox.entries, [], 0
+        outbox.in_flight_batch = batch
+        outbox.in_flight = asyncio.create_task(
+            send_entries(self.transport, self.self_id, target, batch, self.stats)
+        )
+
+    @staticmethod
+    async def _settle(outbox: _Outbox, report: MoveReport, failed_keys: set[str]) -> None:
+        task = outbox.in_flight
+        if task is None:
+            return
+        batch, outbox.in_flight, outbox.in_flight_batch = outbox.in_flight_batch, None, []
+        if await task:
+            report.sent += len(batch)
+        else:
+            report.failed += len(batch)
+            failed_keys.update(key for key, _, _ in batch)
+
+
+def _gained_owners(
+    old: HashRing, new: HashRing, key: str, replicas: int, self_id: str
+) -> list[str]:
+    """Members that own ``key`` under ``new`` but did not under ``old``.
+
+    When this node did not own the key under ``old`` either (it came by a
+    handoff or a stale client), every new owner is a target.
+    """
+    before = old.owners(key, replicas)
+    after = new.owners(key, replicas)
+    if self_id not in before:
+        return after
+    return [member for member in after if member not in before]
