@@ -164,9 +164,8 @@ class Routes:
         owners = self.membership.ring.owners(key, self.replicas)
         if method == "PUT" or method == "DELETE":
             return await self.replicator.write(owners, method, key, body, ttl)
-        if self.self_id in owners:
-            return None
-        return self._relay(await self.replicator.read_elsewhere(owners, method, key), method)
+        reply = await self.replicator.read(owners, method, key)
+        return None if reply is None else self._relay(reply, method)
 
     async def _forward(
         self, owner: str, method: str, key: str, body: bytes | None, ttl: float | None

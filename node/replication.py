@@ -9,14 +9,16 @@
   and its answer is returned.
 - A DELETE answers 204 when any owner had the key, 404 when every reachable
   owner said it had none.
-- A read is served here when this node is one of the owners; otherwise it
-  goes to the first owner, and on to the next when that one cannot be
-  reached. A miss from a reachable owner is a miss: it is not retried.
+- A read is served here when this node is an owner holding the key;
+  otherwise the other owners are asked in ring order until one has it (see
+  ``Replicator.read``), so a write that reached only some owners during a
+  failure is still found, and copied back to an owner that missed it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 
 from aiohttp import web
@@ -103,10 +105,26 @@ class Replicator:
             return 413
         return 204
 
-    async def read_elsewhere(self, owners: Sequence[str], method: str, key: str) -> Reply:
-        """The first reachable owner's answer. Raises the last owner's HttpError."""
+    async def read(self, owners: Sequence[str], method: str, key: str) -> Reply | None:
+        """Find the key among its owners: None when this node has it (serve it
+        here), else the answer of the first owner that has it.
+
+        Owners are asked in ring order, this node first when it is one. A
+        miss or an unreachable owner moves on to the next: after a failure,
+        a write may have reached only some owners, and a newly promoted owner
+        may not have the key yet. A value found elsewhere is copied here when
+        this node is an owner (read repair). Raises 404 when every reachable
+        owner missed, else the last owner's error.
+        """
+        store = self.context.store
+        here = self.self_id in owners
+        if here and store.peek(key) is not None:
+            return None
         last_error: HttpError | None = None
+        reached = False
         for owner in owners:
+            if owner == self.self_id:
+                continue
             try:
                 reply = await self.context.forwarder.send(owner, method, kv_path(key))
             except HttpError as exc:
@@ -115,6 +133,20 @@ class Replicator:
             if reply.status in _UNAVAILABLE:
                 last_error = HttpError(reply.status, "owner_unavailable", f"{owner} is leaving.")
                 continue
+            reached = True
+            if reply.status == 404:
+                continue
+            if here and method == "GET" and reply.status == 200:
+                self._repair(key, reply)
             return reply
-        assert last_error is not None, "owners must not be empty"
+        if reached or here or last_error is None:
+            raise HttpError(404, "not_found", "No value for this key.")
         raise last_error
+
+    def _repair(self, key: str, reply: Reply) -> None:
+        ttl_header = reply.headers.get(TTL_HEADER)
+        ttl = float(ttl_header) if ttl_header else None
+        if ttl is not None and ttl <= 0:
+            return
+        with contextlib.suppress(ValueTooLarge):
+            self.context.store.add(key, reply.body, ttl=ttl)

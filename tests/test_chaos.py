@@ -1,0 +1,235 @@
+"""What ECS does to tasks, done to real node processes: kill, stop, add, freeze.
+
+Each test is bounded in time and prints its figures (run with ``-s`` to see
+them). Timings are printed, never asserted: the machine is shared and noisy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import statistics
+import time
+
+import aiohttp
+import pytest
+
+from client import HashRing
+from client._transport import kv_path
+
+from .conftest import ClusterFactory, NodeFactory, next_subnet
+from .http_call import call
+from .load import get_all, missing, put_all
+
+pytestmark = pytest.mark.slow
+
+
+def _items(count: int, prefix: str) -> dict[str, bytes]:
+    return {f"{prefix}-{n}": f"value-{n}".encode() * 3 for n in range(count)}
+
+
+def test_kill_9_with_two_replicas_loses_no_acknowledged_write(
+    make_cluster: ClusterFactory,
+) -> None:
+    cluster = make_cluster(5, args=["--replicas", "2"])
+    victim = cluster.nodes[2]
+    entries = [node.url for node in cluster.nodes if node is not victim]
+    acknowledged: dict[str, bytes] = {}
+    outcomes = {"ok": 0, "failed": 0}
+
+    async def workload() -> None:
+        timeout = aiohttp.ClientTimeout(total=5)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            stop_at = time.monotonic() + 4.0
+            counter = iter(range(1_000_000))
+
+            async def writer() -> None:
+                while time.monotonic() < stop_at:
+                    n = next(counter)
+                    key, value = f"chaos-a-{n}", f"v{n}".encode()
+                    url = random.choice(entries) + kv_path(key)
+                    try:
+                        async with session.put(url, data=value) as response:
+                            ok = response.status == 204
+                    except aiohttp.ClientError:
+                        ok = False
+                    outcomes["ok" if ok else "failed"] += 1
+                    if ok:
+                        acknowledged[key] = value
+
+            async def reader() -> None:
+                while time.monotonic() < stop_at:
+                    if not acknowledged:
+                        await asyncio.sleep(0.01)
+                        continue
+                    key = random.choice(list(acknowledged))
+                    try:
+                        async with session.get(random.choice(entries) + kv_path(key)) as response:
+                            ok = response.status == 200
+                    except aiohttp.ClientError:
+                        ok = False
+                    outcomes["ok" if ok else "failed"] += 1
+
+            async def killer() -> None:
+                await asyncio.sleep(1.5)
+                victim.kill()
+
+            await asyncio.gather(
+                *(writer() for _ in range(4)), *(reader() for _ in range(4)), killer()
+            )
+
+    asyncio.run(workload())
+    cluster.wait_converged(timeout=10, members=[m for m in cluster.members if m != victim.member])
+    answers = asyncio.run(get_all(entries, list(acknowledged)))
+    lost = missing(answers, acknowledged)
+    total = outcomes["ok"] + outcomes["failed"]
+    print(
+        f"\n[chaos a] R=2, kill -9 of 1 of 5 under load: {len(acknowledged)} acknowledged "
+        f"writes, {len(lost)} lost; {outcomes['failed']} of {total} requests failed "
+        f"({outcomes['failed'] / total:.2%}) during failover"
+    )
+    assert not lost
+
+
+def test_sigterm_hands_off_every_key_with_one_replica(make_cluster: ClusterFactory) -> None:
+    cluster = make_cluster(5)
+    items = _items(20_000, "chaos-b")
+    urls = [node.url for node in cluster.nodes]
+    assert set(asyncio.run(put_all(urls, items, concurrency=64)).values()) == {204}
+    leaving = cluster.nodes[3]
+    held = call(leaving.member, "GET", "/stats").json()["store"]["items"]
+    started = time.monotonic()
+    leaving.signal(signal.SIGTERM)
+    assert leaving.process is not None
+    assert leaving.process.wait(timeout=30) == 0
+    drain_seconds = time.monotonic() - started
+    survivors = [node.url for node in cluster.nodes if node is not leaving]
+    lost = missing(asyncio.run(get_all(survivors, list(items), concurrency=64)), items)
+    print(
+        f"\n[chaos b] R=1, SIGTERM of 1 of 5 holding {held} of {len(items)} keys: "
+        f"{len(lost)} lost, stopped in {drain_seconds:.2f}s"
+    )
+    assert held > 0
+    assert not lost
+
+
+def test_a_joining_node_takes_its_share_and_every_key_stays_readable(
+    node_factory: NodeFactory,
+) -> None:
+    subnet = next_subnet()
+    members = [f"{subnet}.{i}:7000" for i in range(1, 7)]
+    peers = ",".join(members)  # the sixth is listed but not started yet
+    nodes = [node_factory(f"{subnet}.{i}", "--peers", peers) for i in range(1, 6)]
+    _wait_members(nodes[0].member, members[:5])
+    items = _items(10_000, "chaos-c")
+    urls = [node.url for node in nodes]
+    assert set(asyncio.run(put_all(urls, items, concurrency=64)).values()) == {204}
+    joiner = node_factory(f"{subnet}.6", "--peers", peers)
+    for member in members:
+        _wait_members(member, members)
+    expected_share = sum(HashRing(members).owner(key) == joiner.member for key in items)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        moved = call(joiner.member, "GET", "/stats").json()["store"]["items"]
+        if moved >= expected_share:
+            break
+        time.sleep(0.1)
+    lost = missing(asyncio.run(get_all([*urls, joiner.url], list(items), concurrency=64)), items)
+    print(
+        f"\n[chaos c] a 6th node joined 5 holding {len(items)} keys: {moved} moved to it "
+        f"({moved / len(items):.3f} of the keys; ideal 1/6 = {1 / 6:.3f}), {len(lost)} unreadable"
+    )
+    assert moved == expected_share
+    assert not lost
+    left_behind = sum(call(node.member, "GET", "/stats").json()["store"]["items"] for node in nodes)
+    assert left_behind == len(items) - moved  # the old owners dropped what they handed on
+
+
+def test_a_frozen_node_does_not_slow_keys_it_does_not_own(make_cluster: ClusterFactory) -> None:
+    cluster = make_cluster(5, args=["--peer-timeout", "0.5"])
+    frozen = cluster.nodes[4]
+    others = [node for node in cluster.nodes if node is not frozen]
+    ring = HashRing(cluster.members)
+    keys = [key for key in _items(2_000, "chaos-d") if ring.owner(key) != frozen.member][:500]
+    items = {key: b"x" * 100 for key in keys}
+    urls = [node.url for node in others]
+    assert set(asyncio.run(put_all(urls, items)).values()) == {204}
+
+    def latencies() -> list[float]:
+        return asyncio.run(_timed_gets(urls, keys, seconds=2.0))
+
+    before = latencies()
+    frozen.signal(signal.SIGSTOP)
+    try:
+        during = latencies()
+    finally:
+        frozen.signal(signal.SIGCONT)
+    cluster.wait_converged(timeout=15)
+    p99_before, p99_during = _p99(before), _p99(during)
+    print(
+        f"\n[chaos d] SIGSTOP of 1 of 5: p99 of GETs for other keys {p99_before * 1e3:.2f} ms "
+        f"before, {p99_during * 1e3:.2f} ms frozen ({p99_during / p99_before:.2f}x); "
+        f"{len(before)} and {len(during)} requests"
+    )
+    assert asyncio.run(get_all(urls, keys))  # and the frozen node is back in every ring
+
+
+def test_disagreeing_member_lists_never_make_a_second_hop(node_factory: NodeFactory) -> None:
+    subnet = next_subnet()
+    a, b, c = (f"{subnet}.{i}:7000" for i in (1, 2, 3))
+    # A sees all three; B does not know C; C does not know B.
+    node_factory(f"{subnet}.1", "--peers", f"{a},{b},{c}")
+    node_factory(f"{subnet}.2", "--peers", f"{a},{b}")
+    node_factory(f"{subnet}.3", "--peers", f"{a},{c}")
+    _wait_members(a, [a, b, c])
+    _wait_members(b, [a, b])
+    _wait_members(c, [a, c])
+    items = _items(600, "chaos-e")
+    entries = [f"http://{m}" for m in (a, b, c)]
+    statuses = asyncio.run(put_all(entries, items))
+    answers = asyncio.run(get_all(entries[::-1], list(items)))
+    stats = {m: call(m, "GET", "/stats").json()["forwarding"] for m in (a, b, c)}
+    sent = sum(s["forwards"] for s in stats.values())
+    served = sum(s["served_for_peers"] for s in stats.values())
+    hits = sum(status == 200 for status, _ in answers.values())
+    print(
+        f"\n[chaos e] 3 nodes, 3 different member lists: {sent} forwards, {served} served "
+        f"for a peer, {hits} of {len(items)} reads hit"
+    )
+    assert set(statuses.values()) == {204}
+    # Every forward was served where it landed: none was forwarded again.
+    assert sent == served
+
+
+async def _timed_gets(urls: list[str], keys: list[str], *, seconds: float) -> list[float]:
+    timings: list[float] = []
+    stop_at = time.monotonic() + seconds
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+
+        async def worker(offset: int) -> None:
+            n = offset
+            while time.monotonic() < stop_at:
+                key = keys[n % len(keys)]
+                started = time.perf_counter()
+                async with session.get(urls[n % len(urls)] + kv_path(key)) as response:
+                    await response.read()
+                    assert response.status == 200
+                timings.append(time.perf_counter() - started)
+                n += 7
+
+        await asyncio.gather(*(worker(i) for i in range(8)))
+    return timings
+
+
+def _p99(samples: list[float]) -> float:
+    return statistics.quantiles(samples, n=100)[98]
+
+
+def _wait_members(member: str, members: list[str], within: float = 15.0) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if call(member, "GET", "/cluster").json()["members"] == sorted(members):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{member} did not see {sorted(members)} within {within}s")
