@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
+from .store import Store
+
 __all__ = ["SETTINGS", "Config", "ConfigError", "Setting", "parse_member", "parse_size"]
 
 MiB = 1024 * 1024
@@ -309,8 +311,10 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
 def _check_consistency(config: Config) -> None:
     if config.discovery == "ecs" and not (config.ecs_cluster and config.ecs_service):
         raise ConfigError("CACHE_DISCOVERY=ecs needs CACHE_ECS_CLUSTER and CACHE_ECS_SERVICE")
-    if config.max_value_bytes + config.max_key_bytes >= config.max_bytes:
+    largest = Store.max_charge(key_bytes=config.max_key_bytes, value_bytes=config.max_value_bytes)
+    if largest > config.max_bytes:
         raise ConfigError(
-            f"CACHE_MAX_VALUE_BYTES ({config.max_value_bytes}) must be well below "
+            f"CACHE_MAX_VALUE_BYTES ({config.max_value_bytes}) and CACHE_MAX_KEY_BYTES "
+            f"({config.max_key_bytes}) allow entries of {largest} bytes, more than "
             f"CACHE_MAX_BYTES ({config.max_bytes})"
         )

@@ -20,7 +20,15 @@ from .context import NodeContext
 from .http_errors import HttpError, json_errors
 from .replication import Replicator
 from .store import ValueTooLarge
-from .wire import HOP_HEADER, TTL_HEADER, format_ttl, parse_key, parse_ttl, read_body
+from .wire import (
+    HOP_HEADER,
+    TTL_HEADER,
+    format_ttl,
+    format_ttl_for_peer,
+    parse_key,
+    parse_ttl,
+    read_body,
+)
 
 __all__ = ["NODE_HEADER", "VIA_HEADER", "Routes", "allow", "method_not_allowed"]
 
@@ -170,7 +178,7 @@ class Routes:
     async def _forward(
         self, owner: str, method: str, key: str, body: bytes | None, ttl: float | None
     ) -> web.Response:
-        headers = {TTL_HEADER: repr(ttl)} if ttl is not None else None
+        headers = {TTL_HEADER: format_ttl_for_peer(ttl)} if ttl is not None else None
         reply = await self.forwarder.send(owner, method, kv_path(key), body=body, headers=headers)
         return self._relay(reply, method)
 

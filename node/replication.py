@@ -28,7 +28,7 @@ from client._transport import Reply, kv_path
 from .context import NodeContext
 from .http_errors import HttpError
 from .store import ValueTooLarge
-from .wire import TTL_HEADER
+from .wire import TTL_HEADER, format_ttl_for_peer
 
 __all__ = ["REPLICAS_HEADER", "Replicator"]
 
@@ -85,7 +85,7 @@ class Replicator:
         """The owner's status for this write, or the error that kept it from answering."""
         if owner == self.self_id:
             return self._write_here(method, key, body, ttl)
-        headers = {TTL_HEADER: repr(ttl)} if ttl is not None else None
+        headers = {TTL_HEADER: format_ttl_for_peer(ttl)} if ttl is not None else None
         try:
             reply = await self.context.forwarder.send(
                 owner, method, kv_path(key), body=body, headers=headers

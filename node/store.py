@@ -29,6 +29,20 @@ ENTRY_OVERHEAD = 232
 TTL_OVERHEAD = 88
 
 
+# A str with any non-ASCII character stores every character in 1, 2 or 4
+# bytes (the widest one decides) behind a header 24-27 bytes larger than an
+# ASCII str's, which ENTRY_OVERHEAD already counts.
+_NON_ASCII_KEY_HEADER = 32
+
+
+def _key_charge(key: str) -> int:
+    if key.isascii():
+        return len(key)
+    widest = ord(max(key))
+    width = 1 if widest < 0x100 else 2 if widest < 0x10000 else 4
+    return width * len(key) + _NON_ASCII_KEY_HEADER
+
+
 class ValueTooLarge(ValueError):
     """An entry that could never fit in the store, however much is evicted."""
 
@@ -82,7 +96,13 @@ class Store:
     def charge(key: str, value: bytes, expires_at: float) -> int:
         """The bytes an entry is charged against ``max_bytes``."""
         overhead = ENTRY_OVERHEAD + TTL_OVERHEAD if expires_at else ENTRY_OVERHEAD
-        return len(key) + len(value) + overhead
+        return _key_charge(key) + len(value) + overhead
+
+    @staticmethod
+    def max_charge(*, key_bytes: int, value_bytes: int) -> int:
+        """The most an entry with a key of ``key_bytes`` UTF-8 bytes and a value
+        of ``value_bytes`` can be charged (a key of 4-byte characters, a TTL)."""
+        return 4 * key_bytes + _NON_ASCII_KEY_HEADER + value_bytes + ENTRY_OVERHEAD + TTL_OVERHEAD
 
     def get(self, key: str) -> bytes | None:
         """The value, or None when missing or expired. A hit refreshes recency."""

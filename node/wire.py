@@ -20,6 +20,7 @@ __all__ = [
     "KV_PREFIX",
     "TTL_HEADER",
     "format_ttl",
+    "format_ttl_for_peer",
     "parse_key",
     "parse_ttl",
     "read_body",
@@ -32,7 +33,10 @@ HOP_HEADER = "X-Cache-Hop"
 # Seconds to live: request header on PUT (or ?ttl=), response header on a hit.
 TTL_HEADER = "X-Cache-TTL"
 
-_TTL = re.compile(r"^\d{1,12}(\.\d{1,9})?$")
+# ASCII digits only (\d would take any Unicode digit), at most 10 before the
+# point (300 years), and \Z so that a trailing newline does not match.
+_TTL = re.compile(r"^[0-9]{1,10}(\.[0-9]{1,9})?\Z")
+_MAX_TTL = 9_999_999_999.0
 
 
 def parse_key(raw_path: str, max_key_bytes: int) -> str:
@@ -88,6 +92,13 @@ def _parse_one_ttl(raw: str) -> float:
 def format_ttl(seconds: float) -> str:
     """A TTL for the ``X-Cache-TTL`` response header: seconds, millisecond precision."""
     return f"{seconds:.3f}"
+
+
+def format_ttl_for_peer(seconds: float) -> str:
+    """A TTL as a forwarded request carries it, in a form ``parse_ttl`` accepts
+    (``repr`` would write 1e-05). The largest TTLs round up to 1e10 as floats:
+    they are clamped to the largest accepted value, 9999999999 s."""
+    return f"{min(seconds, _MAX_TTL):.9f}"
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
