@@ -83,11 +83,17 @@ class NodeProcess:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_project_root(), env.get("PYTHONPATH")]))
         if self.log_path is None:
             self.process = subprocess.Popen(
-                command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                command,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,
             )
             return
         with open(self.log_path, "ab") as output:
-            self.process = subprocess.Popen(command, env=env, stdout=output, stderr=output)
+            self.process = subprocess.Popen(
+                command, env=env, stdout=output, stderr=output, preexec_fn=_die_with_parent
+            )
 
     def alive(self, timeout: float = 0.5) -> bool:
         return _http_json(f"{self.url}/check-alive", timeout) is not None
@@ -128,6 +134,18 @@ class NodeProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(5)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: on Linux, ask for SIGTERM when the parent dies,
+    so a killed test run or local cluster never leaves nodes behind."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _project_root() -> str:
