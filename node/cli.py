@@ -85,6 +85,9 @@ async def serve(config: Config) -> int:
         access_log=log if config.access_log else None,
         handle_signals=False,
         max_line_size=max_request_line(config),
+        # After the drain, open connections get this long to finish: drain
+        # plus this stays below Fargate's 30 s stopTimeout.
+        shutdown_timeout=5.0,
     )
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, backlog=2048, reuse_address=True)

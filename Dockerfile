@@ -1,0 +1,46 @@
+# The cache node as a container for ECS Fargate (deploy/README.md).
+#
+#   docker build -t ecs-kv-cache .
+#   docker run --rm -p 7000:7000 ecs-kv-cache
+#
+# Layers go from least to most often changed: the dependencies are installed
+# from pyproject.toml alone, so editing the source reuses that layer.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# Dependencies only: read [project].dependencies from pyproject.toml (tomllib is
+# in the standard library) and install exactly those, with no build tools.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+    && pip install --requirement /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+
+# The source. `python -m node` runs it from WORKDIR; nothing to build.
+COPY client ./client
+COPY node ./node
+
+# No root in the container: a fixed unprivileged uid, owning nothing it could rewrite.
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin cache
+USER 10001
+
+# Every node listens on 7000 on every address; in a task, its member id is
+# the task's private IP (from the ECS task metadata endpoint).
+ENV CACHE_HOST=0.0.0.0 \
+    CACHE_PORT=7000
+EXPOSE 7000
+
+# Python, because the slim image has no curl; the same check as the task
+# definition's (node/ecs_cli.py HEALTH_CHECK_SCRIPT).
+HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \
+    CMD ["python", "-c", "import os,urllib.request as u; u.build_opener(u.ProxyHandler({})).open('http://127.0.0.1:'+os.environ.get('CACHE_PORT','7000')+'/check-alive',timeout=2)"]
+
+# Exec form: python is PID 1 and receives ECS's SIGTERM itself (no shell in
+# between), so the node drains before the stopTimeout's SIGKILL.
+STOPSIGNAL SIGTERM
+CMD ["python", "-m", "node"]

@@ -1,0 +1,253 @@
+"""EcsDiscovery: a service's RUNNING tasks become ``"<ip>:<port>"`` members.
+
+Against moto's server mode behind the ECS-limits proxy (tests/aws_emulator.py
+documents the emulator's gaps). The tests give tasks loopback IPs in the
+emulator's state, as the end-to-end test will; nothing connects to them here.
+"""
+
+from __future__ import annotations
+
+import ast
+import socket
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from node.config import Config
+from node.discovery import create_discovery
+from node.discovery.ecs import EcsDiscovery
+from node.ecs import (
+    ClusterNotFound,
+    EcsUnavailable,
+    ServiceNotFound,
+    Throttled,
+)
+from tests.aws_emulator import AwsEmulator, Network, service_group
+
+CLUSTER = "cache"
+SERVICE = "cache-svc"
+FAMILY = "ecs-kv-cache"
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def aws() -> Iterator[AwsEmulator]:
+    with AwsEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def emulator(aws: AwsEmulator, monkeypatch: pytest.MonkeyPatch) -> AwsEmulator:
+    """A clean emulator, with this process's AWS environment pointing at it."""
+    aws.reset()
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    for name, value in aws.env().items():
+        monkeypatch.setenv(name, value)
+    return aws
+
+
+@pytest.fixture
+def network(emulator: AwsEmulator) -> Network:
+    network = emulator.create_network()
+    emulator.boto3_client("ecs").create_cluster(clusterName=CLUSTER)
+    emulator.register_task_definition(FAMILY)
+    emulator.create_service(CLUSTER, SERVICE, network, FAMILY)
+    return network
+
+
+@pytest.fixture
+async def discovery(emulator: AwsEmulator) -> AsyncIterator[EcsDiscovery]:
+    found = EcsDiscovery(
+        cluster=CLUSTER,
+        service=SERVICE,
+        port=7000,
+        endpoint_url=emulator.endpoint_url,
+        max_attempts=1,  # injected errors must surface, not be retried away
+    )
+    yield found
+    await found.close()
+
+
+async def start_tasks(
+    emulator: AwsEmulator, network: Network, ips: list[str], *, service: str | None = SERVICE
+) -> list[str]:
+    """Start one task per IP (as the service's tasks, unless ``service`` is None);
+    returns their ARNs. moto's services start no tasks, so the test does, through
+    boto3 straight to moto (quicker than opening an aiobotocore client each time)."""
+    output = emulator.boto3_client("ecs").run_task(
+        cluster=CLUSTER,
+        taskDefinition=FAMILY,
+        launchType="FARGATE",
+        count=len(ips),
+        **({"group": service_group(service)} if service else {}),
+        networkConfiguration={
+            "awsvpcConfiguration": {
+                "subnets": list(network.subnets),
+                "securityGroups": [network.security_group],
+            }
+        },
+    )
+    arns = [task["taskArn"] for task in output["tasks"]]
+    for arn, ip in zip(arns, ips, strict=True):
+        emulator.set_task_private_ip(arn, ip)
+    return arns
+
+
+async def test_members_are_the_ip_and_port_of_the_services_running_tasks(
+    emulator: AwsEmulator, network: Network, discovery: EcsDiscovery
+) -> None:
+    await start_tasks(emulator, network, ["127.0.60.1", "127.0.60.2", "127.0.60.3"])
+    await start_tasks(emulator, network, ["127.0.60.9"], service=None)  # not the service's
+
+    assert await discovery.members() == {"127.0.60.1:7000", "127.0.60.2:7000", "127.0.60.3:7000"}
+
+
+async def test_members_follow_tasks_that_start_and_stop(
+    emulator: AwsEmulator, network: Network, discovery: EcsDiscovery
+) -> None:
+    [first] = await start_tasks(emulator, network, ["127.0.60.1"])
+    assert await discovery.members() == {"127.0.60.1:7000"}
+
+    await start_tasks(emulator, network, ["127.0.60.2"])
+    assert await discovery.members() == {"127.0.60.1:7000", "127.0.60.2:7000"}
+
+    emulator.boto3_client("ecs").stop_task(cluster=CLUSTER, task=first)
+    assert await discovery.members() == {"127.0.60.2:7000"}
+
+
+async def test_members_leave_out_tasks_not_yet_running(
+    emulator: AwsEmulator, network: Network, discovery: EcsDiscovery
+) -> None:
+    [starting, _] = await start_tasks(emulator, network, ["127.0.60.1", "127.0.60.2"])
+    emulator.set_task_last_status(starting, "PENDING")
+
+    assert await discovery.members() == {"127.0.60.2:7000"}
+
+
+async def test_members_are_complete_past_100_tasks(
+    emulator: AwsEmulator, network: Network, discovery: EcsDiscovery
+) -> None:
+    ips = [f"127.0.61.{n}" for n in range(1, 121)]
+    await start_tasks(emulator, network, ips)
+
+    assert await discovery.members() == {f"{ip}:7000" for ip in ips}
+    assert len(emulator.proxy.calls("ListTasks")) == 2
+
+
+async def test_members_use_the_configured_port(emulator: AwsEmulator, network: Network) -> None:
+    await start_tasks(emulator, network, ["127.0.60.1"])
+    found = EcsDiscovery(
+        cluster=CLUSTER, service=SERVICE, port=7100, endpoint_url=emulator.endpoint_url
+    )
+    try:
+        assert await found.members() == {"127.0.60.1:7100"}
+    finally:
+        await found.close()
+
+
+async def test_region_and_endpoint_come_from_the_standard_aws_environment(
+    emulator: AwsEmulator, network: Network
+) -> None:
+    # AWS_ENDPOINT_URL and AWS_DEFAULT_REGION are set by the fixture; botocore reads them.
+    await start_tasks(emulator, network, ["127.0.60.1"])
+    found = EcsDiscovery(cluster=CLUSTER, service=SERVICE, port=7000)
+    try:
+        assert await found.members() == {"127.0.60.1:7000"}
+    finally:
+        await found.close()
+
+
+async def test_throttling_raises_throttled_and_the_next_poll_recovers(
+    emulator: AwsEmulator, network: Network, discovery: EcsDiscovery
+) -> None:
+    await start_tasks(emulator, network, ["127.0.60.1"])
+    emulator.proxy.fail_next("ListTasks", "ThrottlingException", "Rate exceeded")
+
+    with pytest.raises(Throttled):
+        await discovery.members()
+    assert await discovery.members() == {"127.0.60.1:7000"}
+
+
+async def test_a_missing_cluster_raises_cluster_not_found(
+    emulator: AwsEmulator, discovery: EcsDiscovery
+) -> None:
+    with pytest.raises(ClusterNotFound):
+        await discovery.members()
+
+
+async def test_a_missing_service_raises_service_not_found(
+    emulator: AwsEmulator, network: Network
+) -> None:
+    found = EcsDiscovery(
+        cluster=CLUSTER, service="other", port=7000, endpoint_url=emulator.endpoint_url
+    )
+    try:
+        with pytest.raises(ServiceNotFound):
+            await found.members()
+    finally:
+        await found.close()
+
+
+async def test_an_unreachable_ecs_raises_ecs_unavailable(emulator: AwsEmulator) -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    found = EcsDiscovery(
+        cluster=CLUSTER,
+        service=SERVICE,
+        port=7000,
+        endpoint_url=f"http://127.0.0.1:{port}",
+        max_attempts=1,
+        connect_timeout=0.5,
+    )
+    try:
+        with pytest.raises(EcsUnavailable):
+            await found.members()
+    finally:
+        await found.close()
+
+
+async def test_close_is_idempotent_and_a_later_poll_reopens(
+    emulator: AwsEmulator, network: Network, discovery: EcsDiscovery
+) -> None:
+    await start_tasks(emulator, network, ["127.0.60.1"])
+    await discovery.members()
+
+    await discovery.close()
+    await discovery.close()
+
+    assert await discovery.members() == {"127.0.60.1:7000"}
+
+
+async def test_close_before_any_poll_does_nothing() -> None:
+    await EcsDiscovery(cluster=CLUSTER, service=SERVICE, port=7000).close()
+
+
+async def test_ecs_discovery_is_what_config_asks_for(
+    emulator: AwsEmulator, network: Network
+) -> None:
+    await start_tasks(emulator, network, ["127.0.60.1", "127.0.60.2"])
+    config = Config(discovery="ecs", ecs_cluster=CLUSTER, ecs_service=SERVICE, port=7000)
+
+    found: Any = create_discovery(config, "127.0.60.1:7000")
+    try:
+        assert isinstance(found, EcsDiscovery)
+        assert await found.members() == {"127.0.60.1:7000", "127.0.60.2:7000"}
+    finally:
+        await found.close()
+
+
+@pytest.mark.parametrize(
+    "path", ["node/ecs.py", "node/net.py", "node/ecs_cli.py", "node/discovery/ecs.py"]
+)
+def test_ecs_modules_leave_the_environment_to_config_and_botocore(path: str) -> None:
+    # Code only: ecs_cli's health check *script* (a string) reads CACHE_PORT in the container.
+    tree = ast.parse((REPO / path).read_text())
+    reads = {"environ", "environb", "getenv", "getenvb"}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            assert not (node.value.id == "os" and node.attr in reads), f"line {node.lineno}"
+        if isinstance(node, ast.ImportFrom) and node.module == "os":
+            assert not {alias.name for alias in node.names} & reads, f"line {node.lineno}"
