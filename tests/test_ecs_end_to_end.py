@@ -1,0 +1,448 @@
+"""End to end on ECS: three real nodes find each other through the ECS API.
+
+The emulator (tests/aws_emulator.py) is moto's server mode on 127.0.0.1; its
+docstring lists moto's gaps and how the tests live with them. Here:
+
+- a cluster, a service and three tasks started as the service's tasks
+  (``RunTask(group="service:<name>")``: moto's services start none), each
+  task's private IP set in moto's state to the loopback address of one node,
+  ``127.0.<n>.1``, ``.2``, ``.3`` (``next_subnet()``), all on port 7000;
+- three ``python -m node`` processes with ``CACHE_DISCOVERY=ecs``, each given
+  ``ECS_CONTAINER_METADATA_URI_V4`` on a tiny task metadata server this module
+  runs on 127.0.0.1 (one path per task, answering the v4 task document with
+  that task's IP), so each node's member id comes from its task metadata;
+- each node talks to moto through its own ``EcsLimitsProxy`` (all in front of
+  the same moto), so that an ECS failure can be injected for one node only
+  and its ECS calls counted; the management calls of the test go through the
+  emulator's own proxy.
+
+Discovery polls every 0.5 s here (``CACHE_DISCOVERY_INTERVAL``; the documented
+default is 5 s), jittered by up to 20%. A task stopped in the emulator leaves
+its process running: the others can only drop it because ECS no longer lists
+it, not because its health checks fail.
+
+Nothing listens on or talks to anything outside 127.0.0.0/8.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from client import HashRing
+from client._transport import kv_path
+from node.ecs import open_client, stop_task
+from node.local_cluster import NodeProcess
+
+from .aws_emulator import REGION, AwsEmulator, EcsLimitsProxy, service_group
+from .conftest import next_subnet
+from .http_call import call
+
+CLUSTER = "cache"
+SERVICE = "cache-svc"
+FAMILY = "ecs-kv-cache"
+PORT = 7000
+NODES = 3
+DISCOVERY_INTERVAL = 0.5  # seconds; the documented default is 5
+JITTER = 0.2  # MembershipKeeper waits interval * uniform(0.8, 1.2)
+# What a poll itself takes (ListTasks + DescribeTasks against the emulator) and
+# how late this test's own polling of /cluster may notice the change.
+MARGIN = 1.0
+# The documented time for a stopped task to leave the others' rings: their
+# next discovery poll.
+REMOVAL_BOUND = DISCOVERY_INTERVAL * (1 + JITTER) + MARGIN
+DEADLINE = 15.0  # for anything else that must happen; never reached when it works
+POLL = 0.05
+
+
+# -- the ECS task metadata endpoint v4, on 127.0.0.1
+
+
+class TaskMetadataServer:
+    """Serves ``/<task-id>`` (container document) and ``/<task-id>/task`` (task
+    document) for the tasks it is given; records every path asked for."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._documents: dict[str, dict[str, Any]] = {}
+        self._requests: list[str] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:  # quiet test output
+                return None
+
+            def do_GET(self) -> None:
+                document = server._answer(self.path)
+                body = json.dumps(document or {"error": "not found"}).encode()
+                self.send_response(200 if document is not None else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        host, port = self._server.server_address[:2]
+        self.url = f"http://{host!s}:{port}"
+
+    def __enter__(self) -> TaskMetadataServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+    def add_task(self, task_arn: str, ip: str) -> str:
+        """Serve the documents of ``task_arn`` with private IP ``ip``; returns the
+        value of ``ECS_CONTAINER_METADATA_URI_V4`` for its container."""
+        task_id = task_arn.rsplit("/", 1)[-1]
+        with self._lock:
+            self._documents[f"/{task_id}/task"] = _task_document(task_arn, ip)
+            self._documents[f"/{task_id}"] = _container_document(task_arn, ip)
+        return f"{self.url}/{task_id}"
+
+    def requests(self) -> list[str]:
+        with self._lock:
+            return list(self._requests)
+
+    def _answer(self, path: str) -> dict[str, Any] | None:
+        with self._lock:
+            self._requests.append(path)
+            return self._documents.get(path)
+
+
+def _container_document(task_arn: str, ip: str) -> dict[str, Any]:
+    """A container's v4 metadata on Fargate (abridged to the fields that matter)."""
+    task_id = task_arn.rsplit("/", 1)[-1]
+    subnet = ip.rsplit(".", 1)[0]
+    return {
+        "DockerId": f"{task_id}-0000000001",
+        "Name": "cache",
+        "DockerName": "cache",
+        "Image": "ecs-kv-cache:test",
+        "Labels": {
+            "com.amazonaws.ecs.cluster": CLUSTER,
+            "com.amazonaws.ecs.container-name": "cache",
+            "com.amazonaws.ecs.task-arn": task_arn,
+            "com.amazonaws.ecs.task-definition-family": FAMILY,
+            "com.amazonaws.ecs.task-definition-version": "1",
+        },
+        "DesiredStatus": "RUNNING",
+        "KnownStatus": "RUNNING",
+        "Limits": {"CPU": 0, "Memory": 512},
+        "Type": "NORMAL",
+        "Networks": [
+            {
+                "NetworkMode": "awsvpc",
+                "IPv4Addresses": [ip],
+                "AttachmentIndex": 0,
+                "MACAddress": "0a:00:00:00:00:01",
+                "IPv4SubnetCIDRBlock": f"{subnet}.0/24",
+                "PrivateDNSName": "ip-" + ip.replace(".", "-") + ".ec2.internal",
+                "SubnetGatewayIpv4Address": f"{subnet}.254/24",
+            }
+        ],
+    }
+
+
+def _task_document(task_arn: str, ip: str) -> dict[str, Any]:
+    """``{metadata_uri}/task`` on Fargate (abridged): the task and its containers."""
+    return {
+        "Cluster": CLUSTER,
+        "TaskARN": task_arn,
+        "Family": FAMILY,
+        "Revision": "1",
+        "DesiredStatus": "RUNNING",
+        "KnownStatus": "RUNNING",
+        "Limits": {"CPU": 0.25, "Memory": 512},
+        "AvailabilityZone": f"{REGION}a",
+        "LaunchType": "FARGATE",
+        "Containers": [_container_document(task_arn, ip)],
+    }
+
+
+# -- the deployment: emulator state, metadata, proxies, node processes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EcsNode:
+    process: NodeProcess
+    task_arn: str
+    ip: str
+    metadata_uri: str
+    proxy: EcsLimitsProxy  # this node's way to ECS
+    log_path: Path
+
+    @property
+    def member(self) -> str:
+        return f"{self.ip}:{PORT}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Deployment:
+    aws: AwsEmulator
+    nodes: list[EcsNode]
+    metadata: TaskMetadataServer
+    started: float  # time.monotonic() when the processes were started
+    answering: float  # ... when every node answered /check-alive
+
+    @property
+    def members(self) -> list[str]:
+        return sorted(node.member for node in self.nodes)
+
+
+@pytest.fixture(scope="module")
+def aws() -> Iterator[AwsEmulator]:
+    with AwsEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def deployment(
+    aws: AwsEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Deployment]:
+    """A service of three RUNNING tasks in the emulator and a node process for each."""
+    aws.reset()
+    # This process's ECS client (stop_task) and the children's environment.
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    for name, value in aws.env().items():
+        monkeypatch.setenv(name, value)
+    network = aws.create_network()
+    ecs = aws.boto3_client("ecs")
+    ecs.create_cluster(clusterName=CLUSTER)
+    aws.register_task_definition(FAMILY)
+    aws.create_service(CLUSTER, SERVICE, network, FAMILY)
+    output = ecs.run_task(
+        cluster=CLUSTER,
+        taskDefinition=FAMILY,
+        launchType="FARGATE",
+        count=NODES,
+        group=service_group(SERVICE),
+        networkConfiguration={
+            "awsvpcConfiguration": {
+                "subnets": list(network.subnets),
+                "securityGroups": [network.security_group],
+            }
+        },
+    )
+    arns = [task["taskArn"] for task in output["tasks"]]
+    assert len(arns) == NODES, output.get("failures")
+    subnet = next_subnet()
+    ips = [f"{subnet}.{index + 1}" for index in range(NODES)]
+    for arn, ip in zip(arns, ips, strict=True):
+        aws.set_task_private_ip(arn, ip)
+
+    moto = urlsplit(aws.moto_url)
+    assert moto.hostname is not None and moto.port is not None
+    proxies: list[EcsLimitsProxy] = []
+    nodes: list[EcsNode] = []
+    with TaskMetadataServer() as metadata:
+        try:
+            for arn, ip in zip(arns, ips, strict=True):
+                proxy = EcsLimitsProxy(moto.hostname, moto.port)
+                proxy.start()
+                proxies.append(proxy)
+                log_path = tmp_path / f"node-{ip}.log"
+                metadata_uri = metadata.add_task(arn, ip)
+                env = {
+                    **aws.env(),
+                    "AWS_ENDPOINT_URL": proxy.url,
+                    "CACHE_DISCOVERY": "ecs",
+                    "CACHE_ECS_CLUSTER": CLUSTER,
+                    "CACHE_ECS_SERVICE": SERVICE,
+                    "CACHE_DISCOVERY_INTERVAL": str(DISCOVERY_INTERVAL),
+                    "ECS_CONTAINER_METADATA_URI_V4": metadata_uri,
+                    # Teardown stops all three at once: no long handoff to peers
+                    # that are stopping too.
+                    "CACHE_DRAIN_TIMEOUT": "2",
+                }
+                process = NodeProcess(host=ip, port=PORT, env=env, log_path=str(log_path))
+                nodes.append(
+                    EcsNode(
+                        process=process,
+                        task_arn=arn,
+                        ip=ip,
+                        metadata_uri=metadata_uri,
+                        proxy=proxy,
+                        log_path=log_path,
+                    )
+                )
+            started = time.monotonic()
+            for node in nodes:
+                node.process.start()
+            for node in nodes:
+                node.process.wait_alive(timeout=DEADLINE)
+            answering = time.monotonic()
+            yield Deployment(
+                aws=aws, nodes=nodes, metadata=metadata, started=started, answering=answering
+            )
+        finally:
+            # Nodes first (they poll the proxies), all signalled before any is waited for.
+            for node in nodes:
+                if node.process.process is not None and node.process.process.poll() is None:
+                    node.process.process.terminate()
+            for node in nodes:
+                node.process.stop()
+            for proxy in proxies:
+                proxy.stop()
+
+
+# -- helpers
+
+
+def views(nodes: list[EcsNode]) -> dict[str, list[str] | None]:
+    """Each node's ring members from its ``GET /cluster`` (None: no answer)."""
+    seen: dict[str, list[str] | None] = {}
+    for node in nodes:
+        process = node.process.process
+        if process is not None and process.poll() is not None:
+            raise AssertionError(
+                f"node {node.member} exited with {process.returncode}:\n{node.log()[-3000:]}"
+            )
+        view = node.process.cluster_view()
+        members = view.get("members") if view is not None else None
+        seen[node.member] = list(members) if isinstance(members, list) else None
+    return seen
+
+
+def wait_until(what: str, done: Callable[[], bool], *, timeout: float = DEADLINE) -> float:
+    """Poll ``done`` every 50 ms; the seconds it took. Fails after ``timeout``."""
+    start = time.monotonic()
+    while True:
+        if done():
+            return time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"{what}: not within {timeout:g}s")
+        time.sleep(POLL)
+
+
+def wait_for_rings(nodes: list[EcsNode], wanted: list[str], *, timeout: float = DEADLINE) -> float:
+    """Wait until every node of ``nodes`` has exactly ``wanted`` in its ring."""
+    last: dict[str, list[str] | None] = {}
+
+    def converged() -> bool:
+        nonlocal last
+        last = views(nodes)
+        return all(members == wanted for members in last.values())
+
+    try:
+        return wait_until(f"rings on {wanted}", converged, timeout=timeout)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last views: {last}") from None
+
+
+def log_lines(node: EcsNode, pattern: str) -> list[str]:
+    return [line for line in node.log().splitlines() if re.search(pattern, line)]
+
+
+async def stop_task_with_ip(aws: AwsEmulator, ip: str) -> None:
+    """``python -m node ecs stop --ip`` in effect: the management function itself."""
+    async with open_client(endpoint_url=aws.endpoint_url, region=REGION) as ecs:
+        await stop_task(ecs, CLUSTER, ip)
+
+
+# -- the tests
+
+
+def test_nodes_discover_each_other_share_keys_and_drop_a_stopped_task(
+    deployment: Deployment,
+) -> None:
+    nodes, members = deployment.nodes, deployment.members
+
+    # 1. Every node finds the other two through ListTasks/DescribeTasks.
+    wait_for_rings(nodes, members)
+    converged = time.monotonic()
+    print(
+        f"\ndiscovery convergence: {converged - deployment.started:.2f}s after the 3 processes "
+        f"started, {converged - deployment.answering:.2f}s after all answered"
+    )
+    for node in nodes:
+        # Its member id is its task's IP, read from its own metadata document.
+        assert call(node.member, "GET", "/cluster").json()["node"] == node.member
+        assert f"/{node.task_arn.rsplit('/', 1)[-1]}/task" in deployment.metadata.requests()
+        assert node.proxy.calls("ListTasks"), f"{node.member} never asked ECS"
+        assert node.proxy.calls("ListTasks")[0].get("serviceName") == SERVICE
+        assert not log_lines(node, "discovery failed"), node.log()
+
+    # 2. Keys put through one node are read through another, from their owner.
+    vnodes = call(nodes[0].member, "GET", "/cluster").json()["vnodes"]
+    ring = HashRing(members, vnodes=vnodes)
+    owners = set()
+    for index in range(30):
+        key = f"e2e-{index}"
+        writer, reader = nodes[index % NODES], nodes[(index + 1) % NODES]
+        put = call(writer.member, "PUT", kv_path(key) + "?ttl=300", f"value {index}".encode())
+        assert put.status == 204, (put.status, put.body)
+        got = call(reader.member, "GET", kv_path(key))
+        assert got.status == 200, (key, got.status, got.body)
+        assert got.body == f"value {index}".encode()
+        assert got.served_by == ring.owner(key), key
+        owners.add(got.served_by)
+    assert owners == set(members)  # every node owns some of them: real forwarding
+
+    # 3. Stop one task in ECS: the other two drop it at their next poll. Its
+    # process keeps running, so only discovery can take it out.
+    gone, *staying = nodes
+    asyncio.run(stop_task_with_ip(deployment.aws, gone.ip))  # STOPPED when this returns
+    removal = wait_for_rings(
+        staying, sorted(node.member for node in staying), timeout=REMOVAL_BOUND * 3
+    )
+    print(
+        f"removal of the stopped task from the other rings: {removal:.2f}s after StopTask "
+        f"(bound {REMOVAL_BOUND:.2f}s = interval {DISCOVERY_INTERVAL:g}s + 20% jitter "
+        f"+ {MARGIN:g}s)"
+    )
+    assert removal <= REMOVAL_BOUND
+    assert gone.process.alive(), "the stopped task's process was meant to keep running"
+
+
+def test_a_failing_ecs_api_keeps_the_last_good_member_list(deployment: Deployment) -> None:
+    nodes, members = deployment.nodes, deployment.members
+    wait_for_rings(nodes, members)
+    failing = nodes[0]
+
+    # Four failed ListTasks calls: at least two polls in a row fail (the node's
+    # ECS client makes at most two attempts per poll), backing off 1 s then 2 s.
+    failing.proxy.clear()
+    failing.proxy.fail_next("ListTasks", "ThrottlingException", "Rate exceeded", times=4)
+
+    def recovered() -> bool:
+        seen = views(nodes)
+        assert all(view == members for view in seen.values()), f"a ring changed: {seen}"
+        return bool(log_lines(failing, "discovery recovered"))
+
+    took = wait_until("recovery after the injected ECS failures", recovered)
+    print(
+        f"\nListTasks throttled 4 times: rings stayed at {NODES} members; "
+        f"discovery recovered after {took:.2f}s"
+    )
+
+    list_tasks = failing.proxy.calls("ListTasks")
+    assert len(list_tasks) > 4  # the four that failed and the one that recovered
+    failed = log_lines(failing, "discovery failed")
+    assert len(failed) == 1, failing.log()  # logged once, not once per failed poll
+    assert "keeping 3 listed members" in failed[0]
+    assert "ThrottlingException" in failed[0]
+    assert len(log_lines(failing, "discovery recovered")) == 1
+    assert "3 members listed" in log_lines(failing, "discovery recovered")[0]
+    for other in nodes[1:]:
+        assert not log_lines(other, "discovery failed"), other.log()
+    assert views(nodes) == {node.member: members for node in nodes}
