@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .store import Store
@@ -56,7 +56,13 @@ class Config:
     breaker_failures: int = 3
     breaker_cooldown: float = 1.0
     drain_timeout: float = 20.0
+    auth_token: tuple[str, ...] = field(default=(), repr=False)
+    auth_token_file: str = ""
+    max_connections: int = 4096
+    idle_timeout: float = 60.0
+    body_timeout: float = 10.0
     log_level: str = "INFO"
+    log_format: str = "text"
     access_log: bool = False
 
     @property
@@ -172,6 +178,13 @@ def _boolean(raw: str) -> bool:
     raise ValueError("true or false")
 
 
+def _tokens(raw: str) -> tuple[str, ...]:
+    tokens = tuple(token.strip() for token in raw.split(",") if token.strip())
+    if any(not token.isprintable() or " " in token for token in tokens):
+        raise ValueError("printable tokens without spaces, comma-separated")
+    return tokens
+
+
 def _text(raw: str) -> str:
     return raw.strip()
 
@@ -187,6 +200,8 @@ class Setting:
     # Variables read after CACHE_<FIELD>, for settings that a platform sets
     # under its own name (ECS sets ECS_CONTAINER_METADATA_URI_V4).
     fallback_env: tuple[str, ...] = ()
+    # Never echoed back in errors (tokens).
+    secret: bool = False
 
     @property
     def env(self) -> str:
@@ -254,8 +269,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(field="drain_timeout", parse=_seconds(0, 3600), shown_default="20",
             help="Seconds a stopping node may spend handing its entries to peers; keep it "
                  "below the ECS stopTimeout (30 s by default)."),
+    Setting(field="auth_token", parse=_tokens, shown_default="(none: auth off)", secret=True,
+            help="Bearer tokens, comma-separated: any is accepted, the first is sent to "
+                 "peers. List new,old to rotate without downtime."),
+    Setting(field="auth_token_file", parse=_text, shown_default="(none)",
+            help="File with more tokens, one per line (for secrets mounted as files)."),
+    Setting(field="max_connections", parse=_int_in(16, 1_000_000), shown_default="4096",
+            help="Open connections beyond which a new one gets 503 and is closed."),
+    Setting(field="idle_timeout", parse=_seconds(1, 3600), shown_default="60",
+            help="Seconds a connection may sit without a complete request (slow or idle "
+                 "clients) before it is closed."),
+    Setting(field="body_timeout", parse=_seconds(0.1, 600), shown_default="10",
+            help="Seconds a request body may take to arrive before 408."),
     Setting(field="log_level", parse=_log_level, shown_default="info",
             help="debug, info, warning or error."),
+    Setting(field="log_format", parse=_choice("text", "json"), shown_default="text",
+            help="text, or json for one JSON object per line (CloudWatch)."),
     Setting(field="access_log", parse=_boolean, shown_default="false",
             help="Log one line per request (off: it costs throughput)."),
 )  # fmt: skip
@@ -295,7 +324,8 @@ def from_sources(flags: Mapping[str, str | None], environ: Mapping[str, str]) ->
         try:
             values[setting.field] = setting.parse(raw)
         except ValueError as exc:
-            raise ConfigError(f"{source}: expected {exc}, got {raw!r}") from None
+            shown = f"{len(raw)} characters" if setting.secret else repr(raw)
+            raise ConfigError(f"{source}: expected {exc}, got {shown}") from None
     config = Config(**values)
     _check_consistency(config)
     return config

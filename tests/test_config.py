@@ -51,7 +51,13 @@ SAMPLES: dict[str, tuple[str, Any, dict[str, str]]] = {
     "breaker_failures": ("7", 7, {}),
     "breaker_cooldown": ("2.5", 2.5, {}),
     "drain_timeout": ("0", 0.0, {}),
+    "auth_token": ("new, old", ("new", "old"), {}),
+    "auth_token_file": ("/run/secrets/cache", "/run/secrets/cache", {}),
+    "max_connections": ("100", 100, {}),
+    "idle_timeout": ("15", 15.0, {}),
+    "body_timeout": ("2", 2.0, {}),
     "log_level": ("debug", "DEBUG", {}),
+    "log_format": ("JSON", "json", {}),
     "access_log": ("yes", True, {}),
 }
 SETTING_IDS = [s.field for s in SETTINGS]
@@ -295,3 +301,14 @@ def test_cli_help_lists_every_cache_variable() -> None:
     for setting in SETTINGS:
         assert setting.env in result.stdout, setting.env
         assert setting.flag in result.stdout, setting.flag
+
+
+def test_a_bad_token_is_not_echoed_in_the_error() -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_args([], {"CACHE_AUTH_TOKEN": "secret with spaces"})
+    assert "secret" not in str(error.value)
+    assert "18 characters" in str(error.value)
+
+
+def test_tokens_are_not_in_the_config_repr() -> None:
+    assert "hunter2" not in repr(Config(auth_token=("hunter2",)))
