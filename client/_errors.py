@@ -4,25 +4,35 @@
     ├── TransportError          the request may not have reached a node
     │   ├── ConnectError        no connection could be opened
     │   └── Timeout             no complete answer within the timeout
-    ├── ServerError             a node answered 5xx (status, error, detail)
-    │   └── PeerUnavailable     502/503/504: the node could not reach the owner
-    ├── BadRequest              a node answered 4xx for this request
-    │   ├── InvalidKey          the key is empty or too long
-    │   ├── ValueTooLarge       the value exceeds the node's limit
-    │   └── Unauthorized        a missing or wrong token
-    └── ClusterUnavailable      no node in the cluster answered
+    │       └── ConnectTimeout  no connection within the connect timeout (nothing was sent)
+    ├── HTTPStatusError         a node answered with an error status (status, error, detail)
+    │   ├── ServerError         a node answered 5xx
+    │   │   └── PeerUnavailable 502/503/504: the node or the key's owner cannot serve now
+    │   └── BadRequest          a node answered 4xx for this request
+    │       ├── InvalidKey      the key is empty or too long (also raised before sending)
+    │       ├── ValueTooLarge   the value exceeds the node's limit (also raised before sending)
+    │       └── Unauthorized    a missing or wrong token
+    ├── ClusterUnavailable      no node in the cluster answered
+    └── BatchError              some keys of a batch failed (errors per key, partial results)
 
-Errors from the layer below (aiohttp, OS sockets) are converted at the
-boundary with ``raise ... from exc`` so the cause stays in the traceback.
+Errors from the layer below (OS sockets, the HTTP parser) are converted at
+the boundary with ``raise ... from exc`` so the cause stays in the traceback.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+import orjson
+
 __all__ = [
     "BadRequest",
+    "BatchError",
     "CacheError",
     "ClusterUnavailable",
     "ConnectError",
+    "ConnectTimeout",
+    "HTTPStatusError",
     "InvalidKey",
     "PeerUnavailable",
     "ServerError",
@@ -30,6 +40,8 @@ __all__ = [
     "TransportError",
     "Unauthorized",
     "ValueTooLarge",
+    "error_for_status",
+    "error_from_body",
 ]
 
 
@@ -49,12 +61,20 @@ class Timeout(TransportError):
     """The node did not answer within the timeout."""
 
 
+class ConnectTimeout(Timeout):
+    """No connection could be opened within the connect timeout; nothing was sent."""
+
+
 class ClusterUnavailable(CacheError):
     """Every node tried failed; the last error is the ``__cause__``."""
 
 
 class HTTPStatusError(CacheError):
-    """A node answered with an error status and a JSON error body."""
+    """A node answered with an error status and a JSON error body.
+
+    ``status`` is the HTTP status, ``error`` the node's machine word (such as
+    ``"too_large"``) and ``detail`` its sentence.
+    """
 
     def __init__(self, status: int, error: str, detail: str) -> None:
         super().__init__(f"{status} {error}: {detail}")
@@ -68,7 +88,8 @@ class ServerError(HTTPStatusError):
 
 
 class PeerUnavailable(ServerError):
-    """The node could not reach the key's owner (502, 503 or 504)."""
+    """502, 503 or 504: the node could not reach the key's owner, the owner
+    timed out, or the node is stopping. Another try later may succeed."""
 
 
 class BadRequest(HTTPStatusError):
@@ -76,7 +97,7 @@ class BadRequest(HTTPStatusError):
 
 
 class InvalidKey(BadRequest):
-    """The key is empty or longer than the node's key limit."""
+    """The key is empty, not encodable as UTF-8, or longer than the key limit."""
 
 
 class ValueTooLarge(BadRequest):
@@ -84,4 +105,47 @@ class ValueTooLarge(BadRequest):
 
 
 class Unauthorized(BadRequest):
-    """The node wants a valid bearer token (401)."""
+    """The node wants a valid bearer token (401 or 403)."""
+
+
+class BatchError(CacheError):
+    """Some keys of a batch operation failed after the retries.
+
+    ``errors`` maps each failed key to its error. ``partial`` holds what did
+    succeed: for ``get_many`` the values found (``dict[str, bytes]``), for
+    ``set_many`` the keys stored, for ``delete_many`` the keys deleted.
+    """
+
+    def __init__(self, errors: Mapping[str, CacheError], partial: object) -> None:
+        first_key, first_error = next(iter(errors.items()))
+        super().__init__(f"{len(errors)} key(s) failed; first {first_key[:80]!r}: {first_error}")
+        self.errors = dict(errors)
+        self.partial = partial
+
+
+def error_for_status(status: int, error: str, detail: str) -> HTTPStatusError:
+    """The exception for a node's error answer (status and JSON ``error`` word)."""
+    if status >= 500:
+        if status in (502, 503, 504):
+            return PeerUnavailable(status, error, detail)
+        return ServerError(status, error, detail)
+    if status == 413:
+        return ValueTooLarge(status, error, detail)
+    if status == 414 or error in ("bad_key", "key_too_long"):
+        return InvalidKey(status, error, detail)
+    if status in (401, 403):
+        return Unauthorized(status, error, detail)
+    return BadRequest(status, error, detail)
+
+
+def error_from_body(status: int, body: bytes) -> HTTPStatusError:
+    """The exception for a node's error answer, read from its JSON error body.
+
+    A body that is not the usual ``{"error", "detail"}`` object still gives
+    the right class, with ``error`` set to ``"unknown"``.
+    """
+    try:
+        data = orjson.loads(body)
+        return error_for_status(status, str(data["error"]), str(data.get("detail", "")))
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+        return error_for_status(status, "unknown", body[:200].decode("utf-8", "replace"))

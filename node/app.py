@@ -18,6 +18,7 @@ from aiohttp import web
 
 from client._transport import Transport
 
+from .batch import BatchRoutes
 from .breaker import CircuitBreakers
 from .config import Config
 from .context import NodeContext
@@ -105,6 +106,7 @@ def create_app(config: Config, *, self_id: str) -> web.Application:
     routes = Routes(context)
     routes.register(app)
     TransferRoutes(context, transfer_stats, keeper).register(app)
+    BatchRoutes(context).register(app)
     routes.register_unknown_route(app)  # last: it matches every path
     app[ROUTES] = routes
     app[CONTEXT] = context

@@ -14,6 +14,8 @@ from dataclasses import asdict
 import orjson
 from aiohttp import web
 
+from client._protocol import RING_HEADER
+from client._ring import HashRing
 from client._transport import Reply, kv_path
 
 from .context import NodeContext
@@ -39,7 +41,7 @@ NODE_HEADER = "X-Cache-Node"
 # Set by a node that forwarded the request to the owner: its own member id.
 VIA_HEADER = "X-Cache-Via"
 # Headers of the owner's answer that a forwarding node passes back unchanged.
-_PASSED_BACK = ("Content-Type", NODE_HEADER, TTL_HEADER, "Allow")
+_PASSED_BACK = ("Content-Type", NODE_HEADER, TTL_HEADER, RING_HEADER, "Allow")
 
 _KV_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 _OCTETS = "application/octet-stream"
@@ -57,8 +59,22 @@ class Routes:
         self.self_id = context.self_id
         self.replicas = context.config.replicas
         self.replicator = Replicator(context)
-        self._hit_headers = {"Content-Type": _OCTETS, NODE_HEADER: self.self_id}
-        self._plain_headers = {NODE_HEADER: self.self_id}
+        self._ring: HashRing | None = None
+        self._ring_changed()
+
+    def _ring_changed(self) -> None:
+        """Rebuild the precomputed answer headers, which name the ring version.
+
+        The ring is swapped, never edited, so ``membership.ring is not
+        self._ring`` is a cheap test for "call me" on the hot path.
+        """
+        ring = self._ring = self.membership.ring
+        self._hit_headers = {
+            "Content-Type": _OCTETS,
+            NODE_HEADER: self.self_id,
+            RING_HEADER: ring.version,
+        }
+        self._plain_headers = {NODE_HEADER: self.self_id, RING_HEADER: ring.version}
 
     def register(self, app: web.Application) -> None:
         """Add these routes. The catch-all for unknown paths is added last, by the app."""
@@ -115,6 +131,17 @@ class Routes:
     # -- the key-value route (hot path)
 
     async def kv(self, request: web.Request) -> web.StreamResponse:
+        if self.membership.ring is not self._ring:
+            self._ring_changed()
+        try:
+            return await self._kv(request)
+        except HttpError as exc:
+            # Errors (a miss is one) name the ring version too, so that a
+            # client notices a new ring whatever the answer.
+            exc.headers[RING_HEADER] = self._plain_headers[RING_HEADER]
+            raise
+
+    async def _kv(self, request: web.Request) -> web.StreamResponse:
         method = request.method
         if method not in _KV_METHODS:
             raise method_not_allowed(method, "GET", "HEAD", "PUT", "DELETE")
@@ -183,9 +210,11 @@ class Routes:
         return self._relay(reply, method)
 
     def _relay(self, reply: Reply, method: str) -> web.Response:
-        """The owner's answer, passed back unchanged but for the via header."""
+        """The owner's answer, passed back unchanged but for the via header (and
+        this node's ring version when the owner named none)."""
         passed = {name: reply.headers[name] for name in _PASSED_BACK if name in reply.headers}
         passed[VIA_HEADER] = self.self_id
+        passed.setdefault(RING_HEADER, self._plain_headers[RING_HEADER])
         if method == "HEAD":
             # The owner's HEAD answer has no body; keep its declared length.
             response = web.Response(status=reply.status, headers=passed)
@@ -195,7 +224,11 @@ class Routes:
         return web.Response(status=reply.status, body=reply.body, headers=passed)
 
     def _json_headers(self) -> dict[str, str]:
-        return {"Content-Type": "application/json", NODE_HEADER: self.self_id}
+        return {
+            "Content-Type": "application/json",
+            NODE_HEADER: self.self_id,
+            RING_HEADER: self.membership.ring.version,
+        }
 
 
 def _draining() -> HttpError:

@@ -1,0 +1,199 @@
+"""The keep-alive transport against a scripted HTTP server: framing, reuse, limits, errors."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from client import ConnectError, Timeout, TransportError
+from client._transport import Transport
+
+# The answer the scripted server gives to the n-th request on a connection
+# (request line in hand); None closes the connection without answering.
+Script = Callable[[str], bytes | None]
+Serve = Callable[[Script], Awaitable["Server"]]
+
+
+@dataclass
+class Server:
+    """A scripted server's address and what it saw."""
+
+    member: str
+    connections: int = 0
+    requests: list[str] = field(default_factory=list)
+
+
+def _ok(body: bytes, extra: str = "") -> bytes:
+    return f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n{extra}\r\n".encode() + body
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Serve]:
+    servers: list[asyncio.Server] = []
+    handlers: set[asyncio.Task[None]] = set()
+
+    async def start(script: Script) -> Server:
+        state = Server(member="")
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            state.connections += 1
+            task = asyncio.current_task()
+            assert task is not None
+            handlers.add(task)
+            try:
+                for _ in range(100):
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    lines = head.decode("latin-1").split("\r\n")
+                    length = next(
+                        (
+                            int(line.split(":")[1])
+                            for line in lines
+                            if line.lower().startswith("content-length")
+                        ),
+                        0,
+                    )
+                    await reader.readexactly(length)
+                    state.requests.append(lines[0])
+                    answer = script(lines[0])
+                    if answer is None:
+                        break
+                    writer.write(answer)
+                    await writer.drain()
+            except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+                pass
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        servers.append(server)
+        state.member = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        return state
+
+    yield start
+    for server in servers:
+        server.close()
+    for task in handlers:
+        task.cancel()
+    await asyncio.gather(*handlers, return_exceptions=True)
+
+
+async def test_a_keep_alive_connection_is_reused(serve: Serve) -> None:
+    server = await serve(lambda line: _ok(b"hello", "X-Thing: 1\r\n"))
+    transport = Transport()
+    for _ in range(3):
+        reply = await transport.request(server.member, "GET", "/kv/a")
+        assert (reply.status, reply.body) == (200, b"hello")
+        assert reply.headers["x-thing"] == "1"  # names ignore case
+    assert server.connections == 1
+    await transport.close()
+
+
+async def test_a_chunked_answer_is_joined(serve: Serve) -> None:
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n6;x=1\r\n world\r\n0\r\n\r\n"
+    )
+    server = await serve(lambda line: chunked)
+    transport = Transport()
+    assert (await transport.request(server.member, "GET", "/")).body == b"hello world"
+    assert (await transport.request(server.member, "GET", "/")).body == b"hello world"
+    assert server.connections == 1
+    await transport.close()
+
+
+async def test_an_answer_without_length_ends_with_the_connection() -> None:
+    async def answer_and_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\n\r\nuntil the end")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer_and_close, "127.0.0.1", 0)
+    async with server:
+        member = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        transport = Transport()
+        assert (await transport.request(member, "GET", "/")).body == b"until the end"
+        await transport.close()
+
+
+async def test_connection_close_is_honoured(serve: Serve) -> None:
+    server = await serve(lambda line: _ok(b"x", "Connection: close\r\n"))
+    transport = Transport()
+    await transport.request(server.member, "GET", "/")
+    await transport.request(server.member, "GET", "/")
+    assert server.connections == 2
+    await transport.close()
+
+
+async def test_an_idle_connection_the_server_closed_is_replaced(
+    serve: Serve,
+) -> None:
+    answers = iter([_ok(b"first"), None, _ok(b"second")])
+    server = await serve(lambda line: next(answers))
+    transport = Transport()
+    assert (await transport.request(server.member, "GET", "/one")).body == b"first"
+    # The server drops the kept connection when the next request arrives on
+    # it without answering; the transport sends it again on a new one.
+    assert (await transport.request(server.member, "GET", "/two")).body == b"second"
+    assert server.requests == ["GET /one HTTP/1.1", "GET /two HTTP/1.1", "GET /two HTTP/1.1"]
+    await transport.close()
+
+
+async def test_head_answers_have_no_body(serve: Serve) -> None:
+    server = await serve(lambda line: b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+    transport = Transport()
+    reply = await transport.request(server.member, "HEAD", "/kv/a")
+    assert (reply.status, reply.headers["Content-Length"], reply.body) == (200, "100", b"")
+    await transport.close()
+
+
+async def test_a_silent_server_times_out(serve: Serve) -> None:
+    server = await serve(lambda line: b"")  # reads the request, never answers
+    transport = Transport(timeout=0.2)
+    with pytest.raises(Timeout):
+        await transport.request(server.member, "GET", "/")
+    await transport.close()
+
+
+async def test_a_full_pool_waits_then_times_out(serve: Serve) -> None:
+    server = await serve(lambda line: b"" if "slow" in line else _ok(b"fast"))
+    transport = Transport(pool_size=1, timeout=0.2)
+    slow = asyncio.ensure_future(transport.request(server.member, "GET", "/slow", timeout=0.6))
+    await asyncio.sleep(0.05)
+    with pytest.raises(Timeout, match="no free connection"):
+        await transport.request(server.member, "GET", "/fast")
+    with pytest.raises(Timeout):
+        await slow
+    # The slot came back: the pool works again.
+    assert (await transport.request(server.member, "GET", "/fast")).body == b"fast"
+    await transport.close()
+
+
+async def test_a_refused_connection_is_a_connect_error() -> None:
+    probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = probe.sockets[0].getsockname()[1]
+    probe.close()
+    await probe.wait_closed()
+    transport = Transport()
+    with pytest.raises(ConnectError):
+        await transport.request(f"127.0.0.1:{port}", "GET", "/")
+    await transport.close()
+
+
+async def test_garbage_is_a_transport_error(serve: Serve) -> None:
+    server = await serve(lambda line: b"SMTP ready\r\n\r\n")
+    transport = Transport()
+    with pytest.raises(TransportError, match="malformed status line"):
+        await transport.request(server.member, "GET", "/")
+    await transport.close()
+
+
+def test_line_breaks_in_paths_and_headers_are_refused() -> None:
+    transport = Transport()
+    with pytest.raises(ValueError):
+        transport._head("a:1", "GET", "/x\r\nEvil: 1", None, None)
+    with pytest.raises(ValueError):
+        transport._head("a:1", "GET", "/x", {"X-Ok": "1\r\nEvil: 1"}, None)
