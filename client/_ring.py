@@ -21,10 +21,10 @@ so a reader never sees a half-edited ring.
 from __future__ import annotations
 
 import hashlib
-from bisect import bisect_left
 from collections.abc import Iterable
 
 import mmh3
+from sortedcontainers import SortedDict
 
 __all__ = ["DEFAULT_VNODES", "HashRing", "key_position", "ring_version", "vnode_point"]
 
@@ -54,7 +54,7 @@ def ring_version(members: Iterable[str]) -> str:
 class HashRing:
     """An immutable consistent-hash ring. See the module docstring for the rule."""
 
-    __slots__ = ("_members", "_owner_at", "_positions", "_version", "vnodes")
+    __slots__ = ("_bisect", "_members", "_owner_at", "_points", "_version", "vnodes")
 
     def __init__(self, members: Iterable[str], *, vnodes: int = DEFAULT_VNODES) -> None:
         if vnodes < 1:
@@ -68,11 +68,12 @@ class HashRing:
         for member in sorted(self._members):
             for index in range(vnodes):
                 points.setdefault(vnode_point(member, index), member)
-        # A ring never changes, so a plain sorted list serves the lookup: the
-        # C bisect on it is several times faster than a sorted container's.
-        # The parallel tuple gives the member at an index.
-        self._positions: list[int] = sorted(points)
-        self._owner_at: tuple[str, ...] = tuple(points[point] for point in self._positions)
+        # The points live in a SortedDict (sortedcontainers), whose bisect finds
+        # a key's successor; the parallel tuple gives the member at an index in
+        # O(1), which every lookup needs.
+        self._points: SortedDict = SortedDict(points)
+        self._bisect = self._points.bisect_left
+        self._owner_at: tuple[str, ...] = tuple(self._points.values())
 
     @property
     def members(self) -> frozenset[str]:
@@ -99,7 +100,7 @@ class HashRing:
         owner_at = self._owner_at
         if not owner_at:
             raise LookupError("the ring has no members")
-        index = bisect_left(self._positions, key_position(key))
+        index = self._bisect(key_position(key))
         return owner_at[index if index < len(owner_at) else 0]
 
     def owner_of_each(self, keys: Iterable[str]) -> list[str]:
@@ -110,13 +111,9 @@ class HashRing:
         owner_at = self._owner_at
         if not owner_at:
             raise LookupError("the ring has no members")
-        positions, last, hash32 = self._positions, len(owner_at), mmh3.hash
+        bisect, last, hash32 = self._bisect, len(owner_at), mmh3.hash
         return [
-            owner_at[
-                i
-                if (i := bisect_left(positions, hash32(key.encode(), 0, signed=False))) < last
-                else 0
-            ]
+            owner_at[i if (i := bisect(hash32(key.encode(), 0, signed=False))) < last else 0]
             for key in keys
         ]
 
@@ -129,7 +126,7 @@ class HashRing:
         wanted = min(n, len(self._members))
         if wanted <= 0:
             return []
-        start = bisect_left(self._positions, key_position(key))
+        start = self._bisect(key_position(key))
         found: list[str] = []
         total = len(owner_at)
         for step in range(total):
