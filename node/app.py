@@ -18,14 +18,18 @@ from aiohttp import web
 
 from client._transport import Transport
 
+from .auth import load_tokens
 from .batch import BatchRoutes
 from .breaker import CircuitBreakers
 from .config import Config
 from .context import NodeContext
 from .discovery import create_discovery
 from .forwarder import Forwarder
+from .guard import RouteGuard
 from .handlers import Routes
 from .membership import Membership, MembershipKeeper
+from .metrics import RequestMetrics
+from .observability import ObservabilityRoutes
 from .rebalance import EntryMover, MoveReport
 from .store import Store
 from .transfer import TransferRoutes, TransferStats
@@ -58,7 +62,11 @@ async def resolve_self_id(config: Config) -> str:
 
 
 def create_app(config: Config, *, self_id: str) -> web.Application:
-    """A node's aiohttp application. Serve it with ``web.run_app`` or a runner."""
+    """A node's aiohttp application. Serve it with ``web.run_app`` or a runner.
+
+    Raises ``OSError`` when ``CACHE_AUTH_TOKEN_FILE`` cannot be read.
+    """
+    auth = load_tokens(config.auth_token, config.auth_token_file)
     # The kv and transfer routes read bodies themselves with their own limits;
     # this cap only guards the other routes.
     app = web.Application(client_max_size=64 * 1024)
@@ -68,12 +76,20 @@ def create_app(config: Config, *, self_id: str) -> web.Application:
         pool_size=config.peer_pool_size,
         timeout=config.peer_timeout,
         connect_timeout=config.peer_connect_timeout,
+        # Peers want the same token as callers: forwards, replicas and
+        # transfers all carry it.
+        headers={"Authorization": auth.header_value} if auth is not None else None,
     )
     breakers = CircuitBreakers(
         failures_to_open=config.breaker_failures, cooldown=config.breaker_cooldown
     )
     forwarder = Forwarder(transport, self_id=self_id, breakers=breakers)
-    context = NodeContext(config=config, store=store, membership=membership, forwarder=forwarder)
+    guard = RouteGuard(
+        self_id=self_id, metrics=RequestMetrics(), auth=auth, access_logging=config.access_log
+    )
+    context = NodeContext(
+        config=config, store=store, membership=membership, forwarder=forwarder, guard=guard
+    )
     transfer_stats = TransferStats()
     mover = EntryMover(
         store=store,
@@ -107,6 +123,7 @@ def create_app(config: Config, *, self_id: str) -> web.Application:
     routes.register(app)
     TransferRoutes(context, transfer_stats, keeper).register(app)
     BatchRoutes(context).register(app)
+    ObservabilityRoutes(context, transfer_stats, keeper).register(app)
     routes.register_unknown_route(app)  # last: it matches every path
     app[ROUTES] = routes
     app[CONTEXT] = context

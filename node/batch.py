@@ -51,7 +51,7 @@ from client._protocol import NODE_HEADER, PLACED_HEADER, RING_HEADER
 from client._ring import HashRing
 
 from .context import NodeContext
-from .http_errors import HttpError, json_errors
+from .http_errors import HttpError
 from .store import ValueTooLarge
 from .wire import HOP_HEADER, TTL_HEADER, format_ttl_for_peer, parse_ttl, read_body
 
@@ -114,10 +114,10 @@ class BatchRoutes:
         self._ring_changed()
 
     def register(self, app: web.Application) -> None:
-        guard = json_errors(self.self_id)
-        app.router.add_route("*", GET_PATH, guard(self.batch_get))
-        app.router.add_route("*", SET_PATH, guard(self.batch_set))
-        app.router.add_route("*", DELETE_PATH, guard(self.batch_delete))
+        guard = self.context.guard
+        app.router.add_route("*", GET_PATH, guard(GET_PATH)(self.batch_get))
+        app.router.add_route("*", SET_PATH, guard(SET_PATH)(self.batch_set))
+        app.router.add_route("*", DELETE_PATH, guard(DELETE_PATH)(self.batch_delete))
 
     async def batch_get(self, request: web.Request) -> web.Response:
         return await self._serve(request, _GET)
@@ -181,7 +181,7 @@ class BatchRoutes:
 
     async def _read(self, request: web.Request) -> bytes:
         try:
-            return await read_body(request, self.max_body)
+            return await read_body(request, self.max_body, timeout=self.context.config.body_timeout)
         except HttpError as exc:
             if exc.status == 413:
                 raise HttpError(

@@ -58,6 +58,10 @@ class CircuitBreakers:
         circuit = self._circuits.get(peer)
         return circuit is not None and circuit.failures_in_row >= self.failures_to_open
 
+    def open_peers(self) -> list[str]:
+        """Peers whose breaker is open (or half-open) now."""
+        return sorted(peer for peer in self._circuits if self.is_open(peer))
+
     def succeeded(self, peer: str) -> None:
         self._circuits.pop(peer, None)
 

@@ -23,6 +23,8 @@ from aiohttp import web
 from . import config as config_module
 from .app import create_app, drain, resolve_self_id
 from .config import Config, ConfigError
+from .guard import RequestIdFilter
+from .logs import configure_logging
 from .server import NodeRunner, max_request_line
 
 __all__ = ["main"]
@@ -79,12 +81,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def serve(config: Config) -> int:
     """Serve until SIGTERM or SIGINT, then shut down cleanly. Returns the exit status."""
     self_id = await resolve_self_id(config)
-    app = create_app(config, self_id=self_id)
+    try:
+        app = create_app(config, self_id=self_id)
+    except OSError as exc:
+        print(f"python -m node: error: CACHE_AUTH_TOKEN_FILE: {exc}", file=sys.stderr)
+        return 2
     runner = NodeRunner(
         app,
-        access_log=log if config.access_log else None,
+        # The route guard writes the access log (with request ids); aiohttp's own stays off.
+        access_log=None,
         handle_signals=False,
         max_line_size=max_request_line(config),
+        max_connections=config.max_connections,
+        # Closes idle keep-alive connections, and connections that have not
+        # completed a request in this time (slowloris).
+        keepalive_timeout=config.idle_timeout,
         # After the drain, open connections get this long to finish: drain
         # plus this stays below Fargate's 30 s stopTimeout.
         shutdown_timeout=5.0,
@@ -114,11 +125,9 @@ async def serve(config: Config) -> int:
 
 
 def _configure_logging(config: Config) -> None:
-    logging.basicConfig(
-        level=config.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(level=config.log_level, json_lines=config.log_format == "json")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RequestIdFilter())
 
 
 def _install_uvloop() -> None:

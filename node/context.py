@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from .config import Config
 from .forwarder import Forwarder
+from .guard import RouteGuard
 from .membership import Membership
 from .store import Store
 
@@ -27,6 +28,7 @@ class NodeContext:
     store: Store
     membership: Membership
     forwarder: Forwarder
+    guard: RouteGuard
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
 
     @property

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ from client._errors import ConnectError, Timeout, TransportError
 from client._transport import Reply, Transport
 
 from .breaker import CircuitBreakers
+from .guard import REQUEST_ID, REQUEST_ID_HEADER
 from .http_errors import HttpError
 from .wire import HOP_HEADER
 
@@ -45,6 +47,9 @@ class Forwarder:
         self.self_id = self_id
         self.breakers = breakers or CircuitBreakers()
         self.stats = ForwardStats()
+        # Per peer, for /metrics: forwards sent and those that failed.
+        self.forwards_by_peer: Counter[str] = Counter()
+        self.errors_by_peer: Counter[str] = Counter()
         self._hop_headers = {HOP_HEADER: self_id}
         # Peers whose last forward failed: failures are logged once per
         # state change, not once per request.
@@ -66,6 +71,7 @@ class Forwarder:
         """
         if not self.breakers.allow(owner):
             self.stats.forward_errors += 1
+            self.errors_by_peer[owner] += 1
             raise HttpError(
                 503,
                 "peer_circuit_open",
@@ -73,7 +79,11 @@ class Forwarder:
                 headers={"Retry-After": "1"},
             )
         all_headers = {**headers, **self._hop_headers} if headers else self._hop_headers
+        request_id = REQUEST_ID.get()
+        if request_id is not None:
+            all_headers = {**all_headers, REQUEST_ID_HEADER: request_id}
         self.stats.forwards += 1
+        self.forwards_by_peer[owner] += 1
         try:
             reply = await self.transport.request(
                 owner, method, path, body=body, headers=all_headers
@@ -109,6 +119,7 @@ class Forwarder:
 
     def _failed(self, owner: str, exc: Exception, status: int, word: str, detail: str) -> HttpError:
         self.stats.forward_errors += 1
+        self.errors_by_peer[owner] += 1
         if self.breakers.failed(owner):
             log.warning("circuit to %s is open after %s", owner, exc)
         if owner not in self._failing:

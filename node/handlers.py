@@ -9,7 +9,6 @@ two nodes whose rings disagree cannot bounce a request between them.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
 
 import orjson
 from aiohttp import web
@@ -19,7 +18,7 @@ from client._ring import HashRing
 from client._transport import Reply, kv_path
 
 from .context import NodeContext
-from .http_errors import HttpError, json_errors
+from .http_errors import HttpError
 from .replication import Replicator
 from .store import ValueTooLarge
 from .wire import (
@@ -78,14 +77,16 @@ class Routes:
 
     def register(self, app: web.Application) -> None:
         """Add these routes. The catch-all for unknown paths is added last, by the app."""
-        guard = json_errors(self.self_id)
-        app.router.add_route("*", "/check-alive", guard(self.check_alive))
-        app.router.add_route("*", "/cluster", guard(self.cluster))
-        app.router.add_route("*", "/stats", guard(self.stats))
-        app.router.add_route("*", "/kv/{key:.*}", guard(self.kv))
+        guard = self.context.guard
+        app.router.add_route(
+            "*", "/check-alive", guard("/check-alive", public=True)(self.check_alive)
+        )
+        app.router.add_route("*", "/cluster", guard("/cluster")(self.cluster))
+        app.router.add_route("*", "/kv/{key:.*}", guard("/kv")(self.kv))
 
     def register_unknown_route(self, app: web.Application) -> None:
-        app.router.add_route("*", "/{tail:.*}", json_errors(self.self_id)(self.unknown_route))
+        unknown = self.context.guard("(unknown)")(self.unknown_route)
+        app.router.add_route("*", "/{tail:.*}", unknown)
 
     # -- small routes
 
@@ -113,18 +114,6 @@ class Routes:
         }
         return web.Response(body=orjson.dumps(view), headers=self._json_headers())
 
-    async def stats(self, request: web.Request) -> web.Response:
-        allow(request, "GET", "HEAD")
-        body = {
-            "node": self.self_id,
-            "store": asdict(self.store.stats),
-            "max_bytes": self.store.max_bytes,
-            "forwarding": asdict(self.forwarder.stats),
-            "ring_version": self.membership.ring.version,
-            "ring_changes": self.membership.changes,
-        }
-        return web.Response(body=orjson.dumps(body), headers=self._json_headers())
-
     async def unknown_route(self, request: web.Request) -> web.Response:
         raise HttpError(404, "not_found", f"No route {request.path[:200]!r}; see the README.")
 
@@ -151,7 +140,9 @@ class Routes:
             raise _draining()
         if method == "PUT":
             ttl = parse_ttl(request)
-            body = await read_body(request, self.config.max_value_bytes)
+            body = await read_body(
+                request, self.config.max_value_bytes, timeout=self.config.body_timeout
+            )
         if HOP_HEADER in request.headers:
             self.forwarder.stats.served_for_peers += 1
         elif self.replicas > 1:

@@ -1,19 +1,18 @@
 """JSON errors: ``{"error": "<word>", "detail": "<sentence>"}`` with a status.
 
-Handlers raise ``HttpError``; ``json_errors`` turns it, and anything
-unexpected, into a JSON response so a caller never sees a traceback.
+Handlers raise ``HttpError``; ``node.guard.RouteGuard`` turns it, and
+anything unexpected, into a JSON response so a caller never sees a traceback.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 
 import orjson
 from aiohttp import web
 
-__all__ = ["HttpError", "error_response", "json_errors"]
+__all__ = ["HttpError", "error_response", "from_aiohttp"]
 
 log = logging.getLogger(__name__)
 
@@ -53,31 +52,8 @@ def error_response(
     return web.Response(status=status, body=body, headers=all_headers)
 
 
-# aiohttp's own exceptions (raised by the framework, e.g. while reading a
-# body) become JSON errors with a word derived from their reason phrase.
-def _from_aiohttp(exc: web.HTTPException) -> HttpError:
+def from_aiohttp(exc: web.HTTPException) -> HttpError:
+    """aiohttp's own exception (raised by the framework, e.g. while reading a
+    body) as our error, with a word made from its reason phrase."""
     word = exc.reason.lower().replace(" ", "_") if exc.reason else "http_error"
     return HttpError(exc.status, word, exc.text or exc.reason or "request failed")
-
-
-def json_errors(node_id: str) -> Callable[[Handler], Handler]:
-    """Decorate a handler so every failure leaves as a JSON error naming this node."""
-
-    def decorate(handler: Handler) -> Handler:
-        @functools.wraps(handler)
-        async def wrapper(request: web.Request) -> web.StreamResponse:
-            try:
-                return await handler(request)
-            except HttpError as exc:
-                return exc.response(node_id)
-            except web.HTTPException as exc:
-                return _from_aiohttp(exc).response(node_id)
-            except Exception:
-                log.exception("unhandled error serving %s %s", request.method, request.path)
-                return error_response(
-                    500, "internal", "The node failed to serve this request.", node_id=node_id
-                )
-
-        return wrapper
-
-    return decorate

@@ -39,9 +39,12 @@ def loopback_aliases_work() -> bool:
     return True
 
 
-def _http_json(url: str, timeout: float) -> dict[str, object] | None:
+def _http_json(url: str, timeout: float, token: str | None = None) -> dict[str, object] | None:
+    request = urllib.request.Request(url)
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             data = json.loads(response.read())
     except (OSError, ValueError):
         return None
@@ -57,6 +60,7 @@ class NodeProcess:
     args: Sequence[str] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     log_path: str | None = None
+    token: str | None = None  # sent when this module polls the node (auth on)
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -99,7 +103,7 @@ class NodeProcess:
         return _http_json(f"{self.url}/check-alive", timeout) is not None
 
     def cluster_view(self, timeout: float = 0.5) -> dict[str, object] | None:
-        return _http_json(f"{self.url}/cluster", timeout)
+        return _http_json(f"{self.url}/cluster", timeout, self.token)
 
     def wait_alive(self, timeout: float = 20.0) -> None:
         """Poll ``/check-alive`` until it answers; raise if the process exits or time runs out."""
@@ -170,6 +174,7 @@ class LocalCluster:
         args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         log_dir: str | None = None,
+        token: str | None = None,
     ) -> LocalCluster:
         """Nodes on ``<subnet>.<first>``, ``<subnet>.<first+1>``... all on ``port``,
         or with ``single_host`` on ``<subnet>.<first>`` and ports ``port``, ``port+1``..."""
@@ -178,6 +183,8 @@ class LocalCluster:
         else:
             places = [(f"{subnet}.{first + index}", port) for index in range(count)]
         peers = ",".join(f"{host}:{p}" for host, p in places)
+        if token is not None:
+            args = ["--auth-token", token, *args]
         return cls(
             [
                 NodeProcess(
@@ -186,6 +193,7 @@ class LocalCluster:
                     args=["--peers", peers, *args],
                     env=dict(env or {}),
                     log_path=os.path.join(log_dir, f"node-{host}-{p}.log") if log_dir else None,
+                    token=token,
                 )
                 for host, p in places
             ]

@@ -3,13 +3,18 @@
 aiohttp answers a request it cannot parse (a request line over the limit,
 garbage, a bad method) itself, before any handler runs, with a text body.
 ``NodeRunner`` makes those answers JSON too, so that every error a caller
-can get from a node has the same shape.
+can get from a node has the same shape. It also caps open connections: one
+beyond ``max_connections`` is answered 503 and closed at once, so a flood of
+connections cannot exhaust the task's file descriptors. (Slow clients are
+bounded by aiohttp's keep-alive timeout, which also closes a connection that
+has not completed a request in time, and by the body timeout in ``wire``.)
 """
 
 from __future__ import annotations
 
+import asyncio
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.http_exceptions import LineTooLong
@@ -29,7 +34,32 @@ def max_request_line(config: Config) -> int:
     return max(8190, longest_path + len("DELETE  HTTP/1.1"))
 
 
+_TOO_MANY_BODY = (
+    b'{"error":"too_many_connections","detail":"This node is at its connection limit."}'
+)
+_TOO_MANY_CONNECTIONS = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    b"Connection: close\r\nRetry-After: 1\r\n"
+    + f"Content-Length: {len(_TOO_MANY_BODY)}\r\n\r\n".encode()
+    + _TOO_MANY_BODY
+)
+
+
 class _JsonErrorRequestHandler(RequestHandler):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        server = self._manager
+        if (
+            isinstance(server, _JsonErrorServer)
+            and len(server.connections) > server.max_connections
+        ):
+            server.refused += 1
+            # uvloop's transports do not subclass asyncio.Transport: no isinstance.
+            writable = cast(asyncio.WriteTransport, transport)
+            writable.write(_TOO_MANY_CONNECTIONS)
+            self.force_close()
+            writable.close()
+
     def handle_error(
         self,
         request: Any,
@@ -52,16 +82,25 @@ class _JsonErrorRequestHandler(RequestHandler):
 
 
 class _JsonErrorServer(web.Server):
+    max_connections = 1 << 30  # set by NodeRunner
+    refused = 0
+
     def __call__(self) -> RequestHandler:
         return _JsonErrorRequestHandler(self, loop=self._loop, **self._kwargs)
 
 
 class NodeRunner(web.AppRunner):
-    """An ``AppRunner`` whose protocol-level errors are JSON like every other error."""
+    """An ``AppRunner`` with JSON protocol errors and a cap on open connections."""
+
+    def __init__(self, app: web.Application, *, max_connections: int, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.max_connections = max_connections
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
         # aiohttp has no hook for the handler class; the server object is ours
         # alone and only its factory method differs, so swapping its class is safe.
         server.__class__ = _JsonErrorServer
+        assert isinstance(server, _JsonErrorServer)
+        server.max_connections = self.max_connections
         return server

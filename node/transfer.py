@@ -29,7 +29,7 @@ from aiohttp import web
 from client._transport import Transport
 
 from .context import NodeContext
-from .http_errors import HttpError, json_errors
+from .http_errors import HttpError
 from .membership import MembershipKeeper
 from .wire import HOP_HEADER, read_body
 
@@ -169,15 +169,17 @@ class TransferRoutes:
         self.keeper = keeper
 
     def register(self, app: web.Application) -> None:
-        guard = json_errors(self.context.self_id)
-        app.router.add_route("*", "/internal/transfer", guard(self.receive))
-        app.router.add_route("*", "/internal/leave", guard(self.peer_leaving))
+        guard = self.context.guard
+        app.router.add_route("*", "/internal/transfer", guard("/internal/transfer")(self.receive))
+        app.router.add_route("*", "/internal/leave", guard("/internal/leave")(self.peer_leaving))
 
     async def receive(self, request: web.Request) -> web.Response:
         _only_post(request)
         config = self.context.config
         # Twice a batch: room for a sender with a bigger batch size, still bounded.
-        body = await read_body(request, 2 * BATCH_BYTES + config.max_value_bytes)
+        body = await read_body(
+            request, 2 * BATCH_BYTES + config.max_value_bytes, timeout=config.body_timeout
+        )
         try:
             entries = decode_entries(
                 body, max_key_bytes=config.max_key_bytes, max_value_bytes=config.max_value_bytes
@@ -197,7 +199,9 @@ class TransferRoutes:
     async def peer_leaving(self, request: web.Request) -> web.Response:
         _only_post(request)
         try:
-            member = orjson.loads(await read_body(request, 1024))["member"]
+            member = orjson.loads(
+                await read_body(request, 1024, timeout=self.context.config.body_timeout)
+            )["member"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
             raise HttpError(400, "bad_leave", 'Send {"member": "host:port"}.') from None
         if not isinstance(member, str):

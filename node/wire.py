@@ -101,15 +101,28 @@ def format_ttl_for_peer(seconds: float) -> str:
     return f"{min(seconds, _MAX_TTL):.9f}"
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The whole request body, refusing to hold more than ``limit`` bytes.
+async def read_body(request: web.Request, limit: int, *, timeout: float) -> bytes:
+    """The whole request body, refusing to hold more than ``limit`` bytes or to
+    wait more than ``timeout`` seconds for it (a slow sender holds a connection
+    and memory).
 
-    A declared ``Content-Length`` over the limit is refused before reading;
-    a chunked body is read until it passes the limit. Raises 413 ``too_large``.
+    A declared ``Content-Length`` over the limit is refused before reading; a
+    chunked body is read until it passes the limit. Raises 413 ``too_large``,
+    408 ``body_timeout`` or 400 ``incomplete_body``.
     """
     declared = request.content_length
     if declared is not None and declared > limit:
         raise _too_large(declared, limit)
+    try:
+        async with asyncio.timeout(timeout):
+            return await _read_within(request, declared, limit)
+    except TimeoutError:
+        raise HttpError(
+            408, "body_timeout", f"The body did not arrive within {timeout:g}s."
+        ) from None
+
+
+async def _read_within(request: web.Request, declared: int | None, limit: int) -> bytes:
     if declared is not None:
         try:
             return await request.content.readexactly(declared) if declared else b""

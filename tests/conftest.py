@@ -34,9 +34,15 @@ NodeFactory = Callable[..., NodeProcess]
 def _cluster_factory(log_dir: Path) -> tuple[ClusterFactory, list[LocalCluster]]:
     started: list[LocalCluster] = []
 
-    def make(count: int = 3, *, args: Sequence[str] = (), start: bool = True) -> LocalCluster:
+    def make(
+        count: int = 3,
+        *,
+        args: Sequence[str] = (),
+        start: bool = True,
+        token: str | None = None,
+    ) -> LocalCluster:
         cluster = LocalCluster.on_loopback(
-            count, subnet=next_subnet(), args=args, log_dir=str(log_dir)
+            count, subnet=next_subnet(), args=args, log_dir=str(log_dir), token=token
         )
         started.append(cluster)
         if start:

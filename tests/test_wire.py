@@ -267,36 +267,36 @@ def put_request(chunks: list[bytes], headers: dict[str, str]) -> web.Request:
 
 async def test_read_body_returns_a_body_within_the_limit() -> None:
     request = put_request([b"hello ", b"world"], {"Content-Length": "11"})
-    assert await read_body(request, 11) == b"hello world"
+    assert await read_body(request, 11, timeout=5) == b"hello world"
 
 
 async def test_read_body_returns_an_empty_body() -> None:
     request = put_request([], {"Content-Length": "0"})
-    assert await read_body(request, 10) == b""
+    assert await read_body(request, 10, timeout=5) == b""
 
 
 async def test_a_declared_length_over_the_limit_is_413_before_reading() -> None:
     request = put_request([b"x" * 11], {"Content-Length": "11"})
     with pytest.raises(HttpError) as caught:
-        await read_body(request, 10)
+        await read_body(request, 10, timeout=5)
     assert (caught.value.status, caught.value.error) == (413, "too_large")
     assert await request.content.read() == b"x" * 11
 
 
 async def test_a_chunked_body_within_the_limit_is_read_whole() -> None:
     request = put_request([b"ab", b"cd", b"ef"], {"Transfer-Encoding": "chunked"})
-    assert await read_body(request, 6) == b"abcdef"
+    assert await read_body(request, 6, timeout=5) == b"abcdef"
 
 
 async def test_a_chunked_body_over_the_limit_is_413() -> None:
     request = put_request([b"ab", b"cd", b"efg"], {"Transfer-Encoding": "chunked"})
     with pytest.raises(HttpError) as caught:
-        await read_body(request, 6)
+        await read_body(request, 6, timeout=5)
     assert (caught.value.status, caught.value.error) == (413, "too_large")
 
 
 async def test_a_body_shorter_than_declared_is_400_incomplete_body() -> None:
     request = put_request([b"abc"], {"Content-Length": "10"})
     with pytest.raises(HttpError) as caught:
-        await read_body(request, 100)
+        await read_body(request, 100, timeout=5)
     assert (caught.value.status, caught.value.error) == (400, "incomplete_body")

@@ -1,0 +1,122 @@
+"""What happens around every handler: auth, request id, metrics, JSON errors.
+
+``RouteGuard(route)`` decorates a handler so that
+
+- a request without a valid bearer token gets 401 (when auth is on), except
+  on routes marked public (``/check-alive``);
+- the caller's ``X-Request-Id`` is kept in a context variable for the
+  request's life: the forwarder sends it on to peers and the access log and
+  error logs print it, so one request can be followed across nodes;
+- the request is counted by route, method and status, and timed;
+- every failure leaves as a JSON error naming this node, never a traceback.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from .auth import TokenAuth
+from .http_errors import HttpError, error_response, from_aiohttp
+from .metrics import RequestMetrics
+
+__all__ = ["REQUEST_ID", "REQUEST_ID_HEADER", "RequestIdFilter", "RouteGuard"]
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("node.access")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+REQUEST_ID_HEADER = "X-Request-Id"
+# The caller's request id, for the life of the request's task (None: none sent).
+REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+_MAX_REQUEST_ID = 128
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds ``request_id`` to every log record made while a request is served."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "request_id", None) is None:
+            record.request_id = REQUEST_ID.get()
+        return True
+
+
+class RouteGuard:
+    """Decorates the handlers of one node. See the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        self_id: str,
+        metrics: RequestMetrics,
+        auth: TokenAuth | None = None,
+        access_logging: bool = False,
+    ) -> None:
+        self.self_id = self_id
+        self.metrics = metrics
+        self.auth = auth
+        self.access_logging = access_logging
+
+    def __call__(self, route: str, *, public: bool = False) -> Callable[[Handler], Handler]:
+        """Decorate a handler of ``route`` (a label such as ``/kv``)."""
+        auth = None if public else self.auth
+        metrics, self_id, logging_on = self.metrics, self.self_id, self.access_logging
+
+        def decorate(handler: Handler) -> Handler:
+            @functools.wraps(handler)
+            async def guarded(request: web.Request) -> web.StreamResponse:
+                started = time.perf_counter()
+                request_id = request.headers.get(REQUEST_ID_HEADER)
+                if request_id is not None:
+                    REQUEST_ID.set(request_id[:_MAX_REQUEST_ID])
+                try:
+                    if auth is not None and not auth.accepts(request.headers.get("Authorization")):
+                        raise _unauthorized()
+                    response = await handler(request)
+                except HttpError as exc:
+                    response = exc.response(self_id)
+                except web.HTTPException as exc:
+                    response = from_aiohttp(exc).response(self_id)
+                except Exception:
+                    log.exception("unhandled error serving %s %s", request.method, request.path)
+                    response = error_response(
+                        500, "internal", "The node failed to serve this request.", node_id=self_id
+                    )
+                seconds = time.perf_counter() - started
+                metrics.observe(route, request.method, response.status, seconds)
+                if request_id is not None:
+                    response.headers[REQUEST_ID_HEADER] = request_id[:_MAX_REQUEST_ID]
+                if logging_on:
+                    access_log.info(
+                        "%s %s %d %.6f",
+                        request.method,
+                        request.path,
+                        response.status,
+                        seconds,
+                        extra={
+                            "method": request.method,
+                            "path": request.path,
+                            "status": response.status,
+                            "seconds": round(seconds, 6),
+                        },
+                    )
+                return response
+
+            return guarded
+
+        return decorate
+
+
+def _unauthorized() -> HttpError:
+    return HttpError(
+        401,
+        "unauthorized",
+        "Send Authorization: Bearer <token> with a valid token.",
+        headers={"WWW-Authenticate": 'Bearer realm="cache"'},
+    )

@@ -1,0 +1,124 @@
+"""``GET /stats`` (JSON) and ``GET /metrics`` (Prometheus): one snapshot, two faces.
+
+Both read the same counters, kept where the work happens (the store, the
+forwarder, the breakers, the mover, the route guard); nothing here sits on
+a request's path. See README "Operations" for what to alert on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import orjson
+from aiohttp import web
+
+from .context import NodeContext
+from .handlers import NODE_HEADER, allow
+from .membership import MembershipKeeper
+from .metrics import Family, per_label, render_prometheus, simple
+from .transfer import TransferStats
+
+__all__ = ["ObservabilityRoutes"]
+
+_PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class ObservabilityRoutes:
+    def __init__(
+        self, context: NodeContext, transfer_stats: TransferStats, keeper: MembershipKeeper
+    ) -> None:
+        self.context = context
+        self.transfer_stats = transfer_stats
+        self.keeper = keeper
+
+    def register(self, app: web.Application) -> None:
+        guard = self.context.guard
+        app.router.add_route("*", "/stats", guard("/stats")(self.stats))
+        app.router.add_route("*", "/metrics", guard("/metrics")(self.metrics))
+
+    async def stats(self, request: web.Request) -> web.Response:
+        allow(request, "GET", "HEAD")
+        context = self.context
+        forwarder = context.forwarder
+        ring = context.membership.ring
+        body = {
+            "node": context.self_id,
+            "draining": context.lifecycle.draining,
+            "store": asdict(context.store.stats),
+            "max_bytes": context.store.max_bytes,
+            "forwarding": asdict(forwarder.stats),
+            "forwards_by_peer": dict(forwarder.forwards_by_peer),
+            "forward_errors_by_peer": dict(forwarder.errors_by_peer),
+            "breakers_open": forwarder.breakers.open_peers(),
+            "breaker_rejections": forwarder.breakers.rejected,
+            "transfer": asdict(self.transfer_stats),
+            "ring_version": ring.version,
+            "ring_members": len(ring),
+            "ring_changes": context.membership.changes,
+            "peers": {
+                peer: {"up": health.up, "checks": health.checks, "failures": health.failures}
+                for peer, health in sorted(self.keeper.peer_health.items())
+            },
+        }
+        headers = {"Content-Type": "application/json", NODE_HEADER: context.self_id}
+        return web.Response(body=orjson.dumps(body), headers=headers)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        allow(request, "GET", "HEAD")
+        text = render_prometheus(self._families())
+        return web.Response(body=text.encode(), headers={"Content-Type": _PROMETHEUS_TYPE})
+
+    def _families(self) -> list[Family]:
+        context = self.context
+        store = context.store.stats
+        forwarder = context.forwarder
+        transfer = self.transfer_stats
+        ring = context.membership.ring
+        health = self.keeper.peer_health
+        return [
+            *context.guard.metrics.families(),
+            simple("cache_hits_total", "counter", "Reads that found a live value.", store.hits),
+            simple("cache_misses_total", "counter", "Reads that found nothing.", store.misses),
+            simple("cache_sets_total", "counter", "Values stored.", store.sets),
+            simple("cache_deletes_total", "counter", "Values deleted.", store.deletes),
+            simple("cache_evictions_total", "counter",
+                   "Entries evicted to stay within the memory bound.", store.evictions),
+            simple("cache_expirations_total", "counter", "Entries removed at their TTL.",
+                   store.expirations),
+            simple("cache_items", "gauge", "Entries held.", store.items),
+            simple("cache_bytes", "gauge", "Bytes charged against the bound.", store.bytes),
+            simple("cache_max_bytes", "gauge", "The memory bound.", context.store.max_bytes),
+            per_label("cache_forwards_total", "counter",
+                      "Requests forwarded to a key's owner, by peer.", "peer",
+                      forwarder.forwards_by_peer),
+            per_label("cache_forward_errors_total", "counter",
+                      "Forwards that failed (unreachable, timeout, breaker open), by peer.",
+                      "peer", forwarder.errors_by_peer),
+            simple("cache_served_for_peers_total", "counter",
+                   "Requests served for a peer that forwarded them.",
+                   forwarder.stats.served_for_peers),
+            per_label("cache_breaker_open", "gauge",
+                      "1 while the circuit breaker to a peer is open.", "peer",
+                      {peer: 1 for peer in forwarder.breakers.open_peers()}),
+            simple("cache_breaker_rejections_total", "counter",
+                   "Requests refused because a breaker was open.", forwarder.breakers.rejected),
+            simple("cache_ring_members", "gauge", "Members in this node's ring.", len(ring)),
+            Family("cache_ring_info", "gauge",
+                   "This node's ring version (a digest of the member list).").add(
+                       1, version=ring.version),
+            simple("cache_ring_changes_total", "counter", "Times the ring was rebuilt.",
+                   context.membership.changes),
+            per_label("cache_peer_up", "gauge", "1 when a listed peer passed its last check.",
+                      "peer", {peer: 1 if h.up else 0 for peer, h in health.items()}),
+            simple("cache_transfer_entries_sent_total", "counter",
+                   "Entries pushed to new owners (handoff and rebalancing).",
+                   transfer.entries_sent),
+            simple("cache_transfer_entries_received_total", "counter",
+                   "Entries received from peers.", transfer.entries_received),
+            simple("cache_transfer_entries_stored_total", "counter",
+                   "Received entries stored (not already held newer).", transfer.entries_stored),
+            simple("cache_transfer_batches_failed_total", "counter",
+                   "Transfer batches a peer did not acknowledge.", transfer.batches_failed),
+            simple("cache_draining", "gauge", "1 while this node is stopping.",
+                   1 if context.lifecycle.draining else 0),
+        ]  # fmt: skip

@@ -1,0 +1,188 @@
+"""What an operator relies on: auth, metrics, logs, request ids and abuse limits."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import orjson
+from prometheus_client.parser import text_string_to_metric_families
+
+from client._transport import kv_path
+from node.transfer import encode_entries
+
+from .conftest import ClusterFactory, NodeFactory, next_subnet
+from .http_call import call
+from .placement import key_owned_by
+
+BEARER = {"Authorization": "Bearer new-token"}
+
+
+def test_without_a_token_every_route_but_check_alive_is_401(node_factory: NodeFactory) -> None:
+    node = node_factory(f"{next_subnet()}.1", "--auth-token", "new-token,old-token")
+    for method, path in [
+        ("GET", "/kv/x"),
+        ("PUT", "/kv/x"),
+        ("GET", "/cluster"),
+        ("GET", "/stats"),
+        ("GET", "/metrics"),
+        ("POST", "/internal/transfer"),
+        ("GET", "/nope"),
+    ]:
+        answer = call(node.member, method, path, b"v" if method != "GET" else None)
+        assert answer.status == 401, path
+        assert answer.json()["error"] == "unauthorized"
+        assert answer.headers["www-authenticate"].startswith("Bearer")
+    assert call(node.member, "GET", "/check-alive").status == 200
+
+
+def test_a_wrong_token_is_401_and_any_listed_token_works(node_factory: NodeFactory) -> None:
+    node = node_factory(f"{next_subnet()}.1", "--auth-token", "new-token,old-token")
+    wrong = {"Authorization": "Bearer nope"}
+    assert call(node.member, "PUT", "/kv/a", b"v", headers=wrong).status == 401
+    assert (
+        call(node.member, "PUT", "/kv/a", b"v", headers={"Authorization": "new-token"}).status
+        == 401
+    )
+    assert call(node.member, "PUT", "/kv/a", b"1", headers=BEARER).status == 204
+    old = {"Authorization": "Bearer old-token"}
+    assert call(node.member, "GET", "/kv/a", headers=old).body == b"1"
+
+
+def test_tokens_can_come_from_a_file(node_factory: NodeFactory, tmp_path: Path) -> None:
+    secret = tmp_path / "tokens"
+    secret.write_text("# rotated 2026-11\nfile-token\n")
+    node = node_factory(f"{next_subnet()}.1", "--auth-token-file", str(secret))
+    assert call(node.member, "GET", "/kv/x").status == 401
+    assert (
+        call(node.member, "GET", "/kv/x", headers={"Authorization": "Bearer file-token"}).status
+        == 404
+    )
+
+
+def test_peers_send_the_token_when_forwarding(make_cluster: ClusterFactory) -> None:
+    cluster = make_cluster(2, token="new-token")
+    a, b = cluster.members
+    key = key_owned_by(cluster.members, b)
+    assert call(a, "PUT", kv_path(key), b"v", headers=BEARER).status == 204
+    answer = call(a, "GET", kv_path(key), headers=BEARER)
+    assert (answer.status, answer.served_by) == (200, b)
+
+
+def test_a_transfer_with_a_wrong_token_stores_nothing(node_factory: NodeFactory) -> None:
+    node = node_factory(f"{next_subnet()}.1", "--auth-token", "new-token")
+    body = encode_entries([("smuggled", b"v", None)])
+    answer = call(
+        node.member,
+        "POST",
+        "/internal/transfer",
+        body,
+        headers={"Authorization": "Bearer wrong", "X-Cache-Hop": "x"},
+    )
+    assert answer.status == 401
+    assert call(node.member, "GET", "/kv/smuggled", headers=BEARER).status == 404
+
+
+def test_metrics_are_valid_prometheus_text_and_count_requests(node_factory: NodeFactory) -> None:
+    node = node_factory(f"{next_subnet()}.1")
+    call(node.member, "PUT", "/kv/m", b"v")
+    for _ in range(3):
+        call(node.member, "GET", "/kv/m")
+    call(node.member, "GET", "/kv/missing")
+    answer = call(node.member, "GET", "/metrics")
+    assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
+    text = answer.body.decode()
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    assert families["cache_request_duration_seconds"].type == "histogram"
+    assert families["cache_hits"].type == "counter"  # the parser drops the _total suffix
+    assert 'cache_requests_total{route="/kv",method="GET",status="200"} 3' in text
+    assert 'cache_requests_total{route="/kv",method="GET",status="404"} 1' in text
+    assert "cache_hits_total 3" in text
+    assert "cache_misses_total 1" in text
+    assert "cache_items 1" in text
+    assert 'cache_request_duration_seconds_count{route="/kv"} 5' in text
+    assert "# TYPE cache_request_duration_seconds histogram" in text
+
+
+def test_stats_give_the_same_counters_as_json(node_factory: NodeFactory) -> None:
+    node = node_factory(f"{next_subnet()}.1")
+    call(node.member, "PUT", "/kv/s", b"v")
+    stats = call(node.member, "GET", "/stats").json()
+    assert stats["store"]["sets"] == 1
+    assert {"forwarding", "transfer", "breakers_open", "ring_members", "peers"} <= set(stats)
+
+
+def test_json_logs_have_one_object_per_line(node_factory: NodeFactory, tmp_path: Path) -> None:
+    subnet = next_subnet()
+    node = node_factory(
+        f"{subnet}.1", "--log-format", "json", "--access-log", "true", "--peers", f"{subnet}.2:7000"
+    )
+    call(node.member, "GET", "/kv/logged", headers={"X-Request-Id": "trace-123"})
+    node.stop()
+    assert node.log_path is not None
+    lines = [orjson.loads(line) for line in Path(node.log_path).read_text().splitlines()]
+    assert all({"time", "level", "logger", "message"} <= set(line) for line in lines)
+    access = [line for line in lines if line.get("path") == "/kv/logged"]
+    assert access[0]["logger"] == "node.access"
+    assert access[0]["request_id"] == "trace-123"
+    assert access[0]["status"] == 404
+    assert any("is down" in line["message"] for line in lines)  # the peer never started
+
+
+def test_a_request_id_travels_with_a_forwarded_request(make_cluster: ClusterFactory) -> None:
+    cluster = make_cluster(2, args=["--access-log", "true", "--log-format", "json"])
+    a, b = cluster.members
+    key = key_owned_by(cluster.members, b)
+    answer = call(a, "GET", kv_path(key), headers={"X-Request-Id": "follow-me"})
+    assert answer.headers["x-request-id"] == "follow-me"
+    owner = cluster.nodes[1]
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        assert owner.log_path is not None
+        if '"request_id":"follow-me"' in Path(owner.log_path).read_text():
+            return
+        time.sleep(0.05)
+    raise AssertionError("the owner did not log the forwarded request's id")
+
+
+def test_connections_beyond_the_cap_get_503(node_factory: NodeFactory) -> None:
+    node = node_factory(f"{next_subnet()}.1", "--max-connections", "16")
+    sockets = [socket.create_connection((node.host, node.port), timeout=5) for _ in range(24)]
+    try:
+        refused = 0
+        for sock in sockets[16:]:
+            sock.settimeout(2)
+            head = sock.recv(4096)
+            if head.startswith(b"HTTP/1.1 503") and b"too_many_connections" in head:
+                refused += 1
+        assert refused == 8
+    finally:
+        for sock in sockets:
+            sock.close()
+    # Once the node has seen the connections close, it serves again.
+    deadline = time.monotonic() + 5
+    while call(node.member, "GET", "/check-alive").status != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_a_slow_client_that_never_finishes_its_headers_is_cut_off(
+    node_factory: NodeFactory,
+) -> None:
+    node = node_factory(f"{next_subnet()}.1", "--idle-timeout", "1")
+    with socket.create_connection((node.host, node.port), timeout=10) as sock:
+        sock.sendall(b"GET /kv/slow HTTP/1.1\r\nHost: x\r\n")  # no blank line: never ends
+        started = time.monotonic()
+        assert sock.recv(4096) == b""  # closed by the node
+        assert time.monotonic() - started < 8
+
+
+def test_a_body_that_does_not_arrive_in_time_is_408(node_factory: NodeFactory) -> None:
+    node = node_factory(f"{next_subnet()}.1", "--body-timeout", "0.5")
+    with socket.create_connection((node.host, node.port), timeout=10) as sock:
+        sock.sendall(b"PUT /kv/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+        head = sock.recv(4096)
+    assert head.startswith(b"HTTP/1.1 408")
+    assert b'"body_timeout"' in head
+    assert call(node.member, "GET", "/kv/slow").status == 404
