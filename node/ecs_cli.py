@@ -101,6 +101,8 @@ def fargate_task_definition(
                     "startPeriod": 15,
                 },
                 "stopTimeout": STOP_TIMEOUT_SECONDS,
+                # Above CACHE_MAX_CONNECTIONS (4096), plus peers' pools and files.
+                "ulimits": [{"name": "nofile", "softLimit": 65536, "hardLimit": 65536}],
                 "logConfiguration": {
                     "logDriver": "awslogs",
                     "options": {
