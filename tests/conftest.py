@@ -1,15 +1,18 @@
-"""Shared fixtures: real node processes on loopback addresses, and a tiny HTTP helper.
+"""Shared fixtures: real node processes on loopback addresses.
 
-Every cluster gets its own ``127.0.<n>.0/24`` block (n counts up from 10), so
-nodes listen on ``127.0.<n>.1:7000``, ``127.0.<n>.2:7000``... exactly like
-ECS tasks (own IP, same port), and no two clusters of one run collide.
-Blocks 127.0.0.x (the README's local cluster) and 127.1+.x.x (other suites)
-are left alone.
+Every cluster gets its own ``/24`` block, so nodes listen on
+``127.<a>.<n>.1:7000``, ``127.<a>.<n>.2:7000``... exactly like ECS tasks (own
+IP, same port). ``a`` (100-249) comes from this test run's process id and
+``n`` counts up, skipping a block whose first address is taken, so neither
+two clusters of one run nor two runs at once collide. 127.0.0.x (the
+README's local cluster) is never used.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
+import socket
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -17,14 +20,22 @@ import pytest
 
 from node.local_cluster import LocalCluster, NodeProcess
 
-_next_block = itertools.count(10)
+_RUN_OCTET = 100 + os.getpid() % 150
+_next_block = itertools.count(1)
 
 
 def next_subnet() -> str:
-    """A fresh ``127.0.<n>`` prefix for one cluster."""
-    block = next(_next_block)
-    assert block < 256, "too many clusters in one run"
-    return f"127.0.{block}"
+    """A fresh ``127.<a>.<n>`` prefix for one cluster (see the module docstring)."""
+    for block in _next_block:
+        assert block < 256, "too many clusters in one run"
+        prefix = f"127.{_RUN_OCTET}.{block}"
+        with socket.socket() as probe:
+            try:
+                probe.bind((f"{prefix}.1", 7000))
+            except OSError:
+                continue  # another run, or a straggler, holds it
+        return prefix
+    raise AssertionError("unreachable")
 
 
 ClusterFactory = Callable[..., LocalCluster]
