@@ -85,7 +85,11 @@ def create_app(config: Config, *, self_id: str) -> web.Application:
     )
     forwarder = Forwarder(transport, self_id=self_id, breakers=breakers)
     guard = RouteGuard(
-        self_id=self_id, metrics=RequestMetrics(), auth=auth, access_logging=config.access_log
+        self_id=self_id,
+        metrics=RequestMetrics(),
+        auth=auth,
+        access_logging=config.access_log,
+        count_requests=config.request_metrics,
     )
     context = NodeContext(
         config=config, store=store, membership=membership, forwarder=forwarder, guard=guard

@@ -64,6 +64,7 @@ class Config:
     log_level: str = "INFO"
     log_format: str = "text"
     access_log: bool = False
+    request_metrics: bool = True
 
     @property
     def listen_member(self) -> str:
@@ -287,6 +288,8 @@ SETTINGS: tuple[Setting, ...] = (
             help="text, or json for one JSON object per line (CloudWatch)."),
     Setting(field="access_log", parse=_boolean, shown_default="false",
             help="Log one line per request (off: it costs throughput)."),
+    Setting(field="request_metrics", parse=_boolean, shown_default="true",
+            help="Count and time every request for /metrics; off only to measure its cost."),
 )  # fmt: skip
 
 _FIELD_NAMES = {f.name for f in fields(Config)}

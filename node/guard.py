@@ -57,9 +57,12 @@ class RouteGuard:
         metrics: RequestMetrics,
         auth: TokenAuth | None = None,
         access_logging: bool = False,
+        count_requests: bool = True,
     ) -> None:
         self.self_id = self_id
         self.metrics = metrics
+        # Off only to measure what counting costs (CACHE_REQUEST_METRICS=false).
+        self.count_requests = count_requests
         self.auth = auth
         self.access_logging = access_logging
 
@@ -67,6 +70,7 @@ class RouteGuard:
         """Decorate a handler of ``route`` (a label such as ``/kv``)."""
         auth = None if public else self.auth
         metrics, self_id, logging_on = self.metrics, self.self_id, self.access_logging
+        counting = self.count_requests
 
         def decorate(handler: Handler) -> Handler:
             @functools.wraps(handler)
@@ -89,7 +93,8 @@ class RouteGuard:
                         500, "internal", "The node failed to serve this request.", node_id=self_id
                     )
                 seconds = time.perf_counter() - started
-                metrics.observe(route, request.method, response.status, seconds)
+                if counting:
+                    metrics.observe(route, request.method, response.status, seconds)
                 if request_id is not None:
                     response.headers[REQUEST_ID_HEADER] = request_id[:_MAX_REQUEST_ID]
                 if logging_on:

@@ -59,6 +59,7 @@ SAMPLES: dict[str, tuple[str, Any, dict[str, str]]] = {
     "log_level": ("debug", "DEBUG", {}),
     "log_format": ("JSON", "json", {}),
     "access_log": ("yes", True, {}),
+    "request_metrics": ("off", False, {}),
 }
 SETTING_IDS = [s.field for s in SETTINGS]
 
