@@ -20,6 +20,8 @@ import pytest
 
 from node.local_cluster import LocalCluster, NodeProcess
 
+from .aws_emulator import AwsEmulator
+
 _RUN_OCTET = 100 + os.getpid() % 150
 _next_block = itertools.count(1)
 
@@ -102,3 +104,20 @@ def node_factory(tmp_path: Path) -> Iterator[NodeFactory]:
     yield make
     for node in nodes:
         node.stop()
+
+
+@pytest.fixture(scope="session")
+def aws() -> Iterator[AwsEmulator]:
+    """One AWS emulator (moto on 127.0.0.1) for the whole run."""
+    with AwsEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def emulator(aws: AwsEmulator, monkeypatch: pytest.MonkeyPatch) -> AwsEmulator:
+    """A clean emulator, with this process's AWS environment pointing at it."""
+    aws.reset()
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    for name, value in aws.env().items():
+        monkeypatch.setenv(name, value)
+    return aws

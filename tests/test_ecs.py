@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,22 +54,6 @@ class Deployment:
     service: str
     family: str
     network: Network
-
-
-@pytest.fixture(scope="module")
-def aws() -> Iterator[AwsEmulator]:
-    with AwsEmulator() as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def emulator(aws: AwsEmulator, monkeypatch: pytest.MonkeyPatch) -> AwsEmulator:
-    """A clean emulator, with this process's AWS environment pointing at it."""
-    aws.reset()
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    for name, value in aws.env().items():
-        monkeypatch.setenv(name, value)
-    return aws
 
 
 @pytest.fixture

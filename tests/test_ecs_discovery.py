@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ast
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -30,22 +30,6 @@ CLUSTER = "cache"
 SERVICE = "cache-svc"
 FAMILY = "ecs-kv-cache"
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def aws() -> Iterator[AwsEmulator]:
-    with AwsEmulator() as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def emulator(aws: AwsEmulator, monkeypatch: pytest.MonkeyPatch) -> AwsEmulator:
-    """A clean emulator, with this process's AWS environment pointing at it."""
-    aws.reset()
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    for name, value in aws.env().items():
-        monkeypatch.setenv(name, value)
-    return aws
 
 
 @pytest.fixture

@@ -209,22 +209,12 @@ class Deployment:
         return sorted(node.member for node in self.nodes)
 
 
-@pytest.fixture(scope="module")
-def aws() -> Iterator[AwsEmulator]:
-    with AwsEmulator() as emulator:
-        yield emulator
-
-
 @pytest.fixture
-def deployment(
-    aws: AwsEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Deployment]:
+def deployment(emulator: AwsEmulator, tmp_path: Path) -> Iterator[Deployment]:
     """A service of three RUNNING tasks in the emulator and a node process for each."""
-    aws.reset()
-    # This process's ECS client (stop_task) and the children's environment.
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    for name, value in aws.env().items():
-        monkeypatch.setenv(name, value)
+    # emulator: this process's ECS client (stop_task) and the children's
+    # environment point at it.
+    aws = emulator
     network = aws.create_network()
     ecs = aws.boto3_client("ecs")
     ecs.create_cluster(clusterName=CLUSTER)
