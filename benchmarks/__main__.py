@@ -1,0 +1,213 @@
+"""``python -m benchmarks``: set up, measure in one run, write the report.
+
+    python -m benchmarks            full: 3 interleaved rounds of 10 s + memory
+    python -m benchmarks --quick    smoke: 1 round of 3 s + a small memory run (< 60 s)
+    python -m benchmarks --memory   the memory benchmark only
+
+See benchmarks/README.md for how to read the output. This is the only
+module that prints and configures logging.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import logging
+import re
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from node.config import parse_size
+
+from .loadgen import choose_generator
+from .machine import machine_info, plan_cores
+from .memory import MemorySettings, run_memory
+from .processes import Processes, signals_raise_keyboard_interrupt
+from .report import build_document, render_table, write_results
+from .runner import Prepared, Run, Settings, run_scenarios
+from .scenarios import SCENARIOS, Fleet
+
+log = logging.getLogger("benchmarks")
+
+_RESULTS = Path(__file__).resolve().parent / "results"
+_SUBNET = re.compile(r"^127\.\d{1,3}\.\d{1,3}$")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Load and memory benchmarks of the cache, with baselines from the same run.",
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="smoke run, under 60 s")
+    mode.add_argument("--memory", action="store_true", help="run only the memory benchmark")
+    parser.add_argument(
+        "--no-memory", action="store_true", help="skip the memory benchmark in a full run"
+    )
+    parser.add_argument("--value-size", type=int, default=100, help="GET value bytes (100)")
+    parser.add_argument("--connections", type=int, default=32, help="keep-alive connections (32)")
+    parser.add_argument("--threads", type=int, default=1, help="load generator threads (1)")
+    parser.add_argument("--duration", type=int, help="seconds per run (10; quick 3)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (3; quick 1)")
+    parser.add_argument("--warmup", type=int, help="warm-up seconds per target (2; quick 1)")
+    parser.add_argument(
+        "--retries",
+        type=int,
+        help="times a run is repeated when a neighbour starved the servers (2; quick 0)",
+    )
+    parser.add_argument(
+        "--load-generator",
+        choices=("auto", "wrk", "python"),
+        default="auto",
+        help="auto: wrk, installed with apt-get when missing and root; else Python",
+    )
+    parser.add_argument("--no-install", action="store_true", help="never run apt-get")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin to cores")
+    parser.add_argument(
+        "--subnet", default="127.0.250", help="servers listen on <subnet>.N:7000 (127.0.250)"
+    )
+    parser.add_argument(
+        "--memory-max-bytes",
+        default=None,
+        help="node bound for the memory run (64MiB; quick 16MiB)",
+    )
+    parser.add_argument(
+        "--memory-time-limit", type=int, default=900, help="seconds cap per value size (900)"
+    )
+    parser.add_argument("--results-dir", type=Path, default=_RESULTS, help="where files go")
+    return parser
+
+
+def _settings(options: argparse.Namespace) -> Settings:
+    quick = options.quick
+    return Settings(
+        connections=options.connections,
+        threads=options.threads,
+        duration=options.duration or (3 if quick else 10),
+        warmup=options.warmup if options.warmup is not None else (1 if quick else 2),
+        rounds=options.rounds or (1 if quick else 3),
+        # Quick mode must stay under a minute, so it never repeats a run.
+        retries=options.retries if options.retries is not None else (0 if quick else 2),
+    )
+
+
+def _memory_settings(options: argparse.Namespace) -> MemorySettings | None:
+    if options.no_memory and not options.memory:
+        return None
+    default = "16MiB" if options.quick else "64MiB"
+    max_bytes = parse_size(options.memory_max_bytes or default)
+    # Quick mode keeps only the 10 KiB values: 100 B values at 10x the bound
+    # take minutes, which is the point of the full run, not of a smoke test.
+    sizes = (10_240,) if options.quick else (10_240, 100)
+    return MemorySettings(
+        max_bytes=max_bytes,
+        value_sizes=sizes,
+        connections=options.connections,
+        time_limit=options.memory_time_limit,
+    )
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _validate(parser: argparse.ArgumentParser, options: argparse.Namespace) -> None:
+    if not _SUBNET.match(options.subnet):
+        parser.error("--subnet must look like 127.X.Y (traffic stays on 127.0.0.0/8)")
+    if not 1 <= options.value_size <= 1024 * 1024:
+        parser.error("--value-size must be 1 to 1048576 bytes")
+    if not 1 <= options.threads <= options.connections <= 10_000:
+        parser.error("need 1 <= --threads <= --connections <= 10000")
+    for name in ("duration", "rounds", "warmup", "retries"):
+        value = getattr(options, name)
+        if value is not None and not 0 <= value <= 3600:
+            parser.error(f"--{name} must be 0 to 3600")
+    if options.duration == 0 or options.rounds == 0:
+        parser.error("--duration and --rounds must be at least 1")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    options = parser.parse_args(argv)
+    _validate(parser, options)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    started = datetime.datetime.now(datetime.UTC)
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    mode = "memory" if options.memory else "quick" if options.quick else "full"
+    plan = plan_cores(pin=not options.no_pin)
+    generator, why = choose_generator(options.load_generator, install=not options.no_install)
+    machine = machine_info()
+    _progress(f"load generator: {generator.name} ({why})")
+    _progress(f"pinning: {plan.describe()}")
+
+    settings = None if options.memory else _settings(options)
+    memory_settings = _memory_settings(options)
+    prepared: dict[str, Prepared] = {}
+    runs: list[Run] = []
+    memory: list[dict[str, Any]] | None = None
+    with (
+        signals_raise_keyboard_interrupt(),
+        tempfile.TemporaryDirectory(prefix="bench-logs-") as log_dir,
+    ):
+        try:
+            with Processes(plan, log_dir=log_dir) as processes:
+                if settings is not None:
+                    fleet = Fleet(processes, subnet=options.subnet, value_size=options.value_size)
+                    prepared, runs = run_scenarios(
+                        SCENARIOS, fleet, generator, settings, plan, _progress
+                    )
+                if memory_settings is not None:
+                    memory = run_memory(
+                        processes,
+                        generator,
+                        plan,
+                        memory_settings,
+                        subnet=options.subnet,
+                        progress=_progress,
+                    )
+        except KeyboardInterrupt:
+            _progress("interrupted; every child process was stopped")
+            return 130
+        except (RuntimeError, TimeoutError, OSError) as exc:
+            _progress(f"error: {exc}")
+            _print_logs(Path(log_dir))
+            return 1
+
+    doc = build_document(
+        started_at=started.isoformat(timespec="seconds"),
+        mode=mode,
+        machine=machine,
+        generator=generator.name,
+        generator_reason=why,
+        pinning=plan.describe(),
+        plan={"server_cores": list(plan.server), "load_cores": list(plan.load)},
+        settings=settings,
+        value_size=options.value_size,
+        scenarios=SCENARIOS,
+        prepared=prepared,
+        runs=runs,
+        memory=memory,
+        memory_settings=None if memory_settings is None else asdict(memory_settings),
+    )
+    json_path, md_path = write_results(doc, options.results_dir, stamp)
+    print(render_table(doc))
+    print(f"\nwrote {json_path}\n      {md_path}")
+    return 0
+
+
+def _print_logs(log_dir: Path) -> None:
+    # The temporary log directory goes away with the run: show what the servers said.
+    for path in sorted(log_dir.glob("*.log")):
+        tail = path.read_text(errors="replace").splitlines()[-15:]
+        if tail:
+            _progress(f"--- {path.name} (last lines)")
+            for line in tail:
+                _progress(line)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

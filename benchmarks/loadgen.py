@@ -1,0 +1,137 @@
+"""The load generator seam: what a load is, what it measured, and who drives it.
+
+``LoadGenerator`` is implemented by ``wrk.Wrk`` (preferred: a C program with
+an event loop drives HTTP far harder than Python can) and by
+``pyload.PythonLoad`` (the fallback when wrk cannot be installed). The
+runner and the memory benchmark only see this interface.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+__all__ = ["LoadGenerator", "LoadResult", "LoadSpec", "choose_generator", "ensure_wrk"]
+
+log = logging.getLogger(__name__)
+
+# Called by a generator every few hundred milliseconds while its load runs,
+# so a caller can sample the server (RSS, for example) without a thread.
+Tick = Callable[[], object]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoadSpec:
+    """One load: ``connections`` keep-alive connections for at most ``duration`` s.
+
+    ``duration`` is whole seconds because wrk takes no fractions.
+
+    With ``put_keys`` set, every request is a PUT of ``body_bytes`` to a key
+    never written before (``key_prefix`` + counter), and the load stops after
+    ``put_keys`` answers; otherwise every request is a GET of ``url``.
+    """
+
+    url: str
+    connections: int
+    threads: int
+    duration: int
+    put_keys: int | None = None
+    body_bytes: int = 0
+    key_prefix: str = "bench-"
+    pipeline: int = 1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.threads <= self.connections:
+            raise ValueError("need 1 <= threads <= connections")
+        if not 1 <= self.duration <= 3600:
+            raise ValueError("duration must be 1 to 3600 whole seconds")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoadResult:
+    """What one load measured. Latencies in milliseconds, CPU in seconds."""
+
+    requests: int
+    duration_s: float
+    latency_ms: dict[str, float]
+    errors: dict[str, int]
+    generator_cpu_s: float
+    raw: str = field(repr=False, default="")
+
+    @property
+    def requests_per_s(self) -> float:
+        return self.requests / self.duration_s if self.duration_s > 0 else 0.0
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+
+class LoadGenerator(Protocol):
+    """Drives one ``LoadSpec`` from the given cores and reports what it saw."""
+
+    name: str
+
+    def run(
+        self, spec: LoadSpec, *, cores: tuple[int, ...] = (), tick: Tick | None = None
+    ) -> LoadResult: ...
+
+
+def ensure_wrk(*, install: bool = True) -> tuple[bool, str]:
+    """Make wrk available; returns (available, what happened).
+
+    Installs Debian's ``wrk`` package when it is missing and we are root,
+    running ``apt-get update`` only when the first install attempt fails
+    (a stale package list is the usual reason).
+    """
+    if shutil.which("wrk"):
+        return True, "wrk found on PATH"
+    if not install:
+        return False, "wrk missing; installation not requested"
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return False, "wrk missing and cannot be installed (needs root and apt-get)"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for step in ("install", "update-then-install"):
+        if step == "update-then-install":
+            _apt(["apt-get", "update"], env)
+        if _apt(["apt-get", "install", "-y", "wrk"], env) and shutil.which("wrk"):
+            return True, f"wrk installed with apt-get ({step})"
+    return False, "wrk missing; apt-get install -y wrk failed"
+
+
+def _apt(command: list[str], env: dict[str, str]) -> bool:
+    log.info("running %s", " ".join(command))
+    try:
+        completed = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.warning("%s failed: %s", command[1], exc)
+        return False
+    if completed.returncode != 0:
+        log.warning("%s failed: %s", " ".join(command), completed.stderr.strip()[-500:])
+    return completed.returncode == 0
+
+
+def choose_generator(preference: str, *, install: bool = True) -> tuple[LoadGenerator, str]:
+    """wrk when it is (or can be made) available, else several Python processes.
+
+    ``preference`` is "auto", "wrk" or "python". Returns the generator and a
+    sentence saying why it was chosen, which goes into the report.
+    """
+    from .pyload import PythonLoad
+    from .wrk import Wrk
+
+    if preference == "python":
+        return PythonLoad(), "Python load generator requested (--load-generator python)"
+    available, how = ensure_wrk(install=install)
+    if available:
+        return Wrk(), how
+    if preference == "wrk":
+        raise RuntimeError(f"wrk was requested but is not available: {how}")
+    return PythonLoad(), f"{how}; falling back to the Python load generator"

@@ -1,0 +1,101 @@
+"""What the benchmark runs on, and which cores the servers and the load get.
+
+Both go into every result file: a figure without its machine is not worth
+keeping, and a ratio measured with server and load fighting for one core
+reads differently from one where each has its own.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+
+__all__ = ["CorePlan", "machine_info", "plan_cores"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CorePlan:
+    """Cores for the servers and for the load generator; empty means "not pinned"."""
+
+    server: tuple[int, ...]
+    load: tuple[int, ...]
+
+    @property
+    def pinned(self) -> bool:
+        return bool(self.server and self.load)
+
+    def describe(self) -> str:
+        if not self.pinned:
+            return "not pinned (fewer than 2 usable cores): servers and load share the CPU"
+        return (
+            f"servers on core {_cores(self.server)}, load generator on core {_cores(self.load)}"
+            " (taskset)"
+        )
+
+
+def _cores(cores: tuple[int, ...]) -> str:
+    return ",".join(str(core) for core in cores)
+
+
+def plan_cores(*, pin: bool = True) -> CorePlan:
+    """Servers on the first usable core, load on the second; no pinning on one core.
+
+    With more than two cores the load still gets one core only: a fixed
+    shape makes runs on different machines comparable, and one wrk thread
+    saturates a Python server several times over.
+    """
+    usable = sorted(os.sched_getaffinity(0))
+    if not pin or len(usable) < 2:
+        return CorePlan(server=(), load=())
+    return CorePlan(server=(usable[0],), load=(usable[1],))
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _wrk_version() -> str | None:
+    if shutil.which("wrk") is None:
+        return None
+    # wrk has no --version; its usage text starts with the version line.
+    completed = subprocess.run(
+        ["wrk", "--version"], capture_output=True, text=True, timeout=10, check=False
+    )
+    first = (completed.stdout or completed.stderr).splitlines()
+    return first[0].split(" [")[0].strip() if first else None
+
+
+def machine_info() -> dict[str, object]:
+    """A JSON-ready description of this machine and the software under test."""
+    return {
+        "nproc": os.cpu_count(),
+        "usable_cores": sorted(os.sched_getaffinity(0)),
+        "cpu_model": _cpu_model(),
+        "kernel": platform.release(),
+        "python": sys.version.split()[0],
+        "python_implementation": platform.python_implementation(),
+        "aiohttp": _version("aiohttp"),
+        "uvloop": _version("uvloop"),
+        "psutil": _version("psutil"),
+        "wrk": _wrk_version(),
+        "load_average_at_start": list(os.getloadavg()),
+    }

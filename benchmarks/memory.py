@@ -1,0 +1,193 @@
+"""Memory: does a node's RSS stay near ``--max-bytes`` when written far past it?
+
+For each value size a fresh node starts with ``--max-bytes`` (64 MiB by
+default); its idle RSS is read once its code paths are warm; then PUTs of
+keys never written before deliver ``factor`` (10) times the bound in value
+bytes, through the load generator (wrk with a Lua script, or the Python
+fallback), while RSS is sampled every quarter second. The store must evict
+all along; what we report is how much memory that costs beyond idle, as a
+fraction of the bound. Small values are the hard case: per-entry overhead
+of the interpreter's objects dwarfs 100 bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+from .loadgen import LoadGenerator, LoadSpec
+from .machine import CorePlan
+from .processes import Processes
+
+__all__ = ["MemorySettings", "run_memory"]
+
+MiB = 1024 * 1024
+# Generous: on a shared machine a starved server can stall for seconds.
+_HTTP_TIMEOUT = 15.0
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemorySettings:
+    """``time_limit`` (whole seconds) caps each value size's load."""
+
+    max_bytes: int = 64 * MiB
+    factor: int = 10
+    value_sizes: tuple[int, ...] = (10_240, 100)
+    connections: int = 32
+    time_limit: int = 900
+
+
+@dataclass(slots=True)
+class _RssSampler:
+    """RSS of one process, read on every ``sample`` (the load's tick).
+
+    The peak sees every reading; the series keeps one every half second,
+    enough for a plot and small enough for the JSON.
+    """
+
+    process: psutil.Process
+    started: float
+    peak: int = 0
+    series: list[tuple[float, int]] = field(default_factory=list)
+
+    def sample(self) -> int:
+        rss = int(self.process.memory_info().rss)
+        self.peak = max(self.peak, rss)
+        elapsed = time.monotonic() - self.started
+        if not self.series or elapsed - self.series[-1][0] >= 0.5:
+            self.series.append((round(elapsed, 2), rss))
+        return rss
+
+
+def _request(url: str, *, method: str = "GET", data: bytes | None = None) -> bytes:
+    request = urllib.request.Request(url, data=data, method=method)
+    with urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT) as response:
+        body: bytes = response.read()
+        return body
+
+
+def _stats(url: str) -> dict[str, Any]:
+    stats: dict[str, Any] = json.loads(_request(f"{url}/stats"))
+    return stats
+
+
+def _warm_up(url: str) -> None:
+    # Touch every code path the load will use, so idle RSS includes them.
+    for index in range(50):
+        _request(f"{url}/kv/warm-{index}", method="PUT", data=b"w" * 100)
+        _request(f"{url}/kv/warm-{index}")
+        _request(f"{url}/kv/warm-{index}", method="DELETE")
+
+
+def _idle_rss(process: psutil.Process) -> int:
+    # The largest of a few readings a little apart: the idle footprint, not a dip.
+    readings: list[int] = []
+    for _ in range(5):
+        readings.append(int(process.memory_info().rss))
+        time.sleep(0.1)
+    return max(readings)
+
+
+def measure_one(
+    processes: Processes,
+    generator: LoadGenerator,
+    plan: CorePlan,
+    settings: MemorySettings,
+    *,
+    host: str,
+    value_size: int,
+    progress: Progress,
+) -> dict[str, Any]:
+    """Fill one fresh node with ``factor`` x its bound of ``value_size`` values."""
+    node = processes.node(host, args=["--max-bytes", str(settings.max_bytes)])
+    assert node.process is not None
+    try:
+        process = psutil.Process(node.process.pid)
+        _warm_up(node.url)
+        idle = _idle_rss(process)
+        sets_before = _stats(node.url)["store"]["sets"]
+        puts = math.ceil(settings.factor * settings.max_bytes / value_size)
+        progress(
+            f"memory: {puts:,} PUTs of {value_size:,} B to {node.member}"
+            f" (bound {settings.max_bytes / MiB:g} MiB, idle RSS {idle / MiB:.1f} MiB)"
+        )
+        sampler = _RssSampler(process, started=time.monotonic())
+        sampler.sample()
+        spec = LoadSpec(
+            url=node.url,
+            connections=settings.connections,
+            threads=1,
+            duration=settings.time_limit,
+            put_keys=puts,
+            body_bytes=value_size,
+            key_prefix=f"m{value_size}-",
+        )
+        result = generator.run(spec, cores=plan.load, tick=sampler.sample)
+        final = sampler.sample()
+        # Read again after a short pause: memory the allocator gives back late shows here.
+        time.sleep(1.0)
+        settled = sampler.sample()
+        store = _stats(node.url)["store"]
+    finally:
+        node.stop()
+    written = store["sets"] - sets_before
+    entry = {
+        "value_bytes": value_size,
+        "node": node.member,
+        "bound_bytes": settings.max_bytes,
+        "puts_planned": puts,
+        "puts_answered": result.requests,
+        "puts_stored": written,
+        "completed": written >= puts,
+        "payload_written_bytes": written * value_size,
+        "load_seconds": round(result.duration_s, 2),
+        "puts_per_s": round(result.requests_per_s, 1),
+        "load_errors": result.errors,
+        "latency_ms": result.latency_ms,
+        "store": store,
+        "idle_rss_bytes": idle,
+        "peak_rss_bytes": sampler.peak,
+        "final_rss_bytes": final,
+        "settled_rss_bytes": settled,
+        "peak_growth_over_bound": round((sampler.peak - idle) / settings.max_bytes, 3),
+        "peak_rss_over_bound": round(sampler.peak / settings.max_bytes, 3),
+        "rss_series": sampler.series,
+    }
+    progress(
+        f"memory: {value_size:,} B values: {written:,} PUTs in {result.duration_s:.0f} s,"
+        f" peak RSS {sampler.peak / MiB:.1f} MiB"
+        f" = idle + {entry['peak_growth_over_bound']:.2f} x bound"
+    )
+    return entry
+
+
+def run_memory(
+    processes: Processes,
+    generator: LoadGenerator,
+    plan: CorePlan,
+    settings: MemorySettings,
+    *,
+    subnet: str,
+    progress: Progress,
+) -> list[dict[str, Any]]:
+    """One fresh node per value size, on ``<subnet>.10``, ``<subnet>.11``..."""
+    return [
+        measure_one(
+            processes,
+            generator,
+            plan,
+            settings,
+            host=f"{subnet}.{10 + index}",
+            value_size=size,
+            progress=progress,
+        )
+        for index, size in enumerate(settings.value_sizes)
+    ]

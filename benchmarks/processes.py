@@ -1,0 +1,230 @@
+"""Starting, pinning and always stopping the child processes of a run.
+
+``Processes`` is the one owner of every server a run starts: each start
+registers its stop first, so leaving the ``with`` block (normally, on an
+error or on Ctrl-C) stops everything, newest first. Nodes are started with
+``node.local_cluster.NodeProcess`` / ``LocalCluster``, the same code the
+tests use; the bare server gets a small process class of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from node.local_cluster import LocalCluster, NodeProcess
+
+from .machine import CorePlan
+
+__all__ = [
+    "BareServer",
+    "Processes",
+    "cpu_seconds",
+    "ensure_free",
+    "pin",
+    "pinned_cores",
+    "signals_raise_keyboard_interrupt",
+]
+
+
+def ensure_free(host: str, port: int) -> None:
+    """Refuse to start when ``host:port`` is taken: a benchmark that measured
+    somebody else's server would be worse than none."""
+    if not host.startswith("127."):
+        raise ValueError(f"benchmarks only use 127.0.0.0/8, not {host}")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise RuntimeError(f"{host}:{port} is already in use ({exc.strerror})") from None
+
+
+def pin(pid: int, cores: Sequence[int]) -> None:
+    """Pin every thread of ``pid`` to ``cores`` (``taskset -a``); later threads inherit."""
+    if not cores:
+        return
+    if shutil.which("taskset"):
+        subprocess.run(
+            ["taskset", "-a", "-p", "-c", ",".join(map(str, cores)), str(pid)],
+            check=True,
+            capture_output=True,
+            timeout=10,
+        )
+        return
+    for task in glob.glob(f"/proc/{pid}/task/*"):
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(int(os.path.basename(task)), set(cores))
+
+
+def pinned_cores(pid: int) -> list[int]:
+    """The union of the cores ``pid``'s threads may run on (to check ``pin``)."""
+    cores: set[int] = set()
+    for task in glob.glob(f"/proc/{pid}/task/*"):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            cores |= os.sched_getaffinity(int(os.path.basename(task)))
+    return sorted(cores)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds ``pid`` has used so far (all its threads)."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+@dataclass
+class BareServer:
+    """One ``python -m benchmarks.bare_server`` process."""
+
+    host: str
+    value_size: int
+    headers: Sequence[tuple[str, str]] = ()
+    port: int = 7000
+    log_path: str | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def member(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.member}"
+
+    def start(self) -> None:
+        command = [
+            sys.executable,
+            "-m",
+            "benchmarks.bare_server",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--value-size",
+            str(self.value_size),
+            *(f"--header={name}: {value}" for name, value in self.headers),
+        ]
+        # Like NodeProcess: the child finds this checkout even when not installed.
+        root = str(Path(__file__).resolve().parent.parent)
+        path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+        env = {**os.environ, "PYTHONPATH": path}
+        with open(self.log_path or os.devnull, "ab") as output:
+            self.process = subprocess.Popen(command, env=env, stdout=output, stderr=output)
+
+    def wait_alive(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"bare server {self.member} exited with {self.process.poll()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/check-alive", timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise TimeoutError(f"bare server {self.member} did not answer within {timeout:g}s")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+
+class Processes:
+    """Starts servers pinned to ``plan.server`` and stops them all on ``close()``."""
+
+    def __init__(self, plan: CorePlan, *, log_dir: str) -> None:
+        self.plan = plan
+        self.log_dir = log_dir
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> Processes:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def _log(self, name: str) -> str:
+        return os.path.join(self.log_dir, f"{name}.log")
+
+    def _pin(self, pid: int | None) -> None:
+        if pid is not None:
+            pin(pid, self.plan.server)
+
+    def bare(
+        self, host: str, *, value_size: int, headers: Sequence[tuple[str, str]] = ()
+    ) -> BareServer:
+        ensure_free(host, 7000)
+        server = BareServer(
+            host=host, value_size=value_size, headers=headers, log_path=self._log(f"bare-{host}")
+        )
+        self._stack.callback(server.stop)
+        server.start()
+        self._pin(server.process.pid if server.process else None)
+        server.wait_alive()
+        return server
+
+    def node(self, host: str, *, args: Sequence[str] = ()) -> NodeProcess:
+        ensure_free(host, 7000)
+        node = NodeProcess(host=host, args=list(args), log_path=self._log(f"node-{host}"))
+        self._stack.callback(node.stop)
+        node.start()
+        self._pin(node.process.pid if node.process else None)
+        node.wait_alive()
+        return node
+
+    def cluster(
+        self, subnet: str, first: int, count: int, *, env: Mapping[str, str] | None = None
+    ) -> LocalCluster:
+        """``count`` nodes on ``subnet.first``... that list each other as peers.
+
+        ``env`` holds extra ``CACHE_*`` settings for every node.
+        """
+        for index in range(count):
+            ensure_free(f"{subnet}.{first + index}", 7000)
+        cluster = LocalCluster.on_loopback(
+            count, subnet=subnet, first=first, env=env, log_dir=self.log_dir
+        )
+        self._stack.callback(cluster.stop)
+        # Pin as each process starts, then wait the way LocalCluster.start does.
+        for node in cluster.nodes:
+            node.start()
+            self._pin(node.process.pid if node.process else None)
+        for node in cluster.nodes:
+            node.wait_alive()
+        cluster.wait_converged()
+        return cluster
+
+
+@contextlib.contextmanager
+def signals_raise_keyboard_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C, so ``finally`` blocks stop the children either way."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

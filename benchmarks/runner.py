@@ -1,0 +1,156 @@
+"""Interleaved rounds: every scenario once per round, in a rotating order.
+
+Shared machines drift (other tenants, CPU boost, thermal state), so no
+scenario gets all its runs in one stretch of time: round r runs the
+scenarios starting from the r-th, and the report compares medians and
+per-round (paired) ratios. A short warm-up per target comes first and is
+kept in the raw data but left out of the figures.
+
+A run is only a measure of the server when the server was saturated. When
+neither the servers nor the load generator were busy (a neighbour took the
+server core), the run is kept as ``discarded`` and repeated, at most
+``Settings.retries`` times; the last attempt counts whatever it shows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from .loadgen import LoadGenerator, LoadResult, LoadSpec
+from .machine import CorePlan
+from .processes import cpu_seconds, pinned_cores
+from .scenarios import Fleet, Scenario, Target
+
+__all__ = ["SATURATED", "Run", "Settings", "run_scenarios"]
+
+Progress = Callable[[str], None]
+
+# A server (or load generator) at this fraction of a core or more counts as busy.
+SATURATED = 0.90
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """The load shape, identical for every scenario of a run. Seconds are whole."""
+
+    connections: int
+    threads: int
+    duration: int
+    warmup: int
+    rounds: int
+    retries: int = 2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Run:
+    """One load against one scenario's target, with the servers' CPU use."""
+
+    scenario: str
+    round: int  # 0-based; -1 for the warm-up
+    result: LoadResult
+    server_cpu_s: float
+    discarded: bool = False
+
+    @property
+    def starved(self) -> bool:
+        """Neither the servers nor the load generator were busy: a neighbour interfered."""
+        return self.server_cores_busy < SATURATED and self.generator_cores_busy < SATURATED
+
+    @property
+    def warmup(self) -> bool:
+        return self.round < 0
+
+    @property
+    def server_cores_busy(self) -> float:
+        """Server CPU seconds per second of load: 1.0 is one core saturated."""
+        return self.server_cpu_s / self.result.duration_s if self.result.duration_s else 0.0
+
+    @property
+    def generator_cores_busy(self) -> float:
+        duration = self.result.duration_s
+        return self.result.generator_cpu_s / duration if duration else 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Prepared:
+    """A scenario's target, ready, with the cores its servers were seen pinned to."""
+
+    target: Target
+    server_cores: dict[int, list[int]]
+
+
+def run_scenarios(
+    scenarios: Sequence[Scenario],
+    fleet: Fleet,
+    generator: LoadGenerator,
+    settings: Settings,
+    plan: CorePlan,
+    progress: Progress,
+) -> tuple[dict[str, Prepared], list[Run]]:
+    """Prepare every scenario, warm each up, then run ``settings.rounds`` rounds."""
+    prepared: dict[str, Prepared] = {}
+    for scenario in scenarios:
+        progress(f"preparing {scenario.name}: {scenario.title}")
+        target = scenario.prepare(fleet)
+        cores = {pid: pinned_cores(pid) for pid in target.server_pids}
+        prepared[scenario.name] = Prepared(target=target, server_cores=cores)
+    runs: list[Run] = []
+    total = len(scenarios) * settings.rounds
+    if settings.warmup:
+        for scenario in scenarios:
+            progress(f"warm-up {scenario.name} ({settings.warmup}s)")
+            runs.append(
+                _measure(scenario, -1, prepared[scenario.name].target, generator, settings, plan)
+            )
+    done = 0
+    for round_index in range(settings.rounds):
+        # Rotate the order so no scenario always runs first or right after another.
+        shift = round_index % len(scenarios)
+        for scenario in [*scenarios[shift:], *scenarios[:shift]]:
+            done += 1
+            target = prepared[scenario.name].target
+            for attempt in range(settings.retries + 1):
+                run = _measure(scenario, round_index, target, generator, settings, plan)
+                if not run.starved or attempt == settings.retries:
+                    break
+                runs.append(replace(run, discarded=True))
+                progress(
+                    f"[{done}/{total}] round {round_index + 1} {scenario.name}: servers busy only"
+                    f" {run.server_cores_busy:.0%} of a core (a neighbour?); measuring again"
+                )
+            runs.append(run)
+            result = run.result
+            progress(
+                f"[{done}/{total}] round {round_index + 1} {scenario.name:<12}"
+                f" {result.requests_per_s:>9,.0f} req/s"
+                f"  p50 {result.latency_ms['p50']:.2f} ms  p99 {result.latency_ms['p99']:.2f} ms"
+                f"  server CPU {run.server_cores_busy:.2f}"
+                + (f"  ERRORS {result.errors}" if result.error_count else "")
+            )
+    return prepared, runs
+
+
+def _measure(
+    scenario: Scenario,
+    round_index: int,
+    target: Target,
+    generator: LoadGenerator,
+    settings: Settings,
+    plan: CorePlan,
+) -> Run:
+    spec = LoadSpec(
+        url=target.url,
+        connections=settings.connections,
+        threads=settings.threads,
+        duration=settings.warmup if round_index < 0 else settings.duration,
+    )
+    before = sum(cpu_seconds(pid) for pid in target.server_pids)
+    result: LoadResult = generator.run(spec, cores=plan.load)
+    after = sum(cpu_seconds(pid) for pid in target.server_pids)
+    # A breath between loads lets sockets in TIME_WAIT and the servers settle.
+    time.sleep(0.2)
+    return Run(
+        scenario=scenario.name, round=round_index, result=result, server_cpu_s=after - before
+    )

@@ -1,0 +1,141 @@
+"""wrk (Debian's package) as the load generator.
+
+Every run appends ``lua/report.lua`` to its script so that wrk ends by
+printing one JSON line (``WRK_JSON {...}``) with exact counts and
+microsecond latencies; the human-readable output is kept as ``raw``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .loadgen import LoadResult, LoadSpec, Tick
+
+__all__ = ["Wrk"]
+
+_LUA = Path(__file__).with_name("lua")
+_MARK = "WRK_JSON "
+_DONE = "WRK_THREAD_DONE"
+# wrk gets this long past its own -d before we kill it: it normally exits
+# within a second of -d, so only a wedged wrk ever hits this.
+_GRACE_S = 30.0
+# How often we sample (tick) and look for finished threads while wrk runs.
+_TICK_S = 0.1
+
+
+class Wrk:
+    """Runs ``wrk`` pinned with ``taskset`` to the load cores."""
+
+    name = "wrk"
+
+    def run(
+        self, spec: LoadSpec, *, cores: tuple[int, ...] = (), tick: Tick | None = None
+    ) -> LoadResult:
+        script = (_LUA / "report.lua").read_text()
+        extra: list[str] = []
+        url = spec.url
+        if spec.put_keys is not None:
+            script = (_LUA / "put_keys.lua").read_text() + "\n" + script
+            parts = urlsplit(spec.url)
+            url = f"{parts.scheme}://{parts.netloc}/"
+            extra = [
+                "--",
+                str(spec.body_bytes),
+                str(spec.put_keys),
+                spec.key_prefix,
+                str(spec.threads),
+                str(spec.pipeline),
+            ]
+        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
+            handle.write(script)
+            script_path = handle.name
+        try:
+            command = [
+                *(["taskset", "-c", ",".join(map(str, cores))] if cores else []),
+                "wrk",
+                f"-t{spec.threads}",
+                f"-c{spec.connections}",
+                f"-d{spec.duration}s",
+                "--timeout",
+                "5s",
+                "--latency",
+                "-s",
+                script_path,
+                url,
+                *extra,
+            ]
+            threads_to_finish = spec.threads if spec.put_keys is not None else None
+            return _run(command, spec.duration + _GRACE_S, tick, threads_to_finish)
+        finally:
+            os.unlink(script_path)
+
+
+def _run(
+    command: list[str], limit_s: float, tick: Tick | None, threads_to_finish: int | None
+) -> LoadResult:
+    """Run wrk to its end; with ``threads_to_finish``, interrupt it (SIGINT, on
+    which wrk still reports) as soon as that many threads said they are done."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with tempfile.TemporaryDirectory(prefix="wrk-") as scratch:
+        path = os.path.join(scratch, "output")
+        # wrk writes through its own handle; we read through another, so our
+        # reads never move its write position.
+        with open(path, "w") as output:
+            process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + limit_s
+            interrupted = False
+            while process.poll() is None:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"wrk ran past {limit_s:g}s: {' '.join(command)}")
+                if tick is not None:
+                    tick()
+                if (
+                    threads_to_finish is not None
+                    and not interrupted
+                    and _read(path).count(_DONE) >= threads_to_finish
+                ):
+                    process.send_signal(signal.SIGINT)
+                    interrupted = True
+                time.sleep(_TICK_S)
+        finally:
+            # On Ctrl-C or a timeout wrk must not outlive us.
+            if process.poll() is None:
+                process.kill()
+            process.wait(10)
+        raw = _read(path)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if process.returncode != 0:
+        raise RuntimeError(f"wrk exited with {process.returncode}:\n{raw[-2000:]}")
+    return _parse(raw, cpu_s)
+
+
+def _read(path: str) -> str:
+    with open(path, errors="replace") as handle:
+        return handle.read()
+
+
+def _parse(raw: str, cpu_s: float) -> LoadResult:
+    lines = [line for line in raw.splitlines() if line.startswith(_MARK)]
+    if not lines:
+        raise RuntimeError(f"wrk printed no {_MARK.strip()} line:\n{raw[-2000:]}")
+    data = json.loads(lines[-1][len(_MARK) :])
+    latency = {name: micros / 1000.0 for name, micros in data["latency_us"].items()}
+    summary = "\n".join(line for line in raw.splitlines() if not line.startswith((_MARK, _DONE)))
+    return LoadResult(
+        requests=int(data["requests"]),
+        duration_s=data["duration_us"] / 1e6,
+        latency_ms=latency,
+        errors={name: int(count) for name, count in data["errors"].items()},
+        generator_cpu_s=cpu_s,
+        raw=summary,
+    )
