@@ -27,9 +27,13 @@ from .discovery import create_discovery
 from .forwarder import Forwarder
 from .guard import RouteGuard
 from .handlers import Routes
+from .hot_keys import HotKeys
+from .invalidation import InvalidationRoutes, Invalidations
 from .membership import Membership, MembershipKeeper
 from .metrics import RequestMetrics
+from .near_cache import NearCache
 from .observability import ObservabilityRoutes
+from .openapi import OpenApiRoutes
 from .rebalance import EntryMover, MoveReport
 from .store import Store
 from .transfer import TransferRoutes, TransferStats
@@ -91,8 +95,23 @@ def create_app(config: Config, *, self_id: str) -> web.Application:
         access_logging=config.access_log,
         count_requests=config.request_metrics,
     )
+    near = None
+    if config.hot_cache:
+        near = NearCache(
+            max_bytes=config.hot_cache_limit,
+            ttl=config.hot_cache_ttl,
+            threshold=config.hot_cache_threshold,
+        )
+    hot_keys = HotKeys(near=near, coalesce=config.coalesce)
+    invalidations = Invalidations(transport, self_id=self_id, timeout=config.peer_timeout)
     context = NodeContext(
-        config=config, store=store, membership=membership, forwarder=forwarder, guard=guard
+        config=config,
+        store=store,
+        membership=membership,
+        forwarder=forwarder,
+        guard=guard,
+        hot_keys=hot_keys,
+        invalidations=invalidations,
     )
     transfer_stats = TransferStats()
     mover = EntryMover(
@@ -127,7 +146,9 @@ def create_app(config: Config, *, self_id: str) -> web.Application:
     routes.register(app)
     TransferRoutes(context, transfer_stats, keeper).register(app)
     BatchRoutes(context).register(app)
+    InvalidationRoutes(context).register(app)
     ObservabilityRoutes(context, transfer_stats, keeper).register(app)
+    OpenApiRoutes(context).register(app)
     routes.register_unknown_route(app)  # last: it matches every path
     app[ROUTES] = routes
     app[CONTEXT] = context
@@ -147,6 +168,11 @@ def create_app(config: Config, *, self_id: str) -> web.Application:
         yield
         await mover.stop()
 
+    async def hot_key_tasks(app: web.Application) -> AsyncIterator[None]:
+        yield
+        hot_keys.cancel()
+        await invalidations.close()
+
     async def expiry_sweeper(app: web.Application) -> AsyncIterator[None]:
         async def sweep_forever() -> None:
             while True:
@@ -162,7 +188,9 @@ def create_app(config: Config, *, self_id: str) -> web.Application:
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    app.cleanup_ctx.extend([peer_transport, membership_keeper, entry_mover, expiry_sweeper])
+    app.cleanup_ctx.extend(
+        [peer_transport, membership_keeper, entry_mover, hot_key_tasks, expiry_sweeper]
+    )
     return app
 
 

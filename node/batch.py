@@ -212,6 +212,11 @@ class BatchRoutes:
             await self._write_everywhere(op, keys, values, ttl, valid, results)
         else:
             await self._serve_by_owner(op, keys, values, ttl, valid, results)
+        if op.writes and HOP_HEADER not in request.headers:
+            # Written through this node: its near-cache copies are out of date.
+            hot_keys = self.context.hot_keys
+            for index in valid:
+                hot_keys.wrote(keys[index])
         if op is _GET and sum(map(len, results.payloads)) > self.max_body:
             self._keep_within_budget(results)
         return results
@@ -264,6 +269,7 @@ class BatchRoutes:
                     statuses[index] = HIT
                     payloads[index] = entry[0]
         elif op is _SET:
+            changed = self.context.invalidations.changed
             for index in indexes:
                 try:
                     store.set(keys[index], values[index], ttl=ttl)
@@ -271,10 +277,12 @@ class BatchRoutes:
                     results.set(index, (413, error_payload("too_large", str(exc))))
                 else:
                     statuses[index] = DONE
+                    changed(keys[index], None)
         else:
-            delete = store.delete
+            delete, changed = store.delete, self.context.invalidations.changed
             for index in indexes:
                 statuses[index] = DONE if delete(keys[index]) else MISSING
+                changed(keys[index], None)
 
     async def _serve_by_owner(
         self,

@@ -64,7 +64,18 @@ class Config:
     log_level: str = "INFO"
     log_format: str = "text"
     access_log: bool = False
+    coalesce: bool = True
+    hot_cache: bool = True
+    # None: one eighth of max_bytes (see hot_cache_limit).
+    hot_cache_bytes: int | None = None
+    hot_cache_ttl: float = 1.0
+    hot_cache_threshold: int = 4
     request_metrics: bool = True
+
+    @property
+    def hot_cache_limit(self) -> int:
+        """Bytes the near cache may hold: HOT_CACHE_BYTES, else MAX_BYTES / 8."""
+        return self.hot_cache_bytes if self.hot_cache_bytes is not None else self.max_bytes // 8
 
     @property
     def listen_member(self) -> str:
@@ -290,6 +301,20 @@ SETTINGS: tuple[Setting, ...] = (
             help="Log one line per request (off: it costs throughput)."),
     Setting(field="request_metrics", parse=_boolean, shown_default="true",
             help="Count and time every request for /metrics; off only to measure its cost."),
+    Setting(field="coalesce", parse=_boolean, shown_default="true",
+            help="Concurrent forwarded GETs (and HEADs) of one key share one request to "
+                 "the owner."),
+    Setting(field="hot_cache", parse=_boolean, shown_default="true",
+            help="Keep short-lived copies of hot keys owned by other nodes (README: Hot keys)."),
+    Setting(field="hot_cache_bytes", parse=_size_at_least(64 * 1024),
+            shown_default="(MAX_BYTES / 8)",
+            help="Memory bound of those copies, on top of MAX_BYTES."),
+    Setting(field="hot_cache_ttl", parse=_seconds(0.01, 60), shown_default="1",
+            help="Seconds a copy is served at most, counted from its fetch and never past "
+                 "the entry's own TTL: the staleness bound."),
+    Setting(field="hot_cache_threshold", parse=_int_in(1, 1_000_000), shown_default="4",
+            help="GETs of a key within one second at a node that does not own it before "
+                 "that node keeps a copy."),
 )  # fmt: skip
 
 _FIELD_NAMES = {f.name for f in fields(Config)}

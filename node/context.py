@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from .config import Config
 from .forwarder import Forwarder
 from .guard import RouteGuard
+from .hot_keys import HotKeys
+from .invalidation import Invalidations
 from .membership import Membership
 from .store import Store
 
@@ -22,13 +24,20 @@ class Lifecycle:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NodeContext:
-    """The parts of one node: its settings, store, ring and link to its peers."""
+    """The parts of one node: its settings, store, ring and link to its peers.
+
+    ``hot_keys`` is the read path for keys owned elsewhere (coalescing, near
+    cache); ``invalidations`` tells peers that mirror a key owned here that
+    it changed.
+    """
 
     config: Config
     store: Store
     membership: Membership
     forwarder: Forwarder
     guard: RouteGuard
+    hot_keys: HotKeys
+    invalidations: Invalidations
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
 
     @property

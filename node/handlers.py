@@ -4,11 +4,16 @@ The key-value handler is the hot path: it parses the key, asks the ring for
 the owner, and either serves from the local store or forwards once to the
 owner. A request that carries the hop header is always served locally, so
 two nodes whose rings disagree cannot bounce a request between them.
+
+Reads of keys owned elsewhere go through ``node.hot_keys`` (coalesced
+forwards, the near cache); writes served here tell the peers that mirror
+the key (``node.invalidation``). Neither touches the owner's local read.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 
 import orjson
 from aiohttp import web
@@ -18,7 +23,9 @@ from client._ring import HashRing
 from client._transport import Reply, kv_path
 
 from .context import NodeContext
+from .hot_keys import MIRROR_OF_HEADER, MIRROR_TTL_HEADER
 from .http_errors import HttpError
+from .near_cache import Mirrored
 from .replication import Replicator
 from .store import ValueTooLarge
 from .wire import (
@@ -55,6 +62,8 @@ class Routes:
         self.store = context.store
         self.membership = context.membership
         self.forwarder = context.forwarder
+        self.hot_keys = context.hot_keys
+        self.invalidations = context.invalidations
         self.self_id = context.self_id
         self.replicas = context.config.replicas
         self.replicator = Replicator(context)
@@ -74,6 +83,8 @@ class Routes:
             RING_HEADER: ring.version,
         }
         self._plain_headers = {NODE_HEADER: self.self_id, RING_HEADER: ring.version}
+        # Near-cache answers, per owner (see _mirrored).
+        self._mirror_headers: dict[str, dict[str, str]] = {}
 
     def register(self, app: web.Application) -> None:
         """Add these routes. The catch-all for unknown paths is added last, by the app."""
@@ -82,11 +93,12 @@ class Routes:
             "*", "/check-alive", guard("/check-alive", public=True)(self.check_alive)
         )
         app.router.add_route("*", "/cluster", guard("/cluster")(self.cluster))
-        app.router.add_route("*", "/kv/{key:.*}", guard("/kv")(self.kv))
+        # [\s\S], not ".": the decoded path of a key with a newline (%0A) must match too.
+        app.router.add_route("*", r"/kv/{key:[\s\S]*}", guard("/kv")(self.kv))
 
     def register_unknown_route(self, app: web.Application) -> None:
         unknown = self.context.guard("(unknown)")(self.unknown_route)
-        app.router.add_route("*", "/{tail:.*}", unknown)
+        app.router.add_route("*", r"/{tail:[\s\S]*}", unknown)
 
     # -- small routes
 
@@ -145,6 +157,8 @@ class Routes:
             )
         if HOP_HEADER in request.headers:
             self.forwarder.stats.served_for_peers += 1
+            if method == "GET" and MIRROR_TTL_HEADER in request.headers:
+                self._note_mirror(request, key)
         elif self.replicas > 1:
             replicated = await self._replicated(method, key, body, ttl)
             if replicated is not None:
@@ -152,13 +166,19 @@ class Routes:
         else:
             owner = self.membership.ring.owner(key)
             if owner != self.self_id:
-                return await self._forward(owner, method, key, body, ttl)
+                if method == "GET" or method == "HEAD":
+                    mirrored = self.hot_keys.lookup(method, key)
+                    if mirrored is not None:
+                        return self._mirrored(mirrored)
+                    return await self._fetch_from(owner, method, key)
+                return await self._write_elsewhere(owner, method, key, body, ttl)
         if method == "GET" or method == "HEAD":
             return self._get(key)
+        writer = request.headers.get(HOP_HEADER)
         if method == "PUT":
             assert body is not None
-            return self._put(key, body, ttl)
-        return self._delete(key)
+            return self._put(key, body, ttl, writer)
+        return self._delete(key, writer)
 
     def _get(self, key: str) -> web.Response:
         entry = self.store.get_entry(key)
@@ -171,17 +191,62 @@ class Routes:
         headers = {**self._hit_headers, TTL_HEADER: format_ttl(remaining or 0.0)}
         return web.Response(body=value, headers=headers)
 
-    def _put(self, key: str, value: bytes, ttl: float | None) -> web.Response:
+    def _put(self, key: str, value: bytes, ttl: float | None, writer: str | None) -> web.Response:
         try:
             self.store.set(key, value, ttl=ttl)
         except ValueTooLarge as exc:
             raise HttpError(413, "too_large", str(exc)) from None
+        self.invalidations.changed(key, writer)
         return web.Response(status=204, headers=self._plain_headers)
 
-    def _delete(self, key: str) -> web.Response:
-        if not self.store.delete(key):
+    def _delete(self, key: str, writer: str | None) -> web.Response:
+        deleted = self.store.delete(key)
+        # Even when nothing was here (evicted, expired), a mirror may hold a copy.
+        self.invalidations.changed(key, writer)
+        if not deleted:
             raise HttpError(404, "not_found", "No value for this key.")
         return web.Response(status=204, headers=self._plain_headers)
+
+    def _note_mirror(self, request: web.Request, key: str) -> None:
+        """The peer that forwarded this GET will mirror the answer: remember it, to
+        tell it when the key changes here."""
+        member = request.headers[HOP_HEADER]
+        # Ring members only: a caller must not get this node to send notices
+        # to an address of its choosing.
+        if member in self.membership.ring:
+            self.invalidations.fetched(key, member, request.headers[MIRROR_TTL_HEADER])
+
+    async def _fetch_from(self, owner: str, method: str, key: str) -> web.Response:
+        """A GET or HEAD of a key owned elsewhere and not in the near cache: the
+        owner's answer (coalesced with concurrent fetches of the key)."""
+        path = kv_path(key)
+
+        async def send(headers: Mapping[str, str] | None) -> Reply:
+            return await self.forwarder.send(owner, method, path, headers=headers)
+
+        return self._relay(await self.hot_keys.fetch(method, key, send), method)
+
+    def _mirrored(self, entry: Mirrored) -> web.Response:
+        """An answer from the near cache: served by this node, copied from the owner."""
+        headers = self._mirror_headers.get(entry.owner)
+        if headers is None:
+            # One dict per owner, rebuilt with the ring: a hit copies it only
+            # when it adds a TTL.
+            headers = {**self._hit_headers, MIRROR_OF_HEADER: entry.owner}
+            self._mirror_headers[entry.owner] = headers
+        ttl_left = self.hot_keys.ttl_left(entry)
+        if ttl_left is not None:
+            headers = {**headers, TTL_HEADER: format_ttl(ttl_left)}
+        return web.Response(body=entry.value, headers=headers)
+
+    async def _write_elsewhere(
+        self, owner: str, method: str, key: str, body: bytes | None, ttl: float | None
+    ) -> web.Response:
+        try:
+            return await self._forward(owner, method, key, body, ttl)
+        finally:
+            # Even a write that failed here may have reached the owner.
+            self.hot_keys.wrote(key)
 
     async def _replicated(
         self, method: str, key: str, body: bytes | None, ttl: float | None
@@ -189,9 +254,29 @@ class Routes:
         """Serve a key with several owners; None when this node should read locally."""
         owners = self.membership.ring.owners(key, self.replicas)
         if method == "PUT" or method == "DELETE":
-            return await self.replicator.write(owners, method, key, body, ttl)
-        reply = await self.replicator.read(owners, method, key)
-        return None if reply is None else self._relay(reply, method)
+            try:
+                return await self.replicator.write(owners, method, key, body, ttl)
+            finally:
+                self.hot_keys.wrote(key)
+        if self.self_id in owners:
+            reply = await self.replicator.read(owners, method, key)
+            return None if reply is None else self._relay(reply, method)
+        # The near cache is for non-owners only: an owner reads its own store.
+        mirrored = self.hot_keys.lookup(method, key)
+        if mirrored is not None:
+            return self._mirrored(mirrored)
+
+        async def send(headers: Mapping[str, str] | None) -> Reply:
+            return await self._read_owners(owners, method, key, headers)
+
+        return self._relay(await self.hot_keys.fetch(method, key, send), method)
+
+    async def _read_owners(
+        self, owners: Sequence[str], method: str, key: str, headers: Mapping[str, str] | None
+    ) -> Reply:
+        reply = await self.replicator.read(owners, method, key, headers=headers)
+        assert reply is not None  # None only when this node is an owner
+        return reply
 
     async def _forward(
         self, owner: str, method: str, key: str, body: bytes | None, ttl: float | None

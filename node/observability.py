@@ -52,6 +52,11 @@ class ObservabilityRoutes:
             "breakers_open": forwarder.breakers.open_peers(),
             "breaker_rejections": forwarder.breakers.rejected,
             "transfer": asdict(self.transfer_stats),
+            "hot_keys": context.hot_keys.snapshot(),
+            "invalidations": {
+                **asdict(context.invalidations.stats),
+                "tracked_keys": len(context.invalidations.log),
+            },
             "ring_version": ring.version,
             "ring_members": len(ring),
             "ring_changes": context.membership.changes,
@@ -121,4 +126,98 @@ class ObservabilityRoutes:
                    "Transfer batches a peer did not acknowledge.", transfer.batches_failed),
             simple("cache_draining", "gauge", "1 while this node is stopping.",
                    1 if context.lifecycle.draining else 0),
+            *self._hot_key_families(),
         ]  # fmt: skip
+
+    def _hot_key_families(self) -> list[Family]:
+        hot_keys = self.context.hot_keys
+        invalidations = self.context.invalidations
+        sent = invalidations.stats
+        families = [
+            simple(
+                "cache_forwards_coalesced_total",
+                "counter",
+                "Forwarded reads that shared a request already in flight to the owner "
+                "(deduplicated forwards).",
+                hot_keys.forwards_coalesced,
+            ),
+            simple(
+                "cache_invalidations_sent_total",
+                "counter",
+                "Keys named in invalidation notices that peers acknowledged.",
+                sent.sent,
+            ),
+            simple(
+                "cache_invalidations_failed_total",
+                "counter",
+                "Keys named in invalidation notices that failed.",
+                sent.failed,
+            ),
+            simple(
+                "cache_invalidations_dropped_total",
+                "counter",
+                "Keys not notified because too many were waiting.",
+                sent.dropped,
+            ),
+            simple(
+                "cache_invalidations_received_total",
+                "counter",
+                "Keys named in invalidation notices received from owners.",
+                sent.received,
+            ),
+            simple(
+                "cache_mirror_fetchers_keys",
+                "gauge",
+                "Keys owned here whose mirrors are tracked for invalidation.",
+                len(invalidations.log),
+            ),
+        ]
+        near = hot_keys.near
+        if near is not None:
+            stats = near.stats
+            families += [
+                simple(
+                    "cache_near_hits_total",
+                    "counter",
+                    "Reads of keys owned elsewhere served from the near cache.",
+                    stats.hits,
+                ),
+                simple(
+                    "cache_near_misses_total",
+                    "counter",
+                    "Reads of keys owned elsewhere not in the near cache.",
+                    stats.misses,
+                ),
+                simple(
+                    "cache_near_admissions_total",
+                    "counter",
+                    "Copies of hot keys taken into the near cache.",
+                    stats.admitted,
+                ),
+                simple(
+                    "cache_near_refused_stale_total",
+                    "counter",
+                    "Copies refused because the key changed while they were fetched.",
+                    stats.refused_stale,
+                ),
+                simple(
+                    "cache_near_invalidations_total",
+                    "counter",
+                    "Copies dropped because their key was written.",
+                    stats.invalidated,
+                ),
+                simple(
+                    "cache_near_evictions_total",
+                    "counter",
+                    "Copies evicted to stay within the near cache's bound.",
+                    stats.evictions,
+                ),
+                simple("cache_near_items", "gauge", "Copies held in the near cache.", stats.items),
+                simple(
+                    "cache_near_bytes",
+                    "gauge",
+                    "Bytes charged against the near cache's bound.",
+                    stats.bytes,
+                ),
+            ]
+        return families  # fmt: skip

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from aiohttp import web
 
@@ -97,17 +97,28 @@ class Replicator:
     def _write_here(self, method: str, key: str, body: bytes | None, ttl: float | None) -> int:
         store = self.context.store
         if method == "DELETE":
-            return 204 if store.delete(key) else 404
+            deleted = store.delete(key)
+            self.context.invalidations.changed(key, None)
+            return 204 if deleted else 404
         assert body is not None
         try:
             store.set(key, body, ttl=ttl)
         except ValueTooLarge:
             return 413
+        self.context.invalidations.changed(key, None)
         return 204
 
-    async def read(self, owners: Sequence[str], method: str, key: str) -> Reply | None:
+    async def read(
+        self,
+        owners: Sequence[str],
+        method: str,
+        key: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> Reply | None:
         """Find the key among its owners: None when this node has it (serve it
-        here), else the answer of the first owner that has it.
+        here), else the answer of the first owner that has it. ``headers`` go
+        with every request to an owner.
 
         Owners are asked in ring order, this node first when it is one. A
         miss or an unreachable owner moves on to the next: after a failure,
@@ -126,7 +137,9 @@ class Replicator:
             if owner == self.self_id:
                 continue
             try:
-                reply = await self.context.forwarder.send(owner, method, kv_path(key))
+                reply = await self.context.forwarder.send(
+                    owner, method, kv_path(key), headers=headers
+                )
             except HttpError as exc:
                 last_error = exc
                 continue

@@ -17,7 +17,7 @@ from http import HTTPStatus
 from typing import Any, cast
 
 from aiohttp import web
-from aiohttp.http_exceptions import LineTooLong
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 
 from .config import Config
@@ -59,6 +59,16 @@ class _JsonErrorRequestHandler(RequestHandler):
             writable.write(_TOO_MANY_CONNECTIONS)
             self.force_close()
             writable.close()
+
+    def log_exception(self, *args: Any, **kwargs: Any) -> None:
+        # A request the parser refused is the caller's mistake, and anyone can
+        # send one: a traceback at ERROR for each would let garbage flood the
+        # logs (README: no log line per request). aiohttp itself is this quiet
+        # only about a bad method on a connection's first request.
+        if isinstance(kwargs.get("exc_info"), HttpProcessingError):
+            self.logger.debug(*args, **kwargs)
+        else:
+            super().log_exception(*args, **kwargs)
 
     def handle_error(
         self,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from client._transport import kv_path
 from node.local_cluster import LocalCluster
 
+from .conftest import NodeFactory, next_subnet
 from .http_call import Answer, call
 
 MiB = 1024 * 1024
@@ -120,7 +122,7 @@ def test_two_different_ttls_are_400(cluster3: LocalCluster) -> None:
 
 
 def test_an_unknown_route_is_404(cluster3: LocalCluster) -> None:
-    for path in ("/", "/nope", "/kv", "/KV/x", "/cluster/extra"):
+    for path in ("/", "/nope", "/kv", "/KV/x", "/cluster/extra", "/no%0Ape"):
         _error(call(cluster3.members[0], "GET", path), 404, "not_found")
 
 
@@ -154,3 +156,20 @@ def test_garbage_on_the_socket_gets_a_json_400(cluster3: LocalCluster, garbage: 
     # An unparseable request gets an HTTP/1.0 answer: its version is unknown.
     assert head.split(b" ", 2)[1] == b"400", head
     assert b"application/json" in head
+
+
+def test_malformed_requests_are_not_logged_one_by_one(node_factory: NodeFactory) -> None:
+    node = node_factory(f"{next_subnet()}.1")
+    host, port = node.member.rsplit(":", 1)
+    for garbage in [
+        b"\x00\xff" * 100 + b"\r\n\r\n",
+        b"PUT /kv/x HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    ]:
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(garbage)
+            assert sock.recv(65536).split(b" ", 2)[1] == b"400"
+    node.stop()
+    assert node.log_path is not None
+    log = Path(node.log_path).read_text()
+    assert "Traceback" not in log
+    assert "ERROR" not in log

@@ -60,6 +60,11 @@ SAMPLES: dict[str, tuple[str, Any, dict[str, str]]] = {
     "log_format": ("JSON", "json", {}),
     "access_log": ("yes", True, {}),
     "request_metrics": ("off", False, {}),
+    "coalesce": ("off", False, {}),
+    "hot_cache": ("false", False, {}),
+    "hot_cache_bytes": ("4MiB", 4 * MiB, {}),
+    "hot_cache_ttl": ("0.5", 0.5, {}),
+    "hot_cache_threshold": ("16", 16, {}),
 }
 SETTING_IDS = [s.field for s in SETTINGS]
 

@@ -100,6 +100,13 @@ def test_keys_keep_slashes_and_unicode(cluster3: LocalCluster) -> None:
     assert call(c, "GET", "/kv/a/b/c").body == b"a/b/c"
 
 
+def test_keys_may_hold_newlines_and_other_control_characters(cluster3: LocalCluster) -> None:
+    a, b, _ = cluster3.members
+    for key in ["line\nbreak", "crlf\r\n", "tab\tstop", "nul\x00", "\x7f"]:
+        assert call(a, "PUT", kv_path(key), key.encode()).status == 204, repr(key)
+        assert call(b, "GET", kv_path(key)).body == key.encode(), repr(key)
+
+
 def test_ttl_from_the_query_expires_the_value(cluster3: LocalCluster) -> None:
     a, b, _ = cluster3.members
     assert call(a, "PUT", "/kv/short-lived?ttl=0.5", b"soon gone").status == 204
