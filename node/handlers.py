@@ -51,6 +51,7 @@ _PASSED_BACK = ("Content-Type", NODE_HEADER, TTL_HEADER, RING_HEADER, "Allow")
 
 _KV_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 _OCTETS = "application/octet-stream"
+_MISS_BODY = orjson.dumps({"error": "not_found", "detail": "No value for this key."})
 
 
 class Routes:
@@ -83,6 +84,11 @@ class Routes:
             RING_HEADER: ring.version,
         }
         self._plain_headers = {NODE_HEADER: self.self_id, RING_HEADER: ring.version}
+        self._miss_headers = {
+            "Content-Type": "application/json",
+            NODE_HEADER: self.self_id,
+            RING_HEADER: ring.version,
+        }
         # Near-cache answers, per owner (see _mirrored).
         self._mirror_headers: dict[str, dict[str, str]] = {}
 
@@ -183,7 +189,9 @@ class Routes:
     def _get(self, key: str) -> web.Response:
         entry = self.store.get_entry(key)
         if entry is None:
-            raise HttpError(404, "not_found", "No value for this key.")
+            # Misses are common in a cache: answered directly, as raising and
+            # catching an HttpError twice costs about 1 us more.
+            return web.Response(status=404, body=_MISS_BODY, headers=self._miss_headers)
         value, expires_at = entry
         if not expires_at:
             return web.Response(body=value, headers=self._hit_headers)
