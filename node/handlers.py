@@ -140,51 +140,50 @@ class Routes:
     async def kv(self, request: web.Request) -> web.StreamResponse:
         if self.membership.ring is not self._ring:
             self._ring_changed()
+        # One frame, not a wrapper around a second coroutine: this is the
+        # hottest path, and an await layer costs about 0.3 us.
         try:
-            return await self._kv(request)
+            method = request.method
+            if method not in _KV_METHODS:
+                raise method_not_allowed(method, "GET", "HEAD", "PUT", "DELETE")
+            key = parse_key(request.raw_path, self.config.max_key_bytes)
+            body = ttl = None
+            if method != "GET" and method != "HEAD" and self.context.lifecycle.draining:
+                raise _draining()
+            if method == "PUT":
+                ttl = parse_ttl(request)
+                body = await read_body(
+                    request, self.config.max_value_bytes, timeout=self.config.body_timeout
+                )
+            if HOP_HEADER in request.headers:
+                self.forwarder.stats.served_for_peers += 1
+                if method == "GET" and MIRROR_TTL_HEADER in request.headers:
+                    self._note_mirror(request, key)
+            elif self.replicas > 1:
+                replicated = await self._replicated(method, key, body, ttl)
+                if replicated is not None:
+                    return replicated
+            else:
+                owner = self.membership.ring.owner(key)
+                if owner != self.self_id:
+                    if method == "GET" or method == "HEAD":
+                        mirrored = self.hot_keys.lookup(method, key)
+                        if mirrored is not None:
+                            return self._mirrored(mirrored)
+                        return await self._fetch_from(owner, method, key)
+                    return await self._write_elsewhere(owner, method, key, body, ttl)
+            if method == "GET" or method == "HEAD":
+                return self._get(key)
+            writer = request.headers.get(HOP_HEADER)
+            if method == "PUT":
+                assert body is not None
+                return self._put(key, body, ttl, writer)
+            return self._delete(key, writer)
         except HttpError as exc:
-            # Errors (a miss is one) name the ring version too, so that a
-            # client notices a new ring whatever the answer.
+            # Errors name the ring version too, so that a client notices a
+            # new ring whatever the answer.
             exc.headers[RING_HEADER] = self._plain_headers[RING_HEADER]
             raise
-
-    async def _kv(self, request: web.Request) -> web.StreamResponse:
-        method = request.method
-        if method not in _KV_METHODS:
-            raise method_not_allowed(method, "GET", "HEAD", "PUT", "DELETE")
-        key = parse_key(request.raw_path, self.config.max_key_bytes)
-        body = ttl = None
-        if method != "GET" and method != "HEAD" and self.context.lifecycle.draining:
-            raise _draining()
-        if method == "PUT":
-            ttl = parse_ttl(request)
-            body = await read_body(
-                request, self.config.max_value_bytes, timeout=self.config.body_timeout
-            )
-        if HOP_HEADER in request.headers:
-            self.forwarder.stats.served_for_peers += 1
-            if method == "GET" and MIRROR_TTL_HEADER in request.headers:
-                self._note_mirror(request, key)
-        elif self.replicas > 1:
-            replicated = await self._replicated(method, key, body, ttl)
-            if replicated is not None:
-                return replicated
-        else:
-            owner = self.membership.ring.owner(key)
-            if owner != self.self_id:
-                if method == "GET" or method == "HEAD":
-                    mirrored = self.hot_keys.lookup(method, key)
-                    if mirrored is not None:
-                        return self._mirrored(mirrored)
-                    return await self._fetch_from(owner, method, key)
-                return await self._write_elsewhere(owner, method, key, body, ttl)
-        if method == "GET" or method == "HEAD":
-            return self._get(key)
-        writer = request.headers.get(HOP_HEADER)
-        if method == "PUT":
-            assert body is not None
-            return self._put(key, body, ttl, writer)
-        return self._delete(key, writer)
 
     def _get(self, key: str) -> web.Response:
         entry = self.store.get_entry(key)
