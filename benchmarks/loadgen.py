@@ -16,9 +16,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["LoadGenerator", "LoadResult", "LoadSpec", "choose_generator", "ensure_wrk"]
+from .workload import Workload
+
+__all__ = [
+    "PERCENTILES",
+    "LoadGenerator",
+    "LoadResult",
+    "LoadSpec",
+    "StreamPlan",
+    "choose_generator",
+    "ensure_wrk",
+    "plan_streams",
+]
 
 log = logging.getLogger(__name__)
+
+# The latency percentiles every generator reports (LoadResult.percentiles_ms).
+PERCENTILES = ("1", "10", "25", "50", "75", "90", "95", "99", "99.9", "99.99")
 
 # Called by a generator every few hundred milliseconds while its load runs,
 # so a caller can sample the server (RSS, for example) without a thread.
@@ -31,12 +45,15 @@ class LoadSpec:
 
     ``duration`` is whole seconds because wrk takes no fractions.
 
-    With ``put_keys`` set, every request is a PUT of ``body_bytes`` to a key
-    never written before (``key_prefix`` + counter), and the load stops after
-    ``put_keys`` answers; otherwise every request is a GET of ``url``.
+    With ``workload`` set, its streams say what is sent to which node and
+    ``url`` is not used (see ``plan_streams`` for how connections and
+    threads are shared out). With ``put_keys`` set, every request is a PUT
+    of ``body_bytes`` to a key never written before (``key_prefix`` +
+    counter), and the load stops after ``put_keys`` answers; otherwise every
+    request is a GET of ``url``.
     """
 
-    url: str
+    url: str = ""
     connections: int
     threads: int
     duration: int
@@ -44,8 +61,13 @@ class LoadSpec:
     body_bytes: int = 0
     key_prefix: str = "bench-"
     pipeline: int = 1
+    workload: Workload | None = None
 
     def __post_init__(self) -> None:
+        if self.workload is None and not self.url:
+            raise ValueError("need a url or a workload")
+        if self.workload is not None and self.put_keys is not None:
+            raise ValueError("put_keys and workload exclude each other")
         if not 1 <= self.threads <= self.connections:
             raise ValueError("need 1 <= threads <= connections")
         if not 1 <= self.duration <= 3600:
@@ -54,13 +76,21 @@ class LoadSpec:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LoadResult:
-    """What one load measured. Latencies in milliseconds, CPU in seconds."""
+    """What one load measured. Latencies in milliseconds, CPU in seconds.
+
+    ``latency_ms`` has p50, p90, p99 and p99_9; ``percentiles_ms`` has every
+    name of ``PERCENTILES`` ("1" ... "99.99"). ``connections`` is how many
+    connections the generator really opened, which can be fewer than asked
+    (see ``plan_streams``).
+    """
 
     requests: int
     duration_s: float
     latency_ms: dict[str, float]
     errors: dict[str, int]
     generator_cpu_s: float
+    percentiles_ms: dict[str, float] = field(default_factory=dict)
+    connections: int | None = None
     raw: str = field(repr=False, default="")
 
     @property
@@ -70,6 +100,46 @@ class LoadResult:
     @property
     def error_count(self) -> int:
         return sum(self.errors.values())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamPlan:
+    """How a generator shares a workload out: ``workers_per_stream`` wrk threads
+    (or Python processes) per stream, each with ``connections_per_worker``."""
+
+    streams: int
+    workers_per_stream: int
+    connections_per_worker: int
+
+    @property
+    def workers(self) -> int:
+        return self.streams * self.workers_per_stream
+
+    @property
+    def connections(self) -> int:
+        return self.workers * self.connections_per_worker
+
+
+def plan_streams(workload: Workload, *, connections: int, workers: int) -> StreamPlan:
+    """Share ``connections`` evenly over the streams, ``workers`` wanted in all.
+
+    Every stream gets the same number of workers (at least one, more when
+    ``workers`` allows a multiple of the stream count) and every worker the
+    same number of connections, because wrk splits ``-c`` evenly over its
+    threads and a thread serves one stream. ``connections`` is rounded down
+    to a multiple of the worker count, so a run may open a few fewer
+    connections than asked; ``StreamPlan.connections`` is the real count.
+    Raises ``ValueError`` when there are fewer connections than streams.
+    """
+    streams = len(workload.streams)
+    if connections < streams:
+        raise ValueError(f"{connections} connections cannot serve {streams} streams")
+    per_stream = max(1, min(workers // streams, connections // streams))
+    return StreamPlan(
+        streams=streams,
+        workers_per_stream=per_stream,
+        connections_per_worker=connections // (streams * per_stream),
+    )
 
 
 class LoadGenerator(Protocol):

@@ -3,6 +3,11 @@
 Every run appends ``lua/report.lua`` to its script so that wrk ends by
 printing one JSON line (``WRK_JSON {...}``) with exact counts and
 microsecond latencies; the human-readable output is kept as ``raw``.
+
+A ``Workload`` runs with ``lua/mix.lua``: the workload is written to files
+in a scratch directory (removed after the run), wrk gets as many threads as
+``plan_streams`` says (a multiple of the stream count) and each thread
+connects to its stream's node and replays its requests.
 """
 
 from __future__ import annotations
@@ -14,10 +19,12 @@ import signal
 import subprocess
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .loadgen import LoadResult, LoadSpec, Tick
+from .loadgen import LoadResult, LoadSpec, StreamPlan, Tick, plan_streams
+from .workload import Workload, write_files
 
 __all__ = ["Wrk"]
 
@@ -39,6 +46,8 @@ class Wrk:
     def run(
         self, spec: LoadSpec, *, cores: tuple[int, ...] = (), tick: Tick | None = None
     ) -> LoadResult:
+        if spec.workload is not None:
+            return _run_workload(spec, spec.workload, cores, tick)
         script = (_LUA / "report.lua").read_text()
         extra: list[str] = []
         url = spec.url
@@ -58,24 +67,79 @@ class Wrk:
             handle.write(script)
             script_path = handle.name
         try:
-            command = [
-                *(["taskset", "-c", ",".join(map(str, cores))] if cores else []),
-                "wrk",
-                f"-t{spec.threads}",
-                f"-c{spec.connections}",
-                f"-d{spec.duration}s",
-                "--timeout",
-                "5s",
-                "--latency",
-                "-s",
-                script_path,
-                url,
-                *extra,
-            ]
+            command = _command(
+                cores, spec.threads, spec.connections, spec.duration, script_path, url, extra
+            )
             threads_to_finish = spec.threads if spec.put_keys is not None else None
-            return _run(command, spec.duration + _GRACE_S, tick, threads_to_finish)
+            result = _run(command, spec.duration + _GRACE_S, tick, threads_to_finish)
         finally:
             os.unlink(script_path)
+        return replace(result, connections=spec.connections)
+
+
+def _run_workload(
+    spec: LoadSpec, workload: Workload, cores: tuple[int, ...], tick: Tick | None
+) -> LoadResult:
+    plan = plan_streams(workload, connections=spec.connections, workers=spec.threads)
+    with tempfile.TemporaryDirectory(prefix="wrk-mix-") as scratch:
+        directory = Path(scratch)
+        write_files(workload, directory)
+        _write_thread_plan(workload, plan, directory)
+        script = directory / "script.lua"
+        script.write_text(
+            f"mix_dir = [==[{scratch}]==]\n"
+            + (_LUA / "mix.lua").read_text()
+            + "\n"
+            + (_LUA / "report.lua").read_text()
+        )
+        # The URL only has to parse: every thread's setup() replaces its address.
+        url = f"http://{workload.streams[0].member}/"
+        command = _command(
+            cores, plan.workers, plan.connections, spec.duration, str(script), url, []
+        )
+        result = _run(command, spec.duration + _GRACE_S, tick, None)
+    return replace(result, connections=plan.connections)
+
+
+def _write_thread_plan(workload: Workload, plan: StreamPlan, directory: Path) -> None:
+    """A line per wrk thread, in thread order: ``host port stream offset``.
+
+    The threads of one stream start evenly spread over its requests, so they
+    do not send the same key at the same moment.
+    """
+    lines = []
+    for index, stream in enumerate(workload.streams):
+        host, port = stream.member.rsplit(":", 1)
+        count = len(stream.requests)
+        for worker in range(plan.workers_per_stream):
+            offset = worker * count // plan.workers_per_stream
+            lines.append(f"{host} {port} {index} {offset}\n")
+    (directory / "threads").write_text("".join(lines))
+
+
+def _command(
+    cores: tuple[int, ...],
+    threads: int,
+    connections: int,
+    duration: int,
+    script_path: str,
+    url: str,
+    extra: list[str],
+) -> list[str]:
+    return [
+        *(["taskset", "-c", ",".join(map(str, cores))] if cores else []),
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--timeout",
+        "5s",
+        "--latency",
+        "-s",
+        script_path,
+        url,
+        *extra,
+    ]
 
 
 def _run(
@@ -130,6 +194,7 @@ def _parse(raw: str, cpu_s: float) -> LoadResult:
         raise RuntimeError(f"wrk printed no {_MARK.strip()} line:\n{raw[-2000:]}")
     data = json.loads(lines[-1][len(_MARK) :])
     latency = {name: micros / 1000.0 for name, micros in data["latency_us"].items()}
+    percentiles = {name: micros / 1000.0 for name, micros in data["percentiles_us"].items()}
     summary = "\n".join(line for line in raw.splitlines() if not line.startswith((_MARK, _DONE)))
     return LoadResult(
         requests=int(data["requests"]),
@@ -137,5 +202,6 @@ def _parse(raw: str, cpu_s: float) -> LoadResult:
         latency_ms=latency,
         errors={name: int(count) for name, count in data["errors"].items()},
         generator_cpu_s=cpu_s,
+        percentiles_ms=percentiles,
         raw=summary,
     )

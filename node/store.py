@@ -21,16 +21,18 @@ from dataclasses import dataclass
 __all__ = ["ENTRY_OVERHEAD", "TTL_OVERHEAD", "Store", "StoreStats", "ValueTooLarge"]
 
 # Bytes of memory per entry beyond key and value. The Python objects (the str
-# key and bytes value headers, the entry tuple, the OrderedDict slot and link
-# node) take 217-229 bytes by tracemalloc on CPython 3.11; under sustained
-# churn (millions of writes with evictions) the allocator's partly used pools
-# and the dict's table bring the real cost, read from RSS, to about 440
-# (benchmarks/memory.py: 6.7M PUTs of 100 B values into a 64 MiB bound). The
-# bound must hold in that steady state, so each entry is charged 440. An entry
-# with a TTL also holds an expiry float and a heap pair (+88). The test suite
-# re-measures the object sizes so a change of layout cannot silently break it.
+# key and bytes value headers, the OrderedDict slot and link node) take about
+# 175 bytes by tracemalloc on CPython 3.11; under sustained churn (millions of
+# writes with evictions) the allocator's partly used pools and the dict's
+# table bring the real cost, read from RSS, far higher (benchmarks/memory.py:
+# 6.7M PUTs of 100 B values into a 64 MiB bound measured about 440 with the
+# older layout that also held a tuple per entry). The bound must hold in that
+# steady state, so each entry is charged 440. An entry with a TTL also holds
+# an expiry float, its slot in the expiry dict and a heap pair (+136). The
+# test suite re-measures the object sizes so a change of layout cannot
+# silently break it.
 ENTRY_OVERHEAD = 440
-TTL_OVERHEAD = 88
+TTL_OVERHEAD = 136
 
 
 # A str with any non-ASCII character stores every character in 1, 2 or 4
@@ -65,11 +67,6 @@ class StoreStats:
     bytes: int = 0
 
 
-# An entry is (value, expires_at); expires_at is a clock reading or 0.0 for
-# "never". A tuple is the smallest object that holds both.
-_Entry = tuple[bytes, float]
-
-
 class Store:
     """LRU cache of ``str -> bytes`` bounded by ``max_bytes`` of charged memory.
 
@@ -83,8 +80,13 @@ class Store:
         self.max_bytes = max_bytes
         self.stats = StoreStats()
         self._clock = clock
-        # Least recently used first; move_to_end on every hit and write.
-        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        # key -> value, least recently used first; move_to_end on every hit
+        # and write. The value is held bare: most cache entries have no TTL,
+        # and a (value, expires_at) tuple per entry cost 64 bytes each, a
+        # fifth of a 100-byte entry's memory (benchmarks/memory_compare.py).
+        self._entries: OrderedDict[str, bytes] = OrderedDict()
+        # key -> expiry clock reading, for the entries with a TTL only.
+        self._expires: dict[str, float] = {}
         # (expires_at, key) for entries with a TTL; may hold stale pairs for
         # keys since overwritten or deleted, which sweep() skips and
         # _compact_expiry_heap() drops.
@@ -115,14 +117,15 @@ class Store:
 
     def get_entry(self, key: str, *, count: bool = True) -> tuple[bytes, float] | None:
         """``(value, expires_at)`` or None; ``expires_at`` is 0.0 for no TTL."""
-        entry = self._entries.get(key)
-        if entry is None:
+        value = self._entries.get(key)
+        if value is None:
             if count:
                 self.stats.misses += 1
             return None
-        expires_at = entry[1]
+        # Most stores hold no TTL at all: skip the second lookup then.
+        expires_at = self._expires.get(key, 0.0) if self._expires else 0.0
         if expires_at and expires_at <= self._clock():
-            self._remove(key, entry)
+            self._remove(key, value)
             self.stats.expirations += 1
             if count:
                 self.stats.misses += 1
@@ -130,7 +133,7 @@ class Store:
         if count:
             self.stats.hits += 1
             self._entries.move_to_end(key)
-        return entry
+        return value, expires_at
 
     def ttl_remaining(self, expires_at: float) -> float | None:
         """Seconds left for an entry's ``expires_at``; None when it has no TTL."""
@@ -152,12 +155,13 @@ class Store:
             )
         old = self._entries.pop(key, None)
         if old is not None:
-            self.stats.bytes -= self.charge(key, *old)
-        self._entries[key] = (value, expires_at)
+            self.stats.bytes -= self.charge(key, old, self._expires.pop(key, 0.0))
+        self._entries[key] = value
         self.stats.bytes += charge
         self.stats.items = len(self._entries)
         self.stats.sets += 1
         if expires_at:
+            self._expires[key] = expires_at
             heapq.heappush(self._expiry_heap, (expires_at, key))
             if len(self._expiry_heap) > 2 * len(self._entries) + 1024:
                 self._compact_expiry_heap()
@@ -189,19 +193,19 @@ class Store:
         Lets a mover drop its copy after handing it on, without losing a
         newer value written meanwhile.
         """
-        entry = self._entries.get(key)
-        if entry is None or entry[0] is not value:
+        if self._entries.get(key) is not value:
             return False
-        self._remove(key, entry)
+        self._remove(key, value)
         return True
 
     def delete(self, key: str) -> bool:
         """Remove ``key``; True when a live entry was removed."""
-        entry = self._entries.get(key)
-        if entry is None:
+        value = self._entries.get(key)
+        if value is None:
             return False
-        self._remove(key, entry)
-        if entry[1] and entry[1] <= self._clock():
+        expires_at = self._expires.get(key, 0.0)
+        self._remove(key, value)
+        if expires_at and expires_at <= self._clock():
             self.stats.expirations += 1
             return False
         self.stats.deletes += 1
@@ -217,9 +221,8 @@ class Store:
         removed = 0
         while heap and heap[0][0] <= now and removed < limit:
             expires_at, key = heapq.heappop(heap)
-            entry = self._entries.get(key)
-            if entry is not None and entry[1] == expires_at:
-                self._remove(key, entry)
+            if self._expires.get(key) == expires_at:
+                self._remove(key, self._entries[key])
                 self.stats.expirations += 1
                 removed += 1
         return removed
@@ -230,34 +233,37 @@ class Store:
         A snapshot: safe to use while the store changes.
         """
         now = self._clock()
-        for key, (value, expires_at) in list(self._entries.items()):
+        expires = self._expires
+        for key, value in list(self._entries.items()):
+            expires_at = expires.get(key, 0.0)
             if not expires_at or expires_at > now:
                 yield key, value, expires_at
 
     def clear(self) -> None:
         self._entries.clear()
+        self._expires.clear()
         self._expiry_heap.clear()
         self.stats.items = 0
         self.stats.bytes = 0
 
-    def _remove(self, key: str, entry: _Entry) -> None:
+    def _remove(self, key: str, value: bytes) -> None:
         del self._entries[key]
-        self.stats.bytes -= self.charge(key, *entry)
+        self.stats.bytes -= self.charge(key, value, self._expires.pop(key, 0.0))
         self.stats.items = len(self._entries)
 
     def _evict_to_bound(self) -> None:
-        entries = self._entries
+        entries, expires = self._entries, self._expires
         while self.stats.bytes > self.max_bytes:
-            key, entry = entries.popitem(last=False)
-            self.stats.bytes -= self.charge(key, *entry)
+            key, value = entries.popitem(last=False)
+            self.stats.bytes -= self.charge(key, value, expires.pop(key, 0.0))
             self.stats.evictions += 1
         self.stats.items = len(entries)
 
     def _compact_expiry_heap(self) -> None:
-        entries = self._entries
+        expires = self._expires
         self._expiry_heap = [
             (expires_at, key)
             for expires_at, key in self._expiry_heap
-            if (entry := entries.get(key)) is not None and entry[1] == expires_at
+            if expires.get(key) == expires_at
         ]
         heapq.heapify(self._expiry_heap)

@@ -1,0 +1,486 @@
+"""Memory per entry: a node's RSS per stored entry against memcached's.
+
+Issue 6 asks for "RSS per million entries of 100 B values against memcached
+holding the same data", with the target that ours is at most 1.5 times
+memcached's. Both servers start fresh, are warmed up, have their idle RSS
+read, take the same ``entries`` keys and values, settle for a moment, and
+have their RSS read again; bytes per entry is the growth over idle divided
+by the entries the server says it holds. Neither server may evict: the node
+gets a ``--max-bytes`` computed from ``Store.charge`` with room to spare and
+memcached a ``-m`` far above its need, and both eviction counters are kept.
+
+The node is filled by the load generator (wrk with ``lua/put_keys.lua``, one
+connection with pipelined PUTs, so that exactly ``entries`` PUTs are sent);
+memcached by a small pipelined ASCII-protocol loader in this module that
+writes the very key strings ``put_keys.lua`` makes (``<prefix><thread>-<n>``,
+one thread, n from 1) and the same value bytes. Each server is stopped right
+after its measurement so that the next one starts with the memory back.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import time
+import urllib.error
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psutil
+
+from node.store import Store
+
+from .loadgen import LoadGenerator, LoadSpec
+from .machine import CorePlan
+from .memory import _idle_rss, _request, _stats, _warm_up
+from .processes import Processes
+
+__all__ = [
+    "TARGET_RATIO",
+    "fill_memcached",
+    "first_key_index",
+    "measure_per_entry",
+    "memcached_stats",
+    "put_keys",
+    "render_per_entry_markdown",
+    "render_per_entry_text",
+]
+
+MiB = 1024 * 1024
+# Issue 6: our RSS per entry at most this many times memcached's.
+TARGET_RATIO = 1.5
+Progress = Callable[[str], None]
+
+# put_keys.lua's keys are "<prefix><thread>-<n>"; one wrk thread (index 0).
+_KEY_PREFIX = "e{value_bytes}-"
+# PUTs per wrk round trip. put_keys.lua sends whole batches, so a batch size
+# that divides ``entries`` is what makes the node receive exactly ``entries``.
+_MAX_PIPELINE = 100
+# Room beyond the entries' charge, so the bound is never what stops a PUT.
+_NODE_HEADROOM_BYTES = 64 * MiB
+_MEMCACHED_MIN_MIB = 2048
+# Generous: memcached's 48-56 B item header and slab rounding stay well under this.
+_MEMCACHED_ITEM_ALLOWANCE = 256
+_MEMCACHED_BATCH = 1_000
+_SOCKET_TIMEOUT_S = 15.0
+# Time for late frees and page returns to show in RSS before it is read.
+_SETTLE_S = 1.0
+
+
+def put_keys(prefix: str, entries: int, *, first: int = 1) -> Iterator[str]:
+    """The keys a ``put_keys`` load with one thread (or worker) writes:
+    ``<prefix>0-<first>`` to ``<prefix>0-<first + entries - 1>``."""
+    for n in range(first, first + entries):
+        yield f"{prefix}0-{n}"
+
+
+def first_key_index(generator: LoadGenerator, pipeline: int) -> int:
+    """The counter of the first key ``generator`` writes with ``pipeline`` PUTs per batch.
+
+    wrk skips one batch: before starting its threads it calls ``request()``
+    once in thread 0's Lua state to count the pipelined requests
+    (``script_verify_request``), which advances that thread's counter by a
+    batch that is never sent. The Python load generator starts at 1.
+    """
+    return pipeline + 1 if generator.name == "wrk" else 1
+
+
+def _pipeline_depth(entries: int) -> int:
+    """The largest batch size up to ``_MAX_PIPELINE`` that divides ``entries``."""
+    return max(depth for depth in range(1, _MAX_PIPELINE + 1) if entries % depth == 0)
+
+
+def _node_max_bytes(prefix: str, entries: int, value_bytes: int) -> int:
+    """A bound that holds ``entries`` entries with no eviction, in whole MiB."""
+    longest_key = f"{prefix}0-{entries + _MAX_PIPELINE}"
+    charge = Store.charge(longest_key, b"v" * value_bytes, 0.0)
+    return math.ceil((entries * charge + _NODE_HEADROOM_BYTES) / MiB) * MiB
+
+
+def _memcached_memory_mib(entries: int, value_bytes: int) -> int:
+    need = entries * (value_bytes + _MEMCACHED_ITEM_ALLOWANCE)
+    return max(_MEMCACHED_MIN_MIB, math.ceil(2 * need / MiB))
+
+
+def _settled_rss(process: psutil.Process) -> int:
+    time.sleep(_SETTLE_S)
+    return _idle_rss(process)
+
+
+def _per_entry(growth: int, items: int) -> float | None:
+    return round(growth / items, 1) if items > 0 else None
+
+
+# --- memcached's ASCII protocol ------------------------------------------------
+
+
+def _connect(member: str) -> socket.socket:
+    host, port = member.rsplit(":", 1)
+    connection = socket.create_connection((host, int(port)), timeout=_SOCKET_TIMEOUT_S)
+    connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return connection
+
+
+def _read_until(connection: socket.socket, terminator: bytes) -> bytes:
+    """Bytes up to and including ``terminator``; raises when the server hangs up."""
+    received = bytearray()
+    while not received.endswith(terminator):
+        chunk = connection.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"memcached closed the connection after {bytes(received)!r}")
+        received += chunk
+    return bytes(received)
+
+
+def _round_trip(connection: socket.socket, command: bytes, terminator: bytes) -> bytes:
+    connection.sendall(command)
+    return _read_until(connection, terminator)
+
+
+def memcached_stats(member: str) -> dict[str, int | str]:
+    """memcached's ``stats``: numbers as ints, the rest (version...) as strings."""
+    with _connect(member) as connection:
+        reply = _round_trip(connection, b"stats\r\n", b"END\r\n").decode()
+    stats: dict[str, int | str] = {}
+    for line in reply.splitlines():
+        parts = line.split(" ", 2)
+        if len(parts) == 3 and parts[0] == "STAT":
+            stats[parts[1]] = int(parts[2]) if parts[2].isdigit() else parts[2]
+    return stats
+
+
+def _set_batch(keys: list[str], value: bytes) -> bytes:
+    header = f" 0 0 {len(value)} noreply\r\n".encode()
+    tail = value + b"\r\n"
+    return b"".join(b"set " + key.encode() + header + tail for key in keys)
+
+
+def fill_memcached(
+    member: str, keys: Iterator[str], value: bytes, *, time_limit: float
+) -> tuple[int, float]:
+    """``set`` every key to ``value`` on one connection, ``_MEMCACHED_BATCH`` per write.
+
+    ``noreply`` means memcached answers nothing, so the writes never wait on
+    reads; a final ``version`` round trip returns only once every earlier
+    command on the connection was processed. Returns (keys sent, seconds).
+    Raises ``TimeoutError`` past ``time_limit`` seconds.
+    """
+    started = time.monotonic()
+    sent = 0
+    with _connect(member) as connection:
+        batch: list[str] = []
+        for key in keys:
+            batch.append(key)
+            if len(batch) == _MEMCACHED_BATCH:
+                connection.sendall(_set_batch(batch, value))
+                sent += len(batch)
+                batch.clear()
+                if time.monotonic() - started > time_limit:
+                    raise TimeoutError(f"memcached fill passed {time_limit:g} s at {sent:,} keys")
+        if batch:
+            connection.sendall(_set_batch(batch, value))
+            sent += len(batch)
+        _round_trip(connection, b"version\r\n", b"\r\n")
+    return sent, time.monotonic() - started
+
+
+def _warm_up_memcached(member: str) -> None:
+    # Touch the code paths (and the first slab page) the fill will use.
+    with _connect(member) as connection:
+        for index in range(50):
+            key = f"warm-{index}".encode()
+            _round_trip(connection, b"set " + key + b" 0 0 100\r\n" + b"w" * 100 + b"\r\n", b"\r\n")
+            _round_trip(connection, b"get " + key + b"\r\n", b"END\r\n")
+            _round_trip(connection, b"delete " + key + b"\r\n", b"\r\n")
+
+
+# --- the two measurements -------------------------------------------------------
+
+
+def _holds_exactly(url: str, prefix: str, entries: int, *, first: int) -> bool:
+    """True when the node holds the first and last of the keys memcached gets and
+    neither neighbour: a cheap check that both servers hold the same keys."""
+    inside = (first, first + entries - 1)
+    outside = (first - 1, first + entries)
+    return all(_node_has(url, f"{prefix}0-{n}") for n in inside) and not any(
+        _node_has(url, f"{prefix}0-{n}") for n in outside
+    )
+
+
+def _node_has(url: str, key: str) -> bool:
+    try:
+        _request(f"{url}/kv/{key}")
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return False
+        raise
+    return True
+
+
+def _measure_node(
+    processes: Processes,
+    generator: LoadGenerator,
+    plan: CorePlan,
+    *,
+    host: str,
+    prefix: str,
+    entries: int,
+    value_bytes: int,
+    pipeline: int,
+    first: int,
+    time_limit: int,
+    progress: Progress,
+) -> dict[str, Any]:
+    max_bytes = _node_max_bytes(prefix, entries, value_bytes)
+    node = processes.node(host, args=["--max-bytes", str(max_bytes)])
+    assert node.process is not None
+    try:
+        process = psutil.Process(node.process.pid)
+        _warm_up(node.url)
+        idle = _idle_rss(process)
+        progress(
+            f"memory per entry: {entries:,} PUTs of {value_bytes} B to {node.member}"
+            f" ({pipeline} per round trip, idle RSS {idle / MiB:.1f} MiB)"
+        )
+        spec = LoadSpec(
+            url=node.url,
+            # One connection: put_keys.lua then sends exactly ``entries`` PUTs.
+            connections=1,
+            threads=1,
+            duration=time_limit,
+            put_keys=entries,
+            body_bytes=value_bytes,
+            key_prefix=prefix,
+            pipeline=pipeline,
+        )
+        result = generator.run(spec, cores=plan.load)
+        rss = _settled_rss(process)
+        store = _stats(node.url)["store"]
+        holds_keys = _holds_exactly(node.url, prefix, entries, first=first)
+    finally:
+        node.stop()
+    return {
+        "member": node.member,
+        "holds_expected_keys": holds_keys,
+        "max_bytes": max_bytes,
+        "idle_rss_bytes": idle,
+        "rss_bytes": rss,
+        "bytes_per_entry": _per_entry(rss - idle, store["items"]),
+        "items": store["items"],
+        "store_bytes": store["bytes"],
+        "evictions": store["evictions"],
+        "fill_seconds": round(result.duration_s, 2),
+        "load_errors": result.error_count,
+    }
+
+
+def _measure_memcached(
+    processes: Processes,
+    *,
+    host: str,
+    keys: Iterator[str],
+    entries: int,
+    value_bytes: int,
+    time_limit: int,
+    progress: Progress,
+) -> dict[str, Any]:
+    memory_mib = _memcached_memory_mib(entries, value_bytes)
+    server = processes.memcached(host, memory_mib=memory_mib)
+    assert server.process is not None
+    try:
+        process = psutil.Process(server.process.pid)
+        _warm_up_memcached(server.member)
+        idle = _idle_rss(process)
+        progress(
+            f"memory per entry: {entries:,} sets of {value_bytes} B to memcached"
+            f" {server.member} (-m {memory_mib}, idle RSS {idle / MiB:.1f} MiB)"
+        )
+        _, seconds = fill_memcached(server.member, keys, b"v" * value_bytes, time_limit=time_limit)
+        rss = _settled_rss(process)
+        stats = memcached_stats(server.member)
+    finally:
+        server.stop()
+    items = int(stats["curr_items"])
+    return {
+        "member": server.member,
+        "memory_mib": memory_mib,
+        "version": stats.get("version"),
+        "idle_rss_bytes": idle,
+        "rss_bytes": rss,
+        "bytes_per_entry": _per_entry(rss - idle, items),
+        "items": items,
+        "store_bytes": int(stats["bytes"]),
+        "evictions": int(stats["evictions"]),
+        "fill_seconds": round(seconds, 2),
+    }
+
+
+def _notes(entries: int, node: dict[str, Any], memcached: dict[str, Any]) -> list[str]:
+    """What makes a figure suspect: missing entries, evictions, load errors."""
+    notes: list[str] = []
+    for name, side in (("node", node), ("memcached", memcached)):
+        if side["items"] != entries:
+            notes.append(f"{name} holds {side['items']:,} entries, not {entries:,}")
+        if side["evictions"]:
+            notes.append(f"{name} evicted {side['evictions']:,} entries")
+    if not node["holds_expected_keys"]:
+        notes.append("the node's keys are not the ones memcached was given")
+    if node["load_errors"]:
+        notes.append(f"the load generator saw {node['load_errors']:,} errors")
+    return notes
+
+
+def measure_per_entry(
+    processes: Processes,
+    generator: LoadGenerator,
+    plan: CorePlan,
+    *,
+    subnet: str,
+    entries: int = 1_000_000,
+    value_bytes: int = 100,
+    time_limit: int = 600,
+    progress: Progress,
+) -> dict[str, Any]:
+    """RSS growth per entry of a node (``<subnet>.12``) and of memcached (``<subnet>.13``).
+
+    ``time_limit`` (whole seconds) caps each fill. ``bytes_per_entry`` is
+    (settled RSS - idle RSS) / entries held, in bytes; ``ratio`` is node over
+    memcached, None when either held nothing. ``notes`` lists anything that
+    makes the figures suspect (entries missing, evictions, load errors).
+    """
+    if entries < 1 or value_bytes < 1:
+        raise ValueError("entries and value_bytes must be positive")
+    prefix = _KEY_PREFIX.format(value_bytes=value_bytes)
+    pipeline = _pipeline_depth(entries)
+    first = first_key_index(generator, pipeline)
+    node = _measure_node(
+        processes,
+        generator,
+        plan,
+        host=f"{subnet}.12",
+        prefix=prefix,
+        entries=entries,
+        value_bytes=value_bytes,
+        pipeline=pipeline,
+        first=first,
+        time_limit=time_limit,
+        progress=progress,
+    )
+    memcached = _measure_memcached(
+        processes,
+        host=f"{subnet}.13",
+        keys=put_keys(prefix, entries, first=first),
+        entries=entries,
+        value_bytes=value_bytes,
+        time_limit=time_limit,
+        progress=progress,
+    )
+    ours, theirs = node["bytes_per_entry"], memcached["bytes_per_entry"]
+    ratio = round(ours / theirs, 3) if ours is not None and theirs else None
+    result = {
+        "entries": entries,
+        "value_bytes": value_bytes,
+        "key_example": next(put_keys(prefix, entries, first=first)),
+        "node": node,
+        "memcached": memcached,
+        "ratio": ratio,
+        "target": TARGET_RATIO,
+        "meets_target": ratio is not None and ratio <= TARGET_RATIO,
+        "notes": _notes(entries, node, memcached),
+    }
+    progress(render_per_entry_text(result))
+    return result
+
+
+# --- rendering ------------------------------------------------------------------
+
+
+def _mib(value: int) -> str:
+    return f"{value / MiB:.1f} MiB"
+
+
+def _bytes_per_entry(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f} B"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.2f} s" if value < 10 else f"{value:.0f} s"
+
+
+def _verdict(result: dict[str, Any]) -> str:
+    if result["ratio"] is None:
+        return f"ratio n/a (target <= {result['target']:g})"
+    met = "met" if result["meets_target"] else "not met"
+    return f"ratio {result['ratio']:.2f} (target <= {result['target']:g}: {met})"
+
+
+def _rows(result: dict[str, Any]) -> list[list[str]]:
+    node, memcached = result["node"], result["memcached"]
+    return [
+        [
+            f"node (--max-bytes {node['max_bytes'] // MiB} MiB)",
+            f"{node['items']:,}",
+            _mib(node["idle_rss_bytes"]),
+            _mib(node["rss_bytes"]),
+            _bytes_per_entry(node["bytes_per_entry"]),
+            _mib(node["store_bytes"]),
+            _seconds(node["fill_seconds"]),
+        ],
+        [
+            f"memcached (-m {memcached['memory_mib']})",
+            f"{memcached['items']:,}",
+            _mib(memcached["idle_rss_bytes"]),
+            _mib(memcached["rss_bytes"]),
+            _bytes_per_entry(memcached["bytes_per_entry"]),
+            _mib(memcached["store_bytes"]),
+            _seconds(memcached["fill_seconds"]),
+        ],
+    ]
+
+
+_HEADERS = [
+    "server",
+    "entries",
+    "idle RSS",
+    "RSS filled",
+    "RSS per entry",
+    "own count",
+    "fill",
+]
+
+
+def render_per_entry_markdown(result: dict[str, Any]) -> str:
+    """A "## Memory per entry" section: the two servers side by side and the ratio."""
+    lines = [
+        "## Memory per entry",
+        "",
+        f"{result['entries']:,} entries of {result['value_bytes']} B values"
+        f" (keys like `{result['key_example']}`), the same in both servers."
+        " RSS per entry is (RSS filled - idle RSS) / entries held; *own count*"
+        " is the store's charged bytes (node) or memcached's `bytes` stat.",
+        "",
+        "| " + " | ".join(_HEADERS) + " |",
+        "|" + "---|" * len(_HEADERS),
+        *("| " + " | ".join(row) + " |" for row in _rows(result)),
+        "",
+        f"Node / memcached: {_verdict(result)}.",
+    ]
+    lines += [f"- note: {note}" for note in result["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def render_per_entry_text(result: dict[str, Any]) -> str:
+    """A plain table for the terminal, with the ratio and any notes below it."""
+    rows = [_HEADERS, *_rows(result)]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(_HEADERS))]
+    lines = [
+        f"Memory per entry: {result['entries']:,} x {result['value_bytes']} B values"
+        f" (keys like {result['key_example']})",
+        *(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+            for row in rows
+        ),
+        f"node / memcached: {_verdict(result)}",
+    ]
+    lines += [f"note: {note}" for note in result["notes"]]
+    return "\n".join(lines)

@@ -1,0 +1,546 @@
+"""PNG plots of one benchmark report, drawn from its JSON document alone.
+
+``write_plots(doc, directory, stamp)`` writes, for whichever sections the
+document holds:
+
+    <stamp>-throughput.png  keys/s per scenario, clustered by group, coloured by kind
+    <stamp>-latency.png     latency against percentile on a "nines" axis, a panel per group
+    <stamp>-memory.png      RSS over time per value size against the bound; bytes/entry
+    <stamp>-ring.png        ring balance (max/mean) by members and vnodes, with the target
+
+``python -m benchmarks.plots benchmarks/results/<stamp>.json`` plots an old
+result again, next to it. Documents written before ``group``, ``kind``,
+``keys_per_s`` and ``latency_percentiles_ms`` existed still plot: see
+``throughput_bars`` and ``latency_curve`` for the fallbacks.
+
+Figures are built with the object API on an Agg canvas (no display, no
+pyplot registry), so each one is freed as soon as it is saved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter
+from matplotlib.transforms import blended_transform_factory
+
+__all__ = [
+    "Bar",
+    "latency_curve",
+    "main",
+    "nines",
+    "ring_target",
+    "throughput_bars",
+    "write_plots",
+]
+
+_MIB = 1024 * 1024
+_DPI = 100
+# The ring benchmark's target (issue 6) when the document does not state one.
+_RING_TARGET = 1.10
+_KIND_STYLE = {
+    "node": ("tab:blue", "our node"),
+    "bare": ("tab:gray", "bare aiohttp"),
+    "redis": ("tab:red", "redis"),
+    "memcached": ("tab:green", "memcached"),
+}
+_UNKNOWN_KIND = ("tab:purple", "other")
+_NINES_TICKS = (50.0, 90.0, 99.0, 99.9, 99.99)
+# The only percentiles wrk reports in documents older than latency_percentiles_ms.
+_OLD_PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p99_9": 99.9}
+_LABEL_CHARS = 48
+
+Curve = list[tuple[float, float]]  # (percentile, latency ms), by percentile
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Bar:
+    """One scenario's throughput bar: the median with its min-max range over rounds."""
+
+    group: str
+    label: str
+    kind: str
+    median: float
+    low: float
+    high: float
+    unit: str  # "keys/s", or "requests/s" when the scenario has no keys_per_s
+
+
+# -- data: what each plot draws, with the fallbacks for older documents
+
+
+def _default_group(doc: dict[str, Any]) -> str:
+    # Old documents measured GETs of one value size and nothing else.
+    value_bytes = (doc.get("settings") or {}).get("value_bytes")
+    return f"GET {value_bytes} B" if value_bytes else "all scenarios"
+
+
+def _group(scenario: dict[str, Any], doc: dict[str, Any]) -> str:
+    return str(scenario.get("group") or _default_group(doc))
+
+
+def _kind(scenario: dict[str, Any]) -> str:
+    """The scenario's kind, guessed from its name and title when the document predates it."""
+    if scenario.get("kind"):
+        return str(scenario["kind"])
+    words = f"{scenario.get('name', '')} {scenario.get('title', '')}".lower()
+    for needle, kind in (("redis", "redis"), ("memcache", "memcached"), ("bare", "bare")):
+        if needle in words:
+            return kind
+    return "node"
+
+
+def _label(scenario: dict[str, Any]) -> str:
+    text = str(scenario.get("title") or scenario.get("name") or "?")
+    return text if len(text) <= _LABEL_CHARS else text[: _LABEL_CHARS - 1] + "\u2026"
+
+
+def _rate(scenario: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+    for key, unit in (("keys_per_s", "keys/s"), ("requests_per_s", "requests/s")):
+        rate = scenario.get(key)
+        if isinstance(rate, dict) and isinstance(rate.get("median"), int | float):
+            return rate, unit
+    return None
+
+
+def _number_or(value: Any, default: float) -> float:
+    return float(value) if isinstance(value, int | float) else default
+
+
+def throughput_bars(doc: dict[str, Any]) -> list[Bar]:
+    """The bars, grouped (groups in order of first appearance, scenarios in document order).
+
+    Falls back to ``requests_per_s`` without ``keys_per_s``, to a kind guessed
+    from the name without ``kind``, and to one group named after the GET value
+    size without ``group``. A missing min or max collapses onto the median.
+    """
+    by_group: dict[str, list[Bar]] = {}
+    for scenario in doc.get("scenarios") or []:
+        found = _rate(scenario)
+        if found is None:
+            continue
+        rate, unit = found
+        median = float(rate["median"])
+        group = _group(scenario, doc)
+        by_group.setdefault(group, []).append(
+            Bar(
+                group=group,
+                label=_label(scenario),
+                kind=_kind(scenario),
+                median=median,
+                low=_number_or(rate.get("min"), median),
+                high=_number_or(rate.get("max"), median),
+                unit=unit,
+            )
+        )
+    return [bar for bars in by_group.values() for bar in bars]
+
+
+def nines(percentile: float) -> float:
+    """The "nines" position of a percentile: 90 -> 1, 99 -> 2, 99.9 -> 3 (below 100 only)."""
+    return -math.log10(1.0 - percentile / 100.0)
+
+
+def _positive_ms(value: Any) -> float | None:
+    # A log axis cannot show 0, and partial documents may hold None.
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return None
+
+
+def latency_curve(scenario: dict[str, Any]) -> Curve:
+    """(percentile, ms) points, sorted, from ``latency_percentiles_ms``.
+
+    Without that section (older documents, or kinds that do not report it)
+    the curve falls back to ``latency_ms`` p50/p90/p99 (and p99_9 when
+    present). Missing, null, zero and 100th-percentile entries are skipped.
+    """
+    points: Curve = []
+    detailed = scenario.get("latency_percentiles_ms")
+    if isinstance(detailed, dict) and detailed:
+        for key, value in detailed.items():
+            try:
+                percentile = float(key)
+            except ValueError:
+                continue
+            ms = _positive_ms(value)
+            if ms is not None and 0 < percentile < 100:
+                points.append((percentile, ms))
+    else:
+        summary = scenario.get("latency_ms") or {}
+        for key, percentile in _OLD_PERCENTILES.items():
+            ms = _positive_ms(summary.get(key))
+            if ms is not None:
+                points.append((percentile, ms))
+    return sorted(points)
+
+
+# -- figure helpers
+
+
+def _run_line(doc: dict[str, Any]) -> str:
+    machine = doc.get("machine") or {}
+    cpus = machine.get("nproc", "?")
+    model = machine.get("cpu_model", "unknown CPU")
+    mode = f" ({doc['mode']})" if doc.get("mode") else ""
+    return f"{cpus} CPUs, {model}; run {doc.get('started_at', '?')}{mode}"
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    figure = Figure(figsize=(width, height), dpi=_DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure: Figure, path: Path) -> Path:
+    # Write beside, then rename: an interrupted run leaves a .tmp, never half a PNG.
+    partial = path.with_name(path.name + ".tmp")
+    figure.savefig(partial, format="png", dpi=_DPI)
+    partial.replace(path)
+    figure.clear()
+    return path
+
+
+def _kind_style(kind: str) -> tuple[str, str]:
+    return _KIND_STYLE.get(kind, _UNKNOWN_KIND)
+
+
+# -- throughput
+
+
+def _value_axis_label(bars: list[Bar]) -> str:
+    units = {bar.unit for bar in bars}
+    if units == {"keys/s"}:
+        name = "keys/s"
+    elif units == {"requests/s"}:
+        name = "requests/s"
+    else:
+        name = "keys/s (requests/s where keys/s is not reported)"
+    return f"{name}: median over rounds, bars span min to max"
+
+
+def _bar_rows(bars: list[Bar]) -> tuple[list[float], dict[str, float]]:
+    """The y row of every bar, top to bottom, and of every group's heading above its bars."""
+    rows: list[float] = []
+    headings: dict[str, float] = {}
+    row = 0.0
+    for bar in bars:
+        if bar.group not in headings:
+            row += 0.6 if headings else 0.0  # a gap between groups
+            headings[bar.group] = row
+            row += 1.0
+        rows.append(row)
+        row += 1.0
+    return rows, headings
+
+
+def _draw_throughput(axes: Axes, bars: list[Bar]) -> None:
+    rows, headings = _bar_rows(bars)
+    medians = [bar.median for bar in bars]
+    errors = [
+        [max(bar.median - bar.low, 0.0) for bar in bars],
+        [max(bar.high - bar.median, 0.0) for bar in bars],
+    ]
+    colours = [_kind_style(bar.kind)[0] for bar in bars]
+    axes.barh(rows, medians, height=0.75, color=colours, xerr=errors, capsize=3)
+    reach = max(max(bar.high, bar.median) for bar in bars) or 1.0
+    for row, bar in zip(rows, bars, strict=True):
+        axes.text(max(bar.high, bar.median) + reach * 0.01, row, f"{bar.median:,.0f}", va="center")
+    # Room on the right for the printed numbers.
+    axes.set_xlim(0, reach * 1.18)
+    axes.set_yticks(rows, [bar.label for bar in bars], fontsize=8)
+    # Top to bottom, with room for the first group's heading above its bars.
+    axes.set_ylim(rows[-1] + 0.7, -0.7)
+    on_left = blended_transform_factory(axes.transAxes, axes.transData)
+    for group, row in headings.items():
+        axes.text(0.005, row, group, transform=on_left, fontweight="bold", va="center")
+        if row > 0:
+            axes.axhline(row - 0.8, color="lightgray", linewidth=0.8)
+    axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
+    axes.set_xlabel(_value_axis_label(bars))
+    axes.grid(axis="x", color="0.9")
+    axes.set_axisbelow(True)
+    kinds = list(dict.fromkeys(bar.kind for bar in bars))
+    handles = [Patch(color=_kind_style(kind)[0], label=_kind_style(kind)[1]) for kind in kinds]
+    # Outside the axes, where no bar end or printed number can sit under it.
+    axes.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+
+
+def _plot_throughput(doc: dict[str, Any], path: Path) -> Path | None:
+    bars = throughput_bars(doc)
+    if not bars:
+        return None
+    groups = len({bar.group for bar in bars})
+    # About a third of an inch per row keeps ~25 scenarios readable.
+    figure = _new_figure(11.0, 1.6 + 0.34 * (len(bars) + groups))
+    axes = figure.add_subplot()
+    _draw_throughput(axes, bars)
+    axes.set_title(f"Throughput by scenario\n{_run_line(doc)}")
+    return _save(figure, path)
+
+
+# -- latency
+
+
+def _latency_groups(doc: dict[str, Any]) -> dict[str, list[tuple[dict[str, Any], Curve]]]:
+    groups: dict[str, list[tuple[dict[str, Any], Curve]]] = {}
+    for scenario in doc.get("scenarios") or []:
+        curve = latency_curve(scenario)
+        # One point is not a distribution.
+        if len(curve) >= 2:
+            groups.setdefault(_group(scenario, doc), []).append((scenario, curve))
+    return groups
+
+
+def _draw_latency_panel(axes: Axes, group: str, curves: list[tuple[dict[str, Any], Curve]]) -> None:
+    widest = 0.0
+    for scenario, curve in curves:
+        xs = [nines(percentile) for percentile, _ in curve]
+        ys = [ms for _, ms in curve]
+        widest = max(widest, xs[-1])
+        # Dashed: only wrk's three or four summary percentiles were available.
+        detailed = bool(scenario.get("latency_percentiles_ms"))
+        label = _label(scenario) + ("" if detailed else " [p50/p90/p99 only]")
+        axes.plot(xs, ys, "-" if detailed else "--", marker="o", markersize=3, label=label)
+    axes.set_yscale("log")
+    axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ticks = [p for p in _NINES_TICKS if nines(p) <= widest + 0.01]
+    axes.set_xticks([nines(p) for p in ticks], [f"{p:g}" for p in ticks])
+    axes.set_xlim(0, max(widest, 1.0) + 0.2)
+    axes.set_xlabel("percentile (nines scale)")
+    axes.set_ylabel("latency (ms, log scale)")
+    axes.set_title(group, fontsize=10)
+    axes.grid(color="0.9", which="both")
+    axes.legend(fontsize=7, loc="upper left")
+
+
+def _plot_latency(doc: dict[str, Any], path: Path) -> Path | None:
+    groups = _latency_groups(doc)
+    if not groups:
+        return None
+    columns = min(3, len(groups))
+    rows = math.ceil(len(groups) / columns)
+    figure = _new_figure(5.4 * columns, 1.0 + 3.9 * rows)
+    grid = figure.subplots(rows, columns, squeeze=False)
+    panels = [axes for row in grid for axes in row]
+    for axes, (group, curves) in zip(panels, groups.items(), strict=False):
+        _draw_latency_panel(axes, group, curves)
+    for axes in panels[len(groups) :]:
+        axes.set_visible(False)
+    figure.suptitle(f"Latency distribution by group\n{_run_line(doc)}")
+    return _save(figure, path)
+
+
+# -- memory
+
+
+def _draw_rss_panel(axes: Axes, entry: dict[str, Any]) -> None:
+    series = entry["rss_series"]
+    axes.plot([s for s, _ in series], [rss / _MIB for _, rss in series], label="RSS")
+    bound = entry.get("bound_bytes")
+    if bound:
+        axes.axhline(
+            bound / _MIB, color="tab:red", linestyle="--", label=f"bound {bound / _MIB:,.0f} MiB"
+        )
+        if entry.get("idle_rss_bytes"):
+            # Where RSS would stop if the store cost exactly its bound over idle.
+            axes.axhline(
+                (bound + entry["idle_rss_bytes"]) / _MIB,
+                color="tab:orange",
+                linestyle=":",
+                label="idle RSS + bound",
+            )
+    title = f"{entry.get('value_bytes', 0):,} B values"
+    if entry.get("completed") is False:
+        title += " (cut short)"
+    if isinstance(entry.get("peak_growth_over_bound"), int | float):
+        title += f"\npeak growth / bound {entry['peak_growth_over_bound']:.2f}"
+    axes.set_title(title, fontsize=10)
+    axes.set_xlabel("time (s)")
+    axes.set_ylabel("RSS (MiB)")
+    axes.set_ylim(bottom=0)
+    axes.grid(color="0.9")
+    axes.legend(fontsize=8, loc="lower right")
+
+
+def _per_entry_sides(per_entry: dict[str, Any]) -> list[tuple[str, float]]:
+    sides = []
+    for kind in ("node", "memcached"):
+        value = (per_entry.get(kind) or {}).get("bytes_per_entry")
+        if isinstance(value, int | float):
+            sides.append((kind, float(value)))
+    return sides
+
+
+def _draw_per_entry_panel(axes: Axes, per_entry: dict[str, Any]) -> None:
+    sides = _per_entry_sides(per_entry)
+    names = [_kind_style(kind)[1] for kind, _ in sides]
+    values = [value for _, value in sides]
+    axes.bar(names, values, color=[_kind_style(kind)[0] for kind, _ in sides], width=0.6)
+    for index, value in enumerate(values):
+        axes.text(index, value, f"{value:,.0f}", ha="center", va="bottom")
+    axes.set_ylim(0, (max(values) or 1.0) * 1.15)
+    title = (
+        f"memory per entry\n{per_entry.get('entries', 0):,} entries"
+        f" of {per_entry.get('value_bytes', '?')} B"
+    )
+    if isinstance(per_entry.get("ratio"), int | float):
+        title += f"\nnode / memcached {per_entry['ratio']:.2f}"
+    axes.set_title(title, fontsize=10)
+    axes.set_ylabel("bytes / entry")
+
+
+def _plot_memory(doc: dict[str, Any], path: Path) -> Path | None:
+    entries = [entry for entry in doc.get("memory") or [] if entry.get("rss_series")]
+    per_entry = doc.get("memory_per_entry")
+    if not isinstance(per_entry, dict) or not _per_entry_sides(per_entry):
+        per_entry = None
+    has_per_entry = per_entry is not None
+    if not entries and not has_per_entry:
+        return None
+    # Each value size gets its own time axis: runs differ by 100x in length.
+    widths = [3.0] * len(entries) + ([1.8] if has_per_entry else [])
+    figure = _new_figure(1.0 + 1.7 * sum(widths), 4.6)
+    grid = figure.subplots(1, len(widths), squeeze=False, width_ratios=widths)[0]
+    for axes, entry in zip(grid, entries, strict=False):
+        _draw_rss_panel(axes, entry)
+    if per_entry is not None:
+        _draw_per_entry_panel(grid[-1], per_entry)
+    figure.suptitle(f"Memory of one node written past its --max-bytes\n{_run_line(doc)}")
+    return _save(figure, path)
+
+
+# -- ring
+
+
+def _balance_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    ring = doc.get("ring")
+    if not isinstance(ring, dict):
+        return []
+    return [
+        row
+        for row in ring.get("balance") or []
+        if isinstance(row.get("max_over_mean"), int | float) and "members" in row
+    ]
+
+
+def _label_bar(axes: Axes, x: float, value: float, inside: bool) -> None:
+    # Inside a tall bar, where the worst-case marker above it cannot cover the number.
+    if inside:
+        axes.text(x, value, f"{value:.2f} ", ha="center", va="top", fontsize=7, color="white")
+    else:
+        axes.text(x, value, f"{value:.2f}", ha="center", va="bottom", fontsize=7)
+
+
+def _draw_ring(axes: Axes, rows: list[dict[str, Any]], target: float) -> None:
+    members = sorted({row["members"] for row in rows})
+    vnodes = sorted({row.get("vnodes", 0) for row in rows})
+    width = 0.8 / len(vnodes)
+    top = max(target, *(row.get("worst_max_over_mean", row["max_over_mean"]) for row in rows))
+    ceiling = 1.0 + (top - 1.0) * 1.12
+    for index, count in enumerate(vnodes):
+        offset = (index - (len(vnodes) - 1) / 2) * width
+        mine = {row["members"]: row for row in rows if row.get("vnodes", 0) == count}
+        xs = [spot + offset for spot, size in enumerate(members) if size in mine]
+        picked = [mine[size] for size in members if size in mine]
+        values = [row["max_over_mean"] for row in picked]
+        # Bars start at 1.0, a perfect balance, so the excess is what shows.
+        axes.bar(xs, [v - 1.0 for v in values], width, bottom=1.0, label=f"{count} vnodes")
+        worst = [row.get("worst_max_over_mean", row["max_over_mean"]) for row in picked]
+        axes.scatter(
+            xs,
+            worst,
+            marker="_",
+            s=(width * 120) ** 2 / 4,
+            color="black",
+            linewidths=1.5,
+            label="worst member set" if index == 0 else None,
+        )
+        for x, value in zip(xs, values, strict=True):
+            _label_bar(axes, x, value, inside=value - 1.0 > 0.12 * (ceiling - 1.0))
+    axes.axhline(target, color="tab:red", linestyle="--", label=f"target {target:.2f}")
+    axes.set_xticks(range(len(members)), [f"{size:,}" for size in members])
+    axes.set_xlabel("ring members")
+    axes.set_ylabel("max / mean keys per member")
+    axes.set_ylim(1.0, ceiling)
+    axes.grid(axis="y", color="0.9")
+    axes.set_axisbelow(True)
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+
+
+def ring_target(ring: dict[str, Any]) -> float:
+    """The max/mean target: a number, or a ``target`` dict's ``threshold``; else issue 6's 1.10."""
+    target = ring.get("target")
+    if isinstance(target, dict):
+        # A target dict's "value" is the measured headline, not the threshold.
+        target = target.get("threshold")
+    return float(target) if isinstance(target, int | float) else _RING_TARGET
+
+
+def _plot_ring(doc: dict[str, Any], path: Path) -> Path | None:
+    rows = _balance_rows(doc)
+    if not rows:
+        return None
+    target = ring_target(doc["ring"])
+    figure = _new_figure(8.0, 4.8)
+    axes = figure.add_subplot()
+    _draw_ring(axes, rows, target)
+    axes.set_title(f"Ring balance by members and virtual nodes\n{_run_line(doc)}")
+    return _save(figure, path)
+
+
+# -- public
+
+
+def write_plots(doc: dict[str, Any], directory: Path, stamp: str) -> list[Path]:
+    """Write ``<stamp>-{throughput,latency,memory,ring}.png`` for the sections that have data.
+
+    Returns the paths written, in that order; a section without data writes
+    no file (an empty document returns ``[]``). Creates ``directory``.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    plots = (
+        ("throughput", _plot_throughput),
+        ("latency", _plot_latency),
+        ("memory", _plot_memory),
+        ("ring", _plot_ring),
+    )
+    written = [draw(doc, directory / f"{stamp}-{name}.png") for name, draw in plots]
+    return [path for path in written if path is not None]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m benchmarks.plots RESULT.json [--out DIR]``: plot a result file again."""
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.plots",
+        description="Draw the PNG plots of a benchmark result file.",
+    )
+    parser.add_argument("result", type=Path, help="a benchmarks/results/<stamp>.json file")
+    parser.add_argument("--out", type=Path, help="directory for the PNGs (the result's own)")
+    options = parser.parse_args(argv)
+    try:
+        doc = json.loads(options.result.read_text())
+    except (OSError, ValueError) as exc:
+        print(f"cannot read {options.result}: {exc}", file=sys.stderr)
+        return 1
+    paths = write_plots(doc, options.out or options.result.parent, options.result.stem)
+    for path in paths:
+        print(f"wrote {path}")
+    if not paths:
+        print("nothing to plot: the result has no scenarios, memory or ring data")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,488 @@
+"""The placement rule measured: lookup cost, balance, key movement, rebuild time.
+
+Everything here runs ``client._ring.HashRing`` itself (never a copy of its
+logic), in this process, with no servers and no network:
+
+1. **lookup**: ns per ``owner(key)`` and per key of ``owner_of_each(keys)``
+   on a 100-member ring at the default vnodes; best of a few passes over one
+   pre-built key list.
+2. **balance**: for 10, 100 and 1,000 members at 64, 160 and 256 vnodes, the
+   exact share of the 2^32 hash space each member owns, computed from the
+   ring's sorted points, over several random member sets (ids like ECS tasks,
+   ``"10.0.X.Y:7000"``, drawn from 10.0.0.0/16 with fixed seeds; they are only
+   hashed). Headline: max/mean, min/mean, stdev/mean, median over the sets,
+   plus the worst set. For 10 members, real keys are counted too, to show the
+   arc figure predicts them.
+3. **movement**: the keys that change owner when one member joins (N -> N+1)
+   or leaves (N -> N-1), against the ideal 1/(N+1) resp. 1/N, and how many
+   moves break the consistent-hashing promise (a key may only move to the
+   joiner, or away from the leaver).
+4. **rebuild**: seconds to construct a 1,000-member ring at the default vnodes.
+
+``run_ring_benchmark`` returns a JSON-ready dict; ``render_ring_markdown``
+and ``render_ring_text`` turn it into a report section. Nothing here prints.
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from client._ring import DEFAULT_VNODES, HashRing
+
+__all__ = [
+    "arc_lengths",
+    "arc_shares",
+    "balance_of",
+    "ecs_member_ids",
+    "key_movement",
+    "render_ring_markdown",
+    "render_ring_text",
+    "run_ring_benchmark",
+]
+
+HASH_SPACE = 1 << 32  # mmh3 positions are unsigned 32-bit integers
+BALANCE_MEMBERS = (10, 100, 1000)
+BALANCE_VNODES = (64, 160, 256)
+MOVEMENT_MEMBERS = (10, 100)
+LOOKUP_MEMBERS = 100
+REBUILD_MEMBERS = 1000
+TARGET_MAX_OVER_MEAN = 1.10  # issue 6: 10 members at the default vnodes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Plan:
+    """How much work one run does; ``quick`` trades precision for time."""
+
+    lookup_keys: int
+    lookup_repeats: int
+    sets: dict[int, int]  # member count -> member sets drawn for the balance table
+    balance_keys: int  # keys counted per 10-member set
+    movement_keys: int
+    rebuild_repeats: int
+
+    @classmethod
+    def for_run(cls, *, quick: bool) -> _Plan:
+        if quick:
+            return cls(
+                lookup_keys=20_000,
+                lookup_repeats=3,
+                sets={10: 10, 100: 5, 1000: 3},
+                balance_keys=50_000,
+                movement_keys=20_000,
+                rebuild_repeats=3,
+            )
+        return cls(
+            lookup_keys=200_000,
+            lookup_repeats=5,
+            sets={10: 50, 100: 20, 1000: 8},
+            balance_keys=200_000,
+            movement_keys=200_000,
+            rebuild_repeats=7,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Balance:
+    """How evenly one ring spreads the hash space; each figure is relative to the mean share."""
+
+    max_over_mean: float
+    min_over_mean: float
+    stdev_over_mean: float  # population stdev of the shares
+
+
+# -- inputs ---------------------------------------------------------------------
+
+
+def ecs_member_ids(count: int, seed: int) -> list[str]:
+    """``count`` distinct ``"10.0.X.Y:7000"`` ids drawn from 10.0.0.0/16.
+
+    The network and broadcast addresses (10.0.0.0, 10.0.255.255) are never drawn.
+    """
+    hosts = random.Random(seed).sample(range(1, 65535), count)
+    return [f"10.0.{host >> 8}.{host & 255}:7000" for host in hosts]
+
+
+def _member_set_seed(members: int, set_index: int) -> int:
+    # The same seed at every vnode count: the vnode columns compare the same sets.
+    return members * 100_000 + set_index
+
+
+def _keys(count: int) -> list[str]:
+    return [f"key-{n}" for n in range(count)]
+
+
+# -- arcs -----------------------------------------------------------------------
+
+
+def _sorted_points(ring: HashRing) -> tuple[Sequence[int], Sequence[str]]:
+    """The ring's points in ascending order and the member at each.
+
+    Read from the ring itself (rather than recomputed with ``vnode_point``),
+    so the tie rule and every other detail are the ring's, not a copy of them.
+    """
+    points = ring.points()
+    return [point for point, _ in points], [member for _, member in points]
+
+
+def arc_lengths(ring: HashRing) -> dict[str, int]:
+    """Positions (out of 2^32) each member owns; members with no point get 0.
+
+    A key goes to the first point at or after its position, so point ``i``
+    owns ``(p[i-1], p[i]]``; the first point also owns the wrap-around,
+    ``(p[-1], 2^32)`` and ``[0, p[0]]``. The lengths sum to exactly 2^32.
+    """
+    points, owners = _sorted_points(ring)
+    lengths = dict.fromkeys(ring.members, 0)
+    previous = points[-1] - HASH_SPACE  # the last point, one turn back
+    for point, owner in zip(points, owners, strict=True):
+        lengths[owner] += point - previous
+        previous = point
+    return lengths
+
+
+def arc_shares(ring: HashRing) -> dict[str, float]:
+    """The fraction of the hash space each member owns; the values sum to 1."""
+    return {member: length / HASH_SPACE for member, length in arc_lengths(ring).items()}
+
+
+def balance_of(shares: Sequence[float]) -> Balance:
+    """Max/mean, min/mean and stdev/mean of per-member shares (any unit)."""
+    mean = statistics.fmean(shares)
+    return Balance(
+        max_over_mean=max(shares) / mean,
+        min_over_mean=min(shares) / mean,
+        stdev_over_mean=statistics.pstdev(shares) / mean,
+    )
+
+
+# -- 1. lookup ------------------------------------------------------------------
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """Keep the collector out of a timed section, as ``timeit`` does."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _best_ns(action: Callable[[], object], repeats: int) -> int:
+    """The fastest of ``repeats`` runs of ``action``, in ns: the least disturbed by neighbours."""
+    best = None
+    for _ in range(repeats):
+        with _no_gc():
+            started = time.perf_counter_ns()
+            action()
+            elapsed = time.perf_counter_ns() - started
+        best = elapsed if best is None else min(best, elapsed)
+    assert best is not None
+    return best
+
+
+def measure_lookup(plan: _Plan) -> dict[str, Any]:
+    ring = HashRing(ecs_member_ids(LOOKUP_MEMBERS, seed=1))
+    keys = _keys(plan.lookup_keys)
+
+    def one_by_one() -> None:
+        owner = ring.owner
+        for key in keys:
+            owner(key)
+
+    per_owner = _best_ns(one_by_one, plan.lookup_repeats)
+    batch = _best_ns(lambda: ring.owner_of_each(keys), plan.lookup_repeats)
+    return {
+        "members": LOOKUP_MEMBERS,
+        "vnodes": DEFAULT_VNODES,
+        "ns_per_owner": per_owner / len(keys),
+        "ns_per_key_batch": batch / len(keys),
+        "keys": len(keys),
+        "repeats": plan.lookup_repeats,
+    }
+
+
+# -- 2. balance -----------------------------------------------------------------
+
+
+def _key_balance(ring: HashRing, keys: Sequence[str]) -> tuple[Balance, float]:
+    """Balance by counted keys, and the worst gap between a member's key share
+    and its arc share, in units of the mean share."""
+    counts = Counter(ring.owner_of_each(keys))
+    arcs = arc_shares(ring)
+    members = sorted(ring.members)
+    balance = balance_of([counts[member] for member in members])
+    worst_gap = max(abs(counts[m] / len(keys) - arcs[m]) * len(members) for m in members)
+    return balance, worst_gap
+
+
+def _balance_row(members: int, vnodes: int, plan: _Plan, keys: Sequence[str]) -> dict[str, Any]:
+    by_arcs: list[Balance] = []
+    by_keys: list[Balance] = []
+    key_gaps: list[float] = []
+    for set_index in range(plan.sets[members]):
+        ids = ecs_member_ids(members, _member_set_seed(members, set_index))
+        ring = HashRing(ids, vnodes=vnodes)
+        by_arcs.append(balance_of(list(arc_shares(ring).values())))
+        if members == 10:
+            balance, gap = _key_balance(ring, keys)
+            by_keys.append(balance)
+            key_gaps.append(gap)
+    counted = bool(by_keys)
+    return {
+        "members": members,
+        "vnodes": vnodes,
+        "sets": len(by_arcs),
+        "max_over_mean": statistics.median(b.max_over_mean for b in by_arcs),
+        "worst_max_over_mean": max(b.max_over_mean for b in by_arcs),
+        "min_over_mean": statistics.median(b.min_over_mean for b in by_arcs),
+        "worst_min_over_mean": min(b.min_over_mean for b in by_arcs),
+        "stdev_over_mean": statistics.median(b.stdev_over_mean for b in by_arcs),
+        "keys_max_over_mean": (
+            statistics.median(b.max_over_mean for b in by_keys) if counted else None
+        ),
+        "keys_per_set": len(keys) if counted else None,
+        # How far counted keys strayed from the arc prediction, worst member of
+        # the worst set, relative to the mean share: sampling error is ~sqrt(N/keys).
+        "keys_worst_gap_over_mean": max(key_gaps) if counted else None,
+    }
+
+
+def measure_balance(plan: _Plan, progress: Callable[[str], None]) -> list[dict[str, Any]]:
+    keys = _keys(plan.balance_keys)
+    rows = []
+    for members in BALANCE_MEMBERS:
+        for vnodes in BALANCE_VNODES:
+            progress(f"ring balance: {members} members, {vnodes} vnodes")
+            rows.append(_balance_row(members, vnodes, plan, keys))
+    return rows
+
+
+# -- 3. movement ----------------------------------------------------------------
+
+
+def key_movement(
+    before: Sequence[str], after: Sequence[str], *, event: str, changed: str
+) -> tuple[int, int]:
+    """(keys whose owner changed, of those the moves consistent hashing forbids).
+
+    ``before``/``after`` are the owners of the same keys on the two rings. On a
+    ``"join"`` every moved key must land on ``changed`` (the joiner); on a
+    ``"leave"`` every moved key must come from ``changed`` (the leaver).
+    """
+    if event not in ("join", "leave"):
+        raise ValueError(f"event must be 'join' or 'leave', got {event!r}")
+    moved = misplaced = 0
+    for old, new in zip(before, after, strict=True):
+        if old != new:
+            moved += 1
+            if (new if event == "join" else old) != changed:
+                misplaced += 1
+    return moved, misplaced
+
+
+def _movement_row(event: str, members: int, keys: Sequence[str]) -> dict[str, Any]:
+    # One id more than the ring holds: the joiner (a leave does not use it).
+    ids = ecs_member_ids(members + 1, seed=_member_set_seed(members, 0))
+    before_ids = ids[:members]
+    if event == "join":
+        changed, after_ids = ids[members], ids
+    else:
+        changed = random.Random(members).choice(before_ids)
+        after_ids = [member for member in before_ids if member != changed]
+    before, after = HashRing(before_ids), HashRing(after_ids)
+    moved, misplaced = key_movement(
+        before.owner_of_each(keys), after.owner_of_each(keys), event=event, changed=changed
+    )
+    # The joiner's share on the new ring, or the leaver's on the old one: the
+    # fraction the arcs predict should move.
+    predicted = arc_shares(after if event == "join" else before)[changed]
+    return {
+        "event": event,
+        "members_before": members,
+        "vnodes": DEFAULT_VNODES,
+        "keys": len(keys),
+        "moved_fraction": moved / len(keys),
+        "ideal": 1 / (members + 1) if event == "join" else 1 / members,
+        "arc_share_of_changed": predicted,
+        "misplaced_moves": misplaced,
+    }
+
+
+def measure_movement(plan: _Plan, progress: Callable[[str], None]) -> list[dict[str, Any]]:
+    keys = _keys(plan.movement_keys)
+    rows = []
+    for members in MOVEMENT_MEMBERS:
+        for event in ("join", "leave"):
+            progress(f"ring movement: {event} at {members} members")
+            rows.append(_movement_row(event, members, keys))
+    return rows
+
+
+# -- 4. rebuild -----------------------------------------------------------------
+
+
+def measure_rebuild(plan: _Plan) -> dict[str, Any]:
+    ids = ecs_member_ids(REBUILD_MEMBERS, seed=_member_set_seed(REBUILD_MEMBERS, 0))
+    times = []
+    for _ in range(plan.rebuild_repeats):
+        with _no_gc():
+            started = time.perf_counter_ns()
+            HashRing(ids)
+            times.append((time.perf_counter_ns() - started) / 1e9)
+    return {
+        "members": REBUILD_MEMBERS,
+        "vnodes": DEFAULT_VNODES,
+        "best_s": min(times),
+        "median_s": statistics.median(times),
+        "repeats": len(times),
+    }
+
+
+# -- the run --------------------------------------------------------------------
+
+
+def run_ring_benchmark(
+    *, quick: bool, progress: Callable[[str], None] = lambda _: None
+) -> dict[str, Any]:
+    """Measure the ring; see the module docstring. ``quick``: a few seconds, coarser figures."""
+    plan = _Plan.for_run(quick=quick)
+    progress("ring lookup")
+    lookup = measure_lookup(plan)
+    balance = measure_balance(plan, progress)
+    movement = measure_movement(plan, progress)
+    progress("ring rebuild")
+    rebuild = measure_rebuild(plan)
+    headline = next(r for r in balance if r["members"] == 10 and r["vnodes"] == DEFAULT_VNODES)
+    return {
+        "quick": quick,
+        "lookup": lookup,
+        "balance": balance,
+        "movement": movement,
+        "rebuild": rebuild,
+        "target": {
+            "what": f"max/mean <= {TARGET_MAX_OVER_MEAN:.2f} for 10 members at default vnodes",
+            "threshold": TARGET_MAX_OVER_MEAN,
+            "value": headline["max_over_mean"],
+            "met": headline["max_over_mean"] <= TARGET_MAX_OVER_MEAN,
+        },
+    }
+
+
+# -- rendering ------------------------------------------------------------------
+
+_BALANCE_HEADERS = [
+    "members",
+    "vnodes",
+    "sets",
+    "max/mean",
+    "worst max/mean",
+    "min/mean",
+    "worst min/mean",
+    "stdev/mean",
+    "keys max/mean",
+]
+_MOVEMENT_HEADERS = ["change", "keys", "moved", "ideal", "arc share", "misplaced"]
+
+
+def _optional(value: float | None, digits: int = 3) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def _balance_rows(ring: dict[str, Any]) -> list[list[str]]:
+    return [
+        [
+            str(row["members"]),
+            str(row["vnodes"]),
+            str(row["sets"]),
+            f"{row['max_over_mean']:.3f}",
+            f"{row['worst_max_over_mean']:.3f}",
+            f"{row['min_over_mean']:.3f}",
+            f"{row['worst_min_over_mean']:.3f}",
+            f"{row['stdev_over_mean']:.3f}",
+            _optional(row["keys_max_over_mean"]),
+        ]
+        for row in ring["balance"]
+    ]
+
+
+def _movement_rows(ring: dict[str, Any]) -> list[list[str]]:
+    return [
+        [
+            f"{row['event']} {row['members_before']} -> "
+            f"{row['members_before'] + (1 if row['event'] == 'join' else -1)}",
+            f"{row['keys']:,}",
+            f"{row['moved_fraction']:.4f}",
+            f"{row['ideal']:.4f}",
+            f"{row['arc_share_of_changed']:.4f}",
+            str(row["misplaced_moves"]),
+        ]
+        for row in ring["movement"]
+    ]
+
+
+def _summary_lines(ring: dict[str, Any]) -> list[str]:
+    lookup, rebuild, target = ring["lookup"], ring["rebuild"], ring["target"]
+    return [
+        f"Lookup, {lookup['members']} members at {lookup['vnodes']} vnodes, best of "
+        f"{lookup['repeats']} passes over {lookup['keys']:,} keys: "
+        f"{lookup['ns_per_owner']:.0f} ns per owner(key), "
+        f"{lookup['ns_per_key_batch']:.0f} ns per key with owner_of_each(keys).",
+        f"Rebuild, {rebuild['members']:,} members at {rebuild['vnodes']} vnodes: "
+        f"best {rebuild['best_s'] * 1000:.1f} ms, median {rebuild['median_s'] * 1000:.1f} ms "
+        f"of {rebuild['repeats']}.",
+        f"Target, {target['what']}: {target['value']:.3f}, "
+        f"{'met' if target['met'] else 'not met'}.",
+    ]
+
+
+_BALANCE_NOTE = (
+    "Balance: exact arc shares of the 2^32 hash space; median over the member sets, "
+    "worst set beside it; keys max/mean counts real keys (10 members only)."
+)
+_MOVEMENT_NOTE = (
+    "Movement at the default vnodes: moved = fraction of keys whose owner changed; "
+    "arc share = the joiner's (leaver's) exact share, what should move; "
+    "misplaced = moves not to the joiner (not from the leaver), must be 0."
+)
+
+
+def render_ring_markdown(ring: dict[str, Any]) -> str:
+    """A ``## Ring`` Markdown section with the summary lines and both tables."""
+    parts = ["## Ring", "", *(f"- {line}" for line in _summary_lines(ring)), ""]
+    parts += [_BALANCE_NOTE, "", _markdown_table(_BALANCE_HEADERS, _balance_rows(ring)), ""]
+    parts += [_MOVEMENT_NOTE, "", _markdown_table(_MOVEMENT_HEADERS, _movement_rows(ring))]
+    return "\n".join(parts) + "\n"
+
+
+def render_ring_text(ring: dict[str, Any]) -> str:
+    """The same as ``render_ring_markdown``, in plain columns for the console."""
+    parts = ["Ring", "", *_summary_lines(ring), ""]
+    parts += [_BALANCE_NOTE, "", _plain_table(_BALANCE_HEADERS, _balance_rows(ring)), ""]
+    parts += [_MOVEMENT_NOTE, "", _plain_table(_MOVEMENT_HEADERS, _movement_rows(ring))]
+    return "\n".join(parts) + "\n"
+
+
+def _markdown_table(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _plain_table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
+    lines = [headers, ["-" * width for width in widths], *rows]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )
