@@ -1,8 +1,12 @@
 """``python -m benchmarks``: set up, measure in one run, write the report.
 
-    python -m benchmarks            full: 3 interleaved rounds of 10 s + memory
-    python -m benchmarks --quick    smoke: 1 round of 3 s + a small memory run (< 60 s)
-    python -m benchmarks --memory   the memory benchmark only
+    python -m benchmarks            full: every scenario, 3 interleaved rounds of 5 s,
+                                    memory, memory per entry against memcached, ring
+    python -m benchmarks --quick    smoke: one scenario of each kind, 1 round of 2 s,
+                                    small memory runs, quick ring (< 60 s)
+    python -m benchmarks --memory   the memory benchmarks only
+    python -m benchmarks --only owned,bare   chosen scenarios (plus ring and memory
+                                    unless --no-memory / --no-ring)
 
 See benchmarks/README.md for how to read the output. This is the only
 module that prints and configures logging.
@@ -23,13 +27,16 @@ from typing import Any
 
 from node.config import parse_size
 
+from .fleet import Fleet
 from .loadgen import choose_generator
 from .machine import machine_info, plan_cores
 from .memory import MemorySettings, run_memory
+from .memory_compare import measure_per_entry
 from .processes import Processes, signals_raise_keyboard_interrupt
 from .report import build_document, render_table, write_results
+from .ring import run_ring_benchmark
 from .runner import Prepared, Run, Settings, run_scenarios
-from .scenarios import SCENARIOS, Fleet
+from .scenarios import QUICK, SCENARIOS, Scenario
 
 log = logging.getLogger("benchmarks")
 
@@ -46,14 +53,20 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--quick", action="store_true", help="smoke run, under 60 s")
     mode.add_argument("--memory", action="store_true", help="run only the memory benchmark")
     parser.add_argument(
-        "--no-memory", action="store_true", help="skip the memory benchmark in a full run"
+        "--no-memory", action="store_true", help="skip the memory benchmarks in a full run"
     )
-    parser.add_argument("--value-size", type=int, default=100, help="GET value bytes (100)")
+    parser.add_argument("--no-ring", action="store_true", help="skip the ring benchmark")
+    parser.add_argument(
+        "--only", help="comma-separated scenario names to run (see benchmarks/scenarios.py)"
+    )
+    parser.add_argument(
+        "--value-size", type=int, default=100, help="value bytes of the one-key GET group (100)"
+    )
     parser.add_argument("--connections", type=int, default=32, help="keep-alive connections (32)")
     parser.add_argument("--threads", type=int, default=1, help="load generator threads (1)")
-    parser.add_argument("--duration", type=int, help="seconds per run (10; quick 3)")
+    parser.add_argument("--duration", type=int, help="seconds per run (5; quick 2)")
     parser.add_argument("--rounds", type=int, help="interleaved rounds (3; quick 1)")
-    parser.add_argument("--warmup", type=int, help="warm-up seconds per target (2; quick 1)")
+    parser.add_argument("--warmup", type=int, help="warm-up seconds per target (1; quick 0)")
     parser.add_argument(
         "--retries",
         type=int,
@@ -87,8 +100,8 @@ def _settings(options: argparse.Namespace) -> Settings:
     return Settings(
         connections=options.connections,
         threads=options.threads,
-        duration=options.duration or (3 if quick else 10),
-        warmup=options.warmup if options.warmup is not None else (1 if quick else 2),
+        duration=options.duration or (2 if quick else 5),
+        warmup=options.warmup if options.warmup is not None else (0 if quick else 1),
         rounds=options.rounds or (1 if quick else 3),
         # Quick mode must stay under a minute, so it never repeats a run.
         retries=options.retries if options.retries is not None else (0 if quick else 2),
@@ -145,20 +158,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     _progress(f"pinning: {plan.describe()}")
 
     settings = None if options.memory else _settings(options)
+    scenarios = _scenarios(parser, options)
     memory_settings = _memory_settings(options)
     prepared: dict[str, Prepared] = {}
     runs: list[Run] = []
     memory: list[dict[str, Any]] | None = None
+    per_entry: dict[str, Any] | None = None
+    ring: dict[str, Any] | None = None
     with (
         signals_raise_keyboard_interrupt(),
         tempfile.TemporaryDirectory(prefix="bench-logs-") as log_dir,
     ):
         try:
             with Processes(plan, log_dir=log_dir) as processes:
-                if settings is not None:
-                    fleet = Fleet(processes, subnet=options.subnet, value_size=options.value_size)
+                if settings is not None and scenarios:
+                    fleet = Fleet(
+                        processes,
+                        subnet=options.subnet,
+                        value_size=options.value_size,
+                        connections=options.connections,
+                    )
                     prepared, runs = run_scenarios(
-                        SCENARIOS, fleet, generator, settings, plan, _progress
+                        scenarios, fleet, generator, settings, plan, _progress
                     )
                 if memory_settings is not None:
                     memory = run_memory(
@@ -169,6 +190,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                         subnet=options.subnet,
                         progress=_progress,
                     )
+                    per_entry = measure_per_entry(
+                        processes,
+                        generator,
+                        plan,
+                        subnet=options.subnet,
+                        entries=20_000 if options.quick else 1_000_000,
+                        progress=_progress,
+                    )
+            if not options.no_ring and not options.memory:
+                _progress("ring benchmark")
+                ring = run_ring_benchmark(quick=options.quick, progress=_progress)
         except KeyboardInterrupt:
             _progress("interrupted; every child process was stopped")
             return 130
@@ -187,16 +219,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan={"server_cores": list(plan.server), "load_cores": list(plan.load)},
         settings=settings,
         value_size=options.value_size,
-        scenarios=SCENARIOS,
+        scenarios=scenarios,
         prepared=prepared,
         runs=runs,
         memory=memory,
         memory_settings=None if memory_settings is None else asdict(memory_settings),
+        memory_per_entry=per_entry,
+        ring=ring,
     )
-    json_path, md_path = write_results(doc, options.results_dir, stamp)
+    paths = write_results(doc, options.results_dir, stamp)
     print(render_table(doc))
-    print(f"\nwrote {json_path}\n      {md_path}")
+    print("\nwrote " + "\n      ".join(str(path) for path in paths))
     return 0
+
+
+def _scenarios(parser: argparse.ArgumentParser, options: argparse.Namespace) -> list[Scenario]:
+    """``--only``'s scenarios, or the quick selection, or all of them."""
+    if options.only:
+        wanted = [name.strip() for name in options.only.split(",") if name.strip()]
+    elif options.quick:
+        wanted = list(QUICK)
+    else:
+        return list(SCENARIOS)
+    by_name = {scenario.name: scenario for scenario in SCENARIOS}
+    unknown = [name for name in wanted if name not in by_name]
+    if unknown:
+        parser.error(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(by_name)}")
+    # Keep the declared order: it groups scenarios that are compared.
+    return [scenario for scenario in SCENARIOS if scenario.name in wanted]
 
 
 def _print_logs(log_dir: Path) -> None:

@@ -25,6 +25,7 @@ __all__ = [
     "LoadSpec",
     "StreamPlan",
     "choose_generator",
+    "ensure_package",
     "ensure_wrk",
     "plan_streams",
 ]
@@ -153,25 +154,30 @@ class LoadGenerator(Protocol):
 
 
 def ensure_wrk(*, install: bool = True) -> tuple[bool, str]:
-    """Make wrk available; returns (available, what happened).
+    """Make wrk available (Debian's ``wrk`` package); returns (available, what happened)."""
+    return ensure_package("wrk", "wrk", install=install)
 
-    Installs Debian's ``wrk`` package when it is missing and we are root,
-    running ``apt-get update`` only when the first install attempt fails
-    (a stale package list is the usual reason).
+
+def ensure_package(binary: str, package: str, *, install: bool = True) -> tuple[bool, str]:
+    """Make ``binary`` available; returns (available, what happened).
+
+    Installs the Debian ``package`` when ``binary`` is missing and we are
+    root, running ``apt-get update`` only when the first attempt fails (a
+    stale package list is the usual reason).
     """
-    if shutil.which("wrk"):
-        return True, "wrk found on PATH"
+    if shutil.which(binary):
+        return True, f"{binary} found on PATH"
     if not install:
-        return False, "wrk missing; installation not requested"
+        return False, f"{binary} missing; installation not requested"
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        return False, "wrk missing and cannot be installed (needs root and apt-get)"
+        return False, f"{binary} missing and cannot be installed (needs root and apt-get)"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for step in ("install", "update-then-install"):
         if step == "update-then-install":
             _apt(["apt-get", "update"], env)
-        if _apt(["apt-get", "install", "-y", "wrk"], env) and shutil.which("wrk"):
-            return True, f"wrk installed with apt-get ({step})"
-    return False, "wrk missing; apt-get install -y wrk failed"
+        if _apt(["apt-get", "install", "-y", package], env) and shutil.which(binary):
+            return True, f"{binary} installed with apt-get install {package} ({step})"
+    return False, f"{binary} missing; apt-get install -y {package} failed"
 
 
 def _apt(command: list[str], env: dict[str, str]) -> bool:

@@ -147,6 +147,14 @@ def throughput_bars(doc: dict[str, Any]) -> list[Bar]:
     return [bar for bars in by_group.values() for bar in bars]
 
 
+def _minor_tick_label(value: float, _position: int) -> str:
+    """Label the 2s and 5s between powers of ten (0.2, 0.5, 2, 5, 20...), no others."""
+    if value <= 0:
+        return ""
+    mantissa = value / 10 ** math.floor(math.log10(value))
+    return f"{value:g}" if round(mantissa) in (2, 5) else ""
+
+
 def nines(percentile: float) -> float:
     """The "nines" position of a percentile: 90 -> 1, 99 -> 2, 99.9 -> 3 (below 100 only)."""
     return -math.log10(1.0 - percentile / 100.0)
@@ -315,6 +323,8 @@ def _draw_latency_panel(axes: Axes, group: str, curves: list[tuple[dict[str, Any
         axes.plot(xs, ys, "-" if detailed else "--", marker="o", markersize=3, label=label)
     axes.set_yscale("log")
     axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    # Without this a range inside one decade shows labels like 4x10^0 or none.
+    axes.yaxis.set_minor_formatter(FuncFormatter(_minor_tick_label))
     ticks = [p for p in _NINES_TICKS if nines(p) <= widest + 0.01]
     axes.set_xticks([nines(p) for p in ticks], [f"{p:g}" for p in ticks])
     axes.set_xlim(0, max(widest, 1.0) + 0.2)

@@ -4,7 +4,9 @@
 registers its stop first, so leaving the ``with`` block (normally, on an
 error or on Ctrl-C) stops everything, newest first. Nodes are started with
 ``node.local_cluster.NodeProcess`` / ``LocalCluster``, the same code the
-tests use; the bare server gets a small process class of its own.
+tests use; every other server (the bare handler here, redis-server and
+memcached in ``peers``) is a ``ServerProcess``: a command, ready when its
+TCP port accepts, stopped with SIGTERM and then SIGKILL.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 import psutil
 
@@ -29,9 +31,13 @@ from node.local_cluster import LocalCluster, NodeProcess
 
 from .machine import CorePlan
 
+if TYPE_CHECKING:
+    from .peers import MemcachedServer, RedisServer
+
 __all__ = [
     "BareServer",
     "Processes",
+    "ServerProcess",
     "cpu_seconds",
     "ensure_free",
     "pin",
@@ -43,8 +49,7 @@ __all__ = [
 def ensure_free(host: str, port: int) -> None:
     """Refuse to start when ``host:port`` is taken: a benchmark that measured
     somebody else's server would be worse than none."""
-    if not host.startswith("127."):
-        raise ValueError(f"benchmarks only use 127.0.0.0/8, not {host}")
+    _require_loopback(host)
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -85,27 +90,114 @@ def cpu_seconds(pid: int) -> float:
     return float(times.user + times.system)
 
 
-@dataclass
-class BareServer:
-    """One ``python -m benchmarks.bare_server`` process."""
+def _die_with_parent() -> None:
+    """In the child, before exec: on Linux, ask for SIGTERM when our process dies,
+    so a killed benchmark never leaves a server behind (as NodeProcess does)."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+@dataclass(kw_only=True)
+class ServerProcess:
+    """One server that is not a node: a command, a TCP port, a log file.
+
+    Subclasses say which command (``command``) and, if needed, which extra
+    environment (``environment``). Ready means the port accepts a TCP
+    connection: every such server binds its port only once it can serve.
+    """
 
     host: str
-    value_size: int
-    headers: Sequence[tuple[str, str]] = ()
-    port: int = 7000
+    port: int
     log_path: str | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    # What the server is called in error messages.
+    kind: ClassVar[str] = "server"
 
     @property
     def member(self) -> str:
         return f"{self.host}:{self.port}"
 
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def environment(self) -> dict[str, str] | None:
+        """The child's environment; None inherits ours unchanged."""
+        return None
+
+    def start(self) -> None:
+        """Start the command; its output goes to ``log_path`` (or nowhere)."""
+        _require_loopback(self.host)
+        with open(self.log_path or os.devnull, "ab") as output:
+            self.process = subprocess.Popen(
+                self.command(),
+                env=self.environment(),
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+            )
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        """Poll until the port accepts; raise if the process exits or time runs out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(
+                    f"{self.kind} {self.member} exited with {self.process.returncode}"
+                    f"{self._log_tail()}"
+                )
+            with contextlib.suppress(OSError):
+                socket.create_connection((self.host, self.port), timeout=0.5).close()
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"{self.kind} {self.member} did not accept within {timeout:g}s")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, wait up to ``timeout``, then SIGKILL."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+    def _log_tail(self) -> str:
+        if self.log_path is None or not os.path.exists(self.log_path):
+            return ""
+        with open(self.log_path, errors="replace") as log:
+            return ":\n" + log.read()[-1000:]
+
+
+ServerT = TypeVar("ServerT", bound=ServerProcess)
+
+
+def _require_loopback(host: str) -> None:
+    if not host.startswith("127."):
+        raise ValueError(f"benchmarks only use 127.0.0.0/8, not {host}")
+
+
+@dataclass(kw_only=True)
+class BareServer(ServerProcess):
+    """One ``python -m benchmarks.bare_server`` process."""
+
+    value_size: int
+    headers: Sequence[tuple[str, str]] = ()
+    port: int = 7000
+    kind: ClassVar[str] = "bare server"
+
     @property
     def url(self) -> str:
         return f"http://{self.member}"
 
-    def start(self) -> None:
-        command = [
+    def command(self) -> list[str]:
+        return [
             sys.executable,
             "-m",
             "benchmarks.bare_server",
@@ -117,34 +209,12 @@ class BareServer:
             str(self.value_size),
             *(f"--header={name}: {value}" for name, value in self.headers),
         ]
+
+    def environment(self) -> dict[str, str]:
         # Like NodeProcess: the child finds this checkout even when not installed.
         root = str(Path(__file__).resolve().parent.parent)
         path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
-        env = {**os.environ, "PYTHONPATH": path}
-        with open(self.log_path or os.devnull, "ab") as output:
-            self.process = subprocess.Popen(command, env=env, stdout=output, stderr=output)
-
-    def wait_alive(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"bare server {self.member} exited with {self.process.poll()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/check-alive", timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise TimeoutError(f"bare server {self.member} did not answer within {timeout:g}s")
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
+        return {**os.environ, "PYTHONPATH": path}
 
 
 class Processes:
@@ -171,18 +241,48 @@ class Processes:
         if pid is not None:
             pin(pid, self.plan.server)
 
-    def bare(
-        self, host: str, *, value_size: int, headers: Sequence[tuple[str, str]] = ()
-    ) -> BareServer:
-        ensure_free(host, 7000)
-        server = BareServer(
-            host=host, value_size=value_size, headers=headers, log_path=self._log(f"bare-{host}")
-        )
+    def _start(self, server: ServerT) -> ServerT:
+        """Refuse a taken address, register the stop first, start, pin, wait."""
+        ensure_free(server.host, server.port)
         self._stack.callback(server.stop)
         server.start()
         self._pin(server.process.pid if server.process else None)
-        server.wait_alive()
+        server.wait_ready()
         return server
+
+    def bare(
+        self, host: str, *, value_size: int, headers: Sequence[tuple[str, str]] = ()
+    ) -> BareServer:
+        return self._start(
+            BareServer(
+                host=host,
+                value_size=value_size,
+                headers=headers,
+                log_path=self._log(f"bare-{host}"),
+            )
+        )
+
+    def redis(self, host: str, *, port: int = 6379) -> RedisServer:
+        """redis-server on ``host:port``, without persistence (installed if missing)."""
+        # peers builds its servers on ServerProcess, so it is imported when used.
+        from .peers import RedisServer
+
+        return self._start(RedisServer(host=host, port=port, log_path=self._log(f"redis-{host}")))
+
+    def memcached(
+        self, host: str, *, port: int = 11211, memory_mib: int = 1024, threads: int = 1
+    ) -> MemcachedServer:
+        """memcached on ``host:port`` (TCP only) with ``memory_mib`` of item memory."""
+        from .peers import MemcachedServer
+
+        server = MemcachedServer(
+            host=host,
+            port=port,
+            memory_mib=memory_mib,
+            threads=threads,
+            log_path=self._log(f"memcached-{host}"),
+        )
+        return self._start(server)
 
     def node(self, host: str, *, args: Sequence[str] = ()) -> NodeProcess:
         ensure_free(host, 7000)

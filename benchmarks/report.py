@@ -19,6 +19,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from .memory_compare import render_per_entry_markdown, render_per_entry_text
+from .plots import write_plots
+from .ring import render_ring_markdown, render_ring_text
 from .runner import SATURATED, Prepared, Run, Settings
 from .scenarios import Scenario
 
@@ -53,25 +56,70 @@ def _cpu_us(run: Run) -> float:
     return run.server_cpu_s / run.result.requests * 1e6 if run.result.requests else 0.0
 
 
-def _summary(scenario: Scenario, runs: list[Run], prepared: Prepared) -> dict[str, Any]:
-    rates = [run.result.requests_per_s for run in runs]
+def _cpu_us_per_key(run: Run) -> float:
+    return _cpu_us(run) / run.keys_per_request
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {
+        "median": round(statistics.median(values), 1),
+        "min": round(min(values), 1),
+        "max": round(max(values), 1),
+    }
+
+
+def _percentiles(runs: list[Run]) -> dict[str, float]:
+    """Each latency percentile's median over the rounds, where every run has it."""
+    names = set.intersection(*(set(run.result.percentiles_ms) for run in runs))
+    return {
+        name: round(statistics.median(run.result.percentiles_ms[name] for run in runs), 3)
+        for name in sorted(names, key=float)
+    }
+
+
+def _forwarded(scenario: Scenario, runs: list[Run]) -> dict[str, Any] | None:
+    shares = [share for run in runs if (share := run.forwarded_share) is not None]
+    if not shares:
+        return None
+    share = statistics.median(shares)
+    limit = scenario.max_forwarded
+    return {
+        "share": round(share, 5),
+        "forwards": sum(run.forwards or 0 for run in runs),
+        "requests": sum(run.result.requests for run in runs),
+        "max_share": limit,
+        "meets_target": None if limit is None else share <= limit,
+    }
+
+
+def _summary(
+    scenario: Scenario, runs: list[Run], prepared: Prepared, generator: str
+) -> dict[str, Any]:
+    target = prepared.target
     return {
         "name": scenario.name,
         "title": scenario.title,
-        "url": prepared.target.url,
-        "served_by": prepared.target.served_by,
-        "node_settings": prepared.target.settings,
+        "group": scenario.group,
+        "kind": scenario.kind,
+        "load": target.tool_name or generator,
+        "url": target.url,
+        "workload": target.workload.description if target.workload else None,
+        "keys_per_request": target.keys_per_request,
+        "served_by": target.served_by,
+        "node_settings": target.settings,
         "server_pinned_to": {str(pid): cores for pid, cores in prepared.server_cores.items()},
         "rounds": len(runs),
-        "requests_per_s": {
-            "median": round(statistics.median(rates), 1),
-            "min": round(min(rates), 1),
-            "max": round(max(rates), 1),
-        },
+        "requests_per_s": _spread([run.result.requests_per_s for run in runs]),
+        "keys_per_s": _spread([run.keys_per_s for run in runs]),
+        "forwarded": _forwarded(scenario, runs),
+        # Only what every round measured: memaslap has no percentiles, and
+        # redis-benchmark's p90 is an upper bound (see peers.py).
         "latency_ms": {
             name: round(statistics.median(run.result.latency_ms[name] for run in runs), 3)
             for name in ("p50", "p90", "p99")
+            if all(name in run.result.latency_ms for run in runs)
         },
+        "latency_percentiles_ms": _percentiles(runs),
         "server_cores_busy": round(statistics.median(run.server_cores_busy for run in runs), 3),
         "server_cpu_us_per_request": round(statistics.median(_cpu_us(run) for run in runs), 3),
         "generator_cores_busy": round(
@@ -81,27 +129,37 @@ def _summary(scenario: Scenario, runs: list[Run], prepared: Prepared) -> dict[st
     }
 
 
-def _ratio(scenario: Scenario, measured: dict[str, list[Run]]) -> dict[str, Any] | None:
-    if scenario.baseline is None or scenario.baseline not in measured:
-        return None
-    mine = {run.round: run.result.requests_per_s for run in measured[scenario.name]}
-    base = {run.round: run.result.requests_per_s for run in measured[scenario.baseline]}
+def _ratios(scenario: Scenario, measured: dict[str, list[Run]]) -> list[dict[str, Any]]:
+    ratios = []
+    for index, baseline in enumerate(scenario.baselines):
+        if baseline in measured:
+            target = scenario.target if index == 0 else None
+            ratios.append(_ratio(scenario, baseline, target, measured))
+    return ratios
+
+
+def _ratio(
+    scenario: Scenario, baseline: str, target: float | None, measured: dict[str, list[Run]]
+) -> dict[str, Any]:
+    """Keys per second over the baseline's, paired by round, and the same in CPU per key."""
+    mine = {run.round: run.keys_per_s for run in measured[scenario.name]}
+    base = {run.round: run.keys_per_s for run in measured[baseline]}
     paired = [mine[r] / base[r] for r in sorted(mine) if r in base and base[r] > 0]
     of_medians = statistics.median(mine.values()) / statistics.median(base.values())
     median = statistics.median(paired)
     # The same comparison in server CPU per request: a neighbour on the server
     # core moves it much less than req/s, so it is the check on a noisy run.
-    mine_cpu = statistics.median(_cpu_us(run) for run in measured[scenario.name])
-    base_cpu = statistics.median(_cpu_us(run) for run in measured[scenario.baseline])
+    mine_cpu = statistics.median(_cpu_us_per_key(run) for run in measured[scenario.name])
+    base_cpu = statistics.median(_cpu_us_per_key(run) for run in measured[baseline])
     return {
         "scenario": scenario.name,
-        "baseline": scenario.baseline,
+        "baseline": baseline,
         "per_round": [round(value, 4) for value in paired],
         "median_of_rounds": round(median, 4),
         "of_medians": round(of_medians, 4),
         "cpu_per_request": round(base_cpu / mine_cpu, 4) if mine_cpu else None,
-        "target": scenario.target,
-        "meets_target": None if scenario.target is None else median >= scenario.target,
+        "target": target,
+        "meets_target": None if target is None else median >= target,
     }
 
 
@@ -111,7 +169,7 @@ def _run_list(runs: list[Run]) -> str:
     )
 
 
-def _notes(summaries: list[dict[str, Any]], runs: list[Run], generator: str) -> list[str]:
+def _notes(summaries: list[dict[str, Any]], runs: list[Run]) -> list[str]:
     notes = []
     for summary in summaries:
         name = summary["name"]
@@ -119,7 +177,7 @@ def _notes(summaries: list[dict[str, Any]], runs: list[Run], generator: str) -> 
             notes.append(f"{name}: {summary['errors']} errors or non-2xx answers; figure suspect.")
         if summary["generator_cores_busy"] >= SATURATED:
             notes.append(
-                f"{name}: the {generator} load generator used"
+                f"{name}: its load ({summary['load']}) used"
                 f" {summary['generator_cores_busy']:.0%} of its core and may be the limit."
             )
     # A throughput figure is the server's only when the server was saturated.
@@ -165,17 +223,19 @@ def build_document(
     runs: list[Run],
     memory: list[dict[str, Any]] | None,
     memory_settings: dict[str, Any] | None,
+    memory_per_entry: dict[str, Any] | None = None,
+    ring: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     measured: dict[str, list[Run]] = {}
     for run in runs:
         if not run.warmup and not run.discarded:
             measured.setdefault(run.scenario, []).append(run)
     summaries = [
-        _summary(scenario, measured[scenario.name], prepared[scenario.name])
+        _summary(scenario, measured[scenario.name], prepared[scenario.name], generator)
         for scenario in scenarios
         if scenario.name in measured
     ]
-    ratios = [ratio for scenario in scenarios if (ratio := _ratio(scenario, measured))]
+    ratios = [ratio for scenario in scenarios for ratio in _ratios(scenario, measured)]
     return {
         "started_at": started_at,
         "mode": mode,
@@ -185,10 +245,12 @@ def build_document(
         "settings": None if settings is None else {**asdict(settings), "value_bytes": value_size},
         "scenarios": summaries,
         "ratios": ratios,
-        "notes": _notes(summaries, runs, generator),
+        "notes": _notes(summaries, runs),
         "runs": [_run_dict(run) for run in runs],
         "memory": memory,
         "memory_settings": memory_settings,
+        "memory_per_entry": memory_per_entry,
+        "ring": ring,
     }
 
 
@@ -198,9 +260,9 @@ def build_document(
 def _load_line(doc: dict[str, Any]) -> str:
     s = doc["settings"]
     return (
-        f"{doc['load_generator']['name']}, {s['threads']} thread(s), {s['connections']}"
-        f" connections, {s['duration']} s x {s['rounds']} interleaved round(s)"
-        f" after a {s['warmup']} s warm-up, GET of a {s['value_bytes']} B value"
+        f"{doc['load_generator']['name']} (redis-benchmark, memaslap and our client for their"
+        f" own scenarios), {s['connections']} connections, {s['duration']} s x {s['rounds']}"
+        f" interleaved round(s) after a {s['warmup']} s warm-up"
     )
 
 
@@ -209,35 +271,55 @@ def _ratio_text(ratio: dict[str, Any]) -> str:
     text = f"{ratio['median_of_rounds']:.3f} of {ratio['baseline']}"
     if len(spread) > 1:
         text += f" ({min(spread):.3f}-{max(spread):.3f})"
+    if ratio["target"] is not None:
+        verdict = "met" if ratio["meets_target"] else "NOT met"
+        text += f" [target >= {ratio['target']:.2f}: {verdict}]"
     return text
 
 
-def _target_text(ratio: dict[str, Any] | None) -> str:
-    if ratio is None or ratio["target"] is None:
+def _forwarded_text(forwarded: dict[str, Any] | None) -> str:
+    if forwarded is None:
         return ""
-    verdict = "met" if ratio["meets_target"] else "NOT met"
-    return f">= {ratio['target']:.2f}: {verdict}"
+    text = f"{forwarded['share']:.1%}"
+    if forwarded["max_share"] is not None:
+        verdict = "met" if forwarded["meets_target"] else "NOT met"
+        text += f" [target <= {forwarded['max_share']:.0%}: {verdict}]"
+    return text
 
 
-def _rows(doc: dict[str, Any]) -> list[list[str]]:
-    ratios = {ratio["scenario"]: ratio for ratio in doc["ratios"]}
-    rows = []
+def _latency_text(latency: dict[str, float], name: str) -> str:
+    return f"{latency[name]:.2f}" if name in latency else "n/a"
+
+
+def _groups(doc: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    groups: dict[str, list[dict[str, Any]]] = {}
     for summary in doc["scenarios"]:
-        rate = summary["requests_per_s"]
-        ratio = ratios.get(summary["name"])
+        # Result files from before scenarios had groups render as one group.
+        groups.setdefault(summary.get("group", "GET"), []).append(summary)
+    return groups
+
+
+def _rows(doc: dict[str, Any], summaries: list[dict[str, Any]]) -> list[list[str]]:
+    ratios: dict[str, list[dict[str, Any]]] = {}
+    for ratio in doc["ratios"]:
+        ratios.setdefault(ratio["scenario"], []).append(ratio)
+    rows = []
+    for summary in summaries:
+        rate = summary.get("keys_per_s", summary["requests_per_s"])
+        mine = ratios.get(summary["name"], [])
         rows.append(
             [
                 summary["name"],
                 summary["title"],
                 f"{rate['median']:,.0f}",
                 f"{rate['min']:,.0f}-{rate['max']:,.0f}",
-                f"{summary['latency_ms']['p50']:.2f}",
-                f"{summary['latency_ms']['p99']:.2f}",
+                _latency_text(summary["latency_ms"], "p50"),
+                _latency_text(summary["latency_ms"], "p99"),
                 f"{summary['server_cores_busy']:.2f}",
                 f"{summary['server_cpu_us_per_request']:.1f}",
-                _ratio_text(ratio) if ratio else "",
-                f"{ratio['cpu_per_request']:.3f}" if ratio and ratio["cpu_per_request"] else "",
-                _target_text(ratio),
+                _forwarded_text(summary.get("forwarded")),
+                "; ".join(_ratio_text(ratio) for ratio in mine),
+                "; ".join(f"{r['cpu_per_request']:.3f}" for r in mine if r["cpu_per_request"]),
             ]
         )
     return rows
@@ -246,15 +328,15 @@ def _rows(doc: dict[str, Any]) -> list[list[str]]:
 _HEADERS = [
     "scenario",
     "what",
-    "req/s median",
+    "keys/s median",
     "min-max",
     "p50 ms",
     "p99 ms",
     "server CPU",
     "CPU us/req",
-    "ratio (paired median, range)",
+    "forwarded",
+    "ratio (paired median, range) [target]",
     "CPU ratio",
-    "target (issue 6)",
 ]
 
 _MEMORY_HEADERS = [
@@ -310,21 +392,22 @@ def render_table(doc: dict[str, Any]) -> str:
     """The console summary."""
     parts = []
     if doc["scenarios"]:
-        parts += [
-            f"Load:    {_load_line(doc)}",
-            f"Pinning: {doc['pinning']['description']}",
-            "",
-            _plain_table(_HEADERS, _rows(doc)),
-        ]
+        parts += [f"Load:    {_load_line(doc)}", f"Pinning: {doc['pinning']['description']}"]
+        for group, summaries in _groups(doc).items():
+            parts += ["", f"== {group}", _plain_table(_HEADERS, _rows(doc, summaries))]
     if doc["memory"]:
         parts += ["", "Memory (RSS of one node while PUTs write 10x its --max-bytes):", ""]
         parts.append(_plain_table(_MEMORY_HEADERS, _memory_rows(doc)))
+    if doc.get("memory_per_entry"):
+        parts += ["", render_per_entry_text(doc["memory_per_entry"])]
+    if doc.get("ring"):
+        parts += ["", render_ring_text(doc["ring"])]
     if doc["notes"]:
         parts += ["", "Notes:", *(f"  - {note}" for note in doc["notes"])]
     return "\n".join(parts)
 
 
-def render_markdown(doc: dict[str, Any]) -> str:
+def render_markdown(doc: dict[str, Any], plots: Sequence[Path] = ()) -> str:
     """The Markdown summary written next to the JSON."""
     machine = doc["machine"]
     lines = [
@@ -337,19 +420,23 @@ def render_markdown(doc: dict[str, Any]) -> str:
         f"- Pinning: {doc['pinning']['description']}",
     ]
     if doc["scenarios"]:
+        lines.append(f"- Load: {_load_line(doc)}")
+    if plots:
+        lines += ["", *(f"![{path.stem}]({path.name})" for path in plots)]
+    if doc["scenarios"]:
+        lines += ["", "## Throughput and latency"]
+        for group, summaries in _groups(doc).items():
+            lines += ["", f"### {group}", "", _markdown_table(_HEADERS, _rows(doc, summaries))]
         lines += [
-            f"- Load: {_load_line(doc)}",
             "",
-            "## Throughput and latency",
-            "",
-            _markdown_table(_HEADERS, _rows(doc)),
-            "",
-            "Ratios are the median of per-round ratios (runs of one round are close in time);"
+            "keys/s is requests/s times the keys per request (1 except for batches). Ratios"
+            " are the median of per-round ratios (runs of one round are close in time);"
             " the range is over rounds. Server CPU is the servers' CPU seconds per second of"
             " load: 1.00 is one core saturated. CPU us/req is the servers' CPU time per"
             " request (all servers of the scenario), which a busy neighbour disturbs less"
-            " than req/s; CPU ratio is the baseline's CPU us/req over the scenario's."
-            " Targets are reported, never asserted.",
+            " than req/s; CPU ratio is the baseline's CPU per key over the scenario's."
+            " Forwarded is the share of requests the nodes forwarded to an owner, from"
+            " their /stats counters around each run. Targets are reported, never asserted.",
         ]
     if doc["memory"]:
         settings = doc["memory_settings"] or {}
@@ -365,22 +452,28 @@ def render_markdown(doc: dict[str, Any]) -> str:
             "Peak growth / bound is (peak RSS - idle RSS) / --max-bytes: how much memory the"
             " store really took per byte of its bound.",
         ]
+    if doc.get("memory_per_entry"):
+        lines += ["", render_per_entry_markdown(doc["memory_per_entry"])]
+    if doc.get("ring"):
+        lines += ["", render_ring_markdown(doc["ring"])]
     if doc["notes"]:
         lines += ["", "## Notes", "", *(f"- {note}" for note in doc["notes"])]
     return "\n".join(lines) + "\n"
 
 
-def write_results(doc: dict[str, Any], directory: Path, stamp: str) -> tuple[Path, Path]:
-    """Write ``<stamp>.json`` and ``<stamp>.md``; returns both paths."""
+def write_results(doc: dict[str, Any], directory: Path, stamp: str) -> list[Path]:
+    """Write ``<stamp>.json``, the PNG plots and ``<stamp>.md``; returns every path."""
     directory.mkdir(parents=True, exist_ok=True)
     json_path = directory / f"{stamp}.json"
+    _write_atomically(json_path, json.dumps(doc, indent=2) + "\n")
+    plots = write_plots(doc, directory, stamp)
     md_path = directory / f"{stamp}.md"
+    _write_atomically(md_path, render_markdown(doc, plots))
+    return [json_path, md_path, *plots]
+
+
+def _write_atomically(path: Path, text: str) -> None:
     # Write beside, then rename: an interrupted run leaves a .tmp, never half a result.
-    for path, text in (
-        (json_path, json.dumps(doc, indent=2) + "\n"),
-        (md_path, render_markdown(doc)),
-    ):
-        partial = path.with_suffix(path.suffix + ".tmp")
-        partial.write_text(text)
-        partial.replace(path)
-    return json_path, md_path
+    partial = path.with_suffix(path.suffix + ".tmp")
+    partial.write_text(text)
+    partial.replace(path)

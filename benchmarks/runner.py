@@ -18,10 +18,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+from .fleet import Fleet, Target, forwards
 from .loadgen import LoadGenerator, LoadResult, LoadSpec
 from .machine import CorePlan
 from .processes import cpu_seconds, pinned_cores
-from .scenarios import Fleet, Scenario, Target
+from .scenarios import Scenario
 
 __all__ = ["SATURATED", "Run", "Settings", "run_scenarios"]
 
@@ -51,7 +52,20 @@ class Run:
     round: int  # 0-based; -1 for the warm-up
     result: LoadResult
     server_cpu_s: float
+    keys_per_request: int = 1
+    forwards: int | None = None  # requests the nodes forwarded during the run
     discarded: bool = False
+
+    @property
+    def keys_per_s(self) -> float:
+        return self.result.requests_per_s * self.keys_per_request
+
+    @property
+    def forwarded_share(self) -> float | None:
+        """Forwards per request; None when the servers are not our nodes."""
+        if self.forwards is None or not self.result.requests:
+            return None
+        return self.forwards / self.result.requests
 
     @property
     def starved(self) -> bool:
@@ -121,15 +135,26 @@ def run_scenarios(
                     f" {run.server_cores_busy:.0%} of a core (a neighbour?); measuring again"
                 )
             runs.append(run)
-            result = run.result
-            progress(
-                f"[{done}/{total}] round {round_index + 1} {scenario.name:<12}"
-                f" {result.requests_per_s:>9,.0f} req/s"
-                f"  p50 {result.latency_ms['p50']:.2f} ms  p99 {result.latency_ms['p99']:.2f} ms"
-                f"  server CPU {run.server_cores_busy:.2f}"
-                + (f"  ERRORS {result.errors}" if result.error_count else "")
-            )
+            progress(f"[{done}/{total}] round {round_index + 1} {_describe(run)}")
     return prepared, runs
+
+
+def _describe(run: Run) -> str:
+    result = run.result
+    unit = "keys/s" if run.keys_per_request > 1 else "req/s"
+    share = run.forwarded_share
+    return (
+        f"{run.scenario:<18} {run.keys_per_s:>9,.0f} {unit}"
+        f"  p50 {_ms(result.latency_ms.get('p50'))}  p99 {_ms(result.latency_ms.get('p99'))}"
+        f"  server CPU {run.server_cores_busy:.2f}"
+        + (f"  forwarded {share:.1%}" if share is not None else "")
+        + (f"  ERRORS {result.errors}" if result.error_count else "")
+    )
+
+
+def _ms(value: float | None) -> str:
+    # memaslap reports no percentiles at all.
+    return "n/a" if value is None else f"{value:.2f} ms"
 
 
 def _measure(
@@ -140,17 +165,35 @@ def _measure(
     settings: Settings,
     plan: CorePlan,
 ) -> Run:
-    spec = LoadSpec(
-        url=target.url,
-        connections=settings.connections,
-        threads=settings.threads,
-        duration=settings.warmup if round_index < 0 else settings.duration,
-    )
+    duration = settings.warmup if round_index < 0 else settings.duration
+    forwarded_before = sum(forwards(url) for url in target.stats_urls)
     before = sum(cpu_seconds(pid) for pid in target.server_pids)
-    result: LoadResult = generator.run(spec, cores=plan.load)
+    result = _load(target, generator, settings, plan, duration)
     after = sum(cpu_seconds(pid) for pid in target.server_pids)
+    forwarded = sum(forwards(url) for url in target.stats_urls) - forwarded_before
     # A breath between loads lets sockets in TIME_WAIT and the servers settle.
     time.sleep(0.2)
     return Run(
-        scenario=scenario.name, round=round_index, result=result, server_cpu_s=after - before
+        scenario=scenario.name,
+        round=round_index,
+        result=result,
+        server_cpu_s=after - before,
+        keys_per_request=target.keys_per_request,
+        forwards=forwarded if target.stats_urls else None,
     )
+
+
+def _load(
+    target: Target, generator: LoadGenerator, settings: Settings, plan: CorePlan, duration: int
+) -> LoadResult:
+    if target.tool is not None:
+        return target.tool(duration, plan.load)
+    streams = len(target.workload.streams) if target.workload is not None else 1
+    spec = LoadSpec(
+        url=target.url or "",
+        workload=target.workload,
+        connections=settings.connections,
+        threads=max(settings.threads, streams),
+        duration=duration,
+    )
+    return generator.run(spec, cores=plan.load)

@@ -2,7 +2,10 @@
 --
 -- Arguments (after wrk's "--"): value_bytes total_puts key_prefix threads depth
 -- Keys are <prefix><thread>-<n>, so every PUT lands on a key never written
--- before and the store must evict to stay within its bound. "depth" requests
+-- before and the store must evict to stay within its bound. Under wrk, n
+-- starts at depth+1 in thread 0: before the threads start, wrk calls
+-- request() once in that thread's Lua state to count the pipelined requests,
+-- and that first batch is never sent (memory_compare.first_key_index). "depth" requests
 -- are pipelined per round trip: the loader must outrun the node, and
 -- pipelining spares both sides most of the per-request syscalls.
 

@@ -1,0 +1,619 @@
+"""redis and memcached as baselines: their servers and the tools that load them.
+
+The issue asks for baselines measured in the same run as our node, at the
+same concurrency and value size: redis-server loaded by redis-benchmark and
+memcached loaded by memaslap (Debian installs it as ``memcaslap``). Each
+driver runs its tool pinned to the load cores, bounded in time, and returns
+the ``LoadResult`` wrk returns, so the report treats it like any other run.
+``generator_cpu_s`` is the tool's CPU; ``raw`` its output.
+
+What the tools cannot do, and what the drivers do about it:
+
+- redis-benchmark has no GET/SET mix and takes a request count, not a
+  duration. ``redis_benchmark`` writes every key first (so GETs hit), runs a
+  short calibration, then ``round(N * g)`` GETs and the rest of N as SETs
+  back to back, N sized so that both last about ``duration`` s together.
+  Their requests over their time is the rate of the mix,
+  1 / (g / get_rate + (1 - g) / set_rate). Latency is the larger part's
+  (the GET part when g >= 0.5): min, mean, p50, p99 and max exactly as
+  redis-benchmark computed them, while p90 and p99_9 are upper bounds: the
+  smallest latency it printed under which at least 90% (99.9%) of the
+  requests fell, which can overstate the true figure by one printed step.
+  ``percentiles_ms`` holds only the exact ones ("50", "95", "99").
+- memaslap prints min, mean and max latency but no percentiles, so its
+  ``latency_ms`` has only those three. Its key space is a window of 1024*k
+  keys per connection, so it uses at least ``connections * 1024`` keys:
+  ``keys`` is rounded up to that (the raw output says how many). It only
+  GETs keys it has SET; a miss (an eviction) counts as an error, as a 404
+  does for wrk, so give memcached room for all of them (32,768 keys of
+  100 KB need about 4 GiB). With a GET-only mix it first SETs every key,
+  outside its timed window but inside its CPU figure, which also holds a
+  one-second clean-up: ``generator_cpu_s`` overstates the load's CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import pwd
+import re
+import resource
+import shutil
+import socket
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from typing import ClassVar
+
+from .loadgen import LoadResult, ensure_package
+from .processes import ServerProcess
+
+__all__ = [
+    "REDIS_KEY",
+    "MemaslapReport",
+    "MemcachedServer",
+    "RedisPart",
+    "RedisServer",
+    "memaslap",
+    "memaslap_window",
+    "parse_memaslap",
+    "parse_redis_benchmark",
+    "preload_redis",
+    "redis_benchmark",
+    "redis_call",
+    "redis_multi_get",
+]
+
+log = logging.getLogger(__name__)
+
+# redis-benchmark's -r turns __rand_int__ into a 12-digit, zero-padded number
+# below -r; these are the names it reads and writes, and the ones preloaded.
+REDIS_KEY = "key:{:012d}"
+# memaslap's keys get the length of redis-benchmark's (16 bytes).
+_MEMASLAP_KEY_BYTES = len(REDIS_KEY.format(0))
+# memaslap's per-connection key window is a whole number of these.
+_MEMASLAP_WINDOW_UNIT = 1024
+# A tool may run this long past its expected end before it is killed: room
+# for start-up, memaslap's warm-up SETs and its one-second clean-up.
+_GRACE_S = 60.0
+# Requests of the calibration run, per connection and at least.
+_CALIBRATION_PER_CONNECTION = 200
+_CALIBRATION_MIN = 5_000
+# Whatever the calibration says, one redis-benchmark part sends no more.
+_MAX_PART_REQUESTS = 10_000_000
+# Preloading sends SETs in pipelined batches of about this many bytes.
+_PRELOAD_BATCH_BYTES = 1 << 20
+_SOCKET_TIMEOUT_S = 30.0
+
+
+# -- installing the tools
+
+
+def _require(binary: str, package: str) -> str:
+    """``binary``'s path, installing ``package`` if need be; RuntimeError when impossible."""
+    available, how = ensure_package(binary, package)
+    path = shutil.which(binary)
+    if not available or path is None:
+        raise RuntimeError(how)
+    return path
+
+
+def _memaslap_binary() -> str:
+    # Debian renamed memaslap to memcaslap; other systems keep the old name.
+    return shutil.which("memaslap") or _require("memcaslap", "libmemcached-tools")
+
+
+# -- the servers
+
+
+@dataclass(kw_only=True)
+class RedisServer(ServerProcess):
+    """redis-server without persistence: a pure cache, like our node."""
+
+    port: int = 6379
+    kind: ClassVar[str] = "redis-server"
+
+    def command(self) -> list[str]:
+        binary = _require("redis-server", "redis-server")
+        flags = {"--bind": self.host, "--port": self.port, "--save": "", "--appendonly": "no"}
+        return [binary, *_flags({**flags, "--protected-mode": "no"})]
+
+
+@dataclass(kw_only=True)
+class MemcachedServer(ServerProcess):
+    """memcached over TCP only, with ``memory_mib`` MiB for items."""
+
+    port: int = 11211
+    memory_mib: int = 1024
+    # One worker thread by default: our node is one event loop on one core,
+    # and a baseline with more threads would be measuring a different shape.
+    threads: int = 1
+    kind: ClassVar[str] = "memcached"
+
+    def command(self) -> list[str]:
+        binary = _require("memcached", "memcached")
+        flags = {"-l": self.host, "-p": self.port, "-U": 0, "-m": self.memory_mib}
+        command = [binary, *_flags({**flags, "-t": self.threads})]
+        if os.geteuid() == 0:
+            # memcached will not run as root without -u; staying the same
+            # user keeps it ours to stop.
+            command += ["-u", pwd.getpwuid(os.geteuid()).pw_name]
+        return command
+
+
+# -- running a tool
+
+
+def _flags(flags: dict[str, object]) -> list[str]:
+    """``{"-p": 6379}`` as ``["-p", "6379"]``."""
+    return [str(item) for flag, value in flags.items() for item in (flag, value)]
+
+
+def _run_tool(command: list[str], *, cores: tuple[int, ...], limit_s: float) -> tuple[str, float]:
+    """Run ``command`` pinned to ``cores`` to its end, killed past ``limit_s``.
+
+    Returns its output (stdout and stderr, progress lines dropped) and the
+    CPU seconds it used. Raises RuntimeError when it exits with an error.
+    """
+    pinned = [*(["taskset", "-c", ",".join(map(str, cores))] if cores else []), *command]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    try:
+        completed = subprocess.run(
+            pinned, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=limit_s, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise TimeoutError(f"{command[0]} ran past {limit_s:g}s: {' '.join(command)}") from None
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    output = _printable(completed.stdout.decode(errors="replace"))
+    if completed.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(command)} exited with {completed.returncode}:\n{output[-2000:]}"
+        )
+    return output, cpu_s
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _printable(output: str) -> str:
+    """Without terminal escapes, and of each line only what follows its last \\r
+    (the tools redraw a progress line in place)."""
+    lines = (line.rsplit("\r", 1)[-1] for line in _ANSI.sub("", output).split("\n"))
+    return "\n".join(lines)
+
+
+def _check_shape(*, get_fraction: float, connections: int, duration: int, **sizes: int) -> None:
+    if not 0.0 <= get_fraction <= 1.0:
+        raise ValueError(f"get_fraction must be within 0 and 1, not {get_fraction}")
+    if not 1 <= duration <= 3600:
+        raise ValueError("duration must be 1 to 3600 whole seconds")
+    for name, value in {"connections": connections, **sizes}.items():
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, not {value}")
+
+
+def _host_port(member: str) -> tuple[str, int]:
+    host, _, port = member.rpartition(":")
+    return host, int(port)
+
+
+# -- redis: preloading
+
+
+def redis_call(member: str, *args: str | bytes) -> bytes:
+    """Send one command to redis at ``member``; returns its reply's first line
+    (enough for the status, integer and error replies this module needs)."""
+    with socket.create_connection(_host_port(member), timeout=_SOCKET_TIMEOUT_S) as conn:
+        conn.sendall(_resp(*args))
+        with conn.makefile("rb") as reader:
+            return reader.readline().rstrip(b"\r\n")
+
+
+def _resp(*args: str | bytes) -> bytes:
+    parts = [arg.encode() if isinstance(arg, str) else arg for arg in args]
+    return b"".join(
+        [f"*{len(parts)}\r\n".encode(), *(b"$%d\r\n%s\r\n" % (len(part), part) for part in parts)]
+    )
+
+
+def preload_redis(member: str, *, keys: int, value_bytes: int) -> None:
+    """SET ``REDIS_KEY`` 0 ... ``keys - 1`` to ``value_bytes`` bytes each, so
+    that redis-benchmark's GETs (and MGETs) of them all hit.
+
+    Pipelined in batches; raises RuntimeError when redis answers anything
+    but OK, or when the first and last keys do not hold the value after.
+    """
+    value = b"x" * value_bytes
+    address = _host_port(member)
+    with (
+        socket.create_connection(address, timeout=_SOCKET_TIMEOUT_S) as conn,
+        conn.makefile("rb") as reader,
+    ):
+        batch: list[bytes] = []
+        for index in range(keys):
+            batch.append(_resp("SET", REDIS_KEY.format(index), value))
+            if len(batch) * (value_bytes + 40) >= _PRELOAD_BATCH_BYTES or index == keys - 1:
+                conn.sendall(b"".join(batch))
+                expected = b"+OK\r\n" * len(batch)
+                replies = reader.read(len(expected))
+                if replies != expected:
+                    raise RuntimeError(f"redis {member} refused a SET: {replies[:200]!r}")
+                batch = []
+    for index in {0, keys - 1}:
+        length = redis_call(member, "STRLEN", REDIS_KEY.format(index))
+        if length != b":%d" % value_bytes:
+            raise RuntimeError(f"redis {member}: {REDIS_KEY.format(index)} has length {length!r}")
+
+
+# -- redis: parsing redis-benchmark's report
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RedisPart:
+    """One test of a redis-benchmark run, as it printed it. Latencies in ms.
+
+    ``summary_ms`` is its "latency summary" line (avg, min, p50, p95, p99,
+    max); ``distribution`` every "x% <= y milliseconds (cumulative count n)"
+    line as (y, n), sorted by y.
+    """
+
+    test: str
+    requests: int
+    requests_per_s: float
+    summary_ms: dict[str, float]
+    distribution: tuple[tuple[float, int], ...]
+
+    @property
+    def duration_s(self) -> float:
+        # requests / rate is more precise than the printed "in 0.20 seconds".
+        return self.requests / self.requests_per_s if self.requests_per_s > 0 else 0.0
+
+    def at_most(self, share: float) -> float:
+        """The smallest printed latency under which at least ``share`` (0-1) of
+        the requests fell: an upper bound of that quantile."""
+        needed = math.ceil(share * self.requests - 1e-9)
+        for latency, count in self.distribution:
+            if count >= needed:
+                return latency
+        return self.summary_ms["max"]
+
+    def latency_ms(self) -> dict[str, float]:
+        """wrk's names; p90 and p99_9 are upper bounds (``at_most``), the rest exact."""
+        summary = self.summary_ms
+        return {
+            "min": summary["min"],
+            "mean": summary["avg"],
+            "max": summary["max"],
+            "p50": summary["p50"],
+            "p90": self.at_most(0.90),
+            "p99": summary["p99"],
+            "p99_9": self.at_most(0.999),
+        }
+
+    def percentiles_ms(self) -> dict[str, float]:
+        """Only the percentiles redis-benchmark computed exactly."""
+        return {name: self.summary_ms[f"p{name}"] for name in ("50", "95", "99")}
+
+
+_SECTION = re.compile(r"^====== (?P<test>.+?) ======\s*$", re.MULTILINE)
+_COMPLETED = re.compile(r"^\s*(\d+) requests completed in [\d.]+ seconds", re.MULTILINE)
+_THROUGHPUT = re.compile(r"throughput summary: ([\d.]+) requests per second")
+_POINT = re.compile(
+    r"^\s*[\d.]+% <= ([\d.]+) milliseconds \(cumulative count (\d+)\)", re.MULTILINE
+)
+_SUMMARY = re.compile(
+    r"latency summary \(msec\):\s*\n\s*(?P<names>[a-z0-9 ]+?)\s*\n\s*(?P<values>[-\d. ]+?)\s*$",
+    re.MULTILINE,
+)
+_SERVER_ERROR = "Error from server"
+
+
+def parse_redis_benchmark(output: str) -> list[RedisPart]:
+    """Every test in redis-benchmark's default (not --csv, not -q) report.
+
+    Raises RuntimeError when a test lacks its count, throughput or summary.
+    """
+    output = _printable(output)
+    headings = list(_SECTION.finditer(output))
+    if not headings:
+        raise RuntimeError(f"redis-benchmark printed no test:\n{output[-2000:]}")
+    parts = []
+    for heading, following in zip(headings, [*headings[1:], None], strict=True):
+        text = output[heading.end() : following.start() if following else len(output)]
+        parts.append(_parse_section(heading["test"], text))
+    return parts
+
+
+def _parse_section(test: str, text: str) -> RedisPart:
+    completed = _COMPLETED.search(text)
+    throughput = _THROUGHPUT.search(text)
+    summary = _SUMMARY.search(text)
+    if completed is None or throughput is None or summary is None:
+        raise RuntimeError(f"redis-benchmark's report of {test} is incomplete:\n{text[-2000:]}")
+    names = summary["names"].split()
+    values = [float(value) for value in summary["values"].split()]
+    points = {(float(latency), int(count)) for latency, count in _POINT.findall(text)}
+    return RedisPart(
+        test=test,
+        requests=int(completed[1]),
+        requests_per_s=float(throughput[1]),
+        summary_ms=dict(zip(names, values, strict=True)),
+        distribution=tuple(sorted(points)),
+    )
+
+
+# -- redis: the drivers
+
+
+def _redis_command(
+    member: str, *, value_bytes: int, keys: int, connections: int, requests: int
+) -> list[str]:
+    host, port = _host_port(member)
+    binary = _require("redis-benchmark", "redis-tools")
+    flags = {"-h": host, "-p": port, "-c": connections, "-n": requests, "-d": value_bytes}
+    return [binary, *_flags({**flags, "-r": keys, "-P": 1, "--precision": 3})]
+
+
+def _calibrated_rates(
+    command: list[str], *, cores: tuple[int, ...], duration: int
+) -> dict[str, float]:
+    """Requests per second of each test in one short run of ``command``, by
+    lower-case test name (redis-benchmark runs -t tests in its own order)."""
+    output, _ = _run_tool(command, cores=cores, limit_s=duration + _GRACE_S)
+    return {part.test.lower(): part.requests_per_s for part in parse_redis_benchmark(output)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Measured:
+    """One measured redis-benchmark run of one test."""
+
+    part: RedisPart
+    server_errors: int
+    cpu_s: float
+    output: str
+
+
+def _measure(command: list[str], *, cores: tuple[int, ...], limit_s: float) -> _Measured:
+    output, cpu_s = _run_tool(command, cores=cores, limit_s=limit_s)
+    (part,) = parse_redis_benchmark(output)
+    return _Measured(
+        part=part, server_errors=output.count(_SERVER_ERROR), cpu_s=cpu_s, output=output
+    )
+
+
+def _calibration_requests(connections: int) -> int:
+    return max(_CALIBRATION_MIN, _CALIBRATION_PER_CONNECTION * connections)
+
+
+def _part_limit_s(requests: int, rate: float) -> float:
+    # Three times the calibrated time: slow enough to show a stall, never unbounded.
+    return 3.0 * requests / rate + _GRACE_S
+
+
+def redis_benchmark(
+    member: str,
+    *,
+    get_fraction: float,
+    value_bytes: int,
+    keys: int,
+    connections: int,
+    duration: int,
+    cores: tuple[int, ...],
+) -> LoadResult:
+    """A GET/SET mix on redis at ``member``: ``get_fraction`` of the requests
+    are GETs of ``keys`` random keys (all preloaded), the rest SETs of them,
+    ``value_bytes`` each, over ``connections`` connections for about
+    ``duration`` s. See the module docstring for how the mix is made and
+    which latencies are exact.
+    """
+    _check_shape(
+        get_fraction=get_fraction,
+        connections=connections,
+        duration=duration,
+        value_bytes=value_bytes,
+        keys=keys,
+    )
+    preload_redis(member, keys=keys, value_bytes=value_bytes)
+    # GET first: on a tie (0.5) the GET part speaks for latency.
+    both = {"get": get_fraction, "set": 1.0 - get_fraction}
+    shares = {name: share for name, share in both.items() if share > 0}
+    shape = {"value_bytes": value_bytes, "keys": keys, "connections": connections}
+    calibration = _redis_command(member, **shape, requests=_calibration_requests(connections))
+    rates = _calibrated_rates(
+        [*calibration, "-t", ",".join(shares)], cores=cores, duration=duration
+    )
+    mixed_rate = 1.0 / sum(share / rates[name] for name, share in shares.items())
+    total = min(_MAX_PART_REQUESTS, max(1, round(mixed_rate * duration)))
+    runs: dict[str, _Measured] = {}
+    for name, share in shares.items():
+        requests = max(1, round(total * share))
+        command = [*_redis_command(member, **shape, requests=requests), "-t", name]
+        runs[name] = _measure(command, cores=cores, limit_s=_part_limit_s(requests, rates[name]))
+    # The larger part speaks for latency; max() keeps the first (GET) on a tie.
+    main = runs[max(shares, key=shares.__getitem__)]
+    return _result(list(runs.values()), main.part, connections)
+
+
+def redis_multi_get(
+    member: str,
+    *,
+    batch_keys: int,
+    value_bytes: int,
+    keys: int,
+    connections: int,
+    duration: int,
+    cores: tuple[int, ...],
+) -> LoadResult:
+    """MGET of ``batch_keys`` random keys (of ``keys``, all preloaded with
+    ``value_bytes`` bytes) per request, for about ``duration`` s.
+    ``requests`` counts MGETs, not keys."""
+    _check_shape(
+        get_fraction=1.0,
+        connections=connections,
+        duration=duration,
+        value_bytes=value_bytes,
+        keys=keys,
+        batch_keys=batch_keys,
+    )
+    preload_redis(member, keys=keys, value_bytes=value_bytes)
+    shape = {"value_bytes": value_bytes, "keys": keys, "connections": connections}
+    mget = ["mget", *["key:__rand_int__"] * batch_keys]
+    calibration = _redis_command(member, **shape, requests=_calibration_requests(connections))
+    (rate,) = _calibrated_rates([*calibration, *mget], cores=cores, duration=duration).values()
+    requests = min(_MAX_PART_REQUESTS, max(1, round(rate * duration)))
+    command = [*_redis_command(member, **shape, requests=requests), *mget]
+    run = _measure(command, cores=cores, limit_s=_part_limit_s(requests, rate))
+    return _result([run], run.part, connections)
+
+
+def _result(runs: list[_Measured], main: RedisPart, connections: int) -> LoadResult:
+    """The runs as one load: their requests over their summed time."""
+    return LoadResult(
+        requests=sum(run.part.requests for run in runs),
+        duration_s=sum(run.part.duration_s for run in runs),
+        latency_ms=main.latency_ms(),
+        percentiles_ms=main.percentiles_ms(),
+        errors={"server": sum(run.server_errors for run in runs)},
+        generator_cpu_s=sum(run.cpu_s for run in runs),
+        connections=connections,
+        raw="\n".join(run.output for run in runs),
+    )
+
+
+# -- memcached: memaslap
+
+
+def memaslap_window(keys: int, connections: int) -> int:
+    """Keys per connection for memaslap: a multiple of 1024, at least
+    ``keys / connections``. memaslap uses ``connections`` times this many."""
+    units = max(1, math.ceil(keys / (connections * _MEMASLAP_WINDOW_UNIT)))
+    return units * _MEMASLAP_WINDOW_UNIT
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemaslapReport:
+    """What memaslap printed at the end (with -S). Latencies in microseconds.
+
+    ``events`` and ``latency_us`` are keyed "Get", "Set", "Total" (a kind
+    with no request is absent); ``counters`` holds cmd_get, cmd_set,
+    get_misses... (which count keys, so an n-key multi-get counts n).
+    """
+
+    events: dict[str, int]
+    latency_us: dict[str, dict[str, float]]
+    counters: dict[str, int]
+    ops: int
+    ops_per_s: float
+
+    @property
+    def duration_s(self) -> float:
+        # memaslap prints its run time to 0.1 s but computes TPS from microseconds.
+        return self.ops / self.ops_per_s if self.ops_per_s > 0 else 0.0
+
+
+_MS_BLOCK = re.compile(
+    r"^(?P<kind>Get|Set|Total) Statistics \((?P<events>\d+) events\)\s*\n"
+    r"\s*Min:\s*(?P<min>[\d.]+)\s*\n\s*Max:\s*(?P<max>[\d.]+)\s*\n\s*Avg:\s*(?P<avg>[\d.]+)",
+    re.MULTILINE,
+)
+_MS_COUNTER = re.compile(r"^([a-z_]+): (\d+)\s*$", re.MULTILINE)
+_MS_RUN = re.compile(r"Run time: [\d.]+s Ops: (\d+) TPS: (\d+)")
+
+
+def parse_memaslap(output: str) -> MemaslapReport:
+    """memaslap's final report; RuntimeError when its totals or its
+    statistics (printed only with -S) are missing."""
+    output = _printable(output)
+    run = _MS_RUN.search(output)
+    blocks = {match["kind"]: match for match in _MS_BLOCK.finditer(output)}
+    if run is None or "Total" not in blocks:
+        raise RuntimeError(f"memaslap printed no final statistics:\n{output[-2000:]}")
+    return MemaslapReport(
+        events={kind: int(match["events"]) for kind, match in blocks.items()},
+        latency_us={
+            kind: {name: float(match[name]) for name in ("min", "max", "avg")}
+            for kind, match in blocks.items()
+        },
+        counters={name: int(value) for name, value in _MS_COUNTER.findall(output)},
+        ops=int(run[1]),
+        ops_per_s=float(run[2]),
+    )
+
+
+def _memaslap_config(path: str, *, get_fraction: float, value_bytes: int) -> None:
+    # Fixed key and value sizes; command 0 is set, 1 is get.
+    with open(path, "w") as config:
+        config.write(
+            f"key\n{_MEMASLAP_KEY_BYTES} {_MEMASLAP_KEY_BYTES} 1\n"
+            f"value\n{value_bytes} {value_bytes} 1\n"
+            f"cmd\n0 {1 - get_fraction:.6f}\n1 {get_fraction:.6f}\n"
+        )
+
+
+def memaslap(
+    member: str,
+    *,
+    get_fraction: float,
+    value_bytes: int,
+    keys: int,
+    connections: int,
+    duration: int,
+    cores: tuple[int, ...],
+    batch_keys: int = 1,
+) -> LoadResult:
+    """memaslap against memcached at ``member`` for ``duration`` s: one thread,
+    ``connections`` connections, ``get_fraction`` of the requests GETs (of
+    ``batch_keys`` keys each), the rest SETs, ``value_bytes`` per value.
+
+    ``requests`` counts commands (a multi-get is one); ``latency_ms`` has
+    min, mean and max only. See the module docstring for the key count.
+    """
+    _check_shape(
+        get_fraction=get_fraction,
+        connections=connections,
+        duration=duration,
+        value_bytes=value_bytes,
+        keys=keys,
+        batch_keys=batch_keys,
+    )
+    window = memaslap_window(keys, connections)
+    if window * connections != keys:
+        log.info(
+            "memaslap uses %d keys, not %d (1024 per connection at least)",
+            window * connections,
+            keys,
+        )
+    with tempfile.TemporaryDirectory(prefix="memaslap-") as scratch:
+        config = os.path.join(scratch, "config")
+        _memaslap_config(config, get_fraction=get_fraction, value_bytes=value_bytes)
+        command = [
+            _memaslap_binary(),
+            f"--servers={member}",
+            f"--cfg_cmd={config}",
+            f"--time={duration}s",
+            f"--stat_freq={duration}s",  # -S: without it memaslap prints no latency
+            f"--concurrency={connections}",
+            "--threads=1",  # one thread: one load core
+            f"--fixed_size={value_bytes}",
+            f"--win_size={window // _MEMASLAP_WINDOW_UNIT}k",
+            f"--division={batch_keys}",
+        ]
+        output, cpu_s = _run_tool(command, cores=cores, limit_s=duration + _GRACE_S)
+    report = parse_memaslap(output)
+    total = report.latency_us["Total"]
+    return LoadResult(
+        requests=report.events["Total"],
+        duration_s=report.duration_s,
+        latency_ms={
+            "min": total["min"] / 1000,
+            "mean": total["avg"] / 1000,
+            "max": total["max"] / 1000,
+        },
+        errors={"get_misses": report.counters.get("get_misses", 0)},
+        generator_cpu_s=cpu_s,
+        connections=connections,
+        raw=f"memaslap keys: {window} per connection, {window * connections} in all"
+        f" ({keys} asked)\n{output}",
+    )

@@ -1,0 +1,463 @@
+"""benchmarks/peers.py and the non-node servers of benchmarks/processes.py.
+
+Real redis-server and memcached on 127.0.243.x, started through
+``Processes`` unpinned, and loaded for one second by the real
+redis-benchmark and memaslap; the parsers are also checked against output
+captured from those tools. Figures are asserted to be present and
+plausible, never fast.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from benchmarks import peers
+from benchmarks.loadgen import LoadResult, ensure_package
+from benchmarks.machine import CorePlan
+from benchmarks.processes import Processes, pinned_cores
+
+SUBNET = "127.0.243"
+UNPINNED = CorePlan(server=(), load=())
+WRK_LATENCY_KEYS = {"p50", "p90", "p99", "p99_9"}
+
+needs_redis = pytest.mark.skipif(
+    shutil.which("redis-server") is None or shutil.which("redis-benchmark") is None,
+    reason="needs redis-server and redis-benchmark installed",
+)
+needs_memcached = pytest.mark.skipif(
+    shutil.which("memcached") is None
+    or (shutil.which("memcaslap") is None and shutil.which("memaslap") is None),
+    reason="needs memcached and memaslap (memcaslap) installed",
+)
+
+
+# -- captured output
+
+
+# redis-benchmark -t set,get -n 400 -r 100 -c 4 -d 10 --precision 3 (7.0.15),
+# progress lines redrawn with \r as the tool prints them.
+REDIS_SAMPLE = (
+    " \rSET: rps=0.0 (overall: inf) avg_msec=0.071 (overall: 0.071)\r          \r"
+    """====== SET ======
+  400 requests completed in 0.01 seconds
+  4 parallel clients
+  10 bytes payload
+  keep alive: 1
+  multi-thread: no
+
+Latency by percentile distribution:
+0.000% <= 0.023 milliseconds (cumulative count 2)
+50.000% <= 0.047 milliseconds (cumulative count 236)
+75.000% <= 0.055 milliseconds (cumulative count 306)
+87.500% <= 0.063 milliseconds (cumulative count 356)
+93.750% <= 0.079 milliseconds (cumulative count 381)
+96.875% <= 0.095 milliseconds (cumulative count 389)
+98.438% <= 0.127 milliseconds (cumulative count 394)
+99.219% <= 0.159 milliseconds (cumulative count 397)
+99.609% <= 4.439 milliseconds (cumulative count 399)
+99.805% <= 4.455 milliseconds (cumulative count 400)
+100.000% <= 4.455 milliseconds (cumulative count 400)
+
+Cumulative distribution of latencies:
+98.000% <= 0.103 milliseconds (cumulative count 392)
+99.500% <= 0.207 milliseconds (cumulative count 398)
+100.000% <= 5.103 milliseconds (cumulative count 400)
+
+Summary:
+  throughput summary: 36363.64 requests per second
+  latency summary (msec):
+          avg       min       p50       p95       p99       max
+        0.070     0.016     0.047     0.079     0.151     4.455
+ \r====== GET ======
+  400 requests completed in 0.01 seconds
+  4 parallel clients
+
+Latency by percentile distribution:
+0.000% <= 0.023 milliseconds (cumulative count 80)
+50.000% <= 0.055 milliseconds (cumulative count 299)
+75.000% <= 0.063 milliseconds (cumulative count 396)
+99.219% <= 0.071 milliseconds (cumulative count 398)
+99.805% <= 0.119 milliseconds (cumulative count 400)
+100.000% <= 0.119 milliseconds (cumulative count 400)
+
+Cumulative distribution of latencies:
+99.750% <= 0.103 milliseconds (cumulative count 399)
+100.000% <= 0.207 milliseconds (cumulative count 400)
+
+Summary:
+  throughput summary: 57142.86 requests per second
+  latency summary (msec):
+          avg       min       p50       p95       p99       max
+        0.043     0.016     0.055     0.063     0.063     0.119
+
+"""
+)
+
+# memcaslap -F cfg -t 1s -S 1s -c 4 -T 1 -X 10 -w 1k (libmemcached-tools 1.1),
+# with the terminal escapes it prints before its periodic statistics.
+MEMASLAP_SAMPLE = """servers: 127.0.243.9:11211
+threads count: 1
+concurrency: 4
+run time: 1s
+windows size: 1k
+set proportion: set_prop=0.10
+get proportion: get_prop=0.90
+\x1b[1;1H\x1b[2J
+Total Statistics
+Type     Time(s)  Ops          TPS(ops/s)   Net(M/s)   Get_miss   Min(us)  Max(us)
+Period   1        172525       172525       19.1       0          10       5507
+Global   1        172525       172525       19.1       0          10       5507
+
+Get Statistics (155274 events)
+   Min:        10
+   Max:      5507
+   Avg:        23
+   Geo:     22.09
+   Std:     31.38
+   Log2 Dist:
+       4:     1789   144059     8044     1321
+
+Set Statistics (17255 events)
+   Min:        10
+   Max:       600
+   Avg:        23
+   Geo:     22.15
+   Std:     12.82
+   Log2 Dist:
+       4:      181    16048      856      157
+
+Total Statistics (172529 events)
+   Min:        10
+   Max:      5507
+   Avg:        23
+   Geo:     22.10
+   Std:     30.04
+   Log2 Dist:
+       4:     1970   160107     8900     1478
+
+cmd_get: 155278
+cmd_set: 17255
+get_misses: 0
+written_bytes: 4123483
+read_bytes: 7280644
+object_bytes: 448630
+
+Run time: 1.0s Ops: 172533 TPS: 172514 Net_rate: 10.9M/s
+"""
+
+
+# -- parsers
+
+
+def test_redis_parser_reads_every_test_in_order() -> None:
+    parts = peers.parse_redis_benchmark(REDIS_SAMPLE)
+    assert [part.test for part in parts] == ["SET", "GET"]
+    set_part, get_part = parts
+    assert set_part.requests == 400
+    assert set_part.requests_per_s == 36363.64
+    assert set_part.duration_s == pytest.approx(0.011, abs=1e-3)
+    assert set_part.summary_ms == {
+        "avg": 0.070,
+        "min": 0.016,
+        "p50": 0.047,
+        "p95": 0.079,
+        "p99": 0.151,
+        "max": 4.455,
+    }
+    assert get_part.summary_ms["p50"] == 0.055
+
+
+def test_redis_latency_has_wrk_names_exact_where_printed() -> None:
+    set_part, _ = peers.parse_redis_benchmark(REDIS_SAMPLE)
+    assert set_part.latency_ms() == {
+        "min": 0.016,
+        "mean": 0.070,
+        "max": 4.455,
+        "p50": 0.047,
+        "p90": 0.079,  # first printed point with >= 360 of 400: an upper bound
+        "p99": 0.151,
+        "p99_9": 4.455,  # all 400 needed
+    }
+    assert set_part.percentiles_ms() == {"50": 0.047, "95": 0.079, "99": 0.151}
+
+
+def test_redis_upper_bound_uses_both_printed_distributions() -> None:
+    _, get_part = peers.parse_redis_benchmark(REDIS_SAMPLE)
+    # 396 of 400 at 0.063 (percentile list), 399 at 0.103 (cumulative list).
+    assert get_part.at_most(0.90) == 0.063
+    assert get_part.at_most(0.99) == 0.063
+    assert get_part.at_most(0.995) == 0.071
+    assert get_part.at_most(0.9975) == 0.103
+    assert get_part.at_most(1.0) == 0.119
+
+
+def test_redis_parser_refuses_a_report_without_summary() -> None:
+    cut = REDIS_SAMPLE[: REDIS_SAMPLE.index("Summary:")]
+    with pytest.raises(RuntimeError, match="incomplete"):
+        peers.parse_redis_benchmark(cut)
+
+
+def test_redis_parser_refuses_output_without_a_test() -> None:
+    with pytest.raises(RuntimeError, match="no test"):
+        peers.parse_redis_benchmark("Could not connect to Redis at 127.0.243.9:6390\n")
+
+
+def test_memaslap_parser_reads_events_latency_and_counters() -> None:
+    report = peers.parse_memaslap(MEMASLAP_SAMPLE)
+    assert report.events == {"Get": 155274, "Set": 17255, "Total": 172529}
+    assert report.latency_us["Total"] == {"min": 10.0, "max": 5507.0, "avg": 23.0}
+    assert report.latency_us["Set"]["max"] == 600.0
+    assert report.counters["cmd_get"] == 155278
+    assert report.counters["get_misses"] == 0
+    assert report.ops == 172533
+    assert report.duration_s == pytest.approx(172533 / 172514)
+
+
+def test_memaslap_parser_refuses_output_without_statistics() -> None:
+    header = MEMASLAP_SAMPLE[: MEMASLAP_SAMPLE.index("\x1b")]
+    with pytest.raises(RuntimeError, match="no final statistics"):
+        peers.parse_memaslap(header + "cmd_get: 5\nRun time: 1.0s Ops: 5 TPS: 5 Net_rate: 0M/s\n")
+
+
+@pytest.mark.parametrize(
+    ("keys", "connections", "window"),
+    [(10_000, 32, 1024), (1_000, 32, 1024), (100_000, 32, 4096), (2_048, 1, 2048)],
+)
+def test_memaslap_window_is_whole_kibikeys_covering_the_keys(
+    keys: int, connections: int, window: int
+) -> None:
+    assert peers.memaslap_window(keys, connections) == window
+
+
+def test_ensure_package_finds_a_binary_on_path() -> None:
+    assert ensure_package("sh", "dash") == (True, "sh found on PATH")
+
+
+def test_ensure_package_installs_nothing_unless_asked() -> None:
+    available, how = ensure_package("no-such-tool-243", "no-such-package", install=False)
+    assert not available
+    assert "not requested" in how
+
+
+def test_drivers_refuse_a_fraction_outside_zero_to_one() -> None:
+    # Raised before any connection: no server listens here.
+    with pytest.raises(ValueError, match="get_fraction"):
+        peers.redis_benchmark(
+            f"{SUBNET}.250:6379",
+            get_fraction=1.5,
+            value_bytes=10,
+            keys=10,
+            connections=1,
+            duration=1,
+            cores=(),
+        )
+    with pytest.raises(ValueError, match="batch_keys"):
+        peers.memaslap(
+            f"{SUBNET}.250:11211",
+            get_fraction=1.0,
+            value_bytes=10,
+            keys=10,
+            connections=1,
+            duration=1,
+            cores=(),
+            batch_keys=0,
+        )
+
+
+# -- real servers
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Processes]:
+    with Processes(UNPINNED, log_dir=str(tmp_path_factory.mktemp("peers"))) as processes:
+        yield processes
+
+
+@pytest.fixture(scope="module")
+def redis(servers: Processes) -> peers.RedisServer:
+    return servers.redis(f"{SUBNET}.1")
+
+
+@pytest.fixture(scope="module")
+def memcached(servers: Processes) -> peers.MemcachedServer:
+    return servers.memcached(f"{SUBNET}.2", memory_mib=64)
+
+
+def _redis_stat(member: str, name: str) -> int:
+    """One field of INFO (its reply is a bulk string, read whole here)."""
+    with socket.create_connection(_split(member), timeout=10) as conn:
+        conn.sendall(b"INFO stats\r\n")
+        data = b""
+        while b"\r\n" not in data or len(data) < int(data[1 : data.index(b"\r\n")]):
+            data += conn.recv(65536)
+    for line in data.decode().splitlines():
+        if line.startswith(f"{name}:"):
+            return int(line.split(":", 1)[1])
+    raise AssertionError(f"no {name} in INFO")
+
+
+def _memcached_stat(member: str, name: str) -> int:
+    with socket.create_connection(_split(member), timeout=10) as conn:
+        conn.sendall(b"stats\r\n")
+        data = b""
+        while not data.endswith(b"END\r\n"):
+            data += conn.recv(65536)
+    for line in data.decode().splitlines():
+        if line.startswith(f"STAT {name} "):
+            return int(line.split()[2])
+    raise AssertionError(f"no {name} in stats")
+
+
+def _split(member: str) -> tuple[str, int]:
+    host, _, port = member.rpartition(":")
+    return host, int(port)
+
+
+def _assert_measured(result: LoadResult, *, connections: int) -> None:
+    assert result.requests > 0
+    assert result.duration_s > 0
+    assert result.error_count == 0, result.errors
+    assert result.generator_cpu_s > 0
+    assert result.connections == connections
+    assert result.raw
+
+
+@needs_redis
+def test_redis_mix_measures_hits_on_the_preloaded_keys(redis: peers.RedisServer) -> None:
+    misses_before = _redis_stat(redis.member, "keyspace_misses")
+    result = peers.redis_benchmark(
+        redis.member,
+        get_fraction=0.9,
+        value_bytes=100,
+        keys=500,
+        connections=8,
+        duration=1,
+        cores=(),
+    )
+    _assert_measured(result, connections=8)
+    assert result.latency_ms.keys() >= WRK_LATENCY_KEYS
+    latency = result.latency_ms
+    assert latency["min"] <= latency["p50"] <= latency["p90"] <= latency["p99_9"] <= latency["max"]
+    assert latency["p50"] <= latency["p99"] <= latency["p99_9"]
+    assert "====== GET ======" in result.raw and "====== SET ======" in result.raw
+    # Every GET hit, and redis-benchmark's random keys are exactly the preloaded ones.
+    assert _redis_stat(redis.member, "keyspace_misses") == misses_before
+    assert peers.redis_call(redis.member, "DBSIZE") == b":500"
+
+
+@needs_redis
+def test_redis_gets_only_runs_no_set_part(redis: peers.RedisServer) -> None:
+    result = peers.redis_benchmark(
+        redis.member,
+        get_fraction=1.0,
+        value_bytes=10,
+        keys=100,
+        connections=4,
+        duration=1,
+        cores=(),
+    )
+    _assert_measured(result, connections=4)
+    assert "====== GET ======" in result.raw
+    assert "====== SET ======" not in result.raw
+
+
+@needs_redis
+def test_redis_multi_get_counts_requests_not_keys(redis: peers.RedisServer) -> None:
+    hits_before = _redis_stat(redis.member, "keyspace_hits")
+    misses_before = _redis_stat(redis.member, "keyspace_misses")
+    result = peers.redis_multi_get(
+        redis.member,
+        batch_keys=10,
+        value_bytes=100,
+        keys=1_000,
+        connections=8,
+        duration=1,
+        cores=(),
+    )
+    _assert_measured(result, connections=8)
+    assert result.latency_ms.keys() >= WRK_LATENCY_KEYS
+    hits = _redis_stat(redis.member, "keyspace_hits") - hits_before
+    # The calibration's MGETs hit too, so at least ten hits per measured request.
+    assert hits >= 10 * result.requests
+    assert _redis_stat(redis.member, "keyspace_misses") == misses_before
+
+
+@needs_memcached
+def test_memaslap_mix_sets_and_gets(memcached: peers.MemcachedServer) -> None:
+    sets_before = _memcached_stat(memcached.member, "cmd_set")
+    result = peers.memaslap(
+        memcached.member,
+        get_fraction=0.9,
+        value_bytes=100,
+        keys=1_000,
+        connections=8,
+        duration=1,
+        cores=(),
+    )
+    _assert_measured(result, connections=8)
+    assert set(result.latency_ms) == {"min", "mean", "max"}
+    assert 0 < result.latency_ms["min"] <= result.latency_ms["mean"] <= result.latency_ms["max"]
+    assert _memcached_stat(memcached.member, "cmd_set") > sets_before
+    assert "8192 in all (1000 asked)" in result.raw
+
+
+@needs_memcached
+def test_memaslap_multi_get_counts_commands_not_keys(memcached: peers.MemcachedServer) -> None:
+    hits_before = _memcached_stat(memcached.member, "get_hits")
+    result = peers.memaslap(
+        memcached.member,
+        get_fraction=1.0,
+        value_bytes=100,
+        keys=1_000,
+        connections=4,
+        duration=1,
+        cores=(),
+        batch_keys=10,
+    )
+    _assert_measured(result, connections=4)
+    hits = _memcached_stat(memcached.member, "get_hits") - hits_before
+    assert hits >= 10 * result.requests * 0.99  # the last multi-gets may be cut short
+
+
+# -- the servers' lifecycle
+
+
+@needs_redis
+@needs_memcached
+def test_servers_are_stopped_when_processes_close(tmp_path: Path) -> None:
+    with Processes(UNPINNED, log_dir=str(tmp_path)) as processes:
+        started = [processes.redis(f"{SUBNET}.3"), processes.memcached(f"{SUBNET}.3")]
+        pids = [server.process.pid for server in started if server.process]
+        assert len(pids) == 2
+        assert all(psutil.pid_exists(pid) for pid in pids)
+    assert not any(psutil.pid_exists(pid) for pid in pids)
+    assert [server.process.poll() for server in started if server.process] == [0, 0]
+
+
+@needs_memcached
+def test_servers_are_pinned_to_the_server_cores(tmp_path: Path) -> None:
+    core = min(os.sched_getaffinity(0))
+    with Processes(CorePlan(server=(core,), load=()), log_dir=str(tmp_path)) as processes:
+        server = processes.memcached(f"{SUBNET}.4", threads=2)
+        assert server.process is not None
+        assert pinned_cores(server.process.pid) == [core]
+
+
+@needs_redis
+def test_a_taken_address_is_refused(tmp_path: Path) -> None:
+    with Processes(UNPINNED, log_dir=str(tmp_path)) as processes:
+        processes.redis(f"{SUBNET}.5", port=7243)
+        with pytest.raises(RuntimeError, match="already in use"):
+            processes.memcached(f"{SUBNET}.5", port=7243)
+
+
+def test_only_loopback_addresses_are_used(tmp_path: Path) -> None:
+    with Processes(UNPINNED, log_dir=str(tmp_path)) as processes, pytest.raises(ValueError):
+        processes.redis("10.0.243.1")

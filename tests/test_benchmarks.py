@@ -1,0 +1,100 @@
+"""The benchmark command as CI runs it: ``python -m benchmarks --quick``.
+
+A smoke test only. It asserts that the run finishes, that every quick
+scenario was measured with no errors against the server it claims (real
+requests answered, the right forward counts), and that the report files
+exist; it never asserts a speed: the machines are shared and noisy, and
+speed is what the report is for.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks.scenarios import QUICK
+
+from .conftest import next_subnet
+
+ROOT = Path(__file__).resolve().parent.parent
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], list[Path]]:
+    results = tmp_path_factory.mktemp("bench-results")
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--subnet",
+            next_subnet(),
+            "--results-dir",
+            str(results),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    documents = list(results.glob("*.json"))
+    assert len(documents) == 1, sorted(path.name for path in results.iterdir())
+    return json.loads(documents[0].read_text()), sorted(results.iterdir())
+
+
+@pytest.mark.timeout(300)
+def test_every_quick_scenario_is_measured_without_errors(
+    quick_run: tuple[dict[str, Any], list[Path]],
+) -> None:
+    doc, _ = quick_run
+    measured = {summary["name"]: summary for summary in doc["scenarios"]}
+    assert sorted(measured) == sorted(QUICK)
+    for name, summary in measured.items():
+        assert summary["requests_per_s"]["median"] > 0, name
+        assert summary["errors"] == 0, (name, summary)
+
+
+@pytest.mark.timeout(300)
+def test_routing_is_what_each_scenario_claims(
+    quick_run: tuple[dict[str, Any], list[Path]],
+) -> None:
+    measured = {summary["name"]: summary for summary in quick_run[0]["scenarios"]}
+    # Every GET at the non-owner with the near cache off is forwarded once.
+    assert measured["forwarded"]["forwarded"]["share"] == pytest.approx(1.0, abs=0.01)
+    # Requests sent to their owner, by wrk or by our client, are never forwarded.
+    for name in ("3n-zipf-owner", "3n-zipf-client"):
+        assert measured[name]["forwarded"]["forwards"] == 0, name
+    # redis and memcached are not our nodes: no forward count at all.
+    assert measured["redis-90-100b"]["forwarded"] is None
+
+
+@pytest.mark.timeout(300)
+def test_the_report_has_every_section_and_its_files(
+    quick_run: tuple[dict[str, Any], list[Path]],
+) -> None:
+    doc, files = quick_run
+    ratios = {(ratio["scenario"], ratio["baseline"]) for ratio in doc["ratios"]}
+    assert {("owned", "bare"), ("forwarded", "direct"), ("node-90-100b", "redis-90-100b")} <= (
+        ratios
+    )
+    assert doc["ring"]["balance"] and doc["ring"]["movement"]
+    assert doc["memory"] and doc["memory"][0]["puts_stored"] > 0
+    assert doc["memory_per_entry"]["node"]["bytes_per_entry"] > 0
+    names = {path.name for path in files}
+    markdown = next(path for path in files if path.suffix == ".md")
+    assert "## Throughput and latency" in markdown.read_text()
+    pngs = [path for path in files if path.suffix == ".png"]
+    assert {path.name.rsplit("-", 1)[1] for path in pngs} >= {"throughput.png", "latency.png"}
+    for png in pngs:
+        assert png.read_bytes().startswith(PNG_SIGNATURE), png.name
+        assert f"]({png.name})" in markdown.read_text(), png.name
+    assert not [name for name in names if name.endswith(".tmp")]
