@@ -25,6 +25,7 @@ import json
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from client import CacheClient
 from client._ring import DEFAULT_VNODES, HashRing
@@ -32,7 +33,7 @@ from client._ring import DEFAULT_VNODES, HashRing
 from . import peers
 from .bare_server import value_bytes
 from .loadgen import LoadResult
-from .processes import Processes
+from .processes import Processes, ServerProcess
 from .smart_client import run_smart_client
 from .workload import Workload, batch_workload, kv_workload
 
@@ -328,63 +329,48 @@ class Fleet:
 
     def redis(self, *, get_fraction: float, value_bytes: int, batch_keys: int = 1) -> Target:
         server = self._redis_server()
-        assert server.process is not None
-        keys = len(keys_for(value_bytes))
-        connections = self.connections
-
-        def tool(duration: int, cores: tuple[int, ...]) -> LoadResult:
-            if batch_keys > 1:
-                return peers.redis_multi_get(
-                    server.member,
-                    batch_keys=batch_keys,
-                    value_bytes=value_bytes,
-                    keys=keys,
-                    connections=connections,
-                    duration=duration,
-                    cores=cores,
-                )
-            return peers.redis_benchmark(
-                server.member,
-                get_fraction=get_fraction,
-                value_bytes=value_bytes,
-                keys=keys,
-                connections=connections,
-                duration=duration,
-                cores=cores,
-            )
-
-        return Target(
-            tool=tool,
-            tool_name="redis-benchmark",
-            server_pids=(server.process.pid,),
-            served_by=f"redis-server {server.member}",
-            keys_per_request=batch_keys,
+        shape = {"value_bytes": value_bytes, "keys": len(keys_for(value_bytes))}
+        if batch_keys > 1:
+            run = partial(peers.redis_multi_get, server.member, batch_keys=batch_keys, **shape)
+        else:
+            run = partial(peers.redis_benchmark, server.member, get_fraction=get_fraction, **shape)
+        return self._peer_target(
+            run, server, tool_name="redis-benchmark", keys_per_request=batch_keys
         )
 
     def memcached(self, *, get_fraction: float, value_bytes: int, batch_keys: int = 1) -> Target:
         server = self._memcached_server(value_bytes)
+        run = partial(
+            peers.memaslap,
+            server.member,
+            get_fraction=get_fraction,
+            value_bytes=value_bytes,
+            keys=len(keys_for(value_bytes)),
+            batch_keys=batch_keys,
+        )
+        return self._peer_target(run, server, tool_name="memaslap", keys_per_request=batch_keys)
+
+    def _peer_target(
+        self,
+        run: Callable[..., LoadResult],
+        server: ServerProcess,
+        *,
+        tool_name: str,
+        keys_per_request: int,
+    ) -> Target:
+        """A redis or memcached target, loaded by ``run`` given the load's shape."""
         assert server.process is not None
-        keys = len(keys_for(value_bytes))
         connections = self.connections
 
         def tool(duration: int, cores: tuple[int, ...]) -> LoadResult:
-            return peers.memaslap(
-                server.member,
-                get_fraction=get_fraction,
-                value_bytes=value_bytes,
-                keys=keys,
-                connections=connections,
-                duration=duration,
-                cores=cores,
-                batch_keys=batch_keys,
-            )
+            return run(connections=connections, duration=duration, cores=cores)
 
         return Target(
             tool=tool,
-            tool_name="memaslap",
+            tool_name=tool_name,
             server_pids=(server.process.pid,),
-            served_by=f"memcached {server.member}",
-            keys_per_request=batch_keys,
+            served_by=f"{type(server).__name__} {server.member}",
+            keys_per_request=keys_per_request,
         )
 
 

@@ -26,7 +26,7 @@ from .loadgen import LoadGenerator, LoadSpec
 from .machine import CorePlan
 from .processes import Processes
 
-__all__ = ["MemorySettings", "run_memory"]
+__all__ = ["MemorySettings", "http_request", "idle_rss", "node_stats", "run_memory", "warm_up"]
 
 MiB = 1024 * 1024
 # Generous: on a shared machine a starved server can stall for seconds.
@@ -67,27 +67,27 @@ class _RssSampler:
         return rss
 
 
-def _request(url: str, *, method: str = "GET", data: bytes | None = None) -> bytes:
+def http_request(url: str, *, method: str = "GET", data: bytes | None = None) -> bytes:
     request = urllib.request.Request(url, data=data, method=method)
     with urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT) as response:
         body: bytes = response.read()
         return body
 
 
-def _stats(url: str) -> dict[str, Any]:
-    stats: dict[str, Any] = json.loads(_request(f"{url}/stats"))
+def node_stats(url: str) -> dict[str, Any]:
+    stats: dict[str, Any] = json.loads(http_request(f"{url}/stats"))
     return stats
 
 
-def _warm_up(url: str) -> None:
+def warm_up(url: str) -> None:
     # Touch every code path the load will use, so idle RSS includes them.
     for index in range(50):
-        _request(f"{url}/kv/warm-{index}", method="PUT", data=b"w" * 100)
-        _request(f"{url}/kv/warm-{index}")
-        _request(f"{url}/kv/warm-{index}", method="DELETE")
+        http_request(f"{url}/kv/warm-{index}", method="PUT", data=b"w" * 100)
+        http_request(f"{url}/kv/warm-{index}")
+        http_request(f"{url}/kv/warm-{index}", method="DELETE")
 
 
-def _idle_rss(process: psutil.Process) -> int:
+def idle_rss(process: psutil.Process) -> int:
     # The largest of a few readings a little apart: the idle footprint, not a dip.
     readings: list[int] = []
     for _ in range(5):
@@ -111,9 +111,9 @@ def measure_one(
     assert node.process is not None
     try:
         process = psutil.Process(node.process.pid)
-        _warm_up(node.url)
-        idle = _idle_rss(process)
-        sets_before = _stats(node.url)["store"]["sets"]
+        warm_up(node.url)
+        idle = idle_rss(process)
+        sets_before = node_stats(node.url)["store"]["sets"]
         puts = math.ceil(settings.factor * settings.max_bytes / value_size)
         progress(
             f"memory: {puts:,} PUTs of {value_size:,} B to {node.member}"
@@ -135,7 +135,7 @@ def measure_one(
         # Read again after a short pause: memory the allocator gives back late shows here.
         time.sleep(1.0)
         settled = sampler.sample()
-        store = _stats(node.url)["store"]
+        store = node_stats(node.url)["store"]
     finally:
         node.stop()
     written = store["sets"] - sets_before

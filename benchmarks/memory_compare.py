@@ -32,8 +32,9 @@ from node.store import Store
 
 from .loadgen import LoadGenerator, LoadSpec
 from .machine import CorePlan
-from .memory import _idle_rss, _request, _stats, _warm_up
+from .memory import http_request, idle_rss, node_stats, warm_up
 from .processes import Processes
+from .tables import markdown_table, plain_table
 
 __all__ = [
     "TARGET_RATIO",
@@ -104,7 +105,7 @@ def _memcached_memory_mib(entries: int, value_bytes: int) -> int:
 
 def _settled_rss(process: psutil.Process) -> int:
     time.sleep(_SETTLE_S)
-    return _idle_rss(process)
+    return idle_rss(process)
 
 
 def _per_entry(growth: int, items: int) -> float | None:
@@ -209,7 +210,7 @@ def _holds_exactly(url: str, prefix: str, entries: int, *, first: int) -> bool:
 
 def _node_has(url: str, key: str) -> bool:
     try:
-        _request(f"{url}/kv/{key}")
+        http_request(f"{url}/kv/{key}")
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
             return False
@@ -236,8 +237,8 @@ def _measure_node(
     assert node.process is not None
     try:
         process = psutil.Process(node.process.pid)
-        _warm_up(node.url)
-        idle = _idle_rss(process)
+        warm_up(node.url)
+        idle = idle_rss(process)
         progress(
             f"memory per entry: {entries:,} PUTs of {value_bytes} B to {node.member}"
             f" ({pipeline} per round trip, idle RSS {idle / MiB:.1f} MiB)"
@@ -255,7 +256,7 @@ def _measure_node(
         )
         result = generator.run(spec, cores=plan.load)
         rss = _settled_rss(process)
-        store = _stats(node.url)["store"]
+        store = node_stats(node.url)["store"]
         holds_keys = _holds_exactly(node.url, prefix, entries, first=first)
     finally:
         node.stop()
@@ -290,7 +291,7 @@ def _measure_memcached(
     try:
         process = psutil.Process(server.process.pid)
         _warm_up_memcached(server.member)
-        idle = _idle_rss(process)
+        idle = idle_rss(process)
         progress(
             f"memory per entry: {entries:,} sets of {value_bytes} B to memcached"
             f" {server.member} (-m {memory_mib}, idle RSS {idle / MiB:.1f} MiB)"
@@ -459,9 +460,7 @@ def render_per_entry_markdown(result: dict[str, Any]) -> str:
         " RSS per entry is (RSS filled - idle RSS) / entries held; *own count*"
         " is the store's charged bytes (node) or memcached's `bytes` stat.",
         "",
-        "| " + " | ".join(_HEADERS) + " |",
-        "|" + "---|" * len(_HEADERS),
-        *("| " + " | ".join(row) + " |" for row in _rows(result)),
+        markdown_table(_HEADERS, _rows(result)),
         "",
         f"Node / memcached: {_verdict(result)}.",
     ]
@@ -471,15 +470,10 @@ def render_per_entry_markdown(result: dict[str, Any]) -> str:
 
 def render_per_entry_text(result: dict[str, Any]) -> str:
     """A plain table for the terminal, with the ratio and any notes below it."""
-    rows = [_HEADERS, *_rows(result)]
-    widths = [max(len(row[column]) for row in rows) for column in range(len(_HEADERS))]
     lines = [
         f"Memory per entry: {result['entries']:,} x {result['value_bytes']} B values"
         f" (keys like {result['key_example']})",
-        *(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-            for row in rows
-        ),
+        plain_table(_HEADERS, _rows(result)),
         f"node / memcached: {_verdict(result)}",
     ]
     lines += [f"note: {note}" for note in result["notes"]]

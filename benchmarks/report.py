@@ -24,6 +24,7 @@ from .plots import write_plots
 from .ring import render_ring_markdown, render_ring_text
 from .runner import SATURATED, Prepared, Run, Settings
 from .scenarios import Scenario
+from .tables import markdown_table, plain_table
 
 __all__ = ["build_document", "render_markdown", "render_table", "write_results"]
 
@@ -373,31 +374,16 @@ def _memory_rows(doc: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-def _plain_table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(headers, widths, strict=True))]
-    lines.append("  ".join("-" * width for width in widths))
-    for row in rows:
-        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def _markdown_table(headers: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def render_table(doc: dict[str, Any]) -> str:
     """The console summary."""
     parts = []
     if doc["scenarios"]:
         parts += [f"Load:    {_load_line(doc)}", f"Pinning: {doc['pinning']['description']}"]
         for group, summaries in _groups(doc).items():
-            parts += ["", f"== {group}", _plain_table(_HEADERS, _rows(doc, summaries))]
+            parts += ["", f"== {group}", plain_table(_HEADERS, _rows(doc, summaries))]
     if doc["memory"]:
         parts += ["", "Memory (RSS of one node while PUTs write 10x its --max-bytes):", ""]
-        parts.append(_plain_table(_MEMORY_HEADERS, _memory_rows(doc)))
+        parts.append(plain_table(_MEMORY_HEADERS, _memory_rows(doc)))
     if doc.get("memory_per_entry"):
         parts += ["", render_per_entry_text(doc["memory_per_entry"])]
     if doc.get("ring"):
@@ -426,7 +412,7 @@ def render_markdown(doc: dict[str, Any], plots: Sequence[Path] = ()) -> str:
     if doc["scenarios"]:
         lines += ["", "## Throughput and latency"]
         for group, summaries in _groups(doc).items():
-            lines += ["", f"### {group}", "", _markdown_table(_HEADERS, _rows(doc, summaries))]
+            lines += ["", f"### {group}", "", markdown_table(_HEADERS, _rows(doc, summaries))]
         lines += [
             "",
             "keys/s is requests/s times the keys per request (1 except for batches). Ratios"
@@ -447,7 +433,7 @@ def render_markdown(doc: dict[str, Any], plots: Sequence[Path] = ()) -> str:
             f"One node with `--max-bytes {settings.get('max_bytes', 0) // _MIB}MiB`, written"
             f" {settings.get('factor')}x that in payload with PUTs of distinct keys.",
             "",
-            _markdown_table(_MEMORY_HEADERS, _memory_rows(doc)),
+            markdown_table(_MEMORY_HEADERS, _memory_rows(doc)),
             "",
             "Peak growth / bound is (peak RSS - idle RSS) / --max-bytes: how much memory the"
             " store really took per byte of its bound.",

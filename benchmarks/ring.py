@@ -37,6 +37,8 @@ from typing import Any
 
 from client._ring import DEFAULT_VNODES, HashRing
 
+from .tables import markdown_table, plain_table
+
 __all__ = [
     "arc_lengths",
     "arc_shares",
@@ -460,29 +462,14 @@ _MOVEMENT_NOTE = (
 def render_ring_markdown(ring: dict[str, Any]) -> str:
     """A ``## Ring`` Markdown section with the summary lines and both tables."""
     parts = ["## Ring", "", *(f"- {line}" for line in _summary_lines(ring)), ""]
-    parts += [_BALANCE_NOTE, "", _markdown_table(_BALANCE_HEADERS, _balance_rows(ring)), ""]
-    parts += [_MOVEMENT_NOTE, "", _markdown_table(_MOVEMENT_HEADERS, _movement_rows(ring))]
+    parts += [_BALANCE_NOTE, "", markdown_table(_BALANCE_HEADERS, _balance_rows(ring)), ""]
+    parts += [_MOVEMENT_NOTE, "", markdown_table(_MOVEMENT_HEADERS, _movement_rows(ring))]
     return "\n".join(parts) + "\n"
 
 
 def render_ring_text(ring: dict[str, Any]) -> str:
     """The same as ``render_ring_markdown``, in plain columns for the console."""
     parts = ["Ring", "", *_summary_lines(ring), ""]
-    parts += [_BALANCE_NOTE, "", _plain_table(_BALANCE_HEADERS, _balance_rows(ring)), ""]
-    parts += [_MOVEMENT_NOTE, "", _plain_table(_MOVEMENT_HEADERS, _movement_rows(ring))]
+    parts += [_BALANCE_NOTE, "", plain_table(_BALANCE_HEADERS, _balance_rows(ring)), ""]
+    parts += [_MOVEMENT_NOTE, "", plain_table(_MOVEMENT_HEADERS, _movement_rows(ring))]
     return "\n".join(parts) + "\n"
-
-
-def _markdown_table(headers: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _plain_table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
-    lines = [headers, ["-" * width for width in widths], *rows]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        for line in lines
-    )

@@ -135,8 +135,14 @@ def run_scenarios(
                     f" {run.server_cores_busy:.0%} of a core (a neighbour?); measuring again"
                 )
             runs.append(run)
-            progress(f"[{done}/{total}] round {round_index + 1} {_describe(run)}")
+            progress(f"{_bar(done, total)} round {round_index + 1} {_describe(run)}")
     return prepared, runs
+
+
+def _bar(done: int, total: int, width: int = 20) -> str:
+    """``[#######.............]  12/87``: how far the measured runs have come."""
+    filled = round(width * done / total) if total else width
+    return f"[{'#' * filled}{'.' * (width - filled)}] {done:>3}/{total}"
 
 
 def _describe(run: Run) -> str:

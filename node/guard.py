@@ -20,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from multidict import istr
 
 from .auth import TokenAuth
 from .http_errors import HttpError, error_response, from_aiohttp
@@ -31,8 +32,11 @@ log = logging.getLogger(__name__)
 access_log = logging.getLogger("node.access")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ImmediateHandler = Callable[[web.Request], web.StreamResponse | None]
 
-REQUEST_ID_HEADER = "X-Request-Id"
+# An istr: multidict looks it up in a request's headers without case-folding
+# it again each time (about 60 ns, on every request).
+REQUEST_ID_HEADER = istr("X-Request-Id")
 # The caller's request id, for the life of the request's task (None: none sent).
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 _MAX_REQUEST_ID = 128
@@ -66,11 +70,20 @@ class RouteGuard:
         self.auth = auth
         self.access_logging = access_logging
 
-    def __call__(self, route: str, *, public: bool = False) -> Callable[[Handler], Handler]:
-        """Decorate a handler of ``route`` (a label such as ``/kv``)."""
+    def __call__(
+        self, route: str, *, public: bool = False, at_once: ImmediateHandler | None = None
+    ) -> Callable[[Handler], Handler]:
+        """Decorate a handler of ``route`` (a label such as ``/kv``).
+
+        ``at_once``, when given, is tried first: a plain function that answers
+        the requests it can without waiting for anything and returns None for
+        the others, which go to the handler. It spares the hottest requests a
+        coroutine of their own.
+        """
         auth = None if public else self.auth
-        metrics, self_id, logging_on = self.metrics, self.self_id, self.access_logging
+        self_id, logging_on = self.self_id, self.access_logging
         counting = self.count_requests
+        observe = self.metrics.route(route).observe
 
         def decorate(handler: Handler) -> Handler:
             @functools.wraps(handler)
@@ -82,7 +95,9 @@ class RouteGuard:
                 try:
                     if auth is not None and not auth.accepts(request.headers.get("Authorization")):
                         raise _unauthorized()
-                    response = await handler(request)
+                    response = at_once(request) if at_once is not None else None
+                    if response is None:
+                        response = await handler(request)
                 except HttpError as exc:
                     response = exc.response(self_id)
                 except web.HTTPException as exc:
@@ -94,7 +109,7 @@ class RouteGuard:
                     )
                 seconds = time.perf_counter() - started
                 if counting:
-                    metrics.observe(route, request.method, response.status, seconds)
+                    observe(request.method, response.status, seconds)
                 if request_id is not None:
                     response.headers[REQUEST_ID_HEADER] = request_id[:_MAX_REQUEST_ID]
                 if logging_on:

@@ -100,7 +100,9 @@ class Routes:
         )
         app.router.add_route("*", "/cluster", guard("/cluster")(self.cluster))
         # [\s\S], not ".": the decoded path of a key with a newline (%0A) must match too.
-        app.router.add_route("*", r"/kv/{key:[\s\S]*}", guard("/kv")(self.kv))
+        app.router.add_route(
+            "*", r"/kv/{key:[\s\S]*}", guard("/kv", at_once=self.kv_at_once)(self.kv)
+        )
 
     def register_unknown_route(self, app: web.Application) -> None:
         unknown = self.context.guard("(unknown)")(self.unknown_route)
@@ -136,6 +138,30 @@ class Routes:
         raise HttpError(404, "not_found", f"No route {request.path[:200]!r}; see the README.")
 
     # -- the key-value route (hot path)
+
+    def kv_at_once(self, request: web.Request) -> web.StreamResponse | None:
+        """The answer to a GET or HEAD of a key this node owns, or None.
+
+        Most of a cache's traffic is exactly this, and none of it waits for
+        anything; answered here, without a coroutine of its own, it costs
+        about 0.5 us less. Anything else (writes, keys owned elsewhere,
+        forwarded requests, replicas, bad keys) is None: ``kv`` serves it.
+        """
+        method = request.method
+        if method != "GET" and method != "HEAD":
+            return None
+        if self.replicas > 1 or HOP_HEADER in request.headers:
+            return None
+        ring = self.membership.ring
+        if ring is not self._ring:
+            self._ring_changed()
+        try:
+            key = parse_key(request.raw_path, self.config.max_key_bytes)
+        except HttpError:
+            return None  # kv answers it, with the ring header errors carry
+        if ring.owner(key) != self.self_id:
+            return None
+        return self._get(key)
 
     async def kv(self, request: web.Request) -> web.StreamResponse:
         if self.membership.ring is not self._ring:

@@ -1,8 +1,9 @@
 """Request metrics and the Prometheus text format.
 
 ``RequestMetrics`` counts every request by route, method and status and
-keeps a latency histogram per route; it is called once per request, so it
-does a dict lookup, a bisect and two additions, nothing more.
+keeps a latency histogram per route; a route's ``RouteMetrics`` is called
+once per request, so it does a dict lookup, a bisect and two additions,
+nothing more.
 
 ``render_prometheus`` writes families in the text exposition format
 (version 0.0.4): ``# HELP``, ``# TYPE``, then samples. Names follow the
@@ -20,6 +21,7 @@ __all__ = [
     "LATENCY_BUCKETS",
     "Family",
     "RequestMetrics",
+    "RouteMetrics",
     "per_label",
     "render_prometheus",
     "simple",
@@ -45,44 +47,54 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 
 
 @dataclass(slots=True)
-class _Histogram:
+class RouteMetrics:
+    """One route's requests by (method, status) and its latency histogram."""
+
+    requests: dict[tuple[str, int], int] = field(default_factory=dict)
     counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
     total: float = 0.0
 
+    def observe(self, method: str, status: int, seconds: float) -> None:
+        key = (method, status)
+        requests = self.requests
+        requests[key] = requests.get(key, 0) + 1
+        self.counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.total += seconds
+
 
 class RequestMetrics:
-    """Requests by (route, method, status) and latency by route."""
+    """Requests by (route, method, status) and latency by route.
+
+    The route guard takes each route's ``RouteMetrics`` once, when it
+    decorates the handler, so a request costs no lookup of its route.
+    """
 
     def __init__(self) -> None:
-        self.requests: dict[tuple[str, str, int], int] = {}
-        self.latency: dict[str, _Histogram] = {}
+        self.routes: dict[str, RouteMetrics] = {}
+
+    def route(self, route: str) -> RouteMetrics:
+        return self.routes.setdefault(route, RouteMetrics())
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        key = (route, method, status)
-        self.requests[key] = self.requests.get(key, 0) + 1
-        histogram = self.latency.get(route)
-        if histogram is None:
-            histogram = self.latency[route] = _Histogram()
-        histogram.counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        histogram.total += seconds
+        self.route(route).observe(method, status, seconds)
 
     def families(self) -> list[Family]:
         requests = Family(
             "cache_requests_total", "counter", "HTTP requests served, by route, method and status."
         )
-        for (route, method, status), count in sorted(self.requests.items()):
-            requests.add(count, route=route, method=method, status=str(status))
         latency = Family(
             "cache_request_duration_seconds", "histogram", "Time to serve a request, by route."
         )
-        for route, histogram in sorted(self.latency.items()):
+        for route, metrics in sorted(self.routes.items()):
+            for (method, status), count in sorted(metrics.requests.items()):
+                requests.add(count, route=route, method=method, status=str(status))
+            if not metrics.requests:
+                continue  # a route nobody has asked for yet
             cumulative = 0
-            for bound, count in zip(
-                (*LATENCY_BUCKETS, float("inf")), histogram.counts, strict=True
-            ):
+            for bound, count in zip((*LATENCY_BUCKETS, float("inf")), metrics.counts, strict=True):
                 cumulative += count
                 latency.add(cumulative, suffix="_bucket", route=route, le=_le(bound))
-            latency.add(histogram.total, suffix="_sum", route=route)
+            latency.add(metrics.total, suffix="_sum", route=route)
             latency.add(cumulative, suffix="_count", route=route)
         return [requests, latency]
 

@@ -24,14 +24,14 @@ __all__ = ["ENTRY_OVERHEAD", "TTL_OVERHEAD", "Store", "StoreStats", "ValueTooLar
 # key and bytes value headers, the OrderedDict slot and link node) take about
 # 175 bytes by tracemalloc on CPython 3.11; under sustained churn (millions of
 # writes with evictions) the allocator's partly used pools and the dict's
-# table bring the real cost, read from RSS, far higher (benchmarks/memory.py:
-# 6.7M PUTs of 100 B values into a 64 MiB bound measured about 440 with the
-# older layout that also held a tuple per entry). The bound must hold in that
-# steady state, so each entry is charged 440. An entry with a TTL also holds
-# an expiry float, its slot in the expiry dict and a heap pair (+136). The
-# test suite re-measures the object sizes so a change of layout cannot
-# silently break it.
-ENTRY_OVERHEAD = 440
+# table cost more, read from RSS: benchmarks/memory.py writes 6.7M PUTs of
+# 100 B values into a 64 MiB bound, and with a charge of 440 the RSS grew by
+# 0.80 of the bound, so about 440 bytes really go to each 100 B entry (0.80 x
+# (440 + 100 + 12)). A charge of 360 keeps that at about 0.94 of the bound.
+# An entry with a TTL also holds an expiry float, its slot in the expiry dict
+# and a heap pair (+136). The test suite re-measures the object sizes so a
+# change of layout cannot silently break it.
+ENTRY_OVERHEAD = 360
 TTL_OVERHEAD = 136
 
 
