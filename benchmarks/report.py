@@ -421,8 +421,9 @@ def render_markdown(doc: dict[str, Any], plots: Sequence[Path] = ()) -> str:
             " load: 1.00 is one core saturated. CPU us/req is the servers' CPU time per"
             " request (all servers of the scenario), which a busy neighbour disturbs less"
             " than req/s; CPU ratio is the baseline's CPU per key over the scenario's."
-            " Forwarded is the share of requests the nodes forwarded to an owner, from"
-            " their /stats counters around each run. Targets are reported, never asserted.",
+            " Forwarded is forwards to an owner per request, from the nodes' /stats"
+            " counters around each run (a batch split over two other owners counts 2)."
+            " Targets are reported, never asserted.",
         ]
     if doc["memory"]:
         settings = doc["memory_settings"] or {}
