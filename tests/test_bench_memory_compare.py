@@ -7,7 +7,6 @@ or small: the machine is shared.
 
 from __future__ import annotations
 
-import shutil
 import socket
 import urllib.error
 import urllib.request
@@ -34,11 +33,6 @@ from benchmarks.wrk import Wrk
 
 SUBNET = "127.0.245"
 ENTRIES = 20_000
-
-pytestmark = pytest.mark.skipif(
-    shutil.which("wrk") is None or shutil.which("memcached") is None,
-    reason="needs wrk and memcached installed",
-)
 
 
 @pytest.fixture

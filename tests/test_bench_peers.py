@@ -10,7 +10,6 @@ plausible, never fast.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,17 +25,6 @@ from benchmarks.processes import Processes, pinned_cores
 SUBNET = "127.0.243"
 UNPINNED = CorePlan(server=(), load=())
 WRK_LATENCY_KEYS = {"p50", "p90", "p99", "p99_9"}
-
-needs_redis = pytest.mark.skipif(
-    shutil.which("redis-server") is None or shutil.which("redis-benchmark") is None,
-    reason="needs redis-server and redis-benchmark installed",
-)
-needs_memcached = pytest.mark.skipif(
-    shutil.which("memcached") is None
-    or (shutil.which("memcaslap") is None and shutil.which("memaslap") is None),
-    reason="needs memcached and memaslap (memcaslap) installed",
-)
-
 
 # -- captured output
 
@@ -329,7 +317,6 @@ def _assert_measured(result: LoadResult, *, connections: int) -> None:
     assert result.raw
 
 
-@needs_redis
 def test_redis_mix_measures_hits_on_the_preloaded_keys(redis: peers.RedisServer) -> None:
     misses_before = _redis_stat(redis.member, "keyspace_misses")
     result = peers.redis_benchmark(
@@ -352,7 +339,6 @@ def test_redis_mix_measures_hits_on_the_preloaded_keys(redis: peers.RedisServer)
     assert peers.redis_call(redis.member, "DBSIZE") == b":500"
 
 
-@needs_redis
 def test_redis_gets_only_runs_no_set_part(redis: peers.RedisServer) -> None:
     result = peers.redis_benchmark(
         redis.member,
@@ -368,7 +354,6 @@ def test_redis_gets_only_runs_no_set_part(redis: peers.RedisServer) -> None:
     assert "====== SET ======" not in result.raw
 
 
-@needs_redis
 def test_redis_multi_get_counts_requests_not_keys(redis: peers.RedisServer) -> None:
     hits_before = _redis_stat(redis.member, "keyspace_hits")
     misses_before = _redis_stat(redis.member, "keyspace_misses")
@@ -389,7 +374,6 @@ def test_redis_multi_get_counts_requests_not_keys(redis: peers.RedisServer) -> N
     assert _redis_stat(redis.member, "keyspace_misses") == misses_before
 
 
-@needs_memcached
 def test_memaslap_mix_sets_and_gets(memcached: peers.MemcachedServer) -> None:
     sets_before = _memcached_stat(memcached.member, "cmd_set")
     result = peers.memaslap(
@@ -408,7 +392,6 @@ def test_memaslap_mix_sets_and_gets(memcached: peers.MemcachedServer) -> None:
     assert "8192 in all (1000 asked)" in result.raw
 
 
-@needs_memcached
 def test_memaslap_multi_get_counts_commands_not_keys(memcached: peers.MemcachedServer) -> None:
     hits_before = _memcached_stat(memcached.member, "get_hits")
     result = peers.memaslap(
@@ -429,8 +412,6 @@ def test_memaslap_multi_get_counts_commands_not_keys(memcached: peers.MemcachedS
 # -- the servers' lifecycle
 
 
-@needs_redis
-@needs_memcached
 def test_servers_are_stopped_when_processes_close(tmp_path: Path) -> None:
     with Processes(UNPINNED, log_dir=str(tmp_path)) as processes:
         started = [processes.redis(f"{SUBNET}.3"), processes.memcached(f"{SUBNET}.3")]
@@ -441,7 +422,6 @@ def test_servers_are_stopped_when_processes_close(tmp_path: Path) -> None:
     assert [server.process.poll() for server in started if server.process] == [0, 0]
 
 
-@needs_memcached
 def test_servers_are_pinned_to_the_server_cores(tmp_path: Path) -> None:
     core = min(os.sched_getaffinity(0))
     with Processes(CorePlan(server=(core,), load=()), log_dir=str(tmp_path)) as processes:
@@ -450,7 +430,6 @@ def test_servers_are_pinned_to_the_server_cores(tmp_path: Path) -> None:
         assert pinned_cores(server.process.pid) == [core]
 
 
-@needs_redis
 def test_a_taken_address_is_refused(tmp_path: Path) -> None:
     with Processes(UNPINNED, log_dir=str(tmp_path)) as processes:
         processes.redis(f"{SUBNET}.5", port=7243)
