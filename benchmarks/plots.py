@@ -33,7 +33,6 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
-from matplotlib.transforms import blended_transform_factory
 
 __all__ = [
     "Bar",
@@ -238,23 +237,10 @@ def _value_axis_label(bars: list[Bar]) -> str:
     return f"{name}: median over rounds, bars span min to max"
 
 
-def _bar_rows(bars: list[Bar]) -> tuple[list[float], dict[str, float]]:
-    """The y row of every bar, top to bottom, and of every group's heading above its bars."""
-    rows: list[float] = []
-    headings: dict[str, float] = {}
-    row = 0.0
-    for bar in bars:
-        if bar.group not in headings:
-            row += 0.6 if headings else 0.0  # a gap between groups
-            headings[bar.group] = row
-            row += 1.0
-        rows.append(row)
-        row += 1.0
-    return rows, headings
-
-
-def _draw_throughput(axes: Axes, bars: list[Bar]) -> None:
-    rows, headings = _bar_rows(bars)
+def _draw_throughput(axes: Axes, group: str, bars: list[Bar]) -> None:
+    """One group's bars, top to bottom, on an x scale of its own: a batch's
+    millions of keys/s would flatten single-key bars on a shared one."""
+    rows = list(range(len(bars)))
     medians = [bar.median for bar in bars]
     errors = [
         [max(bar.median - bar.low, 0.0) for bar in bars],
@@ -266,35 +252,39 @@ def _draw_throughput(axes: Axes, bars: list[Bar]) -> None:
     for row, bar in zip(rows, bars, strict=True):
         axes.text(max(bar.high, bar.median) + reach * 0.01, row, f"{bar.median:,.0f}", va="center")
     # Room on the right for the printed numbers.
-    axes.set_xlim(0, reach * 1.18)
+    axes.set_xlim(0, reach * 1.2)
     axes.set_yticks(rows, [bar.label for bar in bars], fontsize=8)
-    # Top to bottom, with room for the first group's heading above its bars.
-    axes.set_ylim(rows[-1] + 0.7, -0.7)
-    on_left = blended_transform_factory(axes.transAxes, axes.transData)
-    for group, row in headings.items():
-        axes.text(0.005, row, group, transform=on_left, fontweight="bold", va="center")
-        if row > 0:
-            axes.axhline(row - 0.8, color="lightgray", linewidth=0.8)
+    axes.set_ylim(len(bars) - 0.4, -0.6)
+    axes.set_title(group, fontsize=10, fontweight="bold", loc="left")
     axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
-    axes.set_xlabel(_value_axis_label(bars))
+    axes.tick_params(axis="x", labelsize=8)
     axes.grid(axis="x", color="0.9")
     axes.set_axisbelow(True)
-    kinds = list(dict.fromkeys(bar.kind for bar in bars))
-    handles = [Patch(color=_kind_style(kind)[0], label=_kind_style(kind)[1]) for kind in kinds]
-    # Outside the axes, where no bar end or printed number can sit under it.
-    axes.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
 
 
 def _plot_throughput(doc: dict[str, Any], path: Path) -> Path | None:
     bars = throughput_bars(doc)
     if not bars:
         return None
-    groups = len({bar.group for bar in bars})
-    # About a third of an inch per row keeps ~25 scenarios readable.
-    figure = _new_figure(11.0, 1.6 + 0.34 * (len(bars) + groups))
-    axes = figure.add_subplot()
-    _draw_throughput(axes, bars)
-    axes.set_title(f"Throughput by scenario\n{_run_line(doc)}")
+    groups: dict[str, list[Bar]] = {}
+    for bar in bars:
+        groups.setdefault(bar.group, []).append(bar)
+    # About a third of an inch per bar, plus room for each panel's title and axis.
+    figure = _new_figure(11.0, 1.4 + 0.34 * len(bars) + 0.75 * len(groups))
+    panels = figure.subplots(
+        len(groups),
+        1,
+        squeeze=False,
+        gridspec_kw={"height_ratios": [len(group) + 1.2 for group in groups.values()]},
+    )
+    for axes, (group, group_bars) in zip(panels[:, 0], groups.items(), strict=True):
+        _draw_throughput(axes, group, group_bars)
+    panels[-1, 0].set_xlabel(_value_axis_label(bars))
+    kinds = list(dict.fromkeys(bar.kind for bar in bars))
+    handles = [Patch(color=_kind_style(kind)[0], label=_kind_style(kind)[1]) for kind in kinds]
+    # Outside the axes, where no bar end or printed number can sit under it.
+    panels[0, 0].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    figure.suptitle(f"Throughput by scenario (each group on its own scale)\n{_run_line(doc)}")
     return _save(figure, path)
 
 
