@@ -115,9 +115,9 @@ class BatchRoutes:
 
     def register(self, app: web.Application) -> None:
         guard = self.context.guard
-        app.router.add_route("*", GET_PATH, guard(GET_PATH)(self.batch_get))
-        app.router.add_route("*", SET_PATH, guard(SET_PATH)(self.batch_set))
-        app.router.add_route("*", DELETE_PATH, guard(DELETE_PATH)(self.batch_delete))
+        guard.add_route(app, GET_PATH, self.batch_get)
+        guard.add_route(app, SET_PATH, self.batch_set)
+        guard.add_route(app, DELETE_PATH, self.batch_delete)
 
     async def batch_get(self, request: web.Request) -> web.Response:
         return await self._serve(request, _GET)

@@ -19,7 +19,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.http import HttpVersion11
 from multidict import istr
 
 from .auth import TokenAuth
@@ -40,6 +41,7 @@ REQUEST_ID_HEADER = istr("X-Request-Id")
 # The caller's request id, for the life of the request's task (None: none sent).
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 _MAX_REQUEST_ID = 128
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 class RequestIdFilter(logging.Filter):
@@ -69,6 +71,39 @@ class RouteGuard:
         self.count_requests = count_requests
         self.auth = auth
         self.access_logging = access_logging
+
+    def add_route(
+        self,
+        app: web.Application,
+        path: str,
+        handler: Handler,
+        *,
+        label: str | None = None,
+        public: bool = False,
+        at_once: ImmediateHandler | None = None,
+    ) -> None:
+        """Serve ``handler`` at ``path`` for every method, guarded, its metrics
+        labelled ``label`` (default: the path). See ``__call__``."""
+        guarded = self(label or path, public=public, at_once=at_once)(handler)
+        app.router.add_route("*", path, guarded, expect_handler=self._expect)
+
+    async def _expect(self, request: web.Request) -> web.StreamResponse | None:
+        """``Expect: 100-continue`` answered as aiohttp does; any other
+        expectation refused with a JSON 417, like every other error here
+        (aiohttp's own answer is plain text and never reaches a handler)."""
+        expect = request.headers.get(hdrs.EXPECT, "")
+        if expect.lower() == "100-continue":
+            if request.version == HttpVersion11:
+                await request.writer.write(_CONTINUE)
+                # As aiohttp's own handler: the answer proper has not begun.
+                request.writer.output_size = 0
+            return None
+        return error_response(
+            417,
+            "expectation_failed",
+            f"Unknown Expect: {expect[:100]!r}; only 100-continue is supported.",
+            node_id=self.self_id,
+        )
 
     def __call__(
         self, route: str, *, public: bool = False, at_once: ImmediateHandler | None = None

@@ -95,18 +95,13 @@ class Routes:
     def register(self, app: web.Application) -> None:
         """Add these routes. The catch-all for unknown paths is added last, by the app."""
         guard = self.context.guard
-        app.router.add_route(
-            "*", "/check-alive", guard("/check-alive", public=True)(self.check_alive)
-        )
-        app.router.add_route("*", "/cluster", guard("/cluster")(self.cluster))
+        guard.add_route(app, "/check-alive", self.check_alive, public=True)
+        guard.add_route(app, "/cluster", self.cluster)
         # [\s\S], not ".": the decoded path of a key with a newline (%0A) must match too.
-        app.router.add_route(
-            "*", r"/kv/{key:[\s\S]*}", guard("/kv", at_once=self.kv_at_once)(self.kv)
-        )
+        guard.add_route(app, r"/kv/{key:[\s\S]*}", self.kv, label="/kv", at_once=self.kv_at_once)
 
     def register_unknown_route(self, app: web.Application) -> None:
-        unknown = self.context.guard("(unknown)")(self.unknown_route)
-        app.router.add_route("*", r"/{tail:[\s\S]*}", unknown)
+        self.context.guard.add_route(app, r"/{tail:[\s\S]*}", self.unknown_route, label="(unknown)")
 
     # -- small routes
 

@@ -237,8 +237,7 @@ class InvalidationRoutes:
         self.max_body = _KEYS_PER_NOTICE * (6 * context.config.max_key_bytes + 4) + 1024
 
     def register(self, app: web.Application) -> None:
-        guard = self.context.guard
-        app.router.add_route("*", INVALIDATE_PATH, guard(INVALIDATE_PATH)(self.invalidate))
+        self.context.guard.add_route(app, INVALIDATE_PATH, self.invalidate)
 
     async def invalidate(self, request: web.Request) -> web.Response:
         if request.method != "POST":

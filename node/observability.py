@@ -33,8 +33,8 @@ class ObservabilityRoutes:
 
     def register(self, app: web.Application) -> None:
         guard = self.context.guard
-        app.router.add_route("*", "/stats", guard("/stats")(self.stats))
-        app.router.add_route("*", "/metrics", guard("/metrics")(self.metrics))
+        guard.add_route(app, "/stats", self.stats)
+        guard.add_route(app, "/metrics", self.metrics)
 
     async def stats(self, request: web.Request) -> web.Response:
         allow(request, "GET", "HEAD")

@@ -34,10 +34,7 @@ class OpenApiRoutes:
         self._document = load_document()  # read once: it never changes while the node runs
 
     def register(self, app: web.Application) -> None:
-        guard = self.context.guard
-        app.router.add_route(
-            "*", "/openapi.json", guard("/openapi.json", public=True)(self.openapi)
-        )
+        self.context.guard.add_route(app, "/openapi.json", self.openapi, public=True)
 
     async def openapi(self, request: web.Request) -> web.Response:
         allow(request, "GET", "HEAD")

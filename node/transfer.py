@@ -170,8 +170,8 @@ class TransferRoutes:
 
     def register(self, app: web.Application) -> None:
         guard = self.context.guard
-        app.router.add_route("*", "/internal/transfer", guard("/internal/transfer")(self.receive))
-        app.router.add_route("*", "/internal/leave", guard("/internal/leave")(self.peer_leaving))
+        guard.add_route(app, "/internal/transfer", self.receive)
+        guard.add_route(app, "/internal/leave", self.peer_leaving)
 
     async def receive(self, request: web.Request) -> web.Response:
         _only_post(request)

@@ -139,6 +139,27 @@ def test_a_wrong_method_is_405_with_allow(cluster3: LocalCluster) -> None:
         assert "GET" in answer.headers["allow"]
 
 
+def test_an_unknown_expectation_is_a_json_417_and_100_continue_works(
+    cluster3: LocalCluster,
+) -> None:
+    a = cluster3.members[0]
+    for path in ("/kv/expecting", "/cluster", "/nope"):
+        answer = call(a, "PUT", path, b"v", headers={"Expect": "a-pony"})
+        _error(answer, 417, "expectation_failed")
+    assert call(a, "GET", "/kv/expecting").status == 404  # nothing was stored
+    # 100-continue: the interim answer first, then the real one.
+    host, port = a.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(
+            b"PUT /kv/expecting HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n"
+            b"Expect: 100-continue\r\n\r\n"
+        )
+        assert sock.recv(65536).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        sock.sendall(b"v")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 204")
+    assert call(a, "GET", "/kv/expecting").body == b"v"
+
+
 @pytest.mark.parametrize(
     "garbage",
     [
