@@ -26,13 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from node.config import parse_size
+from node.local_cluster import signals_raise_keyboard_interrupt
 
 from .fleet import Fleet
 from .loadgen import choose_generator
 from .machine import machine_info, plan_cores
 from .memory import MemorySettings, run_memory
 from .memory_compare import measure_per_entry
-from .processes import Processes, signals_raise_keyboard_interrupt
+from .processes import Processes
 from .report import build_document, render_table, write_results
 from .ring import run_ring_benchmark
 from .runner import Prepared, Run, Settings, run_scenarios

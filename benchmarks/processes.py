@@ -15,19 +15,18 @@ import contextlib
 import glob
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 import psutil
 
-from node.local_cluster import LocalCluster, NodeProcess
+from node.local_cluster import LocalCluster, NodeProcess, die_with_parent
 
 from .machine import CorePlan
 
@@ -42,7 +41,6 @@ __all__ = [
     "ensure_free",
     "pin",
     "pinned_cores",
-    "signals_raise_keyboard_interrupt",
 ]
 
 
@@ -90,18 +88,6 @@ def cpu_seconds(pid: int) -> float:
     return float(times.user + times.system)
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: on Linux, ask for SIGTERM when our process dies,
-    so a killed benchmark never leaves a server behind (as NodeProcess does)."""
-    if sys.platform != "linux":
-        return
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
 @dataclass(kw_only=True)
 class ServerProcess:
     """One server that is not a node: a command, a TCP port, a log file.
@@ -139,7 +125,7 @@ class ServerProcess:
                 env=self.environment(),
                 stdout=output,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
 
     def wait_ready(self, timeout: float = 20.0) -> None:
@@ -314,17 +300,3 @@ class Processes:
             node.wait_alive()
         cluster.wait_converged()
         return cluster
-
-
-@contextlib.contextmanager
-def signals_raise_keyboard_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C, so ``finally`` blocks stop the children either way."""
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

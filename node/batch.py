@@ -91,6 +91,20 @@ class _Op:
     with_values: bool
 
 
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """One batch as read: its operation, keys, values (set only) and TTL.
+
+    Keys are addressed by index everywhere below, so that results land in
+    request order whatever node served them.
+    """
+
+    op: _Op
+    keys: list[str]
+    values: list[bytes]
+    ttl: float | None
+
+
 _GET = _Op(name="get", path=GET_PATH, writes=False, with_values=False)
 _SET = _Op(name="set", path=SET_PATH, writes=True, with_values=True)
 _DELETE = _Op(name="delete", path=DELETE_PATH, writes=True, with_values=False)
@@ -172,7 +186,7 @@ class BatchRoutes:
                     "too_many_keys",
                     f"The batch has {len(keys)} keys; the limit is {MAX_BATCH_KEYS}.",
                 )
-            results = await self._run(op, keys, values, ttl, request)
+            results = await self._run(_Batch(op, keys, values, ttl), request)
         except HttpError as exc:
             exc.headers[RING_HEADER] = headers[RING_HEADER]
             raise
@@ -191,27 +205,21 @@ class BatchRoutes:
                 ) from None
             raise
 
-    async def _run(
-        self,
-        op: _Op,
-        keys: list[str],
-        values: list[bytes],
-        ttl: float | None,
-        request: web.Request,
-    ) -> _Results:
+    async def _run(self, batch: _Batch, request: web.Request) -> _Results:
+        op, keys = batch.op, batch.keys
         results = _Results(len(keys))
-        valid = self._check(keys, values, results)
+        valid = self._check(keys, batch.values, results)
         if HOP_HEADER in request.headers:
             self.forwarder.stats.served_for_peers += 1
-            self._serve_here(op, keys, values, ttl, valid, results)
+            self._serve_here(batch, valid, results)
         elif request.headers.get(PLACED_HEADER) == self._placed and (
             not op.writes or self.replicas == 1
         ):
-            self._serve_here(op, keys, values, ttl, valid, results)
+            self._serve_here(batch, valid, results)
         elif op.writes and self.replicas > 1:
-            await self._write_everywhere(op, keys, values, ttl, valid, results)
+            await self._write_everywhere(batch, valid, results)
         else:
-            await self._serve_by_owner(op, keys, values, ttl, valid, results)
+            await self._serve_by_owner(batch, valid, results)
         if op.writes and HOP_HEADER not in request.headers:
             # Written through this node: its near-cache copies are out of date.
             hot_keys = self.context.hot_keys
@@ -248,15 +256,8 @@ class BatchRoutes:
                 valid.append(index)
         return valid
 
-    def _serve_here(
-        self,
-        op: _Op,
-        keys: Sequence[str],
-        values: Sequence[bytes],
-        ttl: float | None,
-        indexes: Sequence[int],
-        results: _Results,
-    ) -> None:
+    def _serve_here(self, batch: _Batch, indexes: Sequence[int], results: _Results) -> None:
+        op, keys, values, ttl = batch.op, batch.keys, batch.values, batch.ttl
         store = self.store
         statuses, payloads = results.statuses, results.payloads
         if op is _GET:
@@ -284,17 +285,10 @@ class BatchRoutes:
                 statuses[index] = DONE if delete(keys[index]) else MISSING
                 changed(keys[index], None)
 
-    async def _serve_by_owner(
-        self,
-        op: _Op,
-        keys: list[str],
-        values: list[bytes],
-        ttl: float | None,
-        valid: Sequence[int],
-        results: _Results,
-    ) -> None:
+    async def _serve_by_owner(self, batch: _Batch, valid: Sequence[int], results: _Results) -> None:
         """Each key to one node: its owner (R = 1), or for reads with R > 1 this
         node when it is an owner, else the owners in turn while unreachable."""
+        keys = batch.keys
         ring = self.membership.ring
         if self.replicas == 1:
             owners = ring.owner_of_each(keys[index] for index in valid)
@@ -309,11 +303,10 @@ class BatchRoutes:
             groups: dict[str, list[int]] = {}
             for index in pending:
                 groups.setdefault(choices[index][turn], []).append(index)
-            answers = await self._send_all(op, keys, values, ttl, groups)
             again: list[int] = []
-            for indexes, answer in answers:
+            for indexes, answer in await self._send_all(batch, groups):
                 if isinstance(answer, HttpError):
-                    failed = (answer.status, error_payload(answer.error, answer.detail))
+                    failed = _failed(answer)
                     for index in indexes:
                         if answer.status in _UNAVAILABLE and turn + 1 < len(choices[index]):
                             again.append(index)
@@ -327,74 +320,60 @@ class BatchRoutes:
             pending = again
 
     async def _write_everywhere(
-        self,
-        op: _Op,
-        keys: list[str],
-        values: list[bytes],
-        ttl: float | None,
-        valid: Sequence[int],
-        results: _Results,
+        self, batch: _Batch, valid: Sequence[int], results: _Results
     ) -> None:
         """Each key to all of its owners; the per-owner outcomes merged per key."""
         ring = self.membership.ring
         groups: dict[str, list[int]] = {}
         for index in valid:
-            for owner in ring.owners(keys[index], self.replicas):
+            for owner in ring.owners(batch.keys[index], self.replicas):
                 groups.setdefault(owner, []).append(index)
         outcomes: dict[int, list[_Result]] = {index: [] for index in valid}
-        for indexes, answer in await self._send_all(op, keys, values, ttl, groups):
+        for indexes, answer in await self._send_all(batch, groups):
             if isinstance(answer, HttpError):
-                failed = (answer.status, error_payload(answer.error, answer.detail))
+                failed = _failed(answer)
                 for index in indexes:
                     outcomes[index].append(failed)
             else:
                 for index, result in zip(indexes, answer, strict=True):
                     outcomes[index].append(result)
         for index, outcome in outcomes.items():
-            results.set(index, _merge_writes(op, outcome))
+            results.set(index, _merge_writes(batch.op, outcome))
 
     async def _send_all(
-        self,
-        op: _Op,
-        keys: list[str],
-        values: list[bytes],
-        ttl: float | None,
-        groups: dict[str, list[int]],
+        self, batch: _Batch, groups: dict[str, list[int]]
     ) -> list[tuple[list[int], list[_Result] | HttpError]]:
         """Serve each group at its node, this node's here and the others' as
         concurrent sub-batches. One answer per group."""
         answers: list[tuple[list[int], list[_Result] | HttpError]] = []
         remote = [(member, indexes) for member, indexes in groups.items() if member != self.self_id]
         sent = await asyncio.gather(
-            *(self._forward(member, op, keys, values, ttl, indexes) for member, indexes in remote)
+            *(self._forward(member, batch, indexes) for member, indexes in remote)
         )
         local = groups.get(self.self_id)
         if local:
-            here = _Results(len(keys))
-            self._serve_here(op, keys, values, ttl, local, here)
+            here = _Results(len(batch.keys))
+            self._serve_here(batch, local, here)
             answers.append((local, here.pick(local)))
         answers.extend((indexes, answer) for (_, indexes), answer in zip(remote, sent, strict=True))
         return answers
 
     async def _forward(
-        self,
-        member: str,
-        op: _Op,
-        keys: list[str],
-        values: list[bytes],
-        ttl: float | None,
-        indexes: list[int],
+        self, member: str, batch: _Batch, indexes: list[int]
     ) -> list[_Result] | HttpError:
         """One sub-batch to ``member`` with the hop header; its results, or the
         error that stands for every key of it."""
-        sub_keys = [keys[index] for index in indexes]
-        if op.with_values:
-            body = encode_items(sub_keys, [values[index] for index in indexes])
+        sub_keys = [batch.keys[index] for index in indexes]
+        if batch.op.with_values:
+            body = encode_items(sub_keys, [batch.values[index] for index in indexes])
         else:
             body = encode_keys(sub_keys)
+        ttl = batch.ttl
         headers = {TTL_HEADER: format_ttl_for_peer(ttl)} if ttl is not None else None
         try:
-            reply = await self.forwarder.send(member, "POST", op.path, body=body, headers=headers)
+            reply = await self.forwarder.send(
+                member, "POST", batch.op.path, body=body, headers=headers
+            )
         except HttpError as exc:
             return exc
         if reply.status != 200:
@@ -420,6 +399,11 @@ class BatchRoutes:
                 used += size
                 if used > budget and used != size:
                     statuses[index], payloads[index] = 503, full
+
+
+def _failed(error: HttpError) -> _Result:
+    """The result of every key of a sub-batch that failed as a whole."""
+    return (error.status, error_payload(error.error, error.detail))
 
 
 def _merge_writes(op: _Op, outcome: list[_Result]) -> _Result:

@@ -26,7 +26,14 @@ import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["LocalCluster", "NodeProcess", "loopback_aliases_work", "main"]
+__all__ = [
+    "LocalCluster",
+    "NodeProcess",
+    "die_with_parent",
+    "loopback_aliases_work",
+    "main",
+    "signals_raise_keyboard_interrupt",
+]
 
 
 def loopback_aliases_work() -> bool:
@@ -91,12 +98,12 @@ class NodeProcess:
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
             return
         with open(self.log_path, "ab") as output:
             self.process = subprocess.Popen(
-                command, env=env, stdout=output, stderr=output, preexec_fn=_die_with_parent
+                command, env=env, stdout=output, stderr=output, preexec_fn=die_with_parent
             )
 
     def alive(self, timeout: float = 0.5) -> bool:
@@ -140,9 +147,10 @@ class NodeProcess:
             self.process.wait(5)
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: on Linux, ask for SIGTERM when the parent dies,
-    so a killed test run or local cluster never leaves nodes behind."""
+def die_with_parent() -> None:
+    """In the child, before exec (``preexec_fn``): on Linux, ask for SIGTERM when
+    the parent dies, so a killed test run, local cluster or benchmark never
+    leaves servers behind."""
     if sys.platform != "linux":
         return
     import ctypes
@@ -239,8 +247,9 @@ class LocalCluster:
 
 
 @contextlib.contextmanager
-def _signals_raise_keyboard_interrupt() -> Iterator[None]:
-    """Let SIGTERM stop the local cluster the same way Ctrl-C does."""
+def signals_raise_keyboard_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C, so ``finally`` blocks stop the children either way
+    (the local cluster here, the benchmark's servers in benchmarks/)."""
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -278,7 +287,7 @@ def main(argv: Sequence[str]) -> int:
     cluster = LocalCluster.on_loopback(
         options.nodes, port=options.port, single_host=single_host, args=node_args
     )
-    with _signals_raise_keyboard_interrupt():
+    with signals_raise_keyboard_interrupt():
         try:
             cluster.start()
         except (RuntimeError, TimeoutError) as exc:
