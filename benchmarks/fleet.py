@@ -21,7 +21,6 @@ misrouted key cannot pass for a fast one.
 
 from __future__ import annotations
 
-import json
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from client._ring import DEFAULT_VNODES, HashRing
 from . import peers
 from .bare_server import value_bytes
 from .loadgen import LoadResult
+from .memory import http_request, node_stats
 from .processes import Processes, ServerProcess
 from .smart_client import run_smart_client
 from .workload import Workload, batch_workload, kv_workload
@@ -376,9 +376,7 @@ class Fleet:
 
 def forwards(stats_url: str) -> int:
     """How many requests the node at ``stats_url`` has forwarded to owners so far."""
-    with urllib.request.urlopen(f"{stats_url}/stats", timeout=_HTTP_TIMEOUT) as response:
-        stats = json.loads(response.read())
-    return int(stats["forwarding"]["forwards"])
+    return int(node_stats(stats_url)["forwarding"]["forwards"])
 
 
 def _key_owned_by_second(pairs: list[tuple[str, ...]]) -> str:
@@ -440,13 +438,12 @@ def _check_workload(cluster: _Cluster, keys: list[str], size: int, routing: str)
         _check(f"http://{owner}/kv/{key}", value, node=owner)
         entry = next((member for member in cluster.members if member != owner), None)
         if routing == "entry" and entry is not None:
-            # With the defaults a near-cached answer may skip the hop, so only
-            # the bytes and the owner are checked here, not X-Cache-Via.
+            # With the defaults a near-cached answer may skip the hop and name
+            # this node, so only the bytes are checked here, not the headers.
             _check_bytes(f"http://{entry}/kv/{key}", value)
 
 
 def _check_bytes(url: str, value: bytes) -> None:
-    with urllib.request.urlopen(url, timeout=_HTTP_TIMEOUT) as response:
-        body = response.read()
+    body = http_request(url)
     if body != value:
         raise RuntimeError(f"GET {url} returned {len(body)} bytes, not the {len(value)} stored")

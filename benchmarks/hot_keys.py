@@ -43,7 +43,6 @@ import itertools
 import json
 import os
 import random
-import resource
 import select
 import statistics
 import subprocess
@@ -61,6 +60,7 @@ from client._ring import HashRing
 from client._transport import kv_path
 from node.local_cluster import LocalCluster
 
+from .loadgen import children_cpu_seconds, pinned
 from .machine import machine_info, plan_cores
 from .processes import cpu_seconds, ensure_free, pin
 
@@ -328,7 +328,7 @@ class Bench:
         workers = max(1, len(self.plan.load))
         pids = {node.member: node.process.pid for node in cluster.nodes if node.process}
         counters_before = {member: _counters(member) for member in members}
-        before_children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        children_before = children_cpu_seconds()
         with contextlib.ExitStack() as stack:
             started: list[subprocess.Popen[str]] = []
             for index in range(workers):
@@ -342,10 +342,9 @@ class Bench:
                     duration=duration,
                     seed=round_index * 1000 + index,
                 )
-                prefix = ["taskset", "-c", ",".join(map(str, self.plan.load))] * bool(
-                    self.plan.load
+                command = pinned(
+                    [sys.executable, "-m", "benchmarks.hot_keys", "--worker"], self.plan.load
                 )
-                command = [*prefix, sys.executable, "-m", "benchmarks.hot_keys", "--worker"]
                 process = subprocess.Popen(
                     [*command, json.dumps(asdict(spec))],
                     stdin=subprocess.PIPE,
@@ -363,7 +362,7 @@ class Bench:
                 process.stdin.flush()
             reports = [_report(process, duration + _GRACE_S) for process in started]
             cpu_after = {member: cpu_seconds(pid) for member, pid in pids.items()}
-        after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        generator_cpu_s = children_cpu_seconds() - children_before
         statuses: Counter[str] = Counter()
         for report in reports:
             statuses.update(report["statuses"])
@@ -376,8 +375,7 @@ class Bench:
             seconds=max(report["seconds"] for report in reports),
             statuses=dict(statuses),
             errors=sum(report["errors"] for report in reports),
-            generator_cpu_s=(after_children.ru_utime - before_children.ru_utime)
-            + (after_children.ru_stime - before_children.ru_stime),
+            generator_cpu_s=generator_cpu_s,
             node_cpu_s={m: cpu_after[m] - cpu_before[m] for m in pids},
             node_counters={
                 m: {k: counters_after[m][k] - counters_before[m][k] for k in counters_after[m]}

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -24,9 +25,11 @@ __all__ = [
     "LoadResult",
     "LoadSpec",
     "StreamPlan",
+    "children_cpu_seconds",
     "choose_generator",
     "ensure_package",
     "ensure_wrk",
+    "pinned",
     "plan_streams",
 ]
 
@@ -151,6 +154,20 @@ class LoadGenerator(Protocol):
     def run(
         self, spec: LoadSpec, *, cores: tuple[int, ...] = (), tick: Tick | None = None
     ) -> LoadResult: ...
+
+
+def pinned(command: Sequence[str], cores: Sequence[int]) -> list[str]:
+    """``command`` run through ``taskset -c`` on ``cores``; unchanged when there are none."""
+    if not cores:
+        return list(command)
+    return ["taskset", "-c", ",".join(map(str, cores)), *command]
+
+
+def children_cpu_seconds() -> float:
+    """User plus system CPU of this process's finished children so far: the
+    difference across a load is its tool's CPU use."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def ensure_wrk(*, install: bool = True) -> tuple[bool, str]:

@@ -38,7 +38,6 @@ import math
 import os
 import pwd
 import re
-import resource
 import shutil
 import socket
 import subprocess
@@ -46,8 +45,9 @@ import tempfile
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .loadgen import LoadResult, ensure_package
+from .loadgen import LoadResult, children_cpu_seconds, ensure_package, pinned
 from .processes import ServerProcess
+from .tools import TOOLS
 
 __all__ = [
     "REDIS_KEY",
@@ -89,10 +89,14 @@ _SOCKET_TIMEOUT_S = 30.0
 
 # -- installing the tools
 
+# The Debian package of each program, from the one list `make tools` installs.
+_PACKAGES = dict(TOOLS)
 
-def _require(binary: str, package: str) -> str:
-    """``binary``'s path, installing ``package`` if need be; RuntimeError when impossible."""
-    available, how = ensure_package(binary, package)
+
+def _require(binary: str) -> str:
+    """``binary``'s path, installing its package (``tools.TOOLS``) if need be;
+    RuntimeError when impossible."""
+    available, how = ensure_package(binary, _PACKAGES[binary])
     path = shutil.which(binary)
     if not available or path is None:
         raise RuntimeError(how)
@@ -101,7 +105,7 @@ def _require(binary: str, package: str) -> str:
 
 def _memaslap_binary() -> str:
     # Debian renamed memaslap to memcaslap; other systems keep the old name.
-    return shutil.which("memaslap") or _require("memcaslap", "libmemcached-tools")
+    return shutil.which("memaslap") or _require("memcaslap")
 
 
 # -- the servers
@@ -115,7 +119,7 @@ class RedisServer(ServerProcess):
     kind: ClassVar[str] = "redis-server"
 
     def command(self) -> list[str]:
-        binary = _require("redis-server", "redis-server")
+        binary = _require("redis-server")
         flags = {"--bind": self.host, "--port": self.port, "--save": "", "--appendonly": "no"}
         return [binary, *_flags({**flags, "--protected-mode": "no"})]
 
@@ -132,7 +136,7 @@ class MemcachedServer(ServerProcess):
     kind: ClassVar[str] = "memcached"
 
     def command(self) -> list[str]:
-        binary = _require("memcached", "memcached")
+        binary = _require("memcached")
         flags = {"-l": self.host, "-p": self.port, "-U": 0, "-m": self.memory_mib}
         command = [binary, *_flags({**flags, "-t": self.threads})]
         if os.geteuid() == 0:
@@ -156,16 +160,18 @@ def _run_tool(command: list[str], *, cores: tuple[int, ...], limit_s: float) -> 
     Returns its output (stdout and stderr, progress lines dropped) and the
     CPU seconds it used. Raises RuntimeError when it exits with an error.
     """
-    pinned = [*(["taskset", "-c", ",".join(map(str, cores))] if cores else []), *command]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before = children_cpu_seconds()
     try:
         completed = subprocess.run(
-            pinned, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=limit_s, check=False
+            pinned(command, cores),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=limit_s,
+            check=False,
         )
     except subprocess.TimeoutExpired:
         raise TimeoutError(f"{command[0]} ran past {limit_s:g}s: {' '.join(command)}") from None
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    cpu_s = children_cpu_seconds() - before
     output = _printable(completed.stdout.decode(errors="replace"))
     if completed.returncode != 0:
         raise RuntimeError(
@@ -351,7 +357,7 @@ def _redis_command(
     member: str, *, value_bytes: int, keys: int, connections: int, requests: int
 ) -> list[str]:
     host, port = _host_port(member)
-    binary = _require("redis-benchmark", "redis-tools")
+    binary = _require("redis-benchmark")
     flags = {"-h": host, "-p": port, "-c": connections, "-n": requests, "-d": value_bytes}
     return [binary, *_flags({**flags, "-r": keys, "-P": 1, "--precision": 3})]
 

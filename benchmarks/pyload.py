@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import json
 import math
-import resource
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,15 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
-from .loadgen import PERCENTILES, LoadResult, LoadSpec, Tick, plan_streams
+from .loadgen import (
+    PERCENTILES,
+    LoadResult,
+    LoadSpec,
+    Tick,
+    children_cpu_seconds,
+    pinned,
+    plan_streams,
+)
 from .workload import NO_BODY, Workload, read_stream, request_head, write_files
 
 __all__ = ["PythonLoad"]
@@ -136,9 +143,8 @@ def _run_workers(
     workers: list[_WorkerSpec], cores: tuple[int, ...], duration: int, tick: Tick | None
 ) -> LoadResult:
     """Start one process per worker, wait for all, merge their reports."""
-    pin = ["taskset", "-c", ",".join(map(str, cores))] if cores else []
-    command = [*pin, sys.executable, "-m", "benchmarks.pyload"]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    command = pinned([sys.executable, "-m", "benchmarks.pyload"], cores)
+    before = children_cpu_seconds()
     with contextlib.ExitStack() as stack:
         started: list[tuple[subprocess.Popen[str], IO[str]]] = []
         for worker in workers:
@@ -151,8 +157,7 @@ def _run_workers(
             started.append((process, output))
         _wait_all([process for process, _ in started], duration + _GRACE_S, tick)
         reports = [_report(process, output) for process, output in started]
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    cpu_s = children_cpu_seconds() - before
     connections = sum(worker.connections for worker in workers)
     return _merge(reports, cpu_s, connections)
 

@@ -17,14 +17,13 @@ import asyncio
 import contextlib
 import json
 import random
-import resource
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from .loadgen import LoadResult
+from .loadgen import LoadResult, children_cpu_seconds, pinned
 from .workload import key_sequence
 
 __all__ = ["run_smart_client"]
@@ -67,9 +66,8 @@ def run_smart_client(
         connections=connections,
         duration=duration,
     )
-    pin = ["taskset", "-c", ",".join(map(str, cores))] if cores else []
-    command = [*pin, sys.executable, "-m", "benchmarks.smart_client"]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    command = pinned([sys.executable, "-m", "benchmarks.smart_client"], cores)
+    before = children_cpu_seconds()
     # The spec (with every key) goes through stdin: too long for a command line.
     completed = subprocess.run(
         command,
@@ -79,7 +77,7 @@ def run_smart_client(
         timeout=duration + _GRACE_S,
         check=False,
     )
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = children_cpu_seconds() - before
     if completed.returncode != 0:
         raise RuntimeError(
             f"the client load exited with {completed.returncode}: {completed.stderr[-2000:]}"
@@ -97,7 +95,7 @@ def run_smart_client(
         },
         percentiles_ms=percentiles,
         errors=report["errors"],
-        generator_cpu_s=(after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+        generator_cpu_s=cpu_s,
         raw=f"AsyncCacheClient, {connections} concurrent tasks, one process",
     )
 

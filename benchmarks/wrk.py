@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import signal
 import subprocess
 import tempfile
@@ -23,7 +22,15 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .loadgen import LoadResult, LoadSpec, StreamPlan, Tick, plan_streams
+from .loadgen import (
+    LoadResult,
+    LoadSpec,
+    StreamPlan,
+    Tick,
+    children_cpu_seconds,
+    pinned,
+    plan_streams,
+)
 from .workload import Workload, write_files
 
 __all__ = ["Wrk"]
@@ -126,20 +133,22 @@ def _command(
     url: str,
     extra: list[str],
 ) -> list[str]:
-    return [
-        *(["taskset", "-c", ",".join(map(str, cores))] if cores else []),
-        "wrk",
-        f"-t{threads}",
-        f"-c{connections}",
-        f"-d{duration}s",
-        "--timeout",
-        "5s",
-        "--latency",
-        "-s",
-        script_path,
-        url,
-        *extra,
-    ]
+    return pinned(
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{duration}s",
+            "--timeout",
+            "5s",
+            "--latency",
+            "-s",
+            script_path,
+            url,
+            *extra,
+        ],
+        cores,
+    )
 
 
 def _run(
@@ -147,7 +156,7 @@ def _run(
 ) -> LoadResult:
     """Run wrk to its end; with ``threads_to_finish``, interrupt it (SIGINT, on
     which wrk still reports) as soon as that many threads said they are done."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before = children_cpu_seconds()
     with tempfile.TemporaryDirectory(prefix="wrk-") as scratch:
         path = os.path.join(scratch, "output")
         # wrk writes through its own handle; we read through another, so our
@@ -176,8 +185,7 @@ def _run(
                 process.kill()
             process.wait(10)
         raw = _read(path)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    cpu_s = children_cpu_seconds() - before
     if process.returncode != 0:
         raise RuntimeError(f"wrk exited with {process.returncode}:\n{raw[-2000:]}")
     return _parse(raw, cpu_s)

@@ -75,9 +75,6 @@ class RequestMetrics:
     def route(self, route: str) -> RouteMetrics:
         return self.routes.setdefault(route, RouteMetrics())
 
-    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.route(route).observe(method, status, seconds)
-
     def families(self) -> list[Family]:
         requests = Family(
             "cache_requests_total", "counter", "HTTP requests served, by route, method and status."
