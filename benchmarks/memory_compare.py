@@ -6,7 +6,7 @@ memcached's. Both servers start fresh, are warmed up, have their idle RSS
 read, take the same ``entries`` keys and values, settle for a moment, and
 have their RSS read again; bytes per entry is the growth over idle divided
 by the entries the server says it holds. Neither server may evict: the node
-gets a ``--max-bytes`` computed from ``Store.charge`` with room to spare and
+gets a ``--max-bytes`` computed from ``the store's entry charge`` with room to spare and
 memcached a ``-m`` far above its need, and both eviction counters are kept.
 
 The node is filled by the load generator (wrk with ``lua/put_keys.lua``, one
@@ -28,7 +28,7 @@ from typing import Any
 
 import psutil
 
-from node.store import Store
+from node.cache.charge import entry_charge
 
 from .loadgen import LoadGenerator, LoadSpec
 from .machine import CorePlan
@@ -94,7 +94,7 @@ def _pipeline_depth(entries: int) -> int:
 def _node_max_bytes(prefix: str, entries: int, value_bytes: int) -> int:
     """A bound that holds ``entries`` entries with no eviction, in whole MiB."""
     longest_key = f"{prefix}0-{entries + _MAX_PIPELINE}"
-    charge = Store.charge(longest_key, b"v" * value_bytes, 0.0)
+    charge = entry_charge(longest_key, b"v" * value_bytes, 0.0)
     return math.ceil((entries * charge + _NODE_HEADROOM_BYTES) / MiB) * MiB
 
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import math
-
 from ._errors import InvalidKey, ValueTooLarge
-from ._protocol import TTL_HEADER
+from ._protocol import TTL_HEADER, format_ttl, key_bytes
 
 __all__ = [
     "Value",
@@ -20,22 +18,16 @@ __all__ = [
 # What set() takes: bytes as they are, text as UTF-8.
 Value = bytes | bytearray | memoryview | str
 
-# The node's TTL grammar: up to 12 digits, up to 9 decimals.
-_MAX_TTL = 999_999_999_999.0
-
 
 def key_size(key: str) -> int:
     """Bytes of ``key`` in UTF-8. Raises ``InvalidKey`` for a non-string, an
     empty key, or one that is not valid text (a lone surrogate)."""
     if not isinstance(key, str):
         raise InvalidKey(400, "bad_key", f"keys are str, got {type(key).__name__}")
-    if key.isascii():
-        size = len(key)
-    else:
-        try:
-            size = len(key.encode())
-        except UnicodeEncodeError:
-            raise InvalidKey(400, "bad_key", "the key is not valid text (UTF-8)") from None
+    try:
+        size = key_bytes(key)
+    except UnicodeEncodeError:
+        raise InvalidKey(400, "bad_key", "the key is not valid text (UTF-8)") from None
     if not size:
         raise InvalidKey(400, "bad_key", "the key is empty")
     return size
@@ -89,9 +81,4 @@ def ttl_headers(ttl: float | None) -> dict[str, str] | None:
         return None
     if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
         raise ValueError(f"ttl is a number of seconds, got {type(ttl).__name__}")
-    if not (math.isfinite(ttl) and 0 < ttl <= _MAX_TTL):
-        raise ValueError(f"ttl must be more than 0 and at most {_MAX_TTL:.0f} seconds, got {ttl}")
-    text = f"{ttl:.9f}"
-    if float(text) <= 0:
-        raise ValueError(f"ttl {ttl} is too small: the resolution is a nanosecond")
-    return {TTL_HEADER: text}
+    return {TTL_HEADER: format_ttl(ttl)}

@@ -1,9 +1,12 @@
 """Assembling a node: ``create_app(config, self_id=...)``, its lifecycle and drain.
 
-Resources with a lifetime (the peer transport, the membership keeper, the
-entry mover, the expiry sweeper) are ``cleanup_ctx`` generators: set up
-before ``yield``, torn down after it, in reverse order. Nothing lives at
-module level, so several apps can run in one process.
+This is where the parts meet: the settings are read into each part's own
+arguments, the parts are built bottom up (cache, peers, cluster, core) and
+the HTTP door is put around the core. Resources with a lifetime (the peer
+transport, the membership keeper, the entry mover, the expiry sweeper) are
+``cleanup_ctx`` generators: set up before ``yield``, torn down after it, in
+reverse order. Nothing lives at module level, so several apps can run in
+one process.
 """
 
 from __future__ import annotations
@@ -13,38 +16,38 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-import orjson
 from aiohttp import web
 
 from client._transport import Transport
 
-from .auth import load_tokens
-from .batch import BatchRoutes
-from .breaker import CircuitBreakers
+from .cache.near_cache import NearCache
+from .cache.store import Store
+from .cluster.discovery import Discovery, StaticDiscovery
+from .cluster.membership import Membership, MembershipKeeper
 from .config import Config
-from .context import NodeContext
-from .discovery import create_discovery
-from .forwarder import Forwarder
-from .guard import RouteGuard
-from .handlers import Routes
-from .hot_keys import HotKeys
-from .invalidation import InvalidationRoutes, Invalidations
-from .membership import Membership, MembershipKeeper
-from .metrics import RequestMetrics
-from .near_cache import NearCache
-from .observability import ObservabilityRoutes
-from .openapi import OpenApiRoutes
-from .rebalance import EntryMover, MoveReport
-from .store import Store
-from .transfer import TransferRoutes, TransferStats
-from .wire import HOP_HEADER
+from .core import (
+    EntryMover,
+    KeyService,
+    Limits,
+    MoveReport,
+    Placement,
+    RemoteReads,
+    TransferStats,
+)
+from .http.auth import load_tokens
+from .http.guard import RouteGuard
+from .http.metrics import RequestMetrics
+from .http.routes import add_routes
+from .peers.breaker import CircuitBreakers
+from .peers.client import PeerClient
+from .peers.forwarder import Forwarder
+from .peers.invalidation import Invalidations
 
-__all__ = ["CONTEXT", "KEEPER", "MOVER", "ROUTES", "create_app", "drain", "resolve_self_id"]
+__all__ = ["KEEPER", "MOVER", "SERVICE", "create_app", "drain", "resolve_self_id"]
 
 log = logging.getLogger(__name__)
 
-ROUTES = web.AppKey("routes", Routes)
-CONTEXT = web.AppKey("context", NodeContext)
+SERVICE = web.AppKey("service", KeyService)
 KEEPER = web.AppKey("keeper", MembershipKeeper)
 MOVER = web.AppKey("mover", EntryMover)
 
@@ -58,11 +61,23 @@ async def resolve_self_id(config: Config) -> str:
     if config.advertise:
         return config.advertise
     if config.ecs_metadata_uri or config.host in _WILDCARDS:
-        from .net import get_private_ip
+        from .cluster.net import get_private_ip
 
         ip = await get_private_ip(metadata_uri=config.ecs_metadata_uri or None)
         return f"{ip}:{config.port}"
     return f"{config.host}:{config.port}"
+
+
+def create_discovery(config: Config, self_id: str) -> Discovery:
+    """The discovery source that ``config.discovery`` names."""
+    if config.discovery == "ecs":
+        # Imported here so a static node never loads botocore (about 0.3 s).
+        from .cluster.discovery.ecs import EcsDiscovery
+
+        return EcsDiscovery(
+            cluster=config.ecs_cluster, service=config.ecs_service, port=config.port
+        )
+    return StaticDiscovery(config.peers, self_id=self_id)
 
 
 def create_app(config: Config, *, self_id: str) -> web.Application:
@@ -71,11 +86,12 @@ def create_app(config: Config, *, self_id: str) -> web.Application:
     Raises ``OSError`` when ``CACHE_AUTH_TOKEN_FILE`` cannot be read.
     """
     auth = load_tokens(config.auth_token, config.auth_token_file)
-    # The kv and transfer routes read bodies themselves with their own limits;
-    # this cap only guards the other routes.
+    # The kv, batch and internal routes read bodies themselves with their own
+    # limits; this cap only guards the other routes.
     app = web.Application(client_max_size=64 * 1024)
+
+    # Parts: the store, the link to peers, the membership.
     store = Store(max_bytes=config.max_bytes)
-    membership = Membership(self_id, vnodes=config.vnodes)
     transport = Transport(
         pool_size=config.peer_pool_size,
         timeout=config.peer_timeout,
@@ -87,51 +103,11 @@ def create_app(config: Config, *, self_id: str) -> web.Application:
     breakers = CircuitBreakers(
         failures_to_open=config.breaker_failures, cooldown=config.breaker_cooldown
     )
-    forwarder = Forwarder(transport, self_id=self_id, breakers=breakers)
-    guard = RouteGuard(
-        self_id=self_id,
-        metrics=RequestMetrics(),
-        auth=auth,
-        access_logging=config.access_log,
-        count_requests=config.request_metrics,
-    )
-    near = None
-    if config.hot_cache:
-        near = NearCache(
-            max_bytes=config.hot_cache_limit,
-            ttl=config.hot_cache_ttl,
-            threshold=config.hot_cache_threshold,
-        )
-    hot_keys = HotKeys(near=near, coalesce=config.coalesce)
-    invalidations = Invalidations(transport, self_id=self_id, timeout=config.peer_timeout)
-    context = NodeContext(
-        config=config,
-        store=store,
-        membership=membership,
-        forwarder=forwarder,
-        guard=guard,
-        hot_keys=hot_keys,
-        invalidations=invalidations,
-    )
-    transfer_stats = TransferStats()
-    mover = EntryMover(
-        store=store,
-        transport=transport,
-        self_id=self_id,
-        replicas=config.replicas,
-        stats=transfer_stats,
-    )
-    membership.listeners.append(mover.ring_changed)
-    membership.listeners.append(lambda old, new: breakers.forget(set(new.members)))
+    peers = PeerClient(Forwarder(transport, self_id=self_id, breakers=breakers))
+    membership = Membership(self_id, vnodes=config.vnodes)
 
     async def check(member: str) -> bool:
-        try:
-            reply = await transport.request(
-                member, "GET", "/check-alive", timeout=config.health_timeout
-            )
-        except Exception:
-            return False
-        return reply.status == 200
+        return await peers.check(member, timeout=config.health_timeout)
 
     keeper = MembershipKeeper(
         membership,
@@ -141,17 +117,48 @@ def create_app(config: Config, *, self_id: str) -> web.Application:
         health_interval=config.health_interval,
         health_failures=config.health_failures,
     )
+    membership.listeners.append(lambda old, new: breakers.forget(set(new.members)))
 
-    routes = Routes(context)
-    routes.register(app)
-    TransferRoutes(context, transfer_stats, keeper).register(app)
-    BatchRoutes(context).register(app)
-    InvalidationRoutes(context).register(app)
-    ObservabilityRoutes(context, transfer_stats, keeper).register(app)
-    OpenApiRoutes(context).register(app)
-    routes.register_unknown_route(app)  # last: it matches every path
-    app[ROUTES] = routes
-    app[CONTEXT] = context
+    # The core: the key service, and the mover that keeps entries with their owners.
+    near = None
+    if config.near_cache:
+        near = NearCache(
+            max_bytes=config.near_cache_limit,
+            ttl=config.near_cache_ttl,
+            threshold=config.near_cache_threshold,
+        )
+    timeout = config.peer_timeout
+    service = KeyService(
+        placement=Placement(membership, replicas=config.replicas),
+        store=store,
+        peers=peers,
+        remote_reads=RemoteReads(near=near, coalesce=config.coalesce),
+        invalidations=Invalidations(
+            lambda member, keys: peers.invalidate(member, keys, timeout=timeout)
+        ),
+        limits=Limits(max_key_bytes=config.max_key_bytes, max_value_bytes=config.max_value_bytes),
+    )
+    transfer_stats = TransferStats()
+    mover = EntryMover(store=store, peers=peers, replicas=config.replicas, stats=transfer_stats)
+    membership.listeners.append(mover.ring_changed)
+
+    # The door.
+    guard = RouteGuard(
+        self_id=self_id,
+        metrics=RequestMetrics(),
+        auth=auth,
+        access_logging=config.access_log,
+        count_requests=config.request_metrics,
+    )
+    add_routes(
+        app,
+        guard=guard,
+        service=service,
+        keeper=keeper,
+        transfer_stats=transfer_stats,
+        body_timeout=config.body_timeout,
+    )
+    app[SERVICE] = service
     app[KEEPER] = keeper
     app[MOVER] = mover
 
@@ -168,10 +175,10 @@ def create_app(config: Config, *, self_id: str) -> web.Application:
         yield
         await mover.stop()
 
-    async def hot_key_tasks(app: web.Application) -> AsyncIterator[None]:
+    async def remote_read_tasks(app: web.Application) -> AsyncIterator[None]:
         yield
-        hot_keys.cancel()
-        await invalidations.close()
+        service.remote_reads.cancel()
+        await service.invalidations.close()
 
     async def expiry_sweeper(app: web.Application) -> AsyncIterator[None]:
         async def sweep_forever() -> None:
@@ -189,7 +196,7 @@ def create_app(config: Config, *, self_id: str) -> web.Application:
             await task
 
     app.cleanup_ctx.extend(
-        [peer_transport, membership_keeper, entry_mover, hot_key_tasks, expiry_sweeper]
+        [peer_transport, membership_keeper, entry_mover, remote_read_tasks, expiry_sweeper]
     )
     return app
 
@@ -203,28 +210,19 @@ async def drain(app: web.Application, *, timeout: float) -> MoveReport | None:
     this node. Gives up after ``timeout`` seconds. Returns what was moved, or
     None when there was no peer to hand to.
     """
-    context, keeper, mover = app[CONTEXT], app[KEEPER], app[MOVER]
-    context.lifecycle.draining = True
+    service, keeper, mover = app[SERVICE], app[KEEPER], app[MOVER]
+    service.lifecycle.draining = True
     await keeper.stop()  # our ring must not change under the handoff
     await mover.stop()
-    ring = context.membership.ring
-    peers = sorted(ring.members - {context.self_id})
+    ring = service.membership.ring
+    peers = sorted(ring.members - {service.self_id})
     if not peers:
-        log.warning("draining with no peers: %d entries cannot be handed off", len(context.store))
+        log.warning("draining with no peers: %d entries cannot be handed off", len(service.store))
         return None
-    transport = context.forwarder.transport
-    notice = orjson.dumps({"member": context.self_id})
 
     async def tell(peer: str) -> None:
         with contextlib.suppress(Exception):
-            await transport.request(
-                peer,
-                "POST",
-                "/internal/leave",
-                body=notice,
-                headers={HOP_HEADER: context.self_id},
-                timeout=_LEAVE_NOTICE_TIMEOUT,
-            )
+            await service.peers.leave(peer, timeout=_LEAVE_NOTICE_TIMEOUT)
 
     await asyncio.gather(*(tell(peer) for peer in peers))
     try:

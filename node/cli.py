@@ -23,9 +23,9 @@ from aiohttp import web
 from . import config as config_module
 from .app import create_app, drain, resolve_self_id
 from .config import Config, ConfigError
-from .guard import RequestIdFilter
+from .http.server import NodeRunner, max_request_line
 from .logs import configure_logging
-from .server import NodeRunner, max_request_line
+from .request_id import RequestIdFilter
 
 __all__ = ["main"]
 
@@ -42,13 +42,11 @@ sub-commands:
 
 
 def _serve_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    return argparse.ArgumentParser(
         prog="python -m node",
         description=_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    config_module.add_arguments(parser)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -63,10 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ecs_main(args[1:], os.environ)
     if args and args[0] == "serve":
         args = args[1:]
-    parser = _serve_parser()
-    flags = vars(parser.parse_args(args))
     try:
-        config = config_module.from_sources(flags, os.environ)
+        config = config_module.parse_args(args, os.environ, parser=_serve_parser())
     except ConfigError as exc:
         print(f"python -m node: error: {exc}", file=sys.stderr)
         return 2
@@ -91,7 +87,7 @@ async def serve(config: Config) -> int:
         # The route guard writes the access log (with request ids); aiohttp's own stays off.
         access_log=None,
         handle_signals=False,
-        max_line_size=max_request_line(config),
+        max_line_size=max_request_line(config.max_key_bytes),
         max_connections=config.max_connections,
         # Closes idle keep-alive connections, and connections that have not
         # completed a request in this time (slowloris).

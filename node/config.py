@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from .store import Store
+from .cache.charge import max_entry_charge
 
 __all__ = ["SETTINGS", "Config", "ConfigError", "Setting", "parse_member", "parse_size"]
 
@@ -65,22 +65,19 @@ class Config:
     log_format: str = "text"
     access_log: bool = False
     coalesce: bool = True
-    hot_cache: bool = True
-    # None: one eighth of max_bytes (see hot_cache_limit).
-    hot_cache_bytes: int | None = None
-    hot_cache_ttl: float = 1.0
-    hot_cache_threshold: int = 4
+    near_cache: bool = True
+    # None: one eighth of max_bytes (see near_cache_limit).
+    near_cache_bytes: int | None = None
+    near_cache_ttl: float = 1.0
+    near_cache_threshold: int = 4
     request_metrics: bool = True
 
     @property
-    def hot_cache_limit(self) -> int:
-        """Bytes the near cache may hold: HOT_CACHE_BYTES, else MAX_BYTES / 8."""
-        return self.hot_cache_bytes if self.hot_cache_bytes is not None else self.max_bytes // 8
-
-    @property
-    def listen_member(self) -> str:
-        """``host:port`` as bound; the member id unless ``advertise`` says otherwise."""
-        return f"{self.host}:{self.port}"
+    def near_cache_limit(self) -> int:
+        """Bytes the near cache may hold: NEAR_CACHE_BYTES, else MAX_BYTES / 8."""
+        if self.near_cache_bytes is not None:
+            return self.near_cache_bytes
+        return self.max_bytes // 8
 
 
 # -- value parsers: each takes the raw string and returns the typed value or
@@ -304,15 +301,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(field="coalesce", parse=_boolean, shown_default="true",
             help="Concurrent forwarded GETs (and HEADs) of one key share one request to "
                  "the owner."),
-    Setting(field="hot_cache", parse=_boolean, shown_default="true",
+    # The near cache was called the hot cache before 0.2: the old names still work.
+    Setting(field="near_cache", parse=_boolean, shown_default="true",
+            fallback_env=("CACHE_HOT_CACHE",),
             help="Keep short-lived copies of hot keys owned by other nodes (README: Hot keys)."),
-    Setting(field="hot_cache_bytes", parse=_size_at_least(64 * 1024),
-            shown_default="(MAX_BYTES / 8)",
+    Setting(field="near_cache_bytes", parse=_size_at_least(64 * 1024),
+            shown_default="(MAX_BYTES / 8)", fallback_env=("CACHE_HOT_CACHE_BYTES",),
             help="Memory bound of those copies, on top of MAX_BYTES."),
-    Setting(field="hot_cache_ttl", parse=_seconds(0.01, 60), shown_default="1",
+    Setting(field="near_cache_ttl", parse=_seconds(0.01, 60), shown_default="1",
+            fallback_env=("CACHE_HOT_CACHE_TTL",),
             help="Seconds a copy is served at most, counted from its fetch and never past "
                  "the entry's own TTL: the staleness bound."),
-    Setting(field="hot_cache_threshold", parse=_int_in(1, 1_000_000), shown_default="4",
+    Setting(field="near_cache_threshold", parse=_int_in(1, 1_000_000), shown_default="4",
+            fallback_env=("CACHE_HOT_CACHE_THRESHOLD",),
             help="GETs of a key within one second at a node that does not own it before "
                  "that node keeps a copy."),
 )  # fmt: skip
@@ -359,9 +360,18 @@ def from_sources(flags: Mapping[str, str | None], environ: Mapping[str, str]) ->
     return config
 
 
-def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
-    """Parse ``serve`` flags and the environment into a Config."""
-    parser = argparse.ArgumentParser(prog="python -m node")
+def parse_args(
+    argv: Sequence[str],
+    environ: Mapping[str, str],
+    *,
+    parser: argparse.ArgumentParser | None = None,
+) -> Config:
+    """Parse ``serve`` flags and the environment into a Config.
+
+    ``parser`` (default: a bare one) gets one flag per setting. Exits on a
+    malformed command line, as argparse does; raises ``ConfigError``.
+    """
+    parser = parser or argparse.ArgumentParser(prog="python -m node")
     add_arguments(parser)
     return from_sources(vars(parser.parse_args(list(argv))), environ)
 
@@ -369,7 +379,7 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
 def _check_consistency(config: Config) -> None:
     if config.discovery == "ecs" and not (config.ecs_cluster and config.ecs_service):
         raise ConfigError("CACHE_DISCOVERY=ecs needs CACHE_ECS_CLUSTER and CACHE_ECS_SERVICE")
-    largest = Store.max_charge(key_bytes=config.max_key_bytes, value_bytes=config.max_value_bytes)
+    largest = max_entry_charge(key_bytes=config.max_key_bytes, value_bytes=config.max_value_bytes)
     if largest > config.max_bytes:
         raise ConfigError(
             f"CACHE_MAX_VALUE_BYTES ({config.max_value_bytes}) and CACHE_MAX_KEY_BYTES "

@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from . import ecs
+from .cluster import ecs
 
 __all__ = ["HEALTH_CHECK_SCRIPT", "fargate_task_definition", "main"]
 

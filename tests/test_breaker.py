@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from node.breaker import CircuitBreakers
+from node.peers.breaker import CircuitBreakers
 
 
 class FakeClock:

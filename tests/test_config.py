@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from node.cache.store import Store
 from node.config import (
     SETTINGS,
     Config,
@@ -18,7 +19,7 @@ from node.config import (
     parse_member,
     parse_size,
 )
-from node.store import Store, ValueTooLarge
+from node.errors import ValueTooLarge
 
 ROOT = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024
@@ -61,10 +62,10 @@ SAMPLES: dict[str, tuple[str, Any, dict[str, str]]] = {
     "access_log": ("yes", True, {}),
     "request_metrics": ("off", False, {}),
     "coalesce": ("off", False, {}),
-    "hot_cache": ("false", False, {}),
-    "hot_cache_bytes": ("4MiB", 4 * MiB, {}),
-    "hot_cache_ttl": ("0.5", 0.5, {}),
-    "hot_cache_threshold": ("16", 16, {}),
+    "near_cache": ("false", False, {}),
+    "near_cache_bytes": ("4MiB", 4 * MiB, {}),
+    "near_cache_ttl": ("0.5", 0.5, {}),
+    "near_cache_threshold": ("16", 16, {}),
 }
 SETTING_IDS = [s.field for s in SETTINGS]
 

@@ -21,7 +21,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from node import ecs_cli
-from node.ecs import (
+from node.cluster.ecs import (
     AccessDenied,
     ClusterNotFound,
     EcsError,

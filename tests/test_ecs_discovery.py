@@ -15,15 +15,15 @@ from typing import Any
 
 import pytest
 
-from node.config import Config
-from node.discovery import create_discovery
-from node.discovery.ecs import EcsDiscovery
-from node.ecs import (
+from node.app import create_discovery
+from node.cluster.discovery.ecs import EcsDiscovery
+from node.cluster.ecs import (
     ClusterNotFound,
     EcsUnavailable,
     ServiceNotFound,
     Throttled,
 )
+from node.config import Config
 from tests.aws_emulator import AwsEmulator, Network, service_group
 
 CLUSTER = "cache"
@@ -224,7 +224,13 @@ async def test_ecs_discovery_is_what_config_asks_for(
 
 
 @pytest.mark.parametrize(
-    "path", ["node/ecs.py", "node/net.py", "node/ecs_cli.py", "node/discovery/ecs.py"]
+    "path",
+    [
+        "node/cluster/ecs.py",
+        "node/cluster/net.py",
+        "node/ecs_cli.py",
+        "node/cluster/discovery/ecs.py",
+    ],
 )
 def test_ecs_modules_leave_the_environment_to_config_and_botocore(path: str) -> None:
     # Code only: ecs_cli's health check *script* (a string) reads CACHE_PORT in the container.

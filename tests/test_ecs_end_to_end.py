@@ -42,7 +42,7 @@ import pytest
 
 from client import HashRing
 from client._transport import kv_path
-from node.ecs import open_client, stop_task
+from node.cluster.ecs import open_client, stop_task
 from node.local_cluster import NodeProcess
 
 from .aws_emulator import REGION, AwsEmulator, EcsLimitsProxy, service_group

@@ -25,8 +25,8 @@ import orjson
 import pytest
 import schemathesis
 
+from node.http.openapi import load_document
 from node.local_cluster import NodeProcess
-from node.openapi import load_document
 
 from .conftest import next_subnet
 from .http_call import call
@@ -85,7 +85,7 @@ CONFIG = schemathesis.Config.from_dict(
     }
 )
 schema = schemathesis.openapi.from_path(
-    Path(__file__).parent.parent / "node" / "openapi.json", config=CONFIG
+    Path(__file__).parent.parent / "node" / "http" / "openapi.json", config=CONFIG
 )
 
 # Per operation label ("PUT /kv/{key}"): answers by status class ("2xx", "4xx"...).

@@ -1,11 +1,12 @@
 """Hot keys: coalesced forwards, the near cache on non-owners, and its staleness bound.
 
 The unit tests pin the parts (``SingleFlight``, the admission sketch, the
-near cache's rules, the owner's fetcher log); the rest run real node
-processes. A key is mirrored by a node once it has seen
-``CACHE_HOT_CACHE_THRESHOLD`` GETs of it within a second; a copy is served
-for at most ``CACHE_HOT_CACHE_TTL`` from its fetch, and the owner's
-invalidation notice usually ends it much sooner.
+near cache's rules, the owner's fetcher log, the read path
+``RemoteReads``); the rest run real node processes. A node keeps a
+near-cache copy of a key once it has seen ``CACHE_NEAR_CACHE_THRESHOLD``
+GETs of it within a second; a copy is served for at most
+``CACHE_NEAR_CACHE_TTL`` from its fetch, and the owner's invalidation
+notice usually ends it much sooner.
 """
 
 from __future__ import annotations
@@ -14,29 +15,29 @@ import asyncio
 import random
 import signal
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
 import pytest
-from multidict import CIMultiDict, CIMultiDictProxy
 
 from client import HashRing
-from client._transport import Reply, kv_path
-from node.coalesce import SingleFlight
-from node.hot_keys import HotKeys
-from node.http_errors import HttpError
-from node.invalidation import FetcherLog
+from client._transport import kv_path
+from node.cache.near_cache import NearCache
+from node.cache.sketch import FrequencySketch
+from node.core import RemoteReads
+from node.errors import PeerTimeout
 from node.local_cluster import LocalCluster
-from node.near_cache import NearCache
-from node.sketch import FrequencySketch
+from node.peers.invalidation import FetcherLog
+from node.peers.singleflight import SingleFlight
+from node.results import Found
 
 from .conftest import next_subnet
 from .http_call import Answer, call
 from .placement import key_owned_by
 
-MIRROR_OF = "x-cache-mirror-of"
-# The default CACHE_HOT_CACHE_TTL: the stated staleness bound.
+NEAR_COPY_OF = "x-cache-near-copy-of"
+# The default CACHE_NEAR_CACHE_TTL: the stated staleness bound.
 BOUND_S = 1.0
 # Scheduling slack on a shared 2-core machine.
 MARGIN_S = 0.5
@@ -334,63 +335,73 @@ def test_the_near_cache_stays_within_its_bytes() -> None:
     assert near.get("k99") is not None and near.get("k0") is None
 
 
-# -- the read path (HotKeys) with a fake owner -------------------------------------
+# -- the read path (RemoteReads) with a fake owner -----------------------------------
 
 
-def owner_reply(status: int, body: bytes = b"", **headers: str) -> Reply:
-    names = {"X-Cache-Node": "owner:7000", **{k.replace("_", "-"): v for k, v in headers.items()}}
-    return Reply(status, CIMultiDictProxy(CIMultiDict(names)), body)
+def owner_found(value: bytes | None, ttl: float | None = None) -> Found:
+    return Found(value, ttl, "owner:7000", "ring", "entry:7000")
 
 
-async def test_coalesced_callers_each_get_their_own_copy_of_the_error() -> None:
-    hot_keys = HotKeys(near=None, coalesce=True)
+async def test_coalesced_callers_all_get_the_owners_error() -> None:
+    reads = RemoteReads(near=None, coalesce=True)
     gate = asyncio.Event()
 
-    async def send(headers: Mapping[str, str] | None) -> Reply:
+    async def fetch(near_ttl: float | None) -> Found:
         await gate.wait()
-        raise HttpError(504, "peer_timeout", "The owner did not answer.")
+        raise PeerTimeout("The owner did not answer.")
 
-    callers = [asyncio.create_task(hot_keys.fetch("GET", "k", send)) for _ in range(3)]
+    callers = [asyncio.create_task(reads.fetch("k", fetch)) for _ in range(3)]
     await asyncio.sleep(0)
     gate.set()
     errors = await asyncio.gather(*callers, return_exceptions=True)
-    assert all(isinstance(e, HttpError) and e.status == 504 for e in errors)
-    assert len({id(error) for error in errors}) == 3
-    assert hot_keys.forwards_coalesced == 2
+    assert all(isinstance(e, PeerTimeout) for e in errors)
+    assert reads.forwards_coalesced == 2
 
 
-async def test_a_hot_key_is_fetched_for_mirroring_and_kept() -> None:
+async def test_a_hot_key_is_fetched_for_the_near_cache_and_kept() -> None:
     clock = FakeClock()
-    hot_keys = HotKeys(near=near_cache(clock), coalesce=True)
-    sent: list[Mapping[str, str] | None] = []
+    reads = RemoteReads(near=near_cache(clock), coalesce=True)
+    announced: list[float | None] = []
 
-    async def send(headers: Mapping[str, str] | None) -> Reply:
-        sent.append(headers)
-        return owner_reply(200, b"v", X_Cache_TTL="0.500")
+    async def fetch(near_ttl: float | None) -> Found:
+        announced.append(near_ttl)
+        return owner_found(b"v", ttl=0.5)
 
     for _ in range(3):  # the threshold is 3
-        assert hot_keys.lookup("GET", "k") is None
-        await hot_keys.fetch("GET", "k", send)
-    assert sent[:2] == [None, None]
-    assert sent[2] == {"X-Cache-Mirror-TTL": "1.000"}
-    entry = hot_keys.lookup("GET", "k")
-    assert entry is not None and (entry.value, entry.owner) == (b"v", "owner:7000")
-    assert hot_keys.ttl_left(entry) == pytest.approx(0.5)
-    hot_keys.wrote("k")
-    assert hot_keys.lookup("GET", "k") is None
+        assert reads.lookup("k") is None
+        await reads.fetch("k", fetch)
+    assert announced == [None, None, 1.0]
+    copy = reads.lookup("k")
+    assert copy is not None and (copy.value, copy.owner) == (b"v", "owner:7000")
+    assert reads.near is not None and reads.near.ttl_left(copy) == pytest.approx(0.5)
+    reads.wrote("k")
+    assert reads.lookup("k") is None
 
 
-async def test_an_answer_overtaken_by_a_write_is_relayed_but_not_kept() -> None:
-    hot_keys = HotKeys(near=near_cache(FakeClock()), coalesce=True)
+async def test_a_head_never_admits_a_copy() -> None:
+    reads = RemoteReads(near=near_cache(FakeClock()), coalesce=True)
+    for _ in range(5):
+        reads.lookup("k")  # hot by GETs
+
+    async def fetch(near_ttl: float | None) -> Found:
+        assert near_ttl is None
+        return owner_found(b"v")
+
+    await reads.fetch("k", fetch, count=False)
+    assert reads.lookup("k", count=False) is None
+
+
+async def test_an_answer_overtaken_by_a_write_is_passed_on_but_not_kept() -> None:
+    reads = RemoteReads(near=near_cache(FakeClock()), coalesce=True)
     for _ in range(3):
-        hot_keys.lookup("GET", "k")
+        reads.lookup("k")
 
-    async def send(headers: Mapping[str, str] | None) -> Reply:
-        hot_keys.invalidate(["k"])  # the owner's notice lands before its answer
-        return owner_reply(200, b"old")
+    async def fetch(near_ttl: float | None) -> Found:
+        reads.invalidate(["k"])  # the owner's notice lands before its answer
+        return owner_found(b"old")
 
-    assert (await hot_keys.fetch("GET", "k", send)).body == b"old"
-    assert hot_keys.lookup("GET", "k") is None
+    assert (await reads.fetch("k", fetch)).value == b"old"
+    assert reads.lookup("k") is None
 
 
 # -- the owner's fetcher log ---------------------------------------------------------
@@ -427,8 +438,8 @@ def clusters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Loc
     patient = ("--peer-timeout", "10", "--health-failures", "100")
     specs = {
         "default": (3, patient),
-        "long_ttl": (3, ("--hot-cache-ttl", "30")),
-        "off": (2, ("--coalesce", "false", "--hot-cache", "false", *patient)),
+        "long_ttl": (3, ("--near-cache-ttl", "30")),
+        "off": (2, ("--coalesce", "false", "--near-cache", "false", *patient)),
         "replicated": (3, ("--replicas", "2")),
     }
     started: dict[str, LocalCluster] = {}
@@ -454,13 +465,13 @@ def _stats(member: str) -> dict[str, Any]:
     return stats
 
 
-def _mirror(member: str, key: str, *, tries: int = 50) -> Answer:
+def _copy_near(member: str, key: str, *, tries: int = 50) -> Answer:
     """GET ``key`` at ``member`` until the answer comes from its near cache."""
     for _ in range(tries):
         answer = call(member, "GET", kv_path(key))
-        if MIRROR_OF in answer.headers:
+        if NEAR_COPY_OF in answer.headers:
             return answer
-    raise AssertionError(f"{member} did not mirror {key} in {tries} GETs")
+    raise AssertionError(f"{member} kept no near copy of {key} in {tries} GETs")
 
 
 async def _many(member: str, key: str, methods: list[str]) -> list[tuple[int, bytes]]:
@@ -498,8 +509,8 @@ async def test_200_concurrent_gets_through_a_non_owner_make_one_request_to_the_o
     cluster.nodes[0].signal(signal.SIGSTOP)
     try:
         requests = asyncio.create_task(_many(entry, key, ["GET"] * 200 + ["HEAD"] * 20))
-        joined = before["hot_keys"]["forwards_coalesced"] + 199 + 19
-        await _wait_for(lambda: _stats(entry)["hot_keys"]["forwards_coalesced"] >= joined, 20)
+        joined = before["coalescing"]["forwards_coalesced"] + 199 + 19
+        await _wait_for(lambda: _stats(entry)["coalescing"]["forwards_coalesced"] >= joined, 20)
     finally:
         cluster.nodes[0].signal(signal.SIGCONT)
     answers = await requests
@@ -507,7 +518,7 @@ async def test_200_concurrent_gets_through_a_non_owner_make_one_request_to_the_o
     after = _stats(entry)
     # One GET and one HEAD: they are coalesced apart, their answers differ.
     assert after["forwarding"]["forwards"] - before["forwarding"]["forwards"] == 2
-    assert after["hot_keys"]["forwards_coalesced"] == joined
+    assert after["coalescing"]["forwards_coalesced"] == joined
     assert _stats(owner)["forwarding"]["served_for_peers"] - served_before == 2
 
 
@@ -518,20 +529,20 @@ def test_a_hot_key_is_served_by_a_non_owner_without_a_forward(
     owner, entry = cluster.members[0], cluster.members[1]
     key = key_owned_by(cluster.members, owner, prefix="hot")
     assert call(owner, "PUT", kv_path(key) + "?ttl=600", b"hot value").status == 204
-    _mirror(entry, key)
+    _copy_near(entry, key)
     forwards = _stats(entry)["forwarding"]["forwards"]
     served = _stats(owner)["forwarding"]["served_for_peers"]
     for _ in range(100):
         answer = call(entry, "GET", kv_path(key))
         assert (answer.status, answer.body) == (200, b"hot value")
         assert answer.served_by == entry
-        assert answer.headers[MIRROR_OF] == owner
+        assert answer.headers[NEAR_COPY_OF] == owner
         assert 0 < float(answer.headers["x-cache-ttl"]) <= 600
     head = call(entry, "HEAD", kv_path(key))
     assert (head.status, head.headers["content-length"]) == (200, str(len(b"hot value")))
     assert _stats(entry)["forwarding"]["forwards"] == forwards
     assert _stats(owner)["forwarding"]["served_for_peers"] == served
-    near = _stats(entry)["hot_keys"]["near"]
+    near = _stats(entry)["near_cache"]
     assert near["hits"] >= 101 and near["items"] >= 1
 
 
@@ -542,27 +553,27 @@ def test_an_owner_never_serves_from_a_near_cache(clusters: dict[str, LocalCluste
     call(owner, "PUT", kv_path(key), b"mine")
     for _ in range(20):
         answer = call(owner, "GET", kv_path(key))
-        assert answer.served_by == owner and MIRROR_OF not in answer.headers
-    assert _stats(owner)["hot_keys"]["near"]["admitted"] == 0
+        assert answer.served_by == owner and NEAR_COPY_OF not in answer.headers
+    assert _stats(owner)["near_cache"]["admitted"] == 0
 
 
-def test_a_write_through_the_mirroring_node_is_seen_there_at_once(
+def test_a_write_through_a_node_with_a_near_copy_is_seen_there_at_once(
     clusters: dict[str, LocalCluster],
 ) -> None:
     cluster = clusters["long_ttl"]
     owner, entry = cluster.members[0], cluster.members[1]
     key = key_owned_by(cluster.members, owner, prefix="own-write")
     call(owner, "PUT", kv_path(key), b"old")
-    _mirror(entry, key)
+    _copy_near(entry, key)
     assert call(entry, "PUT", kv_path(key), b"new").status == 204
     assert call(entry, "GET", kv_path(key)).body == b"new"
-    _mirror(entry, key)
+    _copy_near(entry, key)
     assert call(entry, "DELETE", kv_path(key)).status == 204
     assert call(entry, "GET", kv_path(key)).status == 404
 
 
 @pytest.mark.parametrize("method", ["PUT", "DELETE"])
-def test_the_owner_tells_every_mirror_when_a_key_changes(
+def test_the_owner_tells_every_node_with_a_near_copy_when_a_key_changes(
     clusters: dict[str, LocalCluster], method: str
 ) -> None:
     # Copies live 30 s here: only the owner's notice can end them in time.
@@ -570,8 +581,8 @@ def test_the_owner_tells_every_mirror_when_a_key_changes(
     owner, b, c = cluster.members
     key = key_owned_by(cluster.members, owner, prefix=f"notify-{method}")
     call(owner, "PUT", kv_path(key), b"old")
-    _mirror(b, key)
-    _mirror(c, key)
+    _copy_near(b, key)
+    _copy_near(c, key)
     written = time.monotonic()
     answer = call(c, method, kv_path(key), b"new" if method == "PUT" else None)
     assert answer.status == 204
@@ -581,18 +592,18 @@ def test_the_owner_tells_every_mirror_when_a_key_changes(
         got = call(b, "GET", kv_path(key))
         if (got.status, got.body if method == "PUT" else None) == expected:
             break
-        assert time.monotonic() < deadline, "the mirror kept the old value"
+        assert time.monotonic() < deadline, "a near copy kept the old value"
         time.sleep(0.01)
     assert _stats(b)["invalidations"]["received"] >= 1
 
 
 def test_no_node_serves_the_old_value_past_the_bound(clusters: dict[str, LocalCluster]) -> None:
-    cluster = clusters["default"]  # default CACHE_HOT_CACHE_TTL: the bound is 1 s
+    cluster = clusters["default"]  # default CACHE_NEAR_CACHE_TTL: the bound is 1 s
     owner, b, c = cluster.members
     key = key_owned_by(cluster.members, owner, prefix="bound")
     call(owner, "PUT", kv_path(key), b"old")
-    _mirror(b, key)
-    _mirror(c, key)
+    _copy_near(b, key)
+    _copy_near(c, key)
     assert call(c, "PUT", kv_path(key), b"new").status == 204
     acknowledged = time.monotonic()
     stale_seen_at: dict[str, float] = {}
@@ -608,21 +619,21 @@ def test_no_node_serves_the_old_value_past_the_bound(clusters: dict[str, LocalCl
     assert not late, f"old value served after the bound: {late}"
 
 
-def test_with_replicas_only_non_owners_mirror(clusters: dict[str, LocalCluster]) -> None:
+def test_with_replicas_only_non_owners_copy_near(clusters: dict[str, LocalCluster]) -> None:
     cluster = clusters["replicated"]
     key = "replicated-hot"
     owners = HashRing(cluster.members).owners(key, 2)
     (other,) = set(cluster.members) - set(owners)
     assert call(owners[0], "PUT", kv_path(key), b"old").status == 204
-    assert _mirror(other, key).headers[MIRROR_OF] in owners
+    assert _copy_near(other, key).headers[NEAR_COPY_OF] in owners
     for owner in owners:
         for _ in range(10):
             answer = call(owner, "GET", kv_path(key))
-            assert answer.served_by == owner and MIRROR_OF not in answer.headers
+            assert answer.served_by == owner and NEAR_COPY_OF not in answer.headers
     assert call(owners[1], "PUT", kv_path(key), b"new").status == 204
     deadline = time.monotonic() + 2.0
     while call(other, "GET", kv_path(key)).body != b"new":
-        assert time.monotonic() < deadline, "the mirror kept the old value"
+        assert time.monotonic() < deadline, "a near copy kept the old value"
         time.sleep(0.01)
 
 
@@ -634,7 +645,7 @@ async def test_both_features_can_be_turned_off(clusters: dict[str, LocalCluster]
     before = _stats(entry)["forwarding"]["forwards"]
     for _ in range(20):
         answer = call(entry, "GET", kv_path(key))
-        assert answer.served_by == owner and MIRROR_OF not in answer.headers
+        assert answer.served_by == owner and NEAR_COPY_OF not in answer.headers
     cluster.nodes[0].signal(signal.SIGSTOP)
     try:
         requests = asyncio.create_task(_many(entry, key, ["GET"] * 30))
@@ -644,7 +655,8 @@ async def test_both_features_can_be_turned_off(clusters: dict[str, LocalCluster]
     assert await requests == [(200, b"v")] * 30
     stats = _stats(entry)
     assert stats["forwarding"]["forwards"] == before + 50
-    assert stats["hot_keys"] == {"coalesce": False, "forwards_coalesced": 0, "hot_cache": False}
+    assert stats["coalescing"] == {"enabled": False, "forwards_coalesced": 0}
+    assert stats["near_cache"] == {"enabled": False}
 
 
 def test_hot_key_counters_are_in_the_metrics(clusters: dict[str, LocalCluster]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from client import HashRing
-from node.membership import Membership, MembershipKeeper, PeerHealth
+from node.cluster.membership import Membership, MembershipKeeper, PeerHealth
 
 SELF = "10.0.0.1:7000"
 B = "10.0.0.2:7000"

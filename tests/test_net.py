@@ -18,7 +18,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from node.net import DEFAULT_UDP_PROBE, FALLBACK_IP, check_alive, get_private_ip
+from node.cluster.net import DEFAULT_UDP_PROBE, FALLBACK_IP, check_alive, get_private_ip
 
 LOOPBACK_PROBE = "127.0.0.9"
 

@@ -21,7 +21,7 @@ from openapi_spec_validator import validate
 
 from node.app import create_app
 from node.config import Config
-from node.openapi import load_document
+from node.http.openapi import load_document
 
 DOCUMENT: dict[str, Any] = orjson.loads(load_document())
 README = Path(__file__).parent.parent / "README.md"

@@ -10,7 +10,7 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from client._transport import kv_path
-from node.transfer import encode_entries
+from node.peers.transfer import encode_entries
 
 from .conftest import ClusterFactory, NodeFactory, next_subnet
 from .http_call import call

@@ -342,3 +342,39 @@ def test_ring_version_differs_for_different_sets() -> None:
 def test_vnodes_below_one_raise_value_error(vnodes: int) -> None:
     with pytest.raises(ValueError):
         HashRing(TEN, vnodes=vnodes)
+
+
+# Members for derived rings, with the pair of ids whose vnodes share a point.
+MEMBER_POOL = [f"10.1.{i // 8}.{i % 8}:7000" for i in range(16)] + [
+    point["member"] for point in VECTORS["tie"]["points"]
+]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    before=st.sets(st.sampled_from(MEMBER_POOL), min_size=1, max_size=12),
+    after=st.sets(st.sampled_from(MEMBER_POOL), min_size=1, max_size=12),
+    vnodes=st.sampled_from([1, 4, 160]),
+)
+def test_a_ring_derived_with_members_equals_one_built_afresh(
+    before: set[str], after: set[str], vnodes: int
+) -> None:
+    derived = HashRing(before, vnodes=vnodes).with_members(after)
+    fresh = HashRing(after, vnodes=vnodes)
+    assert derived.points() == fresh.points()
+    assert (derived.members, derived.version) == (fresh.members, fresh.version)
+
+
+def test_a_derived_ring_hands_a_shared_point_to_the_next_claimant() -> None:
+    tie = VECTORS["tie"]
+    winner, loser = tie["winner"], tie["loser"]
+    shared = next(
+        vnode_point(p["member"], p["index"]) for p in tie["points"] if p["member"] == winner
+    )
+    others = [f"10.2.0.{i}:7000" for i in range(1, 6)]
+    ring = HashRing([winner, loser, *others], vnodes=160)
+    assert dict(ring.points())[shared] == winner
+    without_winner = ring.with_members([loser, *others])
+    assert dict(without_winner.points())[shared] == loser
+    back = without_winner.with_members([winner, loser, *others])
+    assert back.points() == ring.points()

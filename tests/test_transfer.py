@@ -9,7 +9,7 @@ import time
 import pytest
 
 from node.local_cluster import LocalCluster
-from node.transfer import MAGIC, TransferFormatError, decode_entries, encode_entries
+from node.peers.transfer import MAGIC, TransferFormatError, decode_entries, encode_entries
 
 from .conftest import ClusterFactory
 from .http_call import call

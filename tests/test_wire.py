@@ -1,8 +1,11 @@
 """Reading requests: keys from raw paths, TTLs, bounded bodies.
 
-``parse_ttl`` and ``read_body`` take an aiohttp request; these tests build one
-with ``aiohttp.test_utils.make_mocked_request`` (aiohttp's own test helper)
-and feed bodies through a real ``StreamReader``.
+The key is decoded by the HTTP door (``parse_key``) and checked against the
+limit by the core (``check_key``); the TTL grammar is the one rule clients
+and nodes share (``client._protocol``). ``parse_request_ttl`` and
+``read_body`` take an aiohttp request; these tests build one with
+``aiohttp.test_utils.make_mocked_request`` (aiohttp's own test helper) and
+feed bodies through a real ``StreamReader``.
 """
 
 from __future__ import annotations
@@ -18,25 +21,45 @@ from aiohttp.test_utils import make_mocked_request
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.http_errors import HttpError
-from node.wire import (
-    TTL_HEADER,
-    _parse_one_ttl,
-    format_ttl,
-    format_ttl_for_peer,
-    parse_key,
-    parse_ttl,
-    read_body,
-)
+from client._arguments import ttl_headers
+from client._protocol import TTL_HEADER, format_ttl, format_ttl_left, parse_ttl
+from node.core import check_key
+from node.errors import BadTtl, NodeError
+from node.http.errors import HttpError, from_node_error
+from node.http.wire import parse_key, parse_request_ttl, read_body
 
 LIMIT = 250
 
 
 def http_error(call: Callable[..., object], *args: object) -> HttpError:
-    """The HttpError that ``call(*args)`` raises."""
-    with pytest.raises(HttpError) as caught:
+    """The answer a caller gets when ``call(*args)`` raises (an error of the
+    door, or the core's error as the door renders it)."""
+    try:
         call(*args)
-    return caught.value
+    except HttpError as exc:
+        return exc
+    except NodeError as exc:
+        return from_node_error(exc)
+    raise AssertionError(f"{call.__name__} raised nothing")
+
+
+def key_of(raw_path: str, limit: int = LIMIT) -> str:
+    """The key a node serves for ``raw_path``: decoded, then checked."""
+    key = parse_key(raw_path)
+    check_key(key, limit)
+    return key
+
+
+def bad_ttl(raw: str) -> HttpError:
+    """The answer to a write with TTL ``raw``, by the shared grammar."""
+
+    def parse() -> None:
+        try:
+            parse_ttl(raw)
+        except ValueError as exc:
+            raise BadTtl(str(exc)) from None
+
+    return http_error(parse)
 
 
 # -- parse_key -------------------------------------------------------------------
@@ -58,61 +81,61 @@ def http_error(call: Callable[..., object], *args: object) -> HttpError:
     ],
 )
 def test_parse_key_percent_decodes_the_rest_of_the_path(raw_path: str, key: str) -> None:
-    assert parse_key(raw_path, LIMIT) == key
+    assert key_of(raw_path) == key
 
 
 def test_parse_key_keeps_slashes() -> None:
-    assert parse_key("/kv//a//b/", LIMIT) == "/a//b/"
+    assert key_of("/kv//a//b/") == "/a//b/"
 
 
 @pytest.mark.parametrize("raw_path", ["/kv/a?ttl=5", "/kv/a?", "/kv/a?x=1&ttl=2.5"])
 def test_parse_key_strips_the_query_string(raw_path: str) -> None:
-    assert parse_key(raw_path, LIMIT) == "a"
+    assert key_of(raw_path) == "a"
 
 
 @pytest.mark.parametrize("raw_path", ["/kv/", "/kv/?ttl=5"])
 def test_an_empty_key_is_400_bad_key(raw_path: str) -> None:
-    error = http_error(parse_key, raw_path, LIMIT)
+    error = http_error(key_of, raw_path)
     assert (error.status, error.error) == (400, "bad_key")
 
 
 @pytest.mark.parametrize("raw_path", ["/kv/%FF", "/kv/a%C3%28", "/kv/%ED%A0%80", "/kv/%F0%9F"])
 def test_a_key_that_is_not_utf8_is_400_bad_key(raw_path: str) -> None:
-    error = http_error(parse_key, raw_path, LIMIT)
+    error = http_error(key_of, raw_path)
     assert (error.status, error.error) == (400, "bad_key")
 
 
 def test_a_key_exactly_at_the_limit_is_accepted() -> None:
-    assert parse_key("/kv/" + "k" * LIMIT, LIMIT) == "k" * LIMIT
+    assert key_of("/kv/" + "k" * LIMIT) == "k" * LIMIT
 
 
 def test_a_key_one_byte_over_the_limit_is_414_key_too_long() -> None:
-    error = http_error(parse_key, "/kv/" + "k" * (LIMIT + 1), LIMIT)
+    error = http_error(key_of, "/kv/" + "k" * (LIMIT + 1))
     assert (error.status, error.error) == (414, "key_too_long")
 
 
 def test_the_key_limit_counts_utf8_bytes_not_characters() -> None:
     # 125 two-byte characters are 250 bytes: at the limit. 126 are over it.
     at_limit = "%D0%B6" * 125
-    assert parse_key("/kv/" + at_limit, LIMIT) == "ж" * 125
-    error = http_error(parse_key, "/kv/" + at_limit + "%D0%B6", LIMIT)
+    assert key_of("/kv/" + at_limit) == "ж" * 125
+    error = http_error(key_of, "/kv/" + at_limit + "%D0%B6")
     assert (error.status, error.error) == (414, "key_too_long")
 
 
 def test_the_key_limit_counts_decoded_bytes_not_escapes() -> None:
     # "%41" is three characters on the wire and one byte of key.
-    assert parse_key("/kv/" + "%41" * LIMIT, LIMIT) == "A" * LIMIT
+    assert key_of("/kv/" + "%41" * LIMIT) == "A" * LIMIT
 
 
 def test_the_key_limit_applies_to_literal_non_ascii_paths() -> None:
-    error = http_error(parse_key, "/kv/" + "ж" * 126, LIMIT)
+    error = http_error(key_of, "/kv/" + "ж" * 126)
     assert (error.status, error.error) == (414, "key_too_long")
 
 
 @settings(max_examples=200, deadline=None)
 @given(key=st.text(min_size=1, max_size=80))
 def test_parse_key_inverts_percent_encoding(key: str) -> None:
-    assert parse_key("/kv/" + quote(key, safe="/"), 10_000) == key
+    assert parse_key("/kv/" + quote(key, safe="/")) == key
 
 
 # -- TTLs ------------------------------------------------------------------------
@@ -131,7 +154,7 @@ def test_parse_key_inverts_percent_encoding(key: str) -> None:
     ],
 )
 def test_a_positive_decimal_ttl_parses_to_seconds(raw: str, seconds: float) -> None:
-    assert _parse_one_ttl(raw) == seconds
+    assert parse_ttl(raw) == seconds
 
 
 @pytest.mark.parametrize(
@@ -163,18 +186,18 @@ def test_a_positive_decimal_ttl_parses_to_seconds(raw: str, seconds: float) -> N
     ],
 )
 def test_a_bad_ttl_is_400_bad_ttl(raw: str) -> None:
-    error = http_error(_parse_one_ttl, raw)
+    error = bad_ttl(raw)
     assert (error.status, error.error) == (400, "bad_ttl")
 
 
 def test_a_ttl_in_non_ascii_digits_is_400_bad_ttl() -> None:
     # "\u0663" is ARABIC-INDIC DIGIT THREE: a digit to str.isdigit, not to HTTP.
-    error = http_error(_parse_one_ttl, "\u0663")
+    error = bad_ttl("\u0663")
     assert (error.status, error.error) == (400, "bad_ttl")
 
 
 def test_a_bad_ttl_detail_quotes_at_most_40_characters() -> None:
-    error = http_error(_parse_one_ttl, "x" * 10_000)
+    error = bad_ttl("x" * 10_000)
     assert len(error.detail) < 200
 
 
@@ -182,42 +205,55 @@ def test_a_bad_ttl_detail_quotes_at_most_40_characters() -> None:
     ("seconds", "text"),
     [(0, "0.000"), (0.0004, "0.000"), (1, "1.000"), (2.5, "2.500"), (1 / 3, "0.333")],
 )
-def test_format_ttl_gives_seconds_with_millisecond_precision(seconds: float, text: str) -> None:
-    assert format_ttl(seconds) == text
+def test_an_answers_ttl_gives_seconds_with_millisecond_precision(seconds: float, text: str) -> None:
+    assert format_ttl_left(seconds) == text
 
 
-def test_format_ttl_of_a_huge_ttl_is_plain_decimal() -> None:
-    assert format_ttl(999999999999.0) == "999999999999.000"
+def test_an_answers_ttl_of_a_huge_ttl_is_plain_decimal() -> None:
+    assert format_ttl_left(999999999999.0) == "999999999999.000"
 
 
 @pytest.mark.parametrize("raw", ["0.00001", "0.000000001", "9999999999.999999999", "2.5", "30"])
 def test_a_ttl_forwarded_to_a_peer_parses_there_unchanged(raw: str) -> None:
-    seconds = _parse_one_ttl(raw)
-    assert _parse_one_ttl(format_ttl_for_peer(seconds)) == pytest.approx(seconds, rel=1e-9)
+    seconds = parse_ttl(raw)
+    assert parse_ttl(format_ttl(seconds)) == pytest.approx(seconds, rel=1e-9)
 
 
 @settings(max_examples=200, deadline=None)
 @given(seconds=st.floats(min_value=0.001, max_value=1e9))
 def test_a_formatted_ttl_parses_back_to_within_a_millisecond(seconds: float) -> None:
-    assert math.isclose(_parse_one_ttl(format_ttl(seconds)), seconds, abs_tol=0.0005)
+    assert math.isclose(parse_ttl(format_ttl_left(seconds)), seconds, abs_tol=0.0005)
+
+
+@pytest.mark.parametrize("seconds", [1e-9, 2.5, 86_400, 9_999_999_999.0])
+def test_every_ttl_the_client_sends_is_one_the_node_takes(seconds: float) -> None:
+    headers = ttl_headers(seconds)
+    assert headers is not None
+    assert parse_ttl(headers[TTL_HEADER]) == pytest.approx(seconds, rel=1e-9)
+
+
+@pytest.mark.parametrize("seconds", [5e10, 1e12, float("inf"), 0, -1])
+def test_a_ttl_the_node_would_refuse_is_refused_by_the_client_first(seconds: float) -> None:
+    with pytest.raises(ValueError):
+        ttl_headers(seconds)
 
 
 def test_no_ttl_given_is_none() -> None:
-    assert parse_ttl(make_mocked_request("PUT", "/kv/a")) is None
+    assert parse_request_ttl(make_mocked_request("PUT", "/kv/a")) is None
 
 
 def test_ttl_from_the_query() -> None:
-    assert parse_ttl(make_mocked_request("PUT", "/kv/a?ttl=2.5")) == 2.5
+    assert parse_request_ttl(make_mocked_request("PUT", "/kv/a?ttl=2.5")) == 2.5
 
 
 def test_ttl_from_the_header() -> None:
     request = make_mocked_request("PUT", "/kv/a", headers={TTL_HEADER: " 30 "})
-    assert parse_ttl(request) == 30.0
+    assert parse_request_ttl(request) == 30.0
 
 
 def test_equal_ttls_in_query_and_header_are_accepted() -> None:
     request = make_mocked_request("PUT", "/kv/a?ttl=30", headers={TTL_HEADER: "30"})
-    assert parse_ttl(request) == 30.0
+    assert parse_request_ttl(request) == 30.0
 
 
 @pytest.mark.parametrize(
@@ -231,7 +267,7 @@ def test_equal_ttls_in_query_and_header_are_accepted() -> None:
     ],
 )
 def test_conflicting_or_bad_ttls_are_400_bad_ttl(path: str, headers: dict[str, str]) -> None:
-    error = http_error(parse_ttl, make_mocked_request("PUT", path, headers=headers))
+    error = http_error(parse_request_ttl, make_mocked_request("PUT", path, headers=headers))
     assert (error.status, error.error) == (400, "bad_ttl")
 
 

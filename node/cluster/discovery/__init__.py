@@ -3,16 +3,17 @@
 A discovery source answers one question, ``await members()``: the member ids
 (``"host:port"``) that should be in the cluster right now, before health
 checks. It raises on failure; the caller keeps its last good list.
+``node.app`` picks the source the settings name (ECS discovery is imported
+only then: a static node never loads botocore, about 0.3 s).
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from ..config import Config
 from .static import StaticDiscovery
 
-__all__ = ["Discovery", "StaticDiscovery", "create_discovery"]
+__all__ = ["Discovery", "StaticDiscovery"]
 
 
 class Discovery(Protocol):
@@ -21,15 +22,3 @@ class Discovery(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-def create_discovery(config: Config, self_id: str) -> Discovery:
-    """The discovery source that ``config.discovery`` names."""
-    if config.discovery == "ecs":
-        # Imported here so a static node never loads botocore (about 0.3 s).
-        from .ecs import EcsDiscovery
-
-        return EcsDiscovery(
-            cluster=config.ecs_cluster, service=config.ecs_service, port=config.port
-        )
-    return StaticDiscovery(config.peers, self_id=self_id)

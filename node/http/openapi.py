@@ -1,6 +1,6 @@
 """``GET /openapi.json``: the node's HTTP API as an OpenAPI 3 document.
 
-The document is the checked-in file ``node/openapi.json`` (package data),
+The document is the checked-in file ``node/http/openapi.json`` (package data),
 served as it is. ``tests/test_openapi.py`` keeps it true: every route and
 method of the app is in it, every path in it is a route, and a fuzzer checks
 the answers of a live node against it.
@@ -12,29 +12,24 @@ from importlib import resources
 
 from aiohttp import web
 
-from .context import NodeContext
-from .handlers import allow
+from .errors import allow
 
-__all__ = ["OpenApiRoutes", "load_document"]
+__all__ = ["OpenApiRoute", "load_document"]
 
 _HEADERS = {"Content-Type": "application/json"}
 
 
 def load_document() -> bytes:
-    """The OpenAPI document, as the bytes of ``node/openapi.json``."""
-    return resources.files("node").joinpath("openapi.json").read_bytes()
+    """The OpenAPI document, as the bytes of ``node/http/openapi.json``."""
+    return resources.files(__package__).joinpath("openapi.json").read_bytes()
 
 
-class OpenApiRoutes:
+class OpenApiRoute:
     """``/openapi.json``, public like ``/check-alive``: a caller needs the
     document to learn how to authenticate."""
 
-    def __init__(self, context: NodeContext) -> None:
-        self.context = context
+    def __init__(self) -> None:
         self._document = load_document()  # read once: it never changes while the node runs
-
-    def register(self, app: web.Application) -> None:
-        self.context.guard.add_route(app, "/openapi.json", self.openapi, public=True)
 
     async def openapi(self, request: web.Request) -> web.Response:
         allow(request, "GET", "HEAD")

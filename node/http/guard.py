@@ -5,15 +5,17 @@
 - a request without a valid bearer token gets 401 (when auth is on), except
   on routes marked public (``/check-alive``);
 - the caller's ``X-Request-Id`` is kept in a context variable for the
-  request's life: the forwarder sends it on to peers and the access log and
-  error logs print it, so one request can be followed across nodes;
+  request's life (``node.request_id``): the forwarder sends it on to peers
+  and the access log and error logs print it, so one request can be
+  followed across nodes;
 - the request is counted by route, method and status, and timed;
-- every failure leaves as a JSON error naming this node, never a traceback.
+- every failure leaves as a JSON error naming this node, never a traceback:
+  a ``NodeError`` of the core with its status (``node.http.errors.STATUS``),
+  an ``HttpError`` of the door as it is.
 """
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import logging
 import time
@@ -21,13 +23,14 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import hdrs, web
 from aiohttp.http import HttpVersion11
-from multidict import istr
 
+from ..errors import NodeError
+from ..request_id import MAX_REQUEST_ID, REQUEST_ID, REQUEST_ID_HEADER
 from .auth import TokenAuth
-from .http_errors import HttpError, error_response, from_aiohttp
+from .errors import HttpError, error_response, from_aiohttp, from_node_error
 from .metrics import RequestMetrics
 
-__all__ = ["REQUEST_ID", "REQUEST_ID_HEADER", "RequestIdFilter", "RouteGuard"]
+__all__ = ["RouteGuard"]
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("node.access")
@@ -35,22 +38,7 @@ access_log = logging.getLogger("node.access")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ImmediateHandler = Callable[[web.Request], web.StreamResponse | None]
 
-# An istr: multidict looks it up in a request's headers without case-folding
-# it again each time (about 60 ns, on every request).
-REQUEST_ID_HEADER = istr("X-Request-Id")
-# The caller's request id, for the life of the request's task (None: none sent).
-REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
-_MAX_REQUEST_ID = 128
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-
-
-class RequestIdFilter(logging.Filter):
-    """Adds ``request_id`` to every log record made while a request is served."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if getattr(record, "request_id", None) is None:
-            record.request_id = REQUEST_ID.get()
-        return True
 
 
 class RouteGuard:
@@ -126,7 +114,7 @@ class RouteGuard:
                 started = time.perf_counter()
                 request_id = request.headers.get(REQUEST_ID_HEADER)
                 if request_id is not None:
-                    REQUEST_ID.set(request_id[:_MAX_REQUEST_ID])
+                    REQUEST_ID.set(request_id[:MAX_REQUEST_ID])
                 try:
                     if auth is not None and not auth.accepts(request.headers.get("Authorization")):
                         raise _unauthorized()
@@ -135,6 +123,8 @@ class RouteGuard:
                         response = await handler(request)
                 except HttpError as exc:
                     response = exc.response(self_id)
+                except NodeError as exc:
+                    response = from_node_error(exc).response(self_id)
                 except web.HTTPException as exc:
                     response = from_aiohttp(exc).response(self_id)
                 except Exception:
@@ -146,7 +136,7 @@ class RouteGuard:
                 if counting:
                     observe(request.method, response.status, seconds)
                 if request_id is not None:
-                    response.headers[REQUEST_ID_HEADER] = request_id[:_MAX_REQUEST_ID]
+                    response.headers[REQUEST_ID_HEADER] = request_id[:MAX_REQUEST_ID]
                 if logging_on:
                     access_log.info(
                         "%s %s %d %.6f",

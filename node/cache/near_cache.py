@@ -1,6 +1,6 @@
 """The near cache: short-lived copies of hot keys that this node does not own.
 
-Pure and synchronous: no I/O. ``node.hot_keys`` decides what to fetch and
+Pure and synchronous: no I/O. ``node.core.remote_reads`` decides what to fetch and
 when; this module holds the copies and enforces the rules that bound their
 staleness:
 
@@ -25,10 +25,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .charge import entry_charge
 from .sketch import FrequencySketch
-from .store import Store
 
-__all__ = ["Mark", "Mirrored", "NearCache", "NearStats"]
+__all__ = ["Mark", "NearCache", "NearCopy", "NearStats"]
 
 # Beyond a store entry's charge: the wider entry object and the owner's id.
 _EXTRA_OVERHEAD = 64
@@ -39,7 +39,7 @@ Mark = tuple[int, float]
 
 
 @dataclass(frozen=True, slots=True)
-class Mirrored:
+class NearCopy:
     """A copy of an owner's entry. Times are clock readings; ``lives_until`` is
     0.0 when the entry has no TTL."""
 
@@ -64,9 +64,9 @@ class NearStats:
 
 
 class NearCache:
-    """Mirrored copies, bounded by ``max_bytes``, each served for at most ``ttl`` s.
+    """Copies of owners' entries, bounded by ``max_bytes``, each served for at most ``ttl`` s.
 
-    A key is worth mirroring once ``sketch`` has counted ``threshold``
+    A key is worth a copy once ``sketch`` has counted ``threshold``
     requests for it in its current or previous window of one second (see
     ``FrequencySketch``).
     """
@@ -90,7 +90,7 @@ class NearCache:
         self.stats = NearStats()
         self._clock = clock
         # Least recently used first.
-        self._entries: OrderedDict[str, Mirrored] = OrderedDict()
+        self._entries: OrderedDict[str, NearCopy] = OrderedDict()
         # Invalidations: a sequence number, the latest per key (oldest first),
         # and the newest one forgotten when the table overflowed.
         self._sequence = 0
@@ -108,7 +108,7 @@ class NearCache:
     def is_hot(self, key: str) -> bool:
         return self.sketch.estimate(key) >= self.threshold
 
-    def get(self, key: str) -> Mirrored | None:
+    def get(self, key: str) -> NearCopy | None:
         """The live copy of ``key``, or None. Counted as a hit or a miss."""
         entry = self._entries.get(key)
         if entry is not None:
@@ -120,7 +120,7 @@ class NearCache:
         self.stats.misses += 1
         return None
 
-    def ttl_left(self, entry: Mirrored) -> float | None:
+    def ttl_left(self, entry: NearCopy) -> float | None:
         """Seconds the owner's entry has left, None when it has no TTL."""
         if not entry.lives_until:
             return None
@@ -145,13 +145,13 @@ class NearCache:
         if ttl_left is not None:
             lives_until = started + ttl_left
             expires_at = min(expires_at, lives_until)
-        charge = Store.charge(key, value, 1.0) + _EXTRA_OVERHEAD
+        charge = entry_charge(key, value, 1.0) + _EXTRA_OVERHEAD
         if expires_at <= self._clock() or charge > self.max_bytes:
             return False
         old = self._entries.pop(key, None)
         if old is not None:
             self.stats.bytes -= self._charge(key, old)
-        self._entries[key] = Mirrored(value, expires_at, lives_until, owner)
+        self._entries[key] = NearCopy(value, expires_at, lives_until, owner)
         self.stats.bytes += charge
         self.stats.admitted += 1
         self._evict_to_bound()
@@ -170,10 +170,10 @@ class NearCache:
             self._remove(key, entry)
             self.stats.invalidated += 1
 
-    def _charge(self, key: str, entry: Mirrored) -> int:
-        return Store.charge(key, entry.value, 1.0) + _EXTRA_OVERHEAD
+    def _charge(self, key: str, entry: NearCopy) -> int:
+        return entry_charge(key, entry.value, 1.0) + _EXTRA_OVERHEAD
 
-    def _remove(self, key: str, entry: Mirrored) -> None:
+    def _remove(self, key: str, entry: NearCopy) -> None:
         del self._entries[key]
         self.stats.bytes -= self._charge(key, entry)
         self.stats.items = len(self._entries)

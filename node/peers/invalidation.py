@@ -1,21 +1,22 @@
 """The owner's side of the near cache: who holds a copy, and telling them it changed.
 
-A node that mirrors a hot key fetches it with ``X-Cache-Mirror-TTL: <s>``
-("I will serve this answer for up to <s> seconds"). The owner remembers the
-fetcher (a ring member, named by its hop header) for that long plus a
-margin for answers still in transit. When the key is then written or
-deleted here, the owner sends ``POST /internal/invalidate`` to every
-fetcher it still remembers, except the node that sent the write (it
-dropped its own copy already), and forgets them: they must fetch again.
+A node that keeps near-cache copies of a hot key fetches it with
+``X-Cache-Near-TTL: <s>`` ("I will serve this answer for up to <s>
+seconds"). The owner remembers the fetcher (a ring member, named by its hop
+header) for that long plus a margin for answers still in transit. When the
+key is then written or deleted here, the owner sends ``POST
+/internal/invalidate`` to every fetcher it still remembers, except the node
+that sent the write (it dropped its own copy already), and forgets them:
+they must fetch again.
 
 Notices are asynchronous and best effort. To one member, one request is in
 flight at a time; keys written meanwhile gather for the next one (at most
-``_KEYS_PER_NOTICE`` a request, ``_MAX_WAITING`` waiting; beyond that they
+``KEYS_PER_NOTICE`` a request, ``_MAX_WAITING`` waiting; beyond that they
 are dropped and counted). A lost notice costs freshness, not correctness:
-the mirror's TTL bounds how long any copy is served (README "Hot keys").
+the near-cache TTL bounds how long any copy is served (README "Hot keys").
 
-The body of a notice is a keys frame of the batch format
-(``client._batch.encode_keys``); the answer is 204.
+Notices go through ``PeerClient.invalidate`` (so through the forwarder,
+like every peer call); the body is a keys frame of the batch format.
 """
 
 from __future__ import annotations
@@ -24,39 +25,22 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from aiohttp import web
-
-from client._batch import BatchFormatError, decode_request, encode_keys
-from client._transport import Transport
-
-from .http_errors import HttpError
-from .wire import HOP_HEADER, read_body
-
-if TYPE_CHECKING:  # the context names this module's classes
-    from .context import NodeContext
-
-__all__ = [
-    "INVALIDATE_PATH",
-    "FetcherLog",
-    "InvalidationRoutes",
-    "InvalidationStats",
-    "Invalidations",
-]
+__all__ = ["KEYS_PER_NOTICE", "FetcherLog", "InvalidationStats", "Invalidations", "Notify"]
 
 log = logging.getLogger(__name__)
 
-INVALIDATE_PATH = "/internal/invalidate"
+# Sends one notice: (member, keys). Raises on failure.
+Notify = Callable[[str, list[str]], Awaitable[None]]
 # Fetchers are remembered this much longer than they said they would keep a
 # copy: their clock starts when the answer arrives, ours when we send it.
 _MARGIN_S = 1.0
-# No mirror keeps a copy longer than the largest CACHE_HOT_CACHE_TTL.
-_MAX_MIRROR_S = 60.0
+# No node keeps a copy longer than the largest CACHE_NEAR_CACHE_TTL.
+_MAX_COPY_S = 60.0
 _MAX_TRACKED_KEYS = 16_384
-_KEYS_PER_NOTICE = 1_000
+KEYS_PER_NOTICE = 1_000
 _MAX_WAITING = 10_000
 # Rounds of notices one sender task makes before handing over to a new task.
 _MAX_ROUNDS = 100
@@ -68,7 +52,7 @@ class FetcherLog:
     """Key -> members that may hold a copy, each until a clock reading.
 
     Bounded to ``max_keys`` keys, least recently fetched dropped first (a
-    dropped key's mirrors then live out their TTL unnotified). Pure: no I/O.
+    dropped key's copies then live out their TTL unnotified). Pure: no I/O.
     """
 
     def __init__(
@@ -85,7 +69,7 @@ class FetcherLog:
     def fetched(self, key: str, member: str, seconds: float) -> None:
         """``member`` may serve a copy of ``key`` for ``seconds`` from now."""
         now = self._clock()
-        until = now + min(seconds, _MAX_MIRROR_S) + _MARGIN_S
+        until = now + min(seconds, _MAX_COPY_S) + _MARGIN_S
         keys = self._keys
         members = keys.get(key)
         if members is None:
@@ -127,36 +111,23 @@ class InvalidationStats:
 
 
 class Invalidations:
-    """Records fetchers of mirrored keys and notifies them of changes."""
+    """Records fetchers of near-cache copies and notifies them of changes."""
 
-    def __init__(
-        self,
-        transport: Transport,
-        *,
-        self_id: str,
-        timeout: float,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.transport = transport
-        self.timeout = timeout
+    def __init__(self, notify: Notify, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.notify = notify
         self.log = FetcherLog(clock=clock)
         self.stats = InvalidationStats()
-        self._headers = {HOP_HEADER: self_id}
         # member -> keys waiting for its next notice (a dict keeps order, no dups).
         self._waiting: dict[str, dict[str, None]] = {}
         # member -> the task sending its notices; present only while it runs.
         self._senders: dict[str, asyncio.Task[None]] = {}
         self._failing: set[str] = set()
 
-    def fetched(self, key: str, member: str, seconds: str) -> None:
-        """Record a fetch that asked for ``X-Cache-Mirror-TTL: seconds``; a value
-        that is not a positive number is ignored."""
-        try:
-            value = float(seconds)
-        except ValueError:
-            return
-        if value > 0:  # also false for NaN
-            self.log.fetched(key, member, value)
+    def fetched(self, key: str, member: str, seconds: float) -> None:
+        """``member`` fetched ``key`` to keep a copy for ``seconds``; a value that
+        is not a positive number is ignored."""
+        if seconds > 0:  # also false for NaN
+            self.log.fetched(key, member, seconds)
 
     def changed(self, key: str, writer: str | None) -> None:
         """``key`` was written or deleted here; ``writer`` (the node that sent the
@@ -190,27 +161,19 @@ class Invalidations:
                 if not waiting:
                     return
                 keys = list(waiting)
-                for start in range(0, len(keys), _KEYS_PER_NOTICE):
-                    await self._notify(member, keys[start : start + _KEYS_PER_NOTICE])
+                for start in range(0, len(keys), KEYS_PER_NOTICE):
+                    await self._notify(member, keys[start : start + KEYS_PER_NOTICE])
         finally:
             # Removed with no await after the last check for waiting keys, so a
             # key queued from now on starts a new sender.
             if self._senders.get(member) is asyncio.current_task():
                 del self._senders[member]
 
-    async def _notify(self, member: str, keys: Iterable[str]) -> None:
-        batch = list(keys)
+    async def _notify(self, member: str, batch: list[str]) -> None:
         try:
-            reply = await self.transport.request(
-                member,
-                "POST",
-                INVALIDATE_PATH,
-                body=encode_keys(batch),
-                headers=self._headers,
-                timeout=self.timeout,
-            )
-            problem = None if reply.status == 204 else f"answered {reply.status}"
-        except Exception as exc:  # every transport failure: counted, never raised
+            await self.notify(member, batch)
+            problem = None
+        except Exception as exc:  # every failure: counted, never raised
             problem = str(exc) or type(exc).__name__
         if problem is None:
             self.stats.sent += len(batch)
@@ -226,27 +189,3 @@ class Invalidations:
                 member,
                 problem,
             )
-
-
-class InvalidationRoutes:
-    """``POST /internal/invalidate``: drop this node's copies of the listed keys."""
-
-    def __init__(self, context: NodeContext) -> None:
-        self.context = context
-        # A full notice of the longest keys, every character escaped in JSON.
-        self.max_body = _KEYS_PER_NOTICE * (6 * context.config.max_key_bytes + 4) + 1024
-
-    def register(self, app: web.Application) -> None:
-        self.context.guard.add_route(app, INVALIDATE_PATH, self.invalidate)
-
-    async def invalidate(self, request: web.Request) -> web.Response:
-        if request.method != "POST":
-            raise HttpError(405, "method_not_allowed", "Use POST.", headers={"Allow": "POST"})
-        body = await read_body(request, self.max_body, timeout=self.context.config.body_timeout)
-        try:
-            keys, _ = decode_request(body, with_values=False)
-        except BatchFormatError as exc:
-            raise HttpError(400, "bad_invalidation", f"Nothing was dropped: {exc}.") from None
-        self.context.hot_keys.invalidate(keys)
-        self.context.invalidations.stats.received += len(keys)
-        return web.Response(status=204)

@@ -15,42 +15,13 @@ from __future__ import annotations
 import heapq
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["ENTRY_OVERHEAD", "TTL_OVERHEAD", "Store", "StoreStats", "ValueTooLarge"]
+from ..errors import ValueTooLarge
+from .charge import entry_charge
 
-# Bytes of memory per entry beyond key and value. The Python objects (the str
-# key and bytes value headers, the OrderedDict slot and link node) take about
-# 175 bytes by tracemalloc on CPython 3.11; under sustained churn (millions of
-# writes with evictions) the allocator's partly used pools and the dict's
-# table cost more, read from RSS: benchmarks/memory.py writes 6.7M PUTs of
-# 100 B values into a 64 MiB bound, and with a charge of 440 the RSS grew by
-# 0.80 of the bound, so about 440 bytes really go to each 100 B entry (0.80 x
-# (440 + 100 + 12)). A charge of 360 keeps that at about 0.94 of the bound.
-# An entry with a TTL also holds an expiry float, its slot in the expiry dict
-# and a heap pair (+136). The test suite re-measures the object sizes so a
-# change of layout cannot silently break it.
-ENTRY_OVERHEAD = 360
-TTL_OVERHEAD = 136
-
-
-# A str with any non-ASCII character stores every character in 1, 2 or 4
-# bytes (the widest one decides) behind a header 24-27 bytes larger than an
-# ASCII str's, which ENTRY_OVERHEAD already counts.
-_NON_ASCII_KEY_HEADER = 32
-
-
-def _key_charge(key: str) -> int:
-    if key.isascii():
-        return len(key)
-    widest = ord(max(key))
-    width = 1 if widest < 0x100 else 2 if widest < 0x10000 else 4
-    return width * len(key) + _NON_ASCII_KEY_HEADER
-
-
-class ValueTooLarge(ValueError):
-    """An entry that could never fit in the store, however much is evicted."""
+__all__ = ["Store", "StoreStats"]
 
 
 @dataclass(slots=True)
@@ -98,23 +69,6 @@ class Store:
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and self.get_entry(key, count=False) is not None
 
-    @staticmethod
-    def charge(key: str, value: bytes, expires_at: float) -> int:
-        """The bytes an entry is charged against ``max_bytes``."""
-        overhead = ENTRY_OVERHEAD + TTL_OVERHEAD if expires_at else ENTRY_OVERHEAD
-        return _key_charge(key) + len(value) + overhead
-
-    @staticmethod
-    def max_charge(*, key_bytes: int, value_bytes: int) -> int:
-        """The most an entry with a key of ``key_bytes`` UTF-8 bytes and a value
-        of ``value_bytes`` can be charged (a key of 4-byte characters, a TTL)."""
-        return 4 * key_bytes + _NON_ASCII_KEY_HEADER + value_bytes + ENTRY_OVERHEAD + TTL_OVERHEAD
-
-    def get(self, key: str) -> bytes | None:
-        """The value, or None when missing or expired. A hit refreshes recency."""
-        entry = self.get_entry(key)
-        return None if entry is None else entry[0]
-
     def get_entry(self, key: str, *, count: bool = True) -> tuple[bytes, float] | None:
         """``(value, expires_at)`` or None; ``expires_at`` is 0.0 for no TTL."""
         value = self._entries.get(key)
@@ -148,14 +102,14 @@ class Store:
         if ttl is not None and not ttl > 0:
             raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
         expires_at = self._clock() + ttl if ttl is not None else 0.0
-        charge = self.charge(key, value, expires_at)
+        charge = entry_charge(key, value, expires_at)
         if charge > self.max_bytes:
             raise ValueTooLarge(
                 f"entry of {charge} bytes exceeds the store bound of {self.max_bytes}"
             )
         old = self._entries.pop(key, None)
         if old is not None:
-            self.stats.bytes -= self.charge(key, old, self._expires.pop(key, 0.0))
+            self.stats.bytes -= entry_charge(key, old, self._expires.pop(key, 0.0))
         self._entries[key] = value
         self.stats.bytes += charge
         self.stats.items = len(self._entries)
@@ -227,35 +181,16 @@ class Store:
                 removed += 1
         return removed
 
-    def items(self) -> Iterator[tuple[str, bytes, float]]:
-        """Live entries as ``(key, value, expires_at)``, least recent first.
-
-        A snapshot: safe to use while the store changes.
-        """
-        now = self._clock()
-        expires = self._expires
-        for key, value in list(self._entries.items()):
-            expires_at = expires.get(key, 0.0)
-            if not expires_at or expires_at > now:
-                yield key, value, expires_at
-
-    def clear(self) -> None:
-        self._entries.clear()
-        self._expires.clear()
-        self._expiry_heap.clear()
-        self.stats.items = 0
-        self.stats.bytes = 0
-
     def _remove(self, key: str, value: bytes) -> None:
         del self._entries[key]
-        self.stats.bytes -= self.charge(key, value, self._expires.pop(key, 0.0))
+        self.stats.bytes -= entry_charge(key, value, self._expires.pop(key, 0.0))
         self.stats.items = len(self._entries)
 
     def _evict_to_bound(self) -> None:
         entries, expires = self._entries, self._expires
         while self.stats.bytes > self.max_bytes:
             key, value = entries.popitem(last=False)
-            self.stats.bytes -= self.charge(key, value, expires.pop(key, 0.0))
+            self.stats.bytes -= entry_charge(key, value, expires.pop(key, 0.0))
             self.stats.evictions += 1
         self.stats.items = len(entries)
 

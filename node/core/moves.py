@@ -12,7 +12,7 @@ Two movements, one mechanism (``EntryMover``):
 
 Entries are streamed per target in batches of about ``transfer.BATCH_BYTES``,
 at most one batch in flight per target, so memory stays bounded whatever the
-store holds. Receivers keep a value they already have (see ``transfer``).
+store holds. Receivers keep a value they already have (``KeyService.receive``).
 """
 
 from __future__ import annotations
@@ -25,17 +25,31 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from client._ring import HashRing
-from client._transport import Transport
 
-from .store import Store
-from .transfer import BATCH_BYTES, Entry, TransferStats, send_entries
+from ..cache.store import Store
+from ..errors import NodeError
+from ..peers.client import PeerClient
+from ..peers.transfer import BATCH_BYTES, Entry
 
-__all__ = ["EntryMover", "MoveReport"]
+__all__ = ["EntryMover", "MoveReport", "TransferStats"]
 
 log = logging.getLogger(__name__)
 
 # Keys examined between two yields to the event loop while moving.
 _KEYS_PER_SLICE = 500
+# Seconds one batch may take to reach its target and be stored there.
+_TRANSFER_TIMEOUT = 10.0
+
+
+@dataclass(slots=True)
+class TransferStats:
+    """Counters of entries moved by handoff and rebalancing."""
+
+    entries_sent: int = 0
+    entries_received: int = 0
+    entries_stored: int = 0
+    batches_failed: int = 0
+    leaves_received: int = 0
 
 
 @dataclass(slots=True)
@@ -66,17 +80,16 @@ class EntryMover:
         self,
         *,
         store: Store,
-        transport: Transport,
-        self_id: str,
+        peers: PeerClient,
         replicas: int,
-        stats: TransferStats,
+        stats: TransferStats | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
-        self.transport = transport
-        self.self_id = self_id
+        self.peers = peers
+        self.self_id = peers.self_id
         self.replicas = replicas
-        self.stats = stats
+        self.stats = stats or TransferStats()
         self._clock = clock
         self._settled: HashRing | None = None  # the ring the store last matched
         self._latest: HashRing | None = None
@@ -198,9 +211,19 @@ class EntryMover:
             return
         batch, outbox.entries, outbox.size = outbox.entries, [], 0
         outbox.in_flight_batch = batch
-        outbox.in_flight = asyncio.create_task(
-            send_entries(self.transport, self.self_id, target, batch, self.stats)
-        )
+        outbox.in_flight = asyncio.create_task(self._send(target, batch))
+
+    async def _send(self, target: str, batch: list[Entry]) -> bool:
+        """One batch to ``target``; True when it acknowledged. Failures are
+        counted and logged, never raised, so the move carries on."""
+        try:
+            await self.peers.transfer(target, batch, timeout=_TRANSFER_TIMEOUT)
+        except NodeError as exc:
+            self.stats.batches_failed += 1
+            log.warning("transfer of %d entries to %s failed: %s", len(batch), target, exc)
+            return False
+        self.stats.entries_sent += len(batch)
+        return True
 
     @staticmethod
     async def _settle(outbox: _Outbox, report: MoveReport, failed_keys: set[str]) -> None:

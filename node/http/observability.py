@@ -8,15 +8,17 @@ a request's path. See README "Operations" for what to alert on.
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Any
 
 import orjson
 from aiohttp import web
 
-from .context import NodeContext
-from .handlers import NODE_HEADER, allow
-from .membership import MembershipKeeper
-from .metrics import Family, per_label, render_prometheus, simple
-from .transfer import TransferStats
+from client._protocol import NODE_HEADER
+
+from ..cluster.membership import MembershipKeeper
+from ..core import KeyService, TransferStats
+from .errors import allow
+from .metrics import Family, RequestMetrics, per_label, render_prometheus, simple
 
 __all__ = ["ObservabilityRoutes"]
 
@@ -25,48 +27,70 @@ _PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 class ObservabilityRoutes:
     def __init__(
-        self, context: NodeContext, transfer_stats: TransferStats, keeper: MembershipKeeper
+        self,
+        service: KeyService,
+        keeper: MembershipKeeper,
+        transfer_stats: TransferStats,
+        request_metrics: RequestMetrics,
     ) -> None:
-        self.context = context
-        self.transfer_stats = transfer_stats
+        self.service = service
         self.keeper = keeper
-
-    def register(self, app: web.Application) -> None:
-        guard = self.context.guard
-        guard.add_route(app, "/stats", self.stats)
-        guard.add_route(app, "/metrics", self.metrics)
+        self.transfer_stats = transfer_stats
+        self.request_metrics = request_metrics
 
     async def stats(self, request: web.Request) -> web.Response:
         allow(request, "GET", "HEAD")
-        context = self.context
-        forwarder = context.forwarder
-        ring = context.membership.ring
-        body = {
-            "node": context.self_id,
-            "draining": context.lifecycle.draining,
-            "store": asdict(context.store.stats),
-            "max_bytes": context.store.max_bytes,
-            "forwarding": asdict(forwarder.stats),
+        service = self.service
+        headers = {"Content-Type": "application/json", NODE_HEADER: service.self_id}
+        return web.Response(body=orjson.dumps(self.snapshot()), headers=headers)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every counter of the node, as ``/stats`` shows it."""
+        service = self.service
+        forwarder = service.peers.forwarder
+        ring = service.membership.ring
+        remote_reads = service.remote_reads
+        near = remote_reads.near
+        invalidations = service.invalidations
+        return {
+            "node": service.self_id,
+            "draining": service.lifecycle.draining,
+            "store": asdict(service.store.stats),
+            "max_bytes": service.store.max_bytes,
+            "forwarding": {
+                **asdict(forwarder.stats),
+                "served_for_peers": service.stats.served_for_peers,
+            },
             "forwards_by_peer": dict(forwarder.forwards_by_peer),
             "forward_errors_by_peer": dict(forwarder.errors_by_peer),
             "breakers_open": forwarder.breakers.open_peers(),
             "breaker_rejections": forwarder.breakers.rejected,
             "transfer": asdict(self.transfer_stats),
-            "hot_keys": context.hot_keys.snapshot(),
+            "coalescing": {
+                "enabled": remote_reads.coalesce,
+                "forwards_coalesced": remote_reads.forwards_coalesced,
+            },
+            "near_cache": {"enabled": False}
+            if near is None
+            else {
+                "enabled": True,
+                "max_bytes": near.max_bytes,
+                "ttl": near.ttl,
+                "threshold": near.threshold,
+                **asdict(near.stats),
+            },
             "invalidations": {
-                **asdict(context.invalidations.stats),
-                "tracked_keys": len(context.invalidations.log),
+                **asdict(invalidations.stats),
+                "tracked_keys": len(invalidations.log),
             },
             "ring_version": ring.version,
             "ring_members": len(ring),
-            "ring_changes": context.membership.changes,
+            "ring_changes": service.membership.changes,
             "peers": {
                 peer: {"up": health.up, "checks": health.checks, "failures": health.failures}
                 for peer, health in sorted(self.keeper.peer_health.items())
             },
         }
-        headers = {"Content-Type": "application/json", NODE_HEADER: context.self_id}
-        return web.Response(body=orjson.dumps(body), headers=headers)
 
     async def metrics(self, request: web.Request) -> web.Response:
         allow(request, "GET", "HEAD")
@@ -74,14 +98,14 @@ class ObservabilityRoutes:
         return web.Response(body=text.encode(), headers={"Content-Type": _PROMETHEUS_TYPE})
 
     def _families(self) -> list[Family]:
-        context = self.context
-        store = context.store.stats
-        forwarder = context.forwarder
+        service = self.service
+        store = service.store.stats
+        forwarder = service.peers.forwarder
         transfer = self.transfer_stats
-        ring = context.membership.ring
+        ring = service.membership.ring
         health = self.keeper.peer_health
         return [
-            *context.guard.metrics.families(),
+            *self.request_metrics.families(),
             simple("cache_hits_total", "counter", "Reads that found a live value.", store.hits),
             simple("cache_misses_total", "counter", "Reads that found nothing.", store.misses),
             simple("cache_sets_total", "counter", "Values stored.", store.sets),
@@ -92,7 +116,7 @@ class ObservabilityRoutes:
                    store.expirations),
             simple("cache_items", "gauge", "Entries held.", store.items),
             simple("cache_bytes", "gauge", "Bytes charged against the bound.", store.bytes),
-            simple("cache_max_bytes", "gauge", "The memory bound.", context.store.max_bytes),
+            simple("cache_max_bytes", "gauge", "The memory bound.", service.store.max_bytes),
             per_label("cache_forwards_total", "counter",
                       "Requests forwarded to a key's owner, by peer.", "peer",
                       forwarder.forwards_by_peer),
@@ -101,7 +125,7 @@ class ObservabilityRoutes:
                       "peer", forwarder.errors_by_peer),
             simple("cache_served_for_peers_total", "counter",
                    "Requests served for a peer that forwarded them.",
-                   forwarder.stats.served_for_peers),
+                   service.stats.served_for_peers),
             per_label("cache_breaker_open", "gauge",
                       "1 while the circuit breaker to a peer is open.", "peer",
                       {peer: 1 for peer in forwarder.breakers.open_peers()}),
@@ -112,7 +136,7 @@ class ObservabilityRoutes:
                    "This node's ring version (a digest of the member list).").add(
                        1, version=ring.version),
             simple("cache_ring_changes_total", "counter", "Times the ring was rebuilt.",
-                   context.membership.changes),
+                   service.membership.changes),
             per_label("cache_peer_up", "gauge", "1 when a listed peer passed its last check.",
                       "peer", {peer: 1 if h.up else 0 for peer, h in health.items()}),
             simple("cache_transfer_entries_sent_total", "counter",
@@ -125,13 +149,13 @@ class ObservabilityRoutes:
             simple("cache_transfer_batches_failed_total", "counter",
                    "Transfer batches a peer did not acknowledge.", transfer.batches_failed),
             simple("cache_draining", "gauge", "1 while this node is stopping.",
-                   1 if context.lifecycle.draining else 0),
+                   1 if service.lifecycle.draining else 0),
             *self._hot_key_families(),
         ]  # fmt: skip
 
     def _hot_key_families(self) -> list[Family]:
-        hot_keys = self.context.hot_keys
-        invalidations = self.context.invalidations
+        remote_reads = self.service.remote_reads
+        invalidations = self.service.invalidations
         sent = invalidations.stats
         families = [
             simple(
@@ -139,7 +163,7 @@ class ObservabilityRoutes:
                 "counter",
                 "Forwarded reads that shared a request already in flight to the owner "
                 "(deduplicated forwards).",
-                hot_keys.forwards_coalesced,
+                remote_reads.forwards_coalesced,
             ),
             simple(
                 "cache_invalidations_sent_total",
@@ -166,13 +190,13 @@ class ObservabilityRoutes:
                 sent.received,
             ),
             simple(
-                "cache_mirror_fetchers_keys",
+                "cache_near_fetchers_keys",
                 "gauge",
-                "Keys owned here whose mirrors are tracked for invalidation.",
+                "Keys owned here whose near-cache copies elsewhere are tracked for invalidation.",
                 len(invalidations.log),
             ),
         ]
-        near = hot_keys.near
+        near = remote_reads.near
         if near is not None:
             stats = near.stats
             families += [

@@ -20,17 +20,16 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 
-from .config import Config
-from .http_errors import error_response
+from .errors import error_response
 
 __all__ = ["NodeRunner", "max_request_line"]
 
 
-def max_request_line(config: Config) -> int:
+def max_request_line(max_key_bytes: int) -> int:
     """The parser's request-line limit, sized to the key limit: a key of up to ten
     times the limit, fully percent-encoded, still reaches the handler and gets
     a JSON 414 that names the key limit."""
-    longest_path = len("/kv/") + 3 * 10 * config.max_key_bytes + 512  # + query
+    longest_path = len("/kv/") + 3 * 10 * max_key_bytes + 512  # + query
     return max(8190, longest_path + len("DELETE  HTTP/1.1"))
 
 

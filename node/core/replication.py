@@ -1,0 +1,107 @@
+"""The rules for keys with several owners, one copy of each for single keys and batches.
+
+- **Writes** go to every owner at once. ``merge_writes`` turns the owners'
+  outcomes for one key into the caller's answer: a set is done when every
+  owner that could be reached stored it and at least one did; a delete is
+  done when any owner had the key, and "nothing to delete" when every owner
+  that answered had nothing. An owner that could not take part (unreachable,
+  timed out, breaker open, draining) does not block the write; an owner that
+  refused it (a value too large, say) does, and its error is the answer.
+- **Reads** fail over: ``read_with_failover`` asks each key's owners in turn,
+  moving on after a miss or an owner that could not take part, so a write
+  that reached only some owners during a failure is still found. A key no
+  owner had is a miss when any owner answered, else the last owner's error.
+
+Outcomes are ``KeyOutcome``s (``node.results``): True done, None missing,
+bytes (or any non-None value) a hit, a ``NodeError`` for that key alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from ..errors import NodeError, OwnersUnavailable, Unavailable
+
+__all__ = ["Ask", "merge_writes", "read_with_failover"]
+
+R = TypeVar("R")
+# Serves keys (by index) at one member: one outcome per index, in order, or
+# one error that stands for them all.
+Ask = Callable[[str, list[int]], Awaitable[Sequence[R | NodeError]]]
+
+
+def merge_writes(
+    outcomes: Sequence[bool | NodeError | None], *, deleting: bool
+) -> bool | NodeError | None:
+    """One key's write outcome from its owners' outcomes (see the module docstring)."""
+    done = missing = False
+    refused: NodeError | None = None
+    unavailable: NodeError | None = None
+    for outcome in outcomes:
+        if outcome is True:
+            done = True
+        elif outcome is None or outcome is False:
+            missing = True
+        elif isinstance(outcome, Unavailable):
+            unavailable = unavailable or outcome
+        elif isinstance(outcome, NodeError):
+            refused = refused or outcome
+    if deleting:
+        if done:
+            return True
+        if missing and refused is None:
+            return None
+    elif done and refused is None:
+        return True
+    if refused is not None:
+        return refused
+    if unavailable is not None:
+        return unavailable
+    return OwnersUnavailable("No owner of this key could take the write.")
+
+
+async def read_with_failover(
+    choices: Sequence[Sequence[str]], ask: Ask[R], *, is_hit: Callable[[R], bool]
+) -> list[R | NodeError | None]:
+    """Each key's outcome, asking ``choices[i]`` (key ``i``'s owners, in the
+    order to try) in turn: a round per owner position, one ``ask`` per member
+    and round, all members of a round at once. None: no owner had the key."""
+    results: list[R | NodeError | None] = [None] * len(choices)
+    answered = [False] * len(choices)
+    pending = list(range(len(choices)))
+    turn = 0
+    while pending:
+        groups: dict[str, list[int]] = {}
+        for index in pending:
+            groups.setdefault(choices[index][turn], []).append(index)
+        asked = list(groups.items())
+        replies = await asyncio.gather(*(_ask_group(ask, member, group) for member, group in asked))
+        turn += 1
+        again: list[int] = []
+        for (_, group), outcomes in zip(asked, replies, strict=True):
+            for index, outcome in zip(group, outcomes, strict=True):
+                if isinstance(outcome, Unavailable):
+                    if not answered[index]:
+                        results[index] = outcome
+                elif isinstance(outcome, NodeError):
+                    results[index] = outcome
+                    continue  # refused outright: asking another owner would not help
+                elif is_hit(outcome):
+                    results[index] = outcome
+                    continue
+                else:  # a miss here; another owner may have it
+                    answered[index] = True
+                    results[index] = outcome
+                if turn < len(choices[index]):
+                    again.append(index)
+        pending = again
+    return results
+
+
+async def _ask_group(ask: Ask[R], member: str, group: list[int]) -> Sequence[R | NodeError]:
+    try:
+        return await ask(member, group)
+    except NodeError as exc:
+        return [exc] * len(group)

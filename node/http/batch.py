@@ -1,0 +1,147 @@
+"""``POST /batch/get``, ``/batch/set``, ``/batch/delete``, translated to the key service.
+
+The wire format is ``client._batch`` (its docstring is the reference). The
+route reads and decodes the frame, makes one call to ``KeyService`` and
+encodes its per-key outcomes; the service splits the batch by owner, so a
+batch takes at most one hop. A batch that carries the hop header is served
+entirely at this node, and one whose sender placed every key itself
+(``X-Cache-Placed`` naming this node's ring) is served here too.
+
+Problems with one key (empty, too long, value too large, owner
+unreachable) are answered for that key alone; only a malformed or
+oversized batch is refused as a whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+
+from aiohttp import web
+
+from client._batch import (
+    BATCH_FULL,
+    DELETE_PATH,
+    DONE,
+    GET_PATH,
+    HIT,
+    MAX_BATCH_KEYS,
+    MISSING,
+    SET_PATH,
+    BatchFormatError,
+    decode_request,
+    encode_results,
+    error_payload,
+    max_batch_bytes,
+)
+from client._protocol import HOP_HEADER, NODE_HEADER, PLACED_HEADER, RING_HEADER
+
+from ..core import KeyService
+from ..errors import NodeError
+from ..results import KeyOutcome
+from .errors import HttpError, allow, from_node_error, status_of
+from .wire import parse_request_ttl, read_body
+
+__all__ = ["BatchRoutes"]
+
+_OPS = {GET_PATH: "get", SET_PATH: "set", DELETE_PATH: "delete"}
+
+
+class BatchRoutes:
+    """The batch routes of one node; ``route(path)`` is the handler of one."""
+
+    def __init__(self, service: KeyService, *, body_timeout: float) -> None:
+        self.service = service
+        self.body_timeout = body_timeout
+        self.max_body = max_batch_bytes(service.limits.max_value_bytes)
+
+    def route(self, path: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+        op = _OPS[path]
+
+        async def serve(request: web.Request) -> web.Response:
+            return await self._serve(request, op)
+
+        serve.__name__ = f"batch_{op}"
+        return serve
+
+    async def _serve(self, request: web.Request, op: str) -> web.Response:
+        service = self.service
+        ring = service.membership.ring.version
+        try:
+            allow(request, "POST")
+            if op != "get":
+                service.check_writable()
+            ttl = parse_request_ttl(request) if op == "set" else None
+            body = await self._read(request)
+            try:
+                keys, values = decode_request(body, with_values=op == "set")
+            except BatchFormatError as exc:
+                raise HttpError(400, "bad_batch", f"Malformed batch: {exc}.") from None
+            if len(keys) > MAX_BATCH_KEYS:
+                raise HttpError(
+                    413,
+                    "too_many_keys",
+                    f"The batch has {len(keys)} keys; the limit is {MAX_BATCH_KEYS}.",
+                )
+            peer = request.headers.get(HOP_HEADER)
+            placed = request.headers.get(PLACED_HEADER)
+            if op == "get":
+                outcomes = await service.get_many(keys, peer=peer, placed=placed)
+            elif op == "set":
+                outcomes = await service.set_many(keys, values, ttl=ttl, peer=peer, placed=placed)
+            else:
+                outcomes = await service.delete_many(keys, peer=peer, placed=placed)
+        except NodeError as exc:
+            raise from_node_error(exc, headers={RING_HEADER: ring}) from None
+        except HttpError as exc:
+            exc.headers[RING_HEADER] = ring
+            raise
+        statuses, payloads = self._encode(outcomes)
+        headers = {
+            "Content-Type": "application/octet-stream",
+            NODE_HEADER: service.self_id,
+            RING_HEADER: ring,
+        }
+        return web.Response(body=encode_results(statuses, payloads), headers=headers)
+
+    async def _read(self, request: web.Request) -> bytes:
+        try:
+            return await read_body(request, self.max_body, timeout=self.body_timeout)
+        except HttpError as exc:
+            if exc.status == 413:
+                raise HttpError(
+                    413,
+                    "batch_too_large",
+                    f"The batch body is over the limit of {self.max_body} bytes; split it.",
+                ) from None
+            raise
+
+    def _encode(self, outcomes: Sequence[KeyOutcome]) -> tuple[list[int], list[bytes]]:
+        """Per-key statuses and payloads. Hits past the answer's size limit
+        become ``503 batch_full``: the caller asks for them again. The first
+        hit always fits."""
+        budget = self.max_body
+        used = 0
+        statuses: list[int] = []
+        payloads: list[bytes] = []
+        for outcome in outcomes:
+            if outcome is None:
+                statuses.append(MISSING)
+                payloads.append(b"")
+            elif outcome is True:
+                statuses.append(DONE)
+                payloads.append(b"")
+            elif isinstance(outcome, NodeError):
+                statuses.append(status_of(outcome))
+                payloads.append(error_payload(outcome.word, outcome.detail))
+            else:
+                assert isinstance(outcome, bytes)
+                used += len(outcome)
+                if used > budget and used != len(outcome):
+                    statuses.append(503)
+                    payloads.append(
+                        error_payload(BATCH_FULL, "The answer is full; ask for this key again.")
+                    )
+                else:
+                    statuses.append(HIT)
+                    payloads.append(outcome)
+        return statuses, payloads

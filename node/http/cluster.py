@@ -1,0 +1,58 @@
+"""``/check-alive`` (health), ``/cluster`` (what a client needs to place keys), unknown routes."""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+from client._protocol import NODE_HEADER, RING_HEADER
+
+from ..core import KeyService
+from .errors import HttpError, allow
+
+__all__ = ["ClusterRoutes"]
+
+
+class ClusterRoutes:
+    def __init__(self, service: KeyService) -> None:
+        self.service = service
+
+    async def check_alive(self, request: web.Request) -> web.Response:
+        allow(request, "GET", "HEAD")
+        if self.service.lifecycle.draining:
+            # Peers' health checks must not bring a leaving node back.
+            raise HttpError(
+                503,
+                "draining",
+                "This node is stopping; send writes to another node.",
+                headers={"Retry-After": "1"},
+            )
+        return web.Response(body=b'{"status":"ok"}', headers=self._json_headers())
+
+    async def cluster(self, request: web.Request) -> web.Response:
+        allow(request, "GET", "HEAD")
+        service = self.service
+        ring = service.membership.ring
+        view = {
+            "node": service.self_id,
+            "members": sorted(ring.members),
+            "version": ring.version,
+            "vnodes": ring.vnodes,
+            "replicas": service.replicas,
+            "hash": "murmur3_32",
+            "limits": {
+                "max_key_bytes": service.limits.max_key_bytes,
+                "max_value_bytes": service.limits.max_value_bytes,
+            },
+        }
+        return web.Response(body=orjson.dumps(view), headers=self._json_headers())
+
+    async def unknown_route(self, request: web.Request) -> web.Response:
+        raise HttpError(404, "not_found", f"No route {request.path[:200]!r}; see the README.")
+
+    def _json_headers(self) -> dict[str, str]:
+        return {
+            "Content-Type": "application/json",
+            NODE_HEADER: self.service.self_id,
+            RING_HEADER: self.service.membership.ring.version,
+        }

@@ -1,0 +1,52 @@
+"""Every route of the HTTP door, in one table: path, handler, who may call it."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from client._batch import DELETE_PATH, GET_PATH, SET_PATH
+
+from ..cluster.membership import MembershipKeeper
+from ..core import KeyService, TransferStats
+from ..peers.protocol import INVALIDATE_PATH, LEAVE_PATH, TRANSFER_PATH
+from .batch import BatchRoutes
+from .cluster import ClusterRoutes
+from .guard import RouteGuard
+from .internal import InternalRoutes
+from .kv import KvRoute
+from .observability import ObservabilityRoutes
+from .openapi import OpenApiRoute
+
+__all__ = ["add_routes"]
+
+
+def add_routes(
+    app: web.Application,
+    *,
+    guard: RouteGuard,
+    service: KeyService,
+    keeper: MembershipKeeper,
+    transfer_stats: TransferStats,
+    body_timeout: float,
+) -> None:
+    """Add every route of a node to ``app``, each behind ``guard``."""
+    cluster = ClusterRoutes(service)
+    kv = KvRoute(service, body_timeout=body_timeout)
+    batch = BatchRoutes(service, body_timeout=body_timeout)
+    internal = InternalRoutes(service, keeper, transfer_stats, body_timeout=body_timeout)
+    observability = ObservabilityRoutes(service, keeper, transfer_stats, guard.metrics)
+    add = guard.add_route
+    add(app, "/check-alive", cluster.check_alive, public=True)
+    add(app, "/cluster", cluster.cluster)
+    # [\s\S], not ".": the decoded path of a key with a newline (%0A) must match too.
+    add(app, r"/kv/{key:[\s\S]*}", kv.kv, label="/kv", at_once=kv.kv_at_once)
+    for path in (GET_PATH, SET_PATH, DELETE_PATH):
+        add(app, path, batch.route(path))
+    add(app, TRANSFER_PATH, internal.transfer)
+    add(app, LEAVE_PATH, internal.leave)
+    add(app, INVALIDATE_PATH, internal.invalidate)
+    add(app, "/stats", observability.stats)
+    add(app, "/metrics", observability.metrics)
+    add(app, "/openapi.json", OpenApiRoute().openapi, public=True)
+    # Last: it matches every path.
+    add(app, r"/{tail:[\s\S]*}", cluster.unknown_route, label="(unknown)")
