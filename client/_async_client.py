@@ -337,28 +337,7 @@ class AsyncCacheClient:
             again: dict[str, CacheError] = {}
             full: list[str] = []
             for (_, _, part), answer in zip(parts, answers, strict=True):
-                if isinstance(answer, CacheError):
-                    sink = again if _may_retry(answer, write=op.writes) else errors
-                    for key in part:
-                        sink[key] = answer
-                    continue
-                statuses, payloads = answer
-                if set(statuses) <= _SUCCESS:  # the common case, in C but for one pass
-                    done.update(
-                        {k: p for k, s, p in zip(part, statuses, payloads, strict=True) if s != 404}
-                    )
-                    continue
-                for key, status, payload in zip(part, statuses, payloads, strict=True):
-                    if status == 200 or status == 204:
-                        done[key] = payload
-                    elif status != 404:
-                        error = error_from_body(status, payload)
-                        if error.error == BATCH_FULL:
-                            full.append(key)
-                        elif _may_retry(error, write=op.writes):
-                            again[key] = error
-                        else:
-                            errors[key] = error
+                _sort_answer(op, part, answer, done, again, full, errors)
             if again and failed_rounds >= self.options.retries:
                 errors.update(again)
                 again = {}
@@ -488,3 +467,37 @@ def _may_retry(error: CacheError, *, write: bool) -> bool:
     if isinstance(error, TransportError):
         return not write  # the write may have happened
     return False
+
+
+def _sort_answer(
+    op: _BatchOp,
+    part: list[str],
+    answer: tuple[list[int], list[bytes]] | CacheError,
+    done: dict[str, bytes],
+    again: dict[str, CacheError],
+    full: list[str],
+    errors: dict[str, CacheError],
+) -> None:
+    """File each key of one sub-batch's answer: ``done`` (200, 204, with its
+    payload), nowhere (404), ``full`` (left out of a full answer: ask again),
+    ``again`` (an error worth retrying) or ``errors`` (final)."""
+    if isinstance(answer, CacheError):
+        sink = again if _may_retry(answer, write=op.writes) else errors
+        for key in part:
+            sink[key] = answer
+        return
+    statuses, payloads = answer
+    if set(statuses) <= _SUCCESS:  # the common case, in C but for one pass
+        done.update({k: p for k, s, p in zip(part, statuses, payloads, strict=True) if s != 404})
+        return
+    for key, status, payload in zip(part, statuses, payloads, strict=True):
+        if status == 200 or status == 204:
+            done[key] = payload
+        elif status != 404:
+            error = error_from_body(status, payload)
+            if error.error == BATCH_FULL:
+                full.append(key)
+            elif _may_retry(error, write=op.writes):
+                again[key] = error
+            else:
+                errors[key] = error

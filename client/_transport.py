@@ -467,6 +467,12 @@ class _Connection(asyncio.Protocol):
             self.reusable = self.reusable and "keep-alive" in connection
         elif "close" in connection:
             self.reusable = False
+        self._frame_body(status, headers)
+        return True
+
+    def _frame_body(self, status: int, headers: CIMultiDict[str]) -> None:
+        """How the body of this answer ends: after a length, in chunks, or with
+        the connection."""
         if self._head_only or status in _NO_BODY_STATUSES:
             self._length = 0
         elif "chunked" in headers.get("Transfer-Encoding", "").lower():
@@ -479,7 +485,6 @@ class _Connection(asyncio.Protocol):
         else:
             self._length = -1  # the body ends when the connection does
             self.reusable = False
-        return True
 
     def _parse_chunks(self) -> None:
         buffer = self._buffer

@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -80,25 +81,59 @@ def create_discovery(config: Config, self_id: str) -> Discovery:
     return StaticDiscovery(config.peers, self_id=self_id)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Node:
+    """The parts of one node that the door and the lifecycle need."""
+
+    transport: Transport
+    keeper: MembershipKeeper
+    service: KeyService
+    mover: EntryMover
+    transfer_stats: TransferStats
+
+
 def create_app(config: Config, *, self_id: str) -> web.Application:
     """A node's aiohttp application. Serve it with ``web.run_app`` or a runner.
 
     Raises ``OSError`` when ``CACHE_AUTH_TOKEN_FILE`` cannot be read.
     """
     auth = load_tokens(config.auth_token, config.auth_token_file)
+    # Peers want the same token as callers: forwards, replicas and transfers
+    # all carry it.
+    node = _build(config, self_id, {"Authorization": auth.header_value} if auth else None)
     # The kv, batch and internal routes read bodies themselves with their own
     # limits; this cap only guards the other routes.
     app = web.Application(client_max_size=64 * 1024)
+    guard = RouteGuard(
+        self_id=self_id,
+        metrics=RequestMetrics(),
+        auth=auth,
+        access_logging=config.access_log,
+        count_requests=config.request_metrics,
+    )
+    add_routes(
+        app,
+        guard=guard,
+        service=node.service,
+        keeper=node.keeper,
+        transfer_stats=node.transfer_stats,
+        body_timeout=config.body_timeout,
+    )
+    app[SERVICE] = node.service
+    app[KEEPER] = node.keeper
+    app[MOVER] = node.mover
+    app.cleanup_ctx.extend(_lifecycle(node, sweep_interval=config.sweep_interval))
+    return app
 
-    # Parts: the store, the link to peers, the membership.
+
+def _build(config: Config, self_id: str, peer_headers: dict[str, str] | None) -> _Node:
+    """The parts, bottom up: store, peers, membership, then the core around them."""
     store = Store(max_bytes=config.max_bytes)
     transport = Transport(
         pool_size=config.peer_pool_size,
         timeout=config.peer_timeout,
         connect_timeout=config.peer_connect_timeout,
-        # Peers want the same token as callers: forwards, replicas and
-        # transfers all carry it.
-        headers={"Authorization": auth.header_value} if auth is not None else None,
+        headers=peer_headers,
     )
     breakers = CircuitBreakers(
         failures_to_open=config.breaker_failures, cooldown=config.breaker_cooldown
@@ -118,8 +153,6 @@ def create_app(config: Config, *, self_id: str) -> web.Application:
         health_failures=config.health_failures,
     )
     membership.listeners.append(lambda old, new: breakers.forget(set(new.members)))
-
-    # The core: the key service, and the mover that keeps entries with their owners.
     near = None
     if config.near_cache:
         near = NearCache(
@@ -141,39 +174,35 @@ def create_app(config: Config, *, self_id: str) -> web.Application:
     transfer_stats = TransferStats()
     mover = EntryMover(store=store, peers=peers, replicas=config.replicas, stats=transfer_stats)
     membership.listeners.append(mover.ring_changed)
-
-    # The door.
-    guard = RouteGuard(
-        self_id=self_id,
-        metrics=RequestMetrics(),
-        auth=auth,
-        access_logging=config.access_log,
-        count_requests=config.request_metrics,
-    )
-    add_routes(
-        app,
-        guard=guard,
-        service=service,
+    return _Node(
+        transport=transport,
         keeper=keeper,
+        service=service,
+        mover=mover,
         transfer_stats=transfer_stats,
-        body_timeout=config.body_timeout,
     )
-    app[SERVICE] = service
-    app[KEEPER] = keeper
-    app[MOVER] = mover
+
+
+CleanupContext = Callable[[web.Application], AsyncIterator[None]]
+
+
+def _lifecycle(node: _Node, *, sweep_interval: float) -> list[CleanupContext]:
+    """The node's resources with a lifetime, started in this order and stopped
+    in the reverse one."""
+    service = node.service
 
     async def peer_transport(app: web.Application) -> AsyncIterator[None]:
         yield
-        await transport.close()
+        await node.transport.close()
 
     async def membership_keeper(app: web.Application) -> AsyncIterator[None]:
-        keeper.start()
+        node.keeper.start()
         yield
-        await keeper.stop()
+        await node.keeper.stop()
 
     async def entry_mover(app: web.Application) -> AsyncIterator[None]:
         yield
-        await mover.stop()
+        await node.mover.stop()
 
     async def remote_read_tasks(app: web.Application) -> AsyncIterator[None]:
         yield
@@ -184,8 +213,8 @@ def create_app(config: Config, *, self_id: str) -> web.Application:
         async def sweep_forever() -> None:
             while True:
                 # A full batch means more may be waiting: go again at once.
-                if store.sweep() < 10_000:
-                    await asyncio.sleep(config.sweep_interval)
+                if service.store.sweep() < 10_000:
+                    await asyncio.sleep(sweep_interval)
                 else:
                     await asyncio.sleep(0)
 
@@ -195,10 +224,7 @@ def create_app(config: Config, *, self_id: str) -> web.Application:
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    app.cleanup_ctx.extend(
-        [peer_transport, membership_keeper, entry_mover, remote_read_tasks, expiry_sweeper]
-    )
-    return app
+    return [peer_transport, membership_keeper, entry_mover, remote_read_tasks, expiry_sweeper]
 
 
 async def drain(app: web.Application, *, timeout: float) -> MoveReport | None:

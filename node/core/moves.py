@@ -174,23 +174,16 @@ class EntryMover:
             if index % _KEYS_PER_SLICE == 0:
                 await asyncio.sleep(0)  # let requests in
                 now = self._clock()
-            entry = store.peek(key)
-            if entry is None:
+            planned = self._plan(key, now, targets_of, report)
+            if planned is None:
                 continue
-            report.examined += 1
-            targets = [target for target in targets_of(key) if target != self.self_id]
-            if not targets:
-                continue
-            value, expires_at = entry
-            ttl = expires_at - now if expires_at else None
-            if ttl is not None and ttl <= 0:
-                continue
+            targets, entry = planned
             if drop_if is not None and drop_if(key):
-                to_drop[key] = value
+                to_drop[key] = entry[1]
             for target in targets:
                 outbox = outboxes.setdefault(target, _Outbox())
-                outbox.entries.append((key, value, ttl))
-                outbox.size += len(key) + len(value)
+                outbox.entries.append(entry)
+                outbox.size += len(key) + len(entry[1])
                 if outbox.size >= BATCH_BYTES:
                     await self._flush(target, outbox, report, failed_keys)
         for target, outbox in outboxes.items():
@@ -201,6 +194,28 @@ class EntryMover:
                 report.dropped += 1
         report.seconds = self._clock() - started
         return report
+
+    def _plan(
+        self,
+        key: str,
+        now: float,
+        targets_of: Callable[[str], Iterable[str]],
+        report: MoveReport,
+    ) -> tuple[list[str], Entry] | None:
+        """Where ``key``'s live entry goes (other members only), and the entry as
+        it travels; None when it is gone, expired or stays here alone."""
+        found = self.store.peek(key)
+        if found is None:
+            return None
+        report.examined += 1
+        targets = [target for target in targets_of(key) if target != self.self_id]
+        if not targets:
+            return None
+        value, expires_at = found
+        ttl = expires_at - now if expires_at else None
+        if ttl is not None and ttl <= 0:
+            return None
+        return targets, (key, value, ttl)
 
     async def _flush(
         self, target: str, outbox: _Outbox, report: MoveReport, failed_keys: set[str]

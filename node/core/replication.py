@@ -36,18 +36,10 @@ def merge_writes(
     outcomes: Sequence[bool | NodeError | None], *, deleting: bool
 ) -> bool | NodeError | None:
     """One key's write outcome from its owners' outcomes (see the module docstring)."""
-    done = missing = False
-    refused: NodeError | None = None
-    unavailable: NodeError | None = None
-    for outcome in outcomes:
-        if outcome is True:
-            done = True
-        elif outcome is None or outcome is False:
-            missing = True
-        elif isinstance(outcome, Unavailable):
-            unavailable = unavailable or outcome
-        elif isinstance(outcome, NodeError):
-            refused = refused or outcome
+    done = any(outcome is True for outcome in outcomes)
+    missing = any(outcome is None for outcome in outcomes)
+    errors = [outcome for outcome in outcomes if isinstance(outcome, NodeError)]
+    refused = next((error for error in errors if not isinstance(error, Unavailable)), None)
     if deleting:
         if done:
             return True
@@ -57,8 +49,8 @@ def merge_writes(
         return True
     if refused is not None:
         return refused
-    if unavailable is not None:
-        return unavailable
+    if errors:  # every one of them Unavailable
+        return errors[0]
     return OwnersUnavailable("No owner of this key could take the write.")
 
 

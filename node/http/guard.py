@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -103,59 +102,87 @@ class RouteGuard:
         the others, which go to the handler. It spares the hottest requests a
         coroutine of their own.
         """
-        auth = None if public else self.auth
-        self_id, logging_on = self.self_id, self.access_logging
-        counting = self.count_requests
-        observe = self.metrics.route(route).observe
 
         def decorate(handler: Handler) -> Handler:
-            @functools.wraps(handler)
-            async def guarded(request: web.Request) -> web.StreamResponse:
-                started = time.perf_counter()
-                request_id = request.headers.get(REQUEST_ID_HEADER)
-                if request_id is not None:
-                    REQUEST_ID.set(request_id[:MAX_REQUEST_ID])
-                try:
-                    if auth is not None and not auth.accepts(request.headers.get("Authorization")):
-                        raise _unauthorized()
-                    response = at_once(request) if at_once is not None else None
-                    if response is None:
-                        response = await handler(request)
-                except HttpError as exc:
-                    response = exc.response(self_id)
-                except NodeError as exc:
-                    response = from_node_error(exc).response(self_id)
-                except web.HTTPException as exc:
-                    response = from_aiohttp(exc).response(self_id)
-                except Exception:
-                    log.exception("unhandled error serving %s %s", request.method, request.path)
-                    response = error_response(
-                        500, "internal", "The node failed to serve this request.", node_id=self_id
-                    )
-                seconds = time.perf_counter() - started
-                if counting:
-                    observe(request.method, response.status, seconds)
-                if request_id is not None:
-                    response.headers[REQUEST_ID_HEADER] = request_id[:MAX_REQUEST_ID]
-                if logging_on:
-                    access_log.info(
-                        "%s %s %d %.6f",
-                        request.method,
-                        request.path,
-                        response.status,
-                        seconds,
-                        extra={
-                            "method": request.method,
-                            "path": request.path,
-                            "status": response.status,
-                            "seconds": round(seconds, 6),
-                        },
-                    )
-                return response
-
-            return guarded
+            return _GuardedRoute(self, route, handler, public=public, at_once=at_once).serve
 
         return decorate
+
+
+class _GuardedRoute:
+    """One route's handler with everything the guard adds around it."""
+
+    __slots__ = ("at_once", "auth", "counting", "handler", "logging_on", "observe", "self_id")
+
+    def __init__(
+        self,
+        guard: RouteGuard,
+        route: str,
+        handler: Handler,
+        *,
+        public: bool,
+        at_once: ImmediateHandler | None,
+    ) -> None:
+        self.handler = handler
+        self.at_once = at_once
+        self.auth = None if public else guard.auth
+        self.self_id = guard.self_id
+        self.logging_on = guard.access_logging
+        self.counting = guard.count_requests
+        self.observe = guard.metrics.route(route).observe
+
+    async def serve(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        request_id = request.headers.get(REQUEST_ID_HEADER)
+        if request_id is not None:
+            REQUEST_ID.set(request_id[:MAX_REQUEST_ID])
+        try:
+            auth = self.auth
+            if auth is not None and not auth.accepts(request.headers.get("Authorization")):
+                raise _unauthorized()
+            at_once = self.at_once
+            response = at_once(request) if at_once is not None else None
+            if response is None:
+                response = await self.handler(request)
+        except Exception as exc:
+            response = self._error_answer(request, exc)
+        seconds = time.perf_counter() - started
+        if self.counting:
+            self.observe(request.method, response.status, seconds)
+        if request_id is not None:
+            response.headers[REQUEST_ID_HEADER] = request_id[:MAX_REQUEST_ID]
+        if self.logging_on:
+            _log_access(request, response.status, seconds)
+        return response
+
+    def _error_answer(self, request: web.Request, exc: Exception) -> web.StreamResponse:
+        """The JSON answer for whatever the handler raised; never a traceback."""
+        if isinstance(exc, HttpError):
+            return exc.response(self.self_id)
+        if isinstance(exc, NodeError):
+            return from_node_error(exc).response(self.self_id)
+        if isinstance(exc, web.HTTPException):
+            return from_aiohttp(exc).response(self.self_id)
+        log.error("unhandled error serving %s %s", request.method, request.path, exc_info=exc)
+        return error_response(
+            500, "internal", "The node failed to serve this request.", node_id=self.self_id
+        )
+
+
+def _log_access(request: web.Request, status: int, seconds: float) -> None:
+    access_log.info(
+        "%s %s %d %.6f",
+        request.method,
+        request.path,
+        status,
+        seconds,
+        extra={
+            "method": request.method,
+            "path": request.path,
+            "status": status,
+            "seconds": round(seconds, 6),
+        },
+    )
 
 
 def _unauthorized() -> HttpError:

@@ -83,10 +83,7 @@ class Forwarder:
         if guarded and not self.breakers.allow(member):
             self._count_error(member, counted)
             raise CircuitOpen(f"{member} failed repeatedly; requests to it are paused.")
-        all_headers = {**headers, **self._hop_headers} if headers else self._hop_headers
-        request_id = REQUEST_ID.get()
-        if request_id is not None:
-            all_headers = {**all_headers, REQUEST_ID_HEADER: request_id}
+        all_headers = self._headers(headers)
         if counted:
             self.stats.forwards += 1
             self.forwards_by_peer[member] += 1
@@ -114,6 +111,14 @@ class Forwarder:
             self._failing.discard(member)
             log.info("requests to %s work again", member)
         return reply
+
+    def _headers(self, headers: Mapping[str, str] | None) -> Mapping[str, str]:
+        """The call's headers, with the hop header and the caller's request id."""
+        all_headers = {**headers, **self._hop_headers} if headers else self._hop_headers
+        request_id = REQUEST_ID.get()
+        if request_id is not None:
+            all_headers = {**all_headers, REQUEST_ID_HEADER: request_id}
+        return all_headers
 
     def _count_error(self, member: str, counted: bool) -> None:
         if counted:
