@@ -124,7 +124,7 @@ def encode_items(keys: Sequence[str], values: Sequence[bytes]) -> bytes:
     return _frame(header, values)
 
 
-def encode_results(statuses: Sequence[int], payloads: Sequence[bytes]) -> bytes:
+def encode_results(statuses: Sequence[int], payloads: Sequence[bytes | memoryview]) -> bytes:
     """An answer: one status and one payload (often empty) per request key."""
     header = orjson.dumps({"status": statuses, "sizes": [len(p) for p in payloads]})
     return _frame(header, payloads)
@@ -181,7 +181,7 @@ def parse_error_payload(payload: bytes) -> tuple[str, str]:
     return str(parsed.get("error", "unknown")), str(parsed.get("detail", ""))
 
 
-def _frame(header: bytes, parts: Sequence[bytes]) -> bytes:
+def _frame(header: bytes, parts: Sequence[bytes | memoryview]) -> bytes:
     return b"".join((len(header).to_bytes(_LENGTH_BYTES, "big"), header, *parts))
 
 

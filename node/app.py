@@ -24,16 +24,19 @@ from client._transport import Transport
 from .cache.near_cache import NearCache
 from .cache.store import Store
 from .cluster.discovery import Discovery, StaticDiscovery
-from .cluster.membership import Membership, MembershipKeeper
+from .cluster.keeper import MembershipKeeper
+from .cluster.membership import Membership
 from .config import Config
 from .core import (
     EntryMover,
     KeyService,
+    Lifecycle,
     Limits,
     MoveReport,
     Placement,
     RemoteReads,
     TransferStats,
+    VersionClock,
 )
 from .http.auth import load_tokens
 from .http.guard import RouteGuard
@@ -43,6 +46,7 @@ from .peers.breaker import CircuitBreakers
 from .peers.client import PeerClient
 from .peers.forwarder import Forwarder
 from .peers.invalidation import Invalidations
+from .peers.protocol import GOSSIP_PATH
 
 __all__ = ["KEEPER", "MOVER", "SERVICE", "create_app", "drain", "resolve_self_id"]
 
@@ -53,7 +57,6 @@ KEEPER = web.AppKey("keeper", MembershipKeeper)
 MOVER = web.AppKey("mover", EntryMover)
 
 _WILDCARDS = {"0.0.0.0", "::", ""}
-_LEAVE_NOTICE_TIMEOUT = 1.0
 
 
 async def resolve_self_id(config: Config) -> str:
@@ -138,19 +141,24 @@ def _build(config: Config, self_id: str, peer_headers: dict[str, str] | None) ->
     breakers = CircuitBreakers(
         failures_to_open=config.breaker_failures, cooldown=config.breaker_cooldown
     )
-    peers = PeerClient(Forwarder(transport, self_id=self_id, breakers=breakers))
+    clock = VersionClock(self_id)
+    peers = PeerClient(
+        Forwarder(transport, self_id=self_id, breakers=breakers), observe=clock.observe
+    )
     membership = Membership(self_id, vnodes=config.vnodes)
 
-    async def check(member: str) -> bool:
-        return await peers.check(member, timeout=config.health_timeout)
+    async def exchange(member: str, message: bytes) -> bytes:
+        return await peers.call(member, GOSSIP_PATH, message, timeout=config.health_timeout)
 
     keeper = MembershipKeeper(
         membership,
         create_discovery(config, self_id),
-        check,
+        exchange,
         discovery_interval=config.discovery_interval,
         health_interval=config.health_interval,
         health_failures=config.health_failures,
+        ready_timeout=_ready_timeout(config),
+        on_rejoin=store.clear,
     )
     membership.listeners.append(lambda old, new: breakers.forget(set(new.members)))
     near = None
@@ -170,9 +178,21 @@ def _build(config: Config, self_id: str, peer_headers: dict[str, str] | None) ->
             lambda member, keys: peers.invalidate(member, keys, timeout=timeout)
         ),
         limits=Limits(max_key_bytes=config.max_key_bytes, max_value_bytes=config.max_value_bytes),
+        clock=clock,
+        lifecycle=Lifecycle(is_ready=lambda: keeper.ready),
+        resync=keeper.sync_with,
     )
+    # Owners may change with the ring, and a new owner does not know who holds
+    # copies of its keys: every near-cache copy goes.
+    membership.listeners.append(lambda old, new: service.remote_reads.forget_all())
     transfer_stats = TransferStats()
-    mover = EntryMover(store=store, peers=peers, replicas=config.replicas, stats=transfer_stats)
+    mover = EntryMover(
+        store=store,
+        peers=peers,
+        membership=membership,
+        replicas=config.replicas,
+        stats=transfer_stats,
+    )
     membership.listeners.append(mover.ring_changed)
     return _Node(
         transport=transport,
@@ -181,6 +201,12 @@ def _build(config: Config, self_id: str, peer_headers: dict[str, str] | None) ->
         mover=mover,
         transfer_stats=transfer_stats,
     )
+
+
+def _ready_timeout(config: Config) -> float:
+    """How long a starting node waits for its peers to agree before it serves
+    anyway: a few failure-detection periods, at least 5 s."""
+    return max(5.0, 4 * config.health_interval * config.health_failures)
 
 
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
@@ -230,30 +256,28 @@ def _lifecycle(node: _Node, *, sweep_interval: float) -> list[CleanupContext]:
 async def drain(app: web.Application, *, timeout: float) -> MoveReport | None:
     """Leave the cluster without losing entries; call before shutting the app down.
 
-    Refuses writes from now on (503), takes this node out of its own health
-    checks, tells every peer it is leaving (they drop it from their rings at
-    once), then hands every live entry to its owners under the ring without
-    this node. Gives up after ``timeout`` seconds. Returns what was moved, or
-    None when there was no peer to hand to.
+    Refuses writes from now on (503), says it is leaving (every peer drops it
+    from its ring at once and its health check answers 503), hands every
+    live entry and tombstone to its owners under the ring without this node,
+    then tells everyone it is done (readers stop asking it). Gives up after
+    ``timeout`` seconds. Returns what was moved, or None when there was no
+    peer to hand to.
     """
     service, keeper, mover = app[SERVICE], app[KEEPER], app[MOVER]
     service.lifecycle.draining = True
-    await keeper.stop()  # our ring must not change under the handoff
     await mover.stop()
-    ring = service.membership.ring
-    peers = sorted(ring.members - {service.self_id})
+    peers = sorted(service.membership.ring.members - {service.self_id})
     if not peers:
         log.warning("draining with no peers: %d entries cannot be handed off", len(service.store))
+        await keeper.stop()
         return None
-
-    async def tell(peer: str) -> None:
-        with contextlib.suppress(Exception):
-            await service.peers.leave(peer, timeout=_LEAVE_NOTICE_TIMEOUT)
-
-    await asyncio.gather(*(tell(peer) for peer in peers))
+    await keeper.leave()  # every peer hears it now; our ring is now theirs
+    await keeper.stop()  # our ring must not change under the handoff
+    ring = service.membership.ring
     try:
         async with asyncio.timeout(timeout):
-            report = await mover.hand_off(ring.with_members(peers))
+            report = await mover.hand_off(ring)
+            await keeper.gossip_round()  # "settled": readers stop asking this node
     except TimeoutError:
         log.error("drain gave up after %.1fs; entries not yet handed off are lost", timeout)
         return mover.last_report

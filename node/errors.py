@@ -13,8 +13,12 @@ sees, and every instance a ``detail`` sentence.
     │   ├── KeyTooLong          over the key limit, in bytes of UTF-8
     │   ├── BadTtl              not a positive number of seconds
     │   └── ValueTooLarge       over the value limit, or more than the store holds
+    ├── Conflict                the write lost to the state of the key
+    │   └── StaleVersion        an owner holds a newer version (the writer stamps again)
+    ├── NotOwner                this node does not own the key under its ring (ask again)
     └── Unavailable             cannot be served now; the same request may work later
         ├── Draining            this node (or the owner) is stopping
+        ├── Starting            this node has not yet agreed with its peers on the members
         ├── OwnersUnavailable   no owner of the key could take part
         └── PeerError           a call to another node failed
             ├── PeerUnreachable refused, or no route
@@ -34,15 +38,19 @@ __all__ = [
     "BadKey",
     "BadTtl",
     "CircuitOpen",
+    "Conflict",
     "Draining",
     "InvalidRequest",
     "KeyTooLong",
     "NodeError",
+    "NotOwner",
     "OwnersUnavailable",
     "PeerError",
     "PeerFailed",
     "PeerTimeout",
     "PeerUnreachable",
+    "StaleVersion",
+    "Starting",
     "Unavailable",
     "ValueTooLarge",
     "error_for_word",
@@ -81,6 +89,33 @@ class ValueTooLarge(InvalidRequest):
     word = "too_large"
 
 
+class Conflict(NodeError):
+    word = "conflict"
+
+
+class StaleVersion(Conflict):
+    """An owner already holds ``current``, newer than the write's version."""
+
+    word = "stale_version"
+
+    def __init__(self, detail: str, *, current: int = 0) -> None:
+        super().__init__(detail)
+        self.current = current
+
+
+class NotOwner(NodeError):
+    """A write (or a peer's read) reached a node that does not own the key under
+    its ring: one of the two rings is out of date. ``ring`` is that node's
+    ring version, ``member`` that node (when a peer said so)."""
+
+    word = "not_owner"
+
+    def __init__(self, detail: str, *, ring: str = "", member: str = "") -> None:
+        super().__init__(detail)
+        self.ring = ring
+        self.member = member
+
+
 class Unavailable(NodeError):
     """Retry later, or elsewhere: nothing about the request itself is wrong."""
 
@@ -89,6 +124,12 @@ class Unavailable(NodeError):
 
 class Draining(Unavailable):
     word = "draining"
+
+
+class Starting(Unavailable):
+    """This node has not yet agreed with its peers on the members."""
+
+    word = "starting"
 
 
 class OwnersUnavailable(Unavailable):

@@ -113,7 +113,8 @@ class NodeProcess:
         return _http_json(f"{self.url}/cluster", timeout, self.token)
 
     def wait_alive(self, timeout: float = 20.0) -> None:
-        """Poll ``/check-alive`` until it answers; raise if the process exits or time runs out."""
+        """Poll ``/check-alive`` until it answers 200 (the node is ready); raise if
+        the process exits or time runs out."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
@@ -212,12 +213,13 @@ class LocalCluster:
         return [node.member for node in self.nodes]
 
     def start(self, timeout: float = 30.0) -> None:
-        """Start every node and wait until each answers and sees all the others."""
+        """Start every node and wait until each says it is ready (``/check-alive``
+        200), which a node says only once it agrees with its peers on the
+        members: the cluster is usable the moment this returns."""
         for node in self.nodes:
             node.start()
         for node in self.nodes:
             node.wait_alive(timeout)
-        self.wait_converged(timeout)
 
     def wait_converged(self, timeout: float = 30.0, members: Sequence[str] | None = None) -> None:
         """Wait until every running node's ring holds exactly ``members`` (default: all)."""
@@ -298,7 +300,7 @@ def main(argv: Sequence[str]) -> int:
             cluster.stop()
             return 130
         first = cluster.nodes[0].url
-        print(f"{len(cluster.nodes)} nodes are up:")
+        print(f"{len(cluster.nodes)} nodes are ready:")
         for node in cluster.nodes:
             print(f"  {node.url}")
         print(f"\nTry:\n  curl -X PUT --data-binary 'hello' {first}/kv/greeting")

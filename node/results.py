@@ -16,12 +16,16 @@ from dataclasses import dataclass
 
 from .errors import NodeError
 
-__all__ = ["Found", "KeyOutcome", "Written"]
+__all__ = ["Found", "KeyOutcome", "Value", "Written"]
+
+# A value as stored and served: bytes, or for large values a read-only view
+# of the stored bytes (no copy).
+Value = bytes | memoryview
 
 # One key's outcome in a batch, kept this small because batches hold
 # thousands: the value of a hit (bytes); None for a miss, or a delete that
 # found nothing; True for a set or delete done; or the error of that key alone.
-KeyOutcome = bytes | bool | None | NodeError
+KeyOutcome = bytes | memoryview | bool | None | NodeError
 
 
 @dataclass(slots=True)
@@ -32,24 +36,35 @@ class Found:
     (None: no TTL). ``node`` served it and ``ring`` is that node's ring
     version; ``via`` is the node that asked ``node`` on the caller's behalf
     (None when ``node`` is the one the caller reached); ``near_of`` is the
-    owner a near-cache copy came from (None: not a copy).
+    owner a near-cache copy came from (None: not a copy). ``version`` orders
+    writes of the key (0: unknown; a miss may carry its deletion's), and
+    ``flags`` are memcached's client flags (0 for values written over HTTP).
     """
 
-    value: bytes | None
+    value: Value | None
     ttl: float | None
     node: str
     ring: str
     via: str | None = None
     near_of: str | None = None
+    version: int = 0
+    flags: int = 0
+    # The owner that answered will tell the asker when the key changes: the
+    # asker may keep a near-cache copy (node.core.remote_reads).
+    tracked: bool = False
 
 
 @dataclass(slots=True)
 class Written:
-    """The answer to a write (set or delete) of one key.
+    """The answer to a write of one key.
 
-    ``found`` is False for a delete that found nothing to delete.
+    ``found`` is False for a write that found nothing to act on (a delete of
+    a missing key; memcached's not_stored, not_found, exists). ``outcome``
+    says which, in memcached's words (``node.core.mutations.Outcome``).
     ``copies`` is ``(stored, owners)`` for a key with several owners, None
-    otherwise. ``node``, ``ring`` and ``via`` as in ``Found``.
+    otherwise. ``version`` is the key's version after the write (memcached's
+    CAS unique); ``number`` the result of an incr or decr. ``node``, ``ring``
+    and ``via`` as in ``Found``.
     """
 
     node: str
@@ -57,3 +72,6 @@ class Written:
     via: str | None = None
     found: bool = True
     copies: tuple[int, int] | None = None
+    outcome: str = "stored"
+    version: int = 0
+    number: int | None = None

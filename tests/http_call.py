@@ -9,7 +9,11 @@ from typing import Any
 
 import orjson
 
-__all__ = ["Answer", "call"]
+__all__ = ["OWN_COPY", "Answer", "call"]
+
+# Headers that ask a node for its own copy of a key, as a peer reading while
+# keys move does: no forward, and an answer whether it owns the key or not.
+OWN_COPY = {"X-Cache-Hop": "test", "X-Cache-Local": "1"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,332 +1,286 @@
-"""Membership: ring swaps, peer health transitions, and the keeper's decisions.
+"""Membership: the member table's merge rules, the ring's history, and gossip keepers.
 
-Discovery and health checks are small fakes that implement the same
-protocols (``members()``/``close()`` and ``async check(peer) -> bool``); the
-keeper's steps (``poll_discovery``, ``check_peers``) are driven one at a time,
-so nothing waits on a timer.
+The keepers here are real ``MembershipKeeper``s; what stands in for the
+network is ``Network``, which delivers one keeper's gossip message to
+another's ``receive`` (or fails, for a member that is down). Time is a
+``FakeClock``; rounds are run by the test, one at a time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pytest
 
-from client import HashRing
-from node.cluster.membership import Membership, MembershipKeeper, PeerHealth
+from node.cluster.keeper import MembershipKeeper
+from node.cluster.members import MemberRecord, MemberTable, Status
+from node.cluster.membership import Membership
 
-SELF = "10.0.0.1:7000"
-B = "10.0.0.2:7000"
-C = "10.0.0.3:7000"
-FAILURES = 3
+A, B, C, D = (f"10.0.0.{n}:7000" for n in (1, 2, 3, 4))
 
 
-class FakeDiscovery:
-    """A member list the test edits; ``error`` set makes ``members()`` raise it."""
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
 
-    def __init__(self, *members: str) -> None:
+    def __call__(self) -> float:
+        return self.now
+
+
+class Seeds:
+    """Static discovery: members to meet."""
+
+    authoritative = False
+
+    def __init__(self, members: Iterable[str]) -> None:
         self.listed = set(members)
-        self.error: Exception | None = None
-        self.closed = False
 
     async def members(self) -> set[str]:
-        if self.error is not None:
-            raise self.error
         return set(self.listed)
 
     async def close(self) -> None:
-        self.closed = True
+        return None
 
 
-class FakeCheck:
-    """Health check: a peer answers when it is in ``up``. Records who was asked."""
+class Network:
+    """Delivers gossip between keepers; a member in ``down`` does not answer."""
 
-    def __init__(self, *up: str) -> None:
-        self.up = set(up)
-        self.asked: list[str] = []
+    def __init__(self) -> None:
+        self.keepers: dict[str, MembershipKeeper] = {}
+        self.down: set[str] = set()
 
-    async def __call__(self, peer: str) -> bool:
-        self.asked.append(peer)
-        return peer in self.up
+    async def exchange(self, sender: str, member: str, message: bytes) -> bytes:
+        if member in self.down or sender in self.down or member not in self.keepers:
+            raise ConnectionRefusedError(f"{member} is down")
+        return self.keepers[member].receive(message)
 
+    def add(
+        self, member: str, seeds: Iterable[str], clock: FakeClock, **options: object
+    ) -> MembershipKeeper:
+        async def exchange(target: str, message: bytes) -> bytes:
+            return await self.exchange(member, target, message)
 
-def make_keeper(discovery: FakeDiscovery, check: FakeCheck) -> tuple[Membership, MembershipKeeper]:
-    membership = Membership(SELF, vnodes=16)
-    keeper = MembershipKeeper(
-        membership,
-        discovery,
-        check,
-        discovery_interval=5.0,
-        health_interval=0.5,
-        health_failures=FAILURES,
-    )
-    return membership, keeper
+        keeper = MembershipKeeper(
+            Membership(member, vnodes=8),
+            Seeds(seeds),
+            exchange,
+            health_interval=0.5,
+            health_failures=3,
+            discovery_interval=5,
+            ready_timeout=10,
+            incarnation=1,
+            clock=clock,
+            **options,  # type: ignore[arg-type]
+        )
+        self.keepers[member] = keeper
+        return keeper
 
-
-# -- Membership ------------------------------------------------------------------
-
-
-def test_a_new_membership_has_only_itself() -> None:
-    membership = Membership(SELF, vnodes=16)
-    assert membership.ring.members == {SELF}
-    assert membership.ring.vnodes == 16
-
-
-def test_set_members_swaps_in_a_new_ring_and_leaves_the_old_one_unchanged() -> None:
-    membership = Membership(SELF, vnodes=16)
-    old = membership.ring
-    assert membership.set_members([SELF, B]) is True
-    assert membership.ring is not old
-    assert membership.ring.members == {SELF, B}
-    assert old.members == {SELF}
-    assert membership.changes == 1
+    async def rounds(self, count: int = 1) -> None:
+        for _ in range(count):
+            for member, keeper in list(self.keepers.items()):
+                if member not in self.down:
+                    await keeper.gossip_round()
 
 
-def test_set_members_always_includes_this_node() -> None:
-    membership = Membership(SELF, vnodes=16)
-    membership.set_members([B, C])
-    assert membership.ring.members == {SELF, B, C}
-    membership.set_members([])
-    assert membership.ring.members == {SELF}
-
-
-def test_set_members_returns_false_and_keeps_the_ring_when_unchanged() -> None:
-    membership = Membership(SELF, vnodes=16)
-    membership.set_members([B])
-    ring = membership.ring
-    assert membership.set_members([B]) is False
-    assert membership.set_members([B, SELF, B]) is False
-    assert membership.ring is ring
-    assert membership.changes == 1
-
-
-def test_set_members_keeps_vnodes() -> None:
-    membership = Membership(SELF, vnodes=16)
-    membership.set_members([B])
-    assert membership.ring.vnodes == 16
-
-
-def test_listeners_hear_each_swap_with_the_old_and_new_ring() -> None:
-    membership = Membership(SELF, vnodes=16)
-    heard: list[tuple[HashRing, HashRing]] = []
-    membership.listeners.append(lambda old, new: heard.append((old, new)))
-    first = membership.ring
-    membership.set_members([B])
-    membership.set_members([B])
-    assert heard == [(first, membership.ring)]
-
-
-# -- PeerHealth ------------------------------------------------------------------
-
-
-def test_a_peer_is_unknown_before_its_first_check() -> None:
-    assert PeerHealth().up is None
-
-
-def test_a_peer_never_seen_is_down_after_its_first_failure() -> None:
-    health = PeerHealth()
-    assert health.record(False, failures_to_down=FAILURES) is True
-    assert health.up is False
-
-
-def test_a_peer_never_seen_is_up_after_its_first_success() -> None:
-    health = PeerHealth()
-    assert health.record(True, failures_to_down=FAILURES) is True
-    assert health.up is True
-
-
-def test_an_up_peer_goes_down_only_after_n_failures_in_a_row() -> None:
-    health = PeerHealth()
-    health.record(True, failures_to_down=FAILURES)
-    for _ in range(FAILURES - 1):
-        assert health.record(False, failures_to_down=FAILURES) is False
-        assert health.up is True
-    assert health.record(False, failures_to_down=FAILURES) is True
-    assert health.up is False
-
-
-def test_a_success_resets_the_failures_in_a_row() -> None:
-    health = PeerHealth()
-    health.record(True, failures_to_down=FAILURES)
-    for ok in [False] * (FAILURES - 1) + [True] + [False] * (FAILURES - 1):
-        health.record(ok, failures_to_down=FAILURES)
-    assert health.up is True
-    assert health.failures_in_row == FAILURES - 1
-
-
-def test_a_down_peer_is_up_after_one_success() -> None:
-    health = PeerHealth()
-    health.record(False, failures_to_down=FAILURES)
-    assert health.record(True, failures_to_down=FAILURES) is True
-    assert health.up is True
-
-
-def test_a_down_peer_that_keeps_failing_reports_no_change() -> None:
-    health = PeerHealth()
-    health.record(False, failures_to_down=FAILURES)
-    assert health.record(False, failures_to_down=FAILURES) is False
-    assert health.up is False
-
-
-def test_peer_health_counts_checks_and_failures() -> None:
-    health = PeerHealth()
-    for ok in (True, False, False, True, False):
-        health.record(ok, failures_to_down=FAILURES)
-    assert (health.checks, health.failures, health.failures_in_row) == (5, 3, 1)
-
-
-# -- MembershipKeeper ------------------------------------------------------------
-
-
-async def test_a_listed_peer_joins_only_once_it_has_answered() -> None:
-    discovery, check = FakeDiscovery(SELF, B), FakeCheck()
-    membership, keeper = make_keeper(discovery, check)
-    assert await keeper.poll_discovery() is True
-    assert membership.ring.members == {SELF}
-    await keeper.check_peers()
-    assert membership.ring.members == {SELF}
-    check.up.add(B)
-    await keeper.check_peers()
-    assert membership.ring.members == {SELF, B}
-
-
-async def test_this_node_is_never_health_checked() -> None:
-    discovery, check = FakeDiscovery(SELF, B), FakeCheck(B)
-    _, keeper = make_keeper(discovery, check)
-    await keeper.poll_discovery()
-    await keeper.check_peers()
-    assert check.asked == [B]
-
-
-async def test_discovery_that_omits_this_node_still_keeps_it_in_the_ring() -> None:
-    discovery, check = FakeDiscovery(B), FakeCheck(B)
-    membership, keeper = make_keeper(discovery, check)
-    await keeper.poll_discovery()
-    await keeper.check_peers()
-    assert membership.ring.members == {SELF, B}
-
-
-async def test_a_failed_discovery_poll_keeps_the_last_good_list() -> None:
-    discovery, check = FakeDiscovery(SELF, B, C), FakeCheck(B, C)
-    membership, keeper = make_keeper(discovery, check)
-    await keeper.poll_discovery()
-    await keeper.check_peers()
-    ring = membership.ring
-    discovery.error = RuntimeError("ECS is throttling us")
-    assert await keeper.poll_discovery() is False
-    assert membership.ring is ring
-    check.asked.clear()
-    await keeper.check_peers()
-    assert sorted(check.asked) == [B, C]
-    assert membership.ring.members == {SELF, B, C}
-
-
-async def test_discovery_recovering_applies_the_new_list() -> None:
-    discovery, check = FakeDiscovery(SELF, B, C), FakeCheck(B, C)
-    membership, keeper = make_keeper(discovery, check)
-    await keeper.poll_discovery()
-    await keeper.check_peers()
-    discovery.error = RuntimeError("down")
-    await keeper.poll_discovery()
-    discovery.error = None
-    discovery.listed = {SELF, B}
-    assert await keeper.poll_discovery() is True
-    assert membership.ring.members == {SELF, B}
-
-
-async def test_a_peer_leaves_the_ring_after_n_failed_checks() -> None:
-    discovery, check = FakeDiscovery(SELF, B, C), FakeCheck(B, C)
-    membership, keeper = make_keeper(discovery, check)
-    await keeper.poll_discovery()
-    await keeper.check_peers()
-    check.up.discard(B)
-    for _ in range(FAILURES - 1):
-        await keeper.check_peers()
-        assert membership.ring.members == {SELF, B, C}
-    await keeper.check_peers()
-    assert membership.ring.members == {SELF, C}
-    assert keeper.peer_health[B].up is False
-
-
-async def test_a_down_peer_rejoins_after_one_good_check() -> None:
-    discovery, check = FakeDiscovery(SELF, B), FakeCheck(B)
-    membership, keeper = make_keeper(discovery, check)
-    await keeper.poll_discovery()
-    await keeper.check_peers()
-    check.up.clear()
-    for _ in range(FAILURES):
-        await keeper.check_peers()
-    assert membership.ring.members == {SELF}
-    check.up.add(B)
-    await keeper.check_peers()
-    assert membership.ring.members == {SELF, B}
-
-
-async def test_a_peer_removed_from_discovery_leaves_the_ring_at_once() -> None:
-    discovery, check = FakeDiscovery(SELF, B, C), FakeCheck(B, C)
-    membership, keeper = make_keeper(discovery, check)
-    await keeper.poll_discovery()
-    await keeper.check_peers()
-    discovery.listed.discard(B)
-    await keeper.poll_discovery()
-    assert membership.ring.members == {SELF, C}
-    assert B not in keeper.peer_health
-
-
-async def test_a_peer_listed_again_must_answer_again_before_it_rejoins() -> None:
-    discovery, check = FakeDiscovery(SELF, B), FakeCheck(B)
-    membership, keeper = make_keeper(discovery, check)
-    await keeper.poll_discovery()
-    await keeper.check_peers()
-    discovery.listed.discard(B)
-    await keeper.poll_discovery()
-    discovery.listed.add(B)
-    await keeper.poll_discovery()
-    assert membership.ring.members == {SELF}
-    await keeper.check_peers()
-    assert membership.ring.members == {SELF, B}
-
-
-async def test_a_check_answered_after_discovery_dropped_the_peer_is_ignored() -> None:
-    discovery = FakeDiscovery(SELF, B)
-    membership, keeper = make_keeper(discovery, FakeCheck(B))
-    await keeper.poll_discovery()
-    await keeper.check_peers()
-
-    async def check_while_b_is_dropped(peer: str) -> bool:
-        discovery.listed.discard(B)
+async def started(network: Network, clock: FakeClock, members: dict[str, list[str]]) -> None:
+    for member, seeds in members.items():
+        keeper = network.add(member, seeds, clock)
         await keeper.poll_discovery()
-        return True
-
-    keeper.check = check_while_b_is_dropped
-    await keeper.check_peers()
-    assert membership.ring.members == {SELF}
-    assert B not in keeper.peer_health
 
 
-async def test_a_peer_that_says_it_is_leaving_leaves_at_once() -> None:
-    discovery, check = FakeDiscovery(SELF, B, C), FakeCheck(B, C)
-    membership, keeper = make_keeper(discovery, check)
-    await keeper.poll_discovery()
-    await keeper.check_peers()
-    keeper.peer_left(B)
-    assert membership.ring.members == {SELF, C}
-    await keeper.check_peers()
-    assert membership.ring.members == {SELF, B, C}
+# -- the table's merge rules ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("member", [SELF, "10.9.9.9:7000"], ids=["self", "unlisted"])
-async def test_peer_left_ignores_this_node_and_unlisted_members(member: str) -> None:
-    discovery, check = FakeDiscovery(SELF, B), FakeCheck(B)
-    membership, keeper = make_keeper(discovery, check)
-    await keeper.poll_discovery()
-    await keeper.check_peers()
-    ring = membership.ring
-    keeper.peer_left(member)
-    assert membership.ring is ring
-    assert member not in keeper.peer_health
+def test_a_higher_incarnation_wins() -> None:
+    table = MemberTable(A, incarnation=1)
+    table.merge({B: MemberRecord(1, Status.DEAD)})
+    table.merge({B: MemberRecord(2, Status.ALIVE)})
+    assert table.status_of(B) is Status.ALIVE
 
 
-async def test_stop_closes_discovery() -> None:
-    discovery = FakeDiscovery(SELF)
-    _, keeper = make_keeper(discovery, FakeCheck())
-    await keeper.stop()
-    assert discovery.closed is True
+def test_at_one_incarnation_the_graver_status_wins_in_any_order() -> None:
+    heard = [
+        MemberRecord(3, Status.ALIVE),
+        MemberRecord(3, Status.DEAD),
+        MemberRecord(3, Status.LEAVING),
+    ]
+    for order in (heard, heard[::-1]):
+        table = MemberTable(A, incarnation=1)
+        for record in order:
+            table.merge({B: record})
+        assert table.records[B] == MemberRecord(3, Status.DEAD)
+
+
+def test_a_node_called_dead_refutes_with_a_higher_incarnation() -> None:
+    table = MemberTable(A, incarnation=5)
+    assert table.merge({A: MemberRecord(5, Status.DEAD)})
+    assert table.own == MemberRecord(6, Status.ALIVE)
+    assert table.was_declared_dead
+
+
+def test_a_forged_leave_of_another_node_is_refuted_by_that_node() -> None:
+    # Someone says B is leaving, at B's incarnation: B outranks it at once.
+    b = MemberTable(B, incarnation=7)
+    b.merge({B: MemberRecord(7, Status.LEAVING)})
+    assert b.own == MemberRecord(8, Status.ALIVE)
+
+
+def test_a_leaving_node_stays_leaving_whatever_it_hears() -> None:
+    table = MemberTable(A, incarnation=2)
+    table.leave()
+    table.merge({A: MemberRecord(2, Status.DEAD)})
+    assert table.own.status is Status.LEAVING
+
+
+# -- the ring's history ----------------------------------------------------------------
+
+
+def test_a_ring_change_keeps_the_previous_ring_until_settled() -> None:
+    membership = Membership(A, vnodes=8)
+    membership.set_members([A, B])
+    first = membership.ring
+    membership.set_members([A, B, C])
+    assert [ring.members for ring in membership.history] == [frozenset({A}), first.members]
+    membership.mark_settled(first)  # an old ring: ignored
+    assert membership.settled_version == ""
+    membership.mark_settled(membership.ring)
+    membership.settle()
+    assert membership.history == ()
+
+
+def test_a_leaving_node_leaves_its_own_ring() -> None:
+    membership = Membership(A, vnodes=8)
+    membership.set_members([A, B])
+    membership.set_members([B], include_self=False)
+    assert membership.ring.members == frozenset({B})
+
+
+# -- keepers ---------------------------------------------------------------------------
+
+
+async def test_a_node_given_one_seed_is_in_every_ring_within_two_rounds() -> None:
+    clock, network = FakeClock(), Network()
+    await started(network, clock, {A: [A, B, C], B: [A, B, C], C: [A, B, C]})
+    await network.rounds(2)
+    await started(network, clock, {D: [A]})
+    await network.keepers[D].gossip_round()  # D meets A
+    await network.rounds(1)  # A tells B and C; D meets them
+    for keeper in network.keepers.values():
+        assert keeper.membership.ring.members == {A, B, C, D}
+
+
+async def test_a_fresh_cluster_is_ready_only_once_every_ring_agrees() -> None:
+    clock, network = FakeClock(), Network()
+    await started(network, clock, {A: [A, B, C], B: [A, B, C], C: [A, B, C]})
+    assert not any(keeper.ready for keeper in network.keepers.values())
+    await network.rounds(2)
+    versions = {keeper.membership.ring.version for keeper in network.keepers.values()}
+    assert len(versions) == 1
+    assert all(keeper.ready for keeper in network.keepers.values())
+
+
+async def test_a_node_waits_for_an_unreachable_seed_then_is_ready_without_it() -> None:
+    clock, network = FakeClock(), Network()
+    await started(network, clock, {A: [A, B]})  # B never starts
+    await network.rounds(1)
+    assert not network.keepers[A].ready
+    clock.now += 11  # past the ready timeout
+    await network.rounds(1)
+    assert network.keepers[A].ready
+    assert network.keepers[A].membership.ring.members == {A}
+
+
+async def test_a_dead_member_leaves_every_ring_after_its_failed_checks() -> None:
+    clock, network = FakeClock(), Network()
+    await started(network, clock, {A: [A, B, C], B: [A, B, C], C: [A, B, C]})
+    await network.rounds(2)
+    network.down.add(C)
+    await network.rounds(3)
+    for member in (A, B):
+        keeper = network.keepers[member]
+        assert keeper.membership.ring.members == {A, B}
+        assert keeper.table.status_of(C) is Status.DEAD
+        assert C in keeper.membership.dead
+
+
+async def test_a_leaving_member_is_out_of_every_ring_after_its_own_round() -> None:
+    clock, network = FakeClock(), Network()
+    await started(network, clock, {A: [A, B, C], B: [A, B, C], C: [A, B, C]})
+    await network.rounds(2)
+    await network.keepers[C].leave()
+    for member in (A, B):
+        assert network.keepers[member].membership.ring.members == {A, B}
+    assert network.keepers[C].membership.ring.members == {A, B}
+
+
+async def test_a_node_declared_dead_empties_its_store_and_rejoins() -> None:
+    clock, network = FakeClock(), Network()
+    rejoined: list[str] = []
+    for member in (A, B):
+        network.add(member, [A, B], clock)
+    network.keepers[B].on_rejoin = lambda: rejoined.append(B)
+    for keeper in network.keepers.values():
+        await keeper.poll_discovery()
+    await network.rounds(2)
+    network.down.add(B)  # frozen: it hears nothing and says nothing
+    await network.rounds(3)
+    assert network.keepers[A].membership.ring.members == {A}
+    network.down.discard(B)
+    await network.keepers[B].gossip_round()  # B hears it was declared dead
+    assert rejoined == [B]
+    assert not network.keepers[B].ready
+    await network.rounds(2)
+    assert network.keepers[A].membership.ring.members == {A, B}
+    assert network.keepers[B].ready
+
+
+async def test_the_ring_is_stable_once_every_member_settled_on_it() -> None:
+    clock, network = FakeClock(), Network()
+    await started(network, clock, {A: [A, B], B: [A, B]})
+    await network.rounds(2)
+    assert all(keeper.membership.history for keeper in network.keepers.values())
+    for keeper in network.keepers.values():
+        keeper.membership.mark_settled(keeper.membership.ring)
+    await network.rounds(1)  # everyone hears everyone is settled
+    assert all(not keeper.membership.history for keeper in network.keepers.values())
+
+
+async def test_the_ring_is_not_stable_while_a_previous_owner_still_pushes() -> None:
+    clock, network = FakeClock(), Network()
+    await started(network, clock, {A: [A, B, C], B: [A, B, C], C: [A, B, C]})
+    await network.rounds(2)
+    for keeper in network.keepers.values():
+        keeper.membership.mark_settled(keeper.membership.ring)
+    await network.rounds(1)
+    await network.keepers[C].leave()  # C will hand its entries over
+    for member in (A, B):
+        keeper = network.keepers[member]
+        keeper.membership.mark_settled(keeper.membership.ring)
+    await network.rounds(1)
+    assert network.keepers[A].membership.history  # C has not said it is done
+    network.keepers[C].membership.mark_settled(network.keepers[C].membership.ring)
+    await network.keepers[C].gossip_round()
+    await network.rounds(1)
+    assert not network.keepers[A].membership.history
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{}",
+        b'{"from": "not a member", "members": {}, "ring": "", "settled": "", "ready": true}',
+        b'{"from": "10.0.0.9:7000", "members": {"x": [1, "alive"]}, "ring": "", "settled": "",'
+        b' "ready": true}',
+        b'{"from": "10.0.0.9:7000", "members": {"10.0.0.8:7000": [-1, "alive"]}, "ring": "",'
+        b' "settled": "", "ready": true}',
+    ],
+)
+async def test_a_malformed_gossip_message_changes_nothing(body: bytes) -> None:
+    from node.cluster.keeper import GossipError
+
+    clock, network = FakeClock(), Network()
+    keeper = network.add(A, [A], clock)
+    before = dict(keeper.table.records)
+    with pytest.raises(GossipError):
+        keeper.receive(body)
+    assert keeper.table.records == before

@@ -10,7 +10,7 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from client._transport import kv_path
-from node.peers.transfer import encode_entries
+from node.peers.transfer import Entry, encode_entries
 
 from .conftest import ClusterFactory, NodeFactory, next_subnet
 from .http_call import call
@@ -72,7 +72,7 @@ def test_peers_send_the_token_when_forwarding(make_cluster: ClusterFactory) -> N
 
 def test_a_transfer_with_a_wrong_token_stores_nothing(node_factory: NodeFactory) -> None:
     node = node_factory(f"{next_subnet()}.1", "--auth-token", "new-token")
-    body = encode_entries([("smuggled", b"v", None)])
+    body = encode_entries([Entry("smuggled", b"v", None, 1)])
     answer = call(
         node.member,
         "POST",

@@ -19,8 +19,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from node.cache.charge import ENTRY_OVERHEAD, TTL_OVERHEAD, entry_charge
-from node.cache.store import Store, StoreStats
+from node.cache.charge import ENTRY_OVERHEAD, TRAILER_BYTES, TTL_OVERHEAD, entry_charge
+from node.cache.store import TOMBSTONE_SECONDS, Store, StoreStats
 from node.errors import ValueTooLarge
 
 START = 1_000.0
@@ -44,8 +44,8 @@ def live_items(store: Store) -> list[tuple[str, bytes, float]]:
     now = store._clock()
     expires = store._expires
     return [
-        (key, value, expires.get(key, 0.0))
-        for key, value in store._entries.items()
+        (key, blob[:-TRAILER_BYTES], expires.get(key, 0.0))
+        for key, blob in store._entries.items()
         if not expires.get(key) or expires[key] > now
     ]
 
@@ -56,9 +56,19 @@ def value_of(store: Store, key: str) -> bytes | None:
     return None if entry is None else entry[0]
 
 
+def stored_charge(key: str, value: bytes, expires_at: float) -> int:
+    """What the store charges for an entry: the rule, plus the 12 bytes of
+    version and flags it keeps after the value."""
+    return entry_charge(key, value, expires_at) + TRAILER_BYTES
+
+
+# Bytes an entry costs beyond its key and value bytes, as the store holds it.
+OVERHEAD = ENTRY_OVERHEAD + TRAILER_BYTES
+
+
 def room_for(entries: int, key: str = "k", size: int = 10) -> int:
     """A bound that holds exactly ``entries`` entries of one-char keys and ``size`` bytes."""
-    return entries * entry_charge(key, b"x" * size, 0.0)
+    return entries * stored_charge(key, b"x" * size, 0.0)
 
 
 @pytest.fixture
@@ -111,7 +121,7 @@ def test_a_large_entry_evicts_as_many_entries_as_it_needs(clock: FakeClock) -> N
     store = Store(max_bytes=room_for(4), clock=clock)
     for key in "abcd":
         store.set(key, b"x" * 10)
-    big = b"x" * (2 * entry_charge("k", b"x" * 10, 0.0) - ENTRY_OVERHEAD - 1)
+    big = b"x" * (2 * stored_charge("k", b"x" * 10, 0.0) - OVERHEAD - 1)
     store.set("e", big)
     assert [key for key, _, _ in live_items(store)] == ["c", "d", "e"]
     assert store.stats.evictions == 2
@@ -120,7 +130,7 @@ def test_a_large_entry_evicts_as_many_entries_as_it_needs(clock: FakeClock) -> N
 def test_an_entry_exactly_the_size_of_the_bound_is_stored(clock: FakeClock) -> None:
     store = Store(max_bytes=room_for(3), clock=clock)
     store.set("a", b"x" * 10)
-    value = b"v" * (room_for(3) - ENTRY_OVERHEAD - 1)
+    value = b"v" * (room_for(3) - OVERHEAD - 1)
     store.set("b", value)
     assert value_of(store, "b") == value
     assert store.stats.bytes == store.max_bytes
@@ -204,7 +214,7 @@ def test_sweep_removes_expired_entries_nobody_reads(clock: FakeClock) -> None:
     assert store.sweep() == 5
     assert sorted(key for key, _, _ in live_items(store)) == ["forever", "long"]
     assert store.stats.items == 2
-    assert store.stats.bytes == entry_charge("long", b"v", 1.0) + entry_charge("forever", b"v", 0)
+    assert store.stats.bytes == stored_charge("long", b"v", 1.0) + stored_charge("forever", b"v", 0)
     assert store.stats.expirations == 5
 
 
@@ -247,7 +257,7 @@ def test_sweep_does_not_expire_a_value_overwritten_without_ttl(clock: FakeClock)
     clock.now += 2
     assert store.sweep() == 0
     assert value_of(store, "a") == b"new"
-    assert store.stats.bytes == entry_charge("a", b"new", 0.0)
+    assert store.stats.bytes == stored_charge("a", b"new", 0.0)
 
 
 def test_sweep_does_not_expire_a_value_overwritten_with_a_longer_ttl(clock: FakeClock) -> None:
@@ -279,9 +289,9 @@ def test_overwriting_charges_only_the_new_value(clock: FakeClock) -> None:
     store = Store(max_bytes=100_000, clock=clock)
     store.set("a", b"x" * 100, ttl=5)
     store.set("a", b"y" * 10)
-    assert store.stats.bytes == entry_charge("a", b"y" * 10, 0.0)
+    assert store.stats.bytes == stored_charge("a", b"y" * 10, 0.0)
     store.set("a", b"z" * 50, ttl=5)
-    assert store.stats.bytes == entry_charge("a", b"z" * 50, 1.0)
+    assert store.stats.bytes == stored_charge("a", b"z" * 50, 1.0)
     assert (store.stats.items, len(store)) == (1, 1)
 
 
@@ -353,7 +363,15 @@ def test_counters_count_each_kind_of_event(clock: FakeClock) -> None:
     clock.now += 1
     value_of(store, "t")  # expiration and miss
     assert store.stats == StoreStats(
-        hits=1, misses=3, sets=3, deletes=1, evictions=1, expirations=1, items=0, bytes=0
+        hits=1,
+        misses=3,
+        sets=3,
+        deletes=1,
+        evictions=1,
+        expirations=1,
+        items=0,
+        bytes=0,
+        tombstones=1,  # the delete's: see the version tests below
     )
 
 
@@ -362,7 +380,7 @@ def test_items_and_bytes_describe_the_store_now(clock: FakeClock) -> None:
     store.set("a", b"1234")
     store.set("bb", b"12", ttl=3)
     assert store.stats.items == 2 == len(store)
-    assert store.stats.bytes == entry_charge("a", b"1234", 0) + entry_charge("bb", b"12", 1.0)
+    assert store.stats.bytes == stored_charge("a", b"1234", 0) + stored_charge("bb", b"12", 1.0)
 
 
 # -- the byte bound, against a model ---------------------------------------------
@@ -395,14 +413,14 @@ class StoreModel(RuleBasedStateMachine):
     )
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
         expires_at = self.clock.now + ttl if ttl is not None else 0.0
-        if entry_charge(key, value, expires_at) > self.MAX_BYTES:
+        if stored_charge(key, value, expires_at) > self.MAX_BYTES:
             with pytest.raises(ValueTooLarge):
                 self.store.set(key, value, ttl=ttl)
             return
         self.store.set(key, value, ttl=ttl)
         self.model.pop(key, None)
         self.model[key] = (value, expires_at)
-        while sum(entry_charge(k, *e) for k, e in self.model.items()) > self.MAX_BYTES:
+        while sum(stored_charge(k, *e) for k, e in self.model.items()) > self.MAX_BYTES:
             self.model.popitem(last=False)
 
     @rule(key=st.sampled_from(["a", "b", "c", "d", "e", "f", "ключ", "a/b", "missing"]))
@@ -443,7 +461,7 @@ class StoreModel(RuleBasedStateMachine):
 
     @invariant()
     def bytes_are_the_charges_of_the_entries_held(self) -> None:
-        assert self.store.stats.bytes == sum(entry_charge(k, *e) for k, e in self.model.items())
+        assert self.store.stats.bytes == sum(stored_charge(k, *e) for k, e in self.model.items())
 
     @invariant()
     def items_count_the_entries_held(self) -> None:
@@ -509,3 +527,78 @@ def test_charged_bytes_are_not_below_real_memory_for_non_ascii_keys() -> None:
         f"charged {charged:.1f} B/entry, real {real:.1f} B/entry, ratio {charged / real:.3f}"
     )
     assert charged >= 0.9 * real
+
+
+# -- versions and tombstones ------------------------------------------------------
+
+
+def test_an_entry_keeps_its_version_and_flags(clock: FakeClock) -> None:
+    store = Store(max_bytes=10_000, clock=clock)
+    store.set("a", b"value", version=42, flags=0xDEADBEEF)
+    item = store.get_item("a")
+    assert item is not None
+    assert (item.value, item.version, item.flags) == (b"value", 42, 0xDEADBEEF)
+    assert store.version_of("a") == 42
+
+
+def test_a_large_value_is_served_without_its_trailer(clock: FakeClock) -> None:
+    store = Store(max_bytes=10 * 1024 * 1024, clock=clock)
+    value = bytes(range(256)) * 1024
+    store.set("big", value, version=3)
+    entry = store.get_entry("big")
+    assert entry is not None and bytes(entry[0]) == value
+
+
+def test_merge_keeps_only_a_newer_copy(clock: FakeClock) -> None:
+    store = Store(max_bytes=10_000, clock=clock)
+    store.set("a", b"here", version=10)
+    assert not store.merge("a", b"older", ttl=None, version=9)
+    assert not store.merge("a", b"same", ttl=None, version=10)
+    assert value_of(store, "a") == b"here"
+    assert store.merge("a", b"newer", ttl=None, version=11)
+    assert value_of(store, "a") == b"newer"
+
+
+def test_a_tombstone_keeps_an_older_copy_out_until_it_lapses(clock: FakeClock) -> None:
+    store = Store(max_bytes=10_000, clock=clock)
+    store.set("a", b"v", version=5)
+    assert store.delete("a", version=6)
+    assert store.version_of("a") == 6
+    assert not store.merge("a", b"resurrected", ttl=None, version=5)
+    assert value_of(store, "a") is None
+    clock.now += TOMBSTONE_SECONDS + 1
+    store.sweep()
+    assert store.stats.tombstones == 0
+    assert store.merge("a", b"long after", ttl=None, version=5)
+
+
+def test_a_write_after_a_delete_clears_its_tombstone(clock: FakeClock) -> None:
+    store = Store(max_bytes=10_000, clock=clock)
+    store.delete("a", version=3)
+    store.set("a", b"back", version=4)
+    assert store.stats.tombstones == 0
+    assert store.tombstones_snapshot() == []
+
+
+def test_discard_if_version_spares_a_rewritten_entry(clock: FakeClock) -> None:
+    store = Store(max_bytes=10_000, clock=clock)
+    store.set("a", b"v", version=1)
+    store.set("a", b"w", version=2)
+    assert not store.discard_if_version("a", 1)
+    assert store.discard_if_version("a", 2)
+    assert value_of(store, "a") is None
+    assert store.version_of("a") == 0  # a discard leaves no tombstone
+
+
+def test_clear_forgets_entries_and_tombstones(clock: FakeClock) -> None:
+    store = Store(max_bytes=10_000, clock=clock)
+    store.set("a", b"v", ttl=5, version=1)
+    store.delete("b", version=2)
+    store.clear()
+    assert (len(store), store.stats.items, store.stats.bytes, store.stats.tombstones) == (
+        0,
+        0,
+        0,
+        0,
+    )
+    assert store.version_of("b") == 0

@@ -6,7 +6,13 @@ that the largest allowed entry fits the bound.
 
 from __future__ import annotations
 
-__all__ = ["ENTRY_OVERHEAD", "TTL_OVERHEAD", "entry_charge", "max_entry_charge"]
+__all__ = [
+    "ENTRY_OVERHEAD",
+    "TRAILER_BYTES",
+    "TTL_OVERHEAD",
+    "entry_charge",
+    "max_entry_charge",
+]
 
 # Bytes of memory per entry beyond key and value. The Python objects (the str
 # key and bytes value headers, the OrderedDict slot and link node) take about
@@ -37,6 +43,11 @@ def _key_charge(key: str) -> int:
     return width * len(key) + _NON_ASCII_KEY_HEADER
 
 
+# The store keeps each entry's version and flags in this many bytes after
+# its value (``node.cache.store``): charged as value bytes, which they are.
+TRAILER_BYTES = 12
+
+
 def entry_charge(key: str, value: bytes, expires_at: float) -> int:
     """The bytes an entry is charged against a bound; ``expires_at`` 0.0: no TTL."""
     overhead = ENTRY_OVERHEAD + TTL_OVERHEAD if expires_at else ENTRY_OVERHEAD
@@ -46,4 +57,5 @@ def entry_charge(key: str, value: bytes, expires_at: float) -> int:
 def max_entry_charge(*, key_bytes: int, value_bytes: int) -> int:
     """The most an entry with a key of ``key_bytes`` UTF-8 bytes and a value of
     ``value_bytes`` can be charged (a key of 4-byte characters, a TTL)."""
-    return 4 * key_bytes + _NON_ASCII_KEY_HEADER + value_bytes + ENTRY_OVERHEAD + TTL_OVERHEAD
+    largest_value = value_bytes + TRAILER_BYTES
+    return 4 * key_bytes + _NON_ASCII_KEY_HEADER + largest_value + ENTRY_OVERHEAD + TTL_OVERHEAD

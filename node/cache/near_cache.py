@@ -170,6 +170,15 @@ class NearCache:
             self._remove(key, entry)
             self.stats.invalidated += 1
 
+    def clear(self) -> None:
+        """Drop every copy, and refuse every copy whose fetch started before now."""
+        self._sequence += 1
+        self._floor = self._sequence
+        self._tombstones.clear()
+        self._entries.clear()
+        self.stats.items = 0
+        self.stats.bytes = 0
+
     def _charge(self, key: str, entry: NearCopy) -> int:
         return entry_charge(key, entry.value, 1.0) + _EXTRA_OVERHEAD
 

@@ -1,9 +1,18 @@
-"""A byte-bounded LRU store with per-entry TTL. Pure and synchronous: no I/O.
+"""A byte-bounded LRU store of versioned entries with per-entry TTL. Pure: no I/O.
 
 The bound is on memory, not on payload: every entry is charged its key and
 value bytes plus ``ENTRY_OVERHEAD``, the measured per-entry cost of the Python
 objects that hold it (see ``tests/test_store.py`` and the memory figures in
 the README). Writing far past the bound keeps the process near it.
+
+Every entry carries a **version** (an int the writer chose, larger is newer)
+and memcached's 32-bit **flags**. They ride in a 12-byte trailer on the
+value's own bytes object, not in objects of their own: a second dict or a
+tuple per entry would cost 70 to 90 bytes each, a third of a small entry.
+A delete leaves a **tombstone** (the key's version at deletion) for
+``TOMBSTONE_SECONDS``, so that an older copy of the value arriving late (a
+transfer from a previous owner) cannot bring the key back. ``merge`` is how
+such copies arrive: they are kept only when newer than what is here.
 
 Expiry happens two ways: a read of an expired entry removes it (so a caller
 never sees a stale value), and ``sweep()`` removes expired entries that
@@ -13,20 +22,45 @@ nobody reads, cheapest first, using a heap ordered by expiry time.
 from __future__ import annotations
 
 import heapq
+import struct
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..errors import ValueTooLarge
-from .charge import entry_charge
+from ..results import Value
+from .charge import TRAILER_BYTES, entry_charge
 
-__all__ = ["Store", "StoreStats"]
+__all__ = ["TOMBSTONE_SECONDS", "Item", "Store", "StoreStats"]
+
+# version (u64) and flags (u32), little-endian, after the value's bytes.
+_TRAILER = struct.Struct("<QI")
+_TRAILER_BYTES = _TRAILER.size
+assert _TRAILER_BYTES == TRAILER_BYTES, "the charge rule counts the trailer"
+# Values at least this long are handed out as views of the stored bytes; a
+# copy without the trailer is cheaper for short ones (and plain bytes suit
+# every caller best).
+_VIEW_FROM = 64 * 1024
+# A tombstone outlives any move of entries between nodes: the drain timeout
+# (20 s by default) and a rebalance of a full store.
+TOMBSTONE_SECONDS = 60.0
+_MAX_TOMBSTONES = 65_536
+
+
+class Item(NamedTuple):
+    """An entry as read: its value, expiry clock reading (0.0: none), version, flags."""
+
+    value: Value
+    expires_at: float
+    version: int
+    flags: int
 
 
 @dataclass(slots=True)
 class StoreStats:
-    """Plain counters; ``items`` and ``bytes`` describe the store right now."""
+    """Plain counters; ``items``, ``bytes`` and ``tombstones`` describe the store now."""
 
     hits: int = 0
     misses: int = 0
@@ -36,6 +70,13 @@ class StoreStats:
     expirations: int = 0
     items: int = 0
     bytes: int = 0
+    tombstones: int = 0
+
+
+def _value(blob: bytes) -> Value:
+    if len(blob) < _VIEW_FROM:
+        return blob[:-_TRAILER_BYTES]
+    return memoryview(blob)[:-_TRAILER_BYTES]
 
 
 class Store:
@@ -51,10 +92,8 @@ class Store:
         self.max_bytes = max_bytes
         self.stats = StoreStats()
         self._clock = clock
-        # key -> value, least recently used first; move_to_end on every hit
-        # and write. The value is held bare: most cache entries have no TTL,
-        # and a (value, expires_at) tuple per entry cost 64 bytes each, a
-        # fifth of a 100-byte entry's memory (benchmarks/memory_compare.py).
+        # key -> value + trailer, least recently used first; move_to_end on
+        # every hit and write.
         self._entries: OrderedDict[str, bytes] = OrderedDict()
         # key -> expiry clock reading, for the entries with a TTL only.
         self._expires: dict[str, float] = {}
@@ -62,6 +101,8 @@ class Store:
         # keys since overwritten or deleted, which sweep() skips and
         # _compact_expiry_heap() drops.
         self._expiry_heap: list[tuple[float, str]] = []
+        # key -> (version of its deletion, clock reading it lapses at), oldest first.
+        self._tombstones: OrderedDict[str, tuple[int, float]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -69,25 +110,41 @@ class Store:
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and self.get_entry(key, count=False) is not None
 
-    def get_entry(self, key: str, *, count: bool = True) -> tuple[bytes, float] | None:
-        """``(value, expires_at)`` or None; ``expires_at`` is 0.0 for no TTL."""
-        value = self._entries.get(key)
-        if value is None:
-            if count:
-                self.stats.misses += 1
+    # -- reads
+
+    def get_entry(self, key: str, *, count: bool = True) -> tuple[Value, float] | None:
+        """``(value, expires_at)`` or None; ``expires_at`` is 0.0 for no TTL.
+
+        ``count``: a hit or miss for the stats, and a hit refreshes recency.
+        """
+        blob = self._live(key, count)
+        if blob is None:
             return None
         # Most stores hold no TTL at all: skip the second lookup then.
         expires_at = self._expires.get(key, 0.0) if self._expires else 0.0
-        if expires_at and expires_at <= self._clock():
-            self._remove(key, value)
-            self.stats.expirations += 1
-            if count:
-                self.stats.misses += 1
+        return _value(blob), expires_at
+
+    def get_item(self, key: str, *, count: bool = True) -> Item | None:
+        """The entry with its version and flags, or None."""
+        blob = self._live(key, count)
+        if blob is None:
             return None
-        if count:
-            self.stats.hits += 1
-            self._entries.move_to_end(key)
-        return value, expires_at
+        version, flags = _TRAILER.unpack_from(blob, len(blob) - _TRAILER_BYTES)
+        return Item(_value(blob), self._expires.get(key, 0.0), version, flags)
+
+    def peek(self, key: str) -> Item | None:
+        """Like ``get_item`` but neither counted nor refreshing recency."""
+        return self.get_item(key, count=False)
+
+    def version_of(self, key: str) -> int:
+        """The version of the live entry, else of its tombstone, else 0."""
+        blob = self._live(key, False)
+        if blob is not None:
+            return int(_TRAILER.unpack_from(blob, len(blob) - _TRAILER_BYTES)[0])
+        tombstone = self._tombstones.get(key)
+        if tombstone is not None and tombstone[1] > self._clock():
+            return tombstone[0]
+        return 0
 
     def ttl_remaining(self, expires_at: float) -> float | None:
         """Seconds left for an entry's ``expires_at``; None when it has no TTL."""
@@ -95,78 +152,106 @@ class Store:
             return None
         return max(0.0, expires_at - self._clock())
 
-    def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
-        """Store ``value``; ``ttl`` in seconds (None: no expiry). Evicts LRU entries
-        to make room. Raises ``ValueTooLarge`` when the entry alone exceeds
-        ``max_bytes``; the previous value of ``key`` is then left untouched."""
-        if ttl is not None and not ttl > 0:
-            raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
-        expires_at = self._clock() + ttl if ttl is not None else 0.0
-        charge = entry_charge(key, value, expires_at)
-        if charge > self.max_bytes:
-            raise ValueTooLarge(
-                f"entry of {charge} bytes exceeds the store bound of {self.max_bytes}"
-            )
-        old = self._entries.pop(key, None)
-        if old is not None:
-            self.stats.bytes -= entry_charge(key, old, self._expires.pop(key, 0.0))
-        self._entries[key] = value
-        self.stats.bytes += charge
-        self.stats.items = len(self._entries)
-        self.stats.sets += 1
-        if expires_at:
-            self._expires[key] = expires_at
-            heapq.heappush(self._expiry_heap, (expires_at, key))
-            if len(self._expiry_heap) > 2 * len(self._entries) + 1024:
-                self._compact_expiry_heap()
-        self._evict_to_bound()
-
-    def add(self, key: str, value: bytes, *, ttl: float | None = None) -> bool:
-        """Store ``value`` only when ``key`` has no live entry; True when stored.
-
-        Used for entries handed over by peers: a value a client wrote here
-        meanwhile is newer than a copy in transit, so it must win.
-        """
-        if self.get_entry(key, count=False) is not None:
-            return False
-        self.set(key, value, ttl=ttl)
-        return True
-
     def keys_snapshot(self) -> list[str]:
         """Every key held now (live or not yet swept): a list safe to iterate while
         the store changes, costing one reference per entry."""
         return list(self._entries)
 
-    def peek(self, key: str) -> tuple[bytes, float] | None:
-        """Like ``get_entry`` but neither counted nor refreshing recency."""
-        return self.get_entry(key, count=False)
+    def tombstones_snapshot(self) -> list[tuple[str, int]]:
+        """``(key, version)`` of every deletion still remembered."""
+        now = self._clock()
+        return [(key, version) for key, (version, until) in self._tombstones.items() if until > now]
 
-    def discard_if_unchanged(self, key: str, value: bytes) -> bool:
-        """Remove ``key`` only if it still holds this very ``value`` object.
+    def clear(self) -> None:
+        """Forget everything (a node that rejoins after being declared dead:
+        what it held may be older than what was written meanwhile)."""
+        self._entries.clear()
+        self._expires.clear()
+        self._expiry_heap.clear()
+        self._tombstones.clear()
+        self.stats.items = self.stats.bytes = self.stats.tombstones = 0
 
-        Lets a mover drop its copy after handing it on, without losing a
-        newer value written meanwhile.
+    # -- writes
+
+    def set(
+        self,
+        key: str,
+        value: bytes,
+        *,
+        ttl: float | None = None,
+        version: int = 0,
+        flags: int = 0,
+    ) -> None:
+        """Store ``value`` at ``version`` (0: none, older than any); ``ttl`` in
+        seconds (None: no expiry).
+
+        Unconditional: the caller has decided this write wins (see ``merge``
+        for copies that must be newer). Evicts LRU entries to make room.
+        Raises ``ValueTooLarge`` when the entry alone exceeds ``max_bytes``;
+        the previous value of ``key`` is then left untouched.
         """
-        if self._entries.get(key) is not value:
+        if ttl is not None and not ttl > 0:
+            raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
+        expires_at = self._clock() + ttl if ttl is not None else 0.0
+        self._put(key, value + _TRAILER.pack(version, flags), expires_at)
+
+    def merge(
+        self,
+        key: str,
+        value: bytes,
+        *,
+        ttl: float | None,
+        version: int,
+        flags: int = 0,
+    ) -> bool:
+        """Keep a copy from elsewhere only when it is newer than the entry or
+        tombstone here; True when kept. Raises ``ValueTooLarge``."""
+        if version <= self.version_of(key):
             return False
-        self._remove(key, value)
+        self.set(key, value, ttl=ttl, version=version, flags=flags)
         return True
 
-    def delete(self, key: str) -> bool:
-        """Remove ``key``; True when a live entry was removed."""
-        value = self._entries.get(key)
-        if value is None:
+    def touch(self, key: str, *, ttl: float | None, version: int) -> bool:
+        """Give the live entry of ``key`` a new TTL (None: none) at ``version``;
+        False when there is none."""
+        item = self.peek(key)
+        if item is None:
             return False
-        expires_at = self._expires.get(key, 0.0)
-        self._remove(key, value)
-        if expires_at and expires_at <= self._clock():
-            self.stats.expirations += 1
+        self.set(key, bytes(item.value), ttl=ttl, version=version, flags=item.flags)
+        return True
+
+    def delete(self, key: str, *, version: int = 0) -> bool:
+        """Remove ``key`` and leave a tombstone at ``version``; True when a live
+        entry was removed."""
+        blob = self._entries.get(key)
+        removed = False
+        if blob is not None:
+            expires_at = self._expires.get(key, 0.0)
+            self._remove(key, blob)
+            if expires_at and expires_at <= self._clock():
+                self.stats.expirations += 1
+            else:
+                self.stats.deletes += 1
+                removed = True
+        self._bury(key, version)
+        return removed
+
+    def discard_if_version(self, key: str, version: int) -> bool:
+        """Remove ``key`` only if its entry is still at ``version``.
+
+        Lets a mover drop its copy after handing it on, without losing a
+        newer value written meanwhile. Leaves no tombstone: the key lives on
+        at its new owners.
+        """
+        blob = self._entries.get(key)
+        if blob is None or _TRAILER.unpack_from(blob, len(blob) - _TRAILER_BYTES)[0] != version:
             return False
-        self.stats.deletes += 1
+        self._remove(key, blob)
         return True
 
     def sweep(self, *, limit: int = 10_000) -> int:
-        """Remove up to ``limit`` expired entries; returns how many went.
+        """Remove up to ``limit`` expired entries (and lapsed tombstones);
+        returns how many entries went.
 
         Bounded so that a periodic sweep never stalls the event loop for long.
         """
@@ -179,18 +264,75 @@ class Store:
                 self._remove(key, self._entries[key])
                 self.stats.expirations += 1
                 removed += 1
+        tombstones = self._tombstones
+        for _ in range(limit):
+            if not tombstones or next(iter(tombstones.values()))[1] > now:
+                break
+            tombstones.popitem(last=False)
+        self.stats.tombstones = len(tombstones)
         return removed
 
-    def _remove(self, key: str, value: bytes) -> None:
+    # -- internals
+
+    def _live(self, key: str, count: bool) -> bytes | None:
+        blob = self._entries.get(key)
+        if blob is None:
+            if count:
+                self.stats.misses += 1
+            return None
+        if self._expires:
+            expires_at = self._expires.get(key, 0.0)
+            if expires_at and expires_at <= self._clock():
+                self._remove(key, blob)
+                self.stats.expirations += 1
+                if count:
+                    self.stats.misses += 1
+                return None
+        if count:
+            self.stats.hits += 1
+            self._entries.move_to_end(key)
+        return blob
+
+    def _put(self, key: str, blob: bytes, expires_at: float) -> None:
+        charge = entry_charge(key, blob, expires_at)
+        if charge > self.max_bytes:
+            raise ValueTooLarge(
+                f"entry of {charge} bytes exceeds the store bound of {self.max_bytes}"
+            )
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self.stats.bytes -= entry_charge(key, old, self._expires.pop(key, 0.0))
+        if self._tombstones.pop(key, None) is not None:
+            self.stats.tombstones = len(self._tombstones)
+        self._entries[key] = blob
+        self.stats.bytes += charge
+        self.stats.items = len(self._entries)
+        self.stats.sets += 1
+        if expires_at:
+            self._expires[key] = expires_at
+            heapq.heappush(self._expiry_heap, (expires_at, key))
+            if len(self._expiry_heap) > 2 * len(self._entries) + 1024:
+                self._compact_expiry_heap()
+        self._evict_to_bound()
+
+    def _bury(self, key: str, version: int) -> None:
+        tombstones = self._tombstones
+        tombstones.pop(key, None)
+        tombstones[key] = (version, self._clock() + TOMBSTONE_SECONDS)
+        if len(tombstones) > _MAX_TOMBSTONES:
+            tombstones.popitem(last=False)
+        self.stats.tombstones = len(tombstones)
+
+    def _remove(self, key: str, blob: bytes) -> None:
         del self._entries[key]
-        self.stats.bytes -= entry_charge(key, value, self._expires.pop(key, 0.0))
+        self.stats.bytes -= entry_charge(key, blob, self._expires.pop(key, 0.0))
         self.stats.items = len(self._entries)
 
     def _evict_to_bound(self) -> None:
         entries, expires = self._entries, self._expires
         while self.stats.bytes > self.max_bytes:
-            key, value = entries.popitem(last=False)
-            self.stats.bytes -= entry_charge(key, value, expires.pop(key, 0.0))
+            key, blob = entries.popitem(last=False)
+            self.stats.bytes -= entry_charge(key, blob, expires.pop(key, 0.0))
             self.stats.evictions += 1
         self.stats.items = len(entries)
 

@@ -10,9 +10,11 @@ near cache); ``replication`` holds the rules for keys with several owners;
 
 from .limits import Limits, check_key, check_value_size
 from .moves import EntryMover, MoveReport, TransferStats
+from .mutations import Mutation, Op, Outcome
 from .placement import Placement
 from .remote_reads import RemoteReads
 from .service import KeyService, Lifecycle, Local
+from .versions import VersionClock
 
 __all__ = [
     "EntryMover",
@@ -21,9 +23,13 @@ __all__ = [
     "Limits",
     "Local",
     "MoveReport",
+    "Mutation",
+    "Op",
+    "Outcome",
     "Placement",
     "RemoteReads",
     "TransferStats",
+    "VersionClock",
     "check_key",
     "check_value_size",
 ]

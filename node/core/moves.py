@@ -2,17 +2,21 @@
 
 Two movements, one mechanism (``EntryMover``):
 
-- **Join (and any other ring change).** After the ring changes, every entry
-  whose owner set gained members is pushed to those new owners; an entry this
-  node no longer owns is then dropped here (only if it was not rewritten
-  meanwhile). Runs in the background, yielding to requests between keys, and
-  reruns if the ring changes again while it works.
-- **Handoff.** A stopping node pushes every live entry to its owners under the
-  ring without itself (``EntryMover.hand_off``).
+- **A ring change** (a join, a leave, a death). After the ring changes,
+  every entry (and every tombstone) whose owner set gained members is
+  pushed to those new owners; an entry this node no longer owns is then
+  dropped here (only if it was not rewritten meanwhile). Runs in the
+  background, yielding to requests between keys, and reruns when the ring
+  changes again or a target failed. When a pass for the current ring ends
+  with everything delivered, the membership hears that this node is
+  settled on it (gossip tells the others; reads stop asking previous owners
+  once every member is).
+- **Handoff.** A stopping node pushes every live entry and tombstone to its
+  owners under the ring without itself (``EntryMover.hand_off``).
 
 Entries are streamed per target in batches of about ``transfer.BATCH_BYTES``,
 at most one batch in flight per target, so memory stays bounded whatever the
-store holds. Receivers keep a value they already have (``KeyService.receive``).
+store holds. Receivers keep only what is newer than theirs (``KeyService.receive``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from dataclasses import dataclass, field
 from client._ring import HashRing
 
 from ..cache.store import Store
+from ..cluster.membership import Membership
 from ..errors import NodeError
 from ..peers.client import PeerClient
 from ..peers.transfer import BATCH_BYTES, Entry
@@ -39,6 +44,8 @@ log = logging.getLogger(__name__)
 _KEYS_PER_SLICE = 500
 # Seconds one batch may take to reach its target and be stored there.
 _TRANSFER_TIMEOUT = 10.0
+# A pass with failed batches is run again after this long (same ring).
+_RETRY_AFTER_S = 0.5
 
 
 @dataclass(slots=True)
@@ -49,7 +56,6 @@ class TransferStats:
     entries_received: int = 0
     entries_stored: int = 0
     batches_failed: int = 0
-    leaves_received: int = 0
 
 
 @dataclass(slots=True)
@@ -73,6 +79,17 @@ class _Outbox:
     in_flight_batch: list[Entry] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class _Pass:
+    """One movement in progress: its outboxes, report, and keys that failed."""
+
+    report: MoveReport = field(default_factory=MoveReport)
+    outboxes: dict[str, _Outbox] = field(default_factory=dict)
+    failed_keys: set[str] = field(default_factory=set)
+    # key -> the version sent, for keys to drop here once sent everywhere.
+    to_drop: dict[str, int] = field(default_factory=dict)
+
+
 class EntryMover:
     """Pushes entries to the members that should hold them."""
 
@@ -81,44 +98,44 @@ class EntryMover:
         *,
         store: Store,
         peers: PeerClient,
+        membership: Membership,
         replicas: int,
         stats: TransferStats | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.peers = peers
+        self.membership = membership
         self.self_id = peers.self_id
         self.replicas = replicas
         self.stats = stats or TransferStats()
         self._clock = clock
         self._settled: HashRing | None = None  # the ring the store last matched
-        self._latest: HashRing | None = None
         self._task: asyncio.Task[None] | None = None
         self.last_report: MoveReport | None = None
 
-    # -- join / ring change
+    # -- ring changes
 
     def ring_changed(self, old: HashRing, new: HashRing) -> None:
-        """Membership listener: schedule a rebalance from the settled ring to ``new``."""
+        """Membership listener: (re)start pushing towards the current ring."""
         if self._settled is None:
             self._settled = old
-        self._latest = new
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(
                 self._rebalance_until_settled(), name="rebalance"
             )
 
     async def _rebalance_until_settled(self) -> None:
-        while self._latest is not None and self._latest is not self._settled:
-            old, new = self._settled, self._latest
+        while True:
+            new = self.membership.ring
+            old = self._settled
             assert old is not None
             try:
-                self.last_report = await self._rebalance(old, new)
+                report = await self._rebalance(old, new)
             except Exception:
                 log.exception("rebalance after a ring change failed")
                 return
-            self._settled = new
-            report = self.last_report
+            self.last_report = report
             if report.sent or report.failed:
                 log.info(
                     "rebalanced: %d entries pushed, %d failed, %d dropped here, %.2fs",
@@ -127,6 +144,13 @@ class EntryMover:
                     report.dropped,
                     report.seconds,
                 )
+            if report.failed:
+                await asyncio.sleep(_RETRY_AFTER_S)  # same targets again, or a newer ring
+                continue
+            self._settled = new
+            if self.membership.ring is new:
+                self.membership.mark_settled(new)
+                return
 
     async def _rebalance(self, old: HashRing, new: HashRing) -> MoveReport:
         replicas, self_id = self.replicas, self.self_id
@@ -148,10 +172,11 @@ class EntryMover:
     # -- handoff
 
     async def hand_off(self, ring_without_self: HashRing) -> MoveReport:
-        """Push every live entry to its owners under ``ring_without_self``."""
+        """Push every live entry and tombstone to its owners under ``ring_without_self``."""
         replicas = self.replicas
         report = await self._move(lambda key: ring_without_self.owners(key, replicas), drop_if=None)
         self.last_report = report
+        self.membership.mark_settled(ring_without_self)
         return report
 
     # -- the shared loop
@@ -162,38 +187,31 @@ class EntryMover:
         *,
         drop_if: Callable[[str], bool] | None,
     ) -> MoveReport:
-        report = MoveReport()
+        work = _Pass()
         started = self._clock()
-        outboxes: dict[str, _Outbox] = {}
-        # key -> the value object sent, for keys to drop here once sent everywhere.
-        to_drop: dict[str, bytes] = {}
-        failed_keys: set[str] = set()
+        now = started
         store = self.store
-        now = self._clock()
         for index, key in enumerate(store.keys_snapshot()):
             if index % _KEYS_PER_SLICE == 0:
                 await asyncio.sleep(0)  # let requests in
                 now = self._clock()
-            planned = self._plan(key, now, targets_of, report)
-            if planned is None:
-                continue
-            targets, entry = planned
-            if drop_if is not None and drop_if(key):
-                to_drop[key] = entry[1]
-            for target in targets:
-                outbox = outboxes.setdefault(target, _Outbox())
-                outbox.entries.append(entry)
-                outbox.size += len(key) + len(entry[1])
-                if outbox.size >= BATCH_BYTES:
-                    await self._flush(target, outbox, report, failed_keys)
-        for target, outbox in outboxes.items():
-            await self._flush(target, outbox, report, failed_keys)
-            await self._settle(outbox, report, failed_keys)
-        for key, value in to_drop.items():
-            if key not in failed_keys and store.discard_if_unchanged(key, value):
-                report.dropped += 1
-        report.seconds = self._clock() - started
-        return report
+            planned = self._plan(key, now, targets_of, work.report)
+            if planned is not None:
+                if drop_if is not None and drop_if(key):
+                    work.to_drop[key] = planned[1].version
+                await self._queue(work, *planned)
+        for key, version in store.tombstones_snapshot():
+            targets = [t for t in targets_of(key) if t != self.self_id]
+            if targets:
+                await self._queue(work, targets, Entry(key, None, None, version))
+        for target, outbox in work.outboxes.items():
+            await self._flush(target, outbox, work)
+            await self._settle(outbox, work)
+        for key, version in work.to_drop.items():
+            if key not in work.failed_keys and store.discard_if_version(key, version):
+                work.report.dropped += 1
+        work.report.seconds = self._clock() - started
+        return work.report
 
     def _plan(
         self,
@@ -204,24 +222,30 @@ class EntryMover:
     ) -> tuple[list[str], Entry] | None:
         """Where ``key``'s live entry goes (other members only), and the entry as
         it travels; None when it is gone, expired or stays here alone."""
-        found = self.store.peek(key)
-        if found is None:
+        item = self.store.peek(key)
+        if item is None:
             return None
         report.examined += 1
         targets = [target for target in targets_of(key) if target != self.self_id]
         if not targets:
             return None
-        value, expires_at = found
-        ttl = expires_at - now if expires_at else None
+        ttl = item.expires_at - now if item.expires_at else None
         if ttl is not None and ttl <= 0:
             return None
-        return targets, (key, value, ttl)
+        return targets, Entry(key, bytes(item.value), ttl, item.version, item.flags)
 
-    async def _flush(
-        self, target: str, outbox: _Outbox, report: MoveReport, failed_keys: set[str]
-    ) -> None:
+    async def _queue(self, work: _Pass, targets: list[str], entry: Entry) -> None:
+        size = len(entry.key) + (len(entry.value) if entry.value is not None else 0)
+        for target in targets:
+            outbox = work.outboxes.setdefault(target, _Outbox())
+            outbox.entries.append(entry)
+            outbox.size += size
+            if outbox.size >= BATCH_BYTES:
+                await self._flush(target, outbox, work)
+
+    async def _flush(self, target: str, outbox: _Outbox, work: _Pass) -> None:
         """Start sending the outbox's entries, after the previous batch to this target."""
-        await self._settle(outbox, report, failed_keys)
+        await self._settle(outbox, work)
         if not outbox.entries:
             return
         batch, outbox.entries, outbox.size = outbox.entries, [], 0
@@ -241,16 +265,16 @@ class EntryMover:
         return True
 
     @staticmethod
-    async def _settle(outbox: _Outbox, report: MoveReport, failed_keys: set[str]) -> None:
+    async def _settle(outbox: _Outbox, work: _Pass) -> None:
         task = outbox.in_flight
         if task is None:
             return
         batch, outbox.in_flight, outbox.in_flight_batch = outbox.in_flight_batch, None, []
         if await task:
-            report.sent += len(batch)
+            work.report.sent += len(batch)
         else:
-            report.failed += len(batch)
-            failed_keys.update(key for key, _, _ in batch)
+            work.report.failed += len(batch)
+            work.failed_keys.update(entry.key for entry in batch)
 
 
 def _gained_owners(
@@ -259,7 +283,7 @@ def _gained_owners(
     """Members that own ``key`` under ``new`` but did not under ``old``.
 
     When this node did not own the key under ``old`` either (it came by a
-    handoff or a stale client), every new owner is a target.
+    handoff or a stale writer), every new owner is a target.
     """
     before = old.owners(key, replicas)
     after = new.owners(key, replicas)

@@ -3,7 +3,13 @@
 ``Placement`` reads the current ring (``Membership`` swaps it, never edits
 it) and answers, for a key, the members to read it from and write it to,
 in the order to try them. Everything that serves keys asks here, so a rule
-about where keys go while the cluster changes is written once.
+about where keys go while the cluster changes is written once:
+
+- writes go to the owners under the current ring;
+- while keys move (``moving``: the membership keeps the rings since the
+  last stable one), reads ask the owners under each of those rings too
+  (``owner_sets``), since entries reach their new owners only as the
+  previous owners push them.
 """
 
 from __future__ import annotations
@@ -35,6 +41,25 @@ class Placement:
         if self.replicas == 1:
             return [ring.owner(key)]
         return ring.owners(key, self.replicas)
+
+    @property
+    def moving(self) -> bool:
+        """True while keys may still be on their previous owners."""
+        return bool(self.membership.history)
+
+    def owner_sets(self, key: str) -> list[list[str]]:
+        """The owners of ``key`` under the current ring, then under each ring
+        since the last stable one that gives other owners (dead members left
+        out: they hold nothing now)."""
+        current = self.owners(key)
+        sets = [current]
+        dead = self.membership.dead
+        for ring in self.membership.history:
+            owners = [ring.owner(key)] if self.replicas == 1 else ring.owners(key, self.replicas)
+            owners = [member for member in owners if member not in dead]
+            if owners and owners not in sets:
+                sets.append(owners)
+        return sets
 
     def owners_of_each(self, keys: Sequence[str]) -> list[list[str]]:
         """``[owners(key) for key in keys]``, faster for a batch."""

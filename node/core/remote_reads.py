@@ -73,6 +73,12 @@ class RemoteReads:
         for key in keys:
             self.wrote(key)
 
+    def forget_all(self) -> None:
+        """The ring changed: owners may have changed, and a new owner does not
+        know who holds copies. Drop every copy and refuse those in the air."""
+        if self.near is not None:
+            self.near.clear()
+
     def cancel(self) -> None:
         """The node is stopping: cancel the fetches in the air."""
         for flights in self._flights.values():
@@ -89,6 +95,7 @@ class RemoteReads:
             return await fetch(None)
         since = near.mark()
         found = await fetch(near.ttl)
-        if found.value is not None:
-            near.admit(key, found.value, ttl_left=found.ttl, owner=found.node, since=since)
+        # Kept only when the owner will say when the key changes.
+        if found.value is not None and found.tracked:
+            near.admit(key, bytes(found.value), ttl_left=found.ttl, owner=found.node, since=since)
         return found

@@ -4,54 +4,48 @@ This is the node. A door (HTTP, memcached) turns a request into one call
 here and the answer, a ``Found``, a ``Written``, a list of ``KeyOutcome``s
 or a ``NodeError``, back into its protocol. For each key the service:
 
-1. checks it (and the value) against the limits;
-2. asks ``Placement`` who owns it;
+1. checks it (and the value) against the limits, and that the node is
+   ready (agreed with its peers on the members) and not stopping;
+2. asks ``Placement`` who owns it (and, while keys move, who owned it);
 3. serves it from this node's store when this node is an owner, or when a
    peer sent it here (a peer never forwards again, so two nodes whose rings
    disagree cannot bounce a request between them);
-4. otherwise reads through ``RemoteReads`` (near cache, coalescing) or
-   writes to the owners through ``PeerClient``, merging the owners'
-   outcomes by the rules of ``replication``.
+4. otherwise reads (``reads``) or writes (``writes``) at the owners.
 
 Single keys and batches share the checks, the placement, the store writes
-and their side effects (``_apply_here``, ``_wrote_through``), the merge of
-replicated writes and the fail-over of reads.
+(``Writes.apply_here``) and their side effects, the merge of replicated
+writes and the fail-over of reads.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import enum
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 
 from ..cache.store import Store
-from ..errors import Draining, NodeError, ValueTooLarge
+from ..errors import Draining, NodeError, Starting, ValueTooLarge
 from ..peers.client import PeerClient
 from ..peers.invalidation import Invalidations
 from ..peers.transfer import Entry
 from ..results import Found, KeyOutcome, Written
 from .limits import Limits, check_key, check_value_size
+from .mutations import Mutation, Op, blind_change
 from .placement import Placement
+from .reads import Local, Reads
 from .remote_reads import RemoteReads
-from .replication import merge_writes, read_with_failover
+from .versions import VersionClock
+from .writes import Pending, Resync, Writes
 
 __all__ = ["KeyService", "Lifecycle", "Local", "ServiceStats"]
 
 
-class Local(enum.Enum):
-    """What ``read_owned`` says besides an entry."""
-
-    MISS = "miss"  # this node owns the key and has no value for it
-    ELSEWHERE = "elsewhere"  # not answerable here at once: call ``get``
-
-
 @dataclass(slots=True)
 class Lifecycle:
-    """Where the node is in its life. ``draining``: stopping, refusing writes."""
+    """Where the node is in its life. ``draining``: stopping, refusing writes;
+    ``is_ready``: whether it has agreed with its peers on the members."""
 
     draining: bool = False
+    is_ready: Callable[[], bool] = field(default=lambda: True)
 
 
 @dataclass(slots=True)
@@ -59,6 +53,10 @@ class ServiceStats:
     """Requests served for peers that forwarded them (the other side of forwards)."""
 
     served_for_peers: int = 0
+
+
+async def _no_resync(member: str) -> None:
+    return None
 
 
 class KeyService:
@@ -73,7 +71,9 @@ class KeyService:
         remote_reads: RemoteReads,
         invalidations: Invalidations,
         limits: Limits,
+        clock: VersionClock,
         lifecycle: Lifecycle | None = None,
+        resync: Resync = _no_resync,
     ) -> None:
         self.placement = placement
         self.membership = placement.membership
@@ -84,8 +84,26 @@ class KeyService:
         self.remote_reads = remote_reads
         self.invalidations = invalidations
         self.limits = limits
+        self.clock = clock
         self.lifecycle = lifecycle or Lifecycle()
         self.stats = ServiceStats()
+        self.reads = Reads(
+            placement=placement,
+            store=store,
+            peers=peers,
+            remote_reads=remote_reads,
+            invalidations=invalidations,
+            max_key_bytes=limits.max_key_bytes,
+            resync=resync,
+        )
+        self.writes = Writes(
+            placement=placement,
+            store=store,
+            peers=peers,
+            invalidations=invalidations,
+            clock=clock,
+            resync=resync,
+        )
 
     # -- checks
 
@@ -97,6 +115,13 @@ class KeyService:
         """Raises ``ValueTooLarge`` for a value of ``size`` bytes over the limit."""
         check_value_size(size, self.limits.max_value_bytes)
 
+    def check_serving(self) -> None:
+        """Raises ``Starting`` until the node agrees with its peers on the members."""
+        if not self.lifecycle.is_ready():
+            raise Starting(
+                "This node is starting: it has not yet agreed with its peers on the members."
+            )
+
     def check_writable(self) -> None:
         """Raises ``Draining`` once the node is stopping."""
         if self.lifecycle.draining:
@@ -104,27 +129,11 @@ class KeyService:
 
     # -- reads
 
-    def read_owned(self, key: str) -> tuple[bytes, float] | Local:
-        """The hottest request, answered without waiting: this node's entry for
-        ``key`` as ``(value, expires_at)`` when it owns the key, ``Local.MISS``
-        when it owns it and has nothing, else ``Local.ELSEWHERE``.
-
-        Keys that are not plain ASCII within the limit are ELSEWHERE too:
-        ``get`` checks them properly and says what is wrong.
-        """
-        if not key.isascii() or not 0 < len(key) <= self.limits.max_key_bytes:
-            return Local.ELSEWHERE
-        ring = self.membership.ring
-        store = self.store
-        if self.replicas == 1:
-            if ring.owner(key) != self.self_id:
-                return Local.ELSEWHERE
-            entry = store.get_entry(key)
-            return Local.MISS if entry is None else entry
-        # With replicas, a local miss may be another owner's hit: get() looks.
-        if self.self_id not in ring.owners(key, self.replicas) or store.peek(key) is None:
-            return Local.ELSEWHERE
-        return store.get_entry(key) or Local.ELSEWHERE
+    def read_owned(self, key: str) -> tuple[bytes | memoryview, float] | Local:
+        """This node's entry for a key it owns, answered at once (see ``Reads``)."""
+        if not self.lifecycle.is_ready():
+            return Local.ELSEWHERE  # get() says why not
+        return self.reads.read_owned(key)
 
     async def get(
         self,
@@ -133,157 +142,85 @@ class KeyService:
         peer: str | None = None,
         near_ttl: float | None = None,
         count: bool = True,
+        local: bool = False,
     ) -> Found:
         """The value of ``key`` wherever it lives (a miss: ``Found.value`` None).
 
-        ``peer``: the member that forwarded this read; it is served from this
-        node's store, never forwarded again. ``near_ttl``: that peer will keep
-        the answer for so many seconds and wants to hear when the key changes.
-        ``count``: the read counts towards near-cache admission (HEADs do not).
-        Raises ``InvalidRequest`` or ``Unavailable`` errors.
+        ``peer``: the member that sent this read; it is served from this
+        node's store, never forwarded again (``local``: this node's own copy,
+        owner or not). ``near_ttl``: that peer will keep the answer for so many
+        seconds and wants to hear when the key changes. ``count``: the read
+        counts towards near-cache admission (HEADs do not). Raises
+        ``InvalidRequest`` errors, ``NotOwner`` (to a peer) or ``Unavailable``.
         """
         self.check_key(key)
         if peer is not None:
             self.stats.served_for_peers += 1
-            if near_ttl is not None and peer in self.membership.ring:
-                # Ring members only: a caller must not get this node to send
-                # notices to an address of its choosing.
-                self.invalidations.fetched(key, peer, near_ttl)
-            return self._found_here(key)
-        owners = self.placement.owners(key)
-        if self.self_id in owners:
-            if len(owners) == 1:
-                return self._found_here(key)
-            return await self._read_owners(key, owners, None)
-        copy = self.remote_reads.lookup(key, count=count)
-        if copy is not None:
-            assert self.remote_reads.near is not None  # only a near cache has copies
-            ttl_left = self.remote_reads.near.ttl_left(copy)
-            ring = self.membership.ring.version
-            return Found(copy.value, ttl_left, self.self_id, ring, near_of=copy.owner)
-        return await self.remote_reads.fetch(
-            key, lambda near_ttl: self._fetch(key, owners, near_ttl), count=count
-        )
-
-    async def _fetch(self, key: str, owners: list[str], near_ttl: float | None) -> Found:
-        if len(owners) == 1:
-            return await self.peers.get(owners[0], key, near_ttl=near_ttl)
-        return await self._read_owners(key, owners, near_ttl)
-
-    async def _read_owners(self, key: str, owners: list[str], near_ttl: float | None) -> Found:
-        """``key`` from the first of its owners that has it; a value found at
-        another owner is copied here when this node is one (read repair)."""
-
-        async def ask(member: str, _: list[int]) -> list[Found]:
-            if member == self.self_id:
-                return [self._found_here(key)]
-            return [await self.peers.get(member, key, near_ttl=near_ttl)]
-
-        order = self.placement.read_order(owners)
-        (found,) = await read_with_failover([order], ask, is_hit=_is_hit)
-        if isinstance(found, NodeError):
-            raise found
-        assert found is not None  # every owner's miss is a Found too
-        if found.value is not None and found.node != self.self_id and self.self_id in owners:
-            self._repair(key, found)
-        return found
-
-    def _found_here(self, key: str) -> Found:
-        ring = self.membership.ring.version
-        entry = self.store.get_entry(key)
-        if entry is None:
-            return Found(None, None, self.self_id, ring)
-        value, expires_at = entry
-        return Found(value, self.store.ttl_remaining(expires_at), self.self_id, ring)
-
-    def _repair(self, key: str, found: Found) -> None:
-        assert found.value is not None
-        if found.ttl is not None and found.ttl <= 0:
-            return
-        # A value too large for this node's bound (smaller than the owner's) is
-        # served all the same, and not kept.
-        with contextlib.suppress(ValueTooLarge):
-            self.store.add(key, found.value, ttl=found.ttl)
+            return await self.reads.for_peer(key, peer, near_ttl=near_ttl, local=local)
+        self.check_serving()
+        return await self.reads.get(key, count=count)
 
     # -- writes
 
     async def set(
-        self, key: str, value: bytes, *, ttl: float | None = None, peer: str | None = None
+        self,
+        key: str,
+        value: bytes,
+        *,
+        ttl: float | None = None,
+        flags: int = 0,
+        peer: str | None = None,
+        version: int = 0,
+        previous: bool = False,
     ) -> Written:
         """Store ``value`` under ``key`` at every owner; ``ttl`` in seconds (None:
-        no expiry). ``peer`` as for ``get``. Raises ``InvalidRequest`` or
-        ``Unavailable`` errors."""
-        self.check_key(key)
-        self.check_value_size(len(value))
-        self.check_writable()
-        try:
-            return await self._write_one("set", key, value, ttl, peer)
-        finally:
-            self._wrote_through((key,))
+        no expiry). ``peer`` (with the ``version`` it stamped; ``previous``: as
+        an owner under an earlier ring) as for ``get``. Raises
+        ``InvalidRequest``, ``Conflict``, ``NotOwner`` or ``Unavailable``."""
+        mutation = Mutation(op=Op.SET, value=value, ttl=ttl, flags=flags)
+        return await self.write(key, mutation, peer=peer, version=version, previous=previous)
 
-    async def delete(self, key: str, *, peer: str | None = None) -> Written:
-        """Delete ``key`` at every owner; ``Written.found`` says whether any had it."""
-        self.check_key(key)
-        self.check_writable()
-        try:
-            return await self._write_one("delete", key, b"", None, peer)
-        finally:
-            self._wrote_through((key,))
-
-    async def _write_one(
-        self, op: str, key: str, value: bytes, ttl: float | None, peer: str | None
+    async def delete(
+        self, key: str, *, peer: str | None = None, version: int = 0, previous: bool = False
     ) -> Written:
-        if peer is not None:
+        """Delete ``key`` at every owner; ``Written.found`` says whether any had it."""
+        mutation = Mutation(op=Op.DELETE)
+        return await self.write(key, mutation, peer=peer, version=version, previous=previous)
+
+    async def write(
+        self,
+        key: str,
+        mutation: Mutation,
+        *,
+        peer: str | None = None,
+        version: int = 0,
+        previous: bool = False,
+    ) -> Written:
+        """Any write of one key (``node.core.mutations``): a set or delete at every
+        owner, or a conditional write decided at the primary owner."""
+        self.check_key(key)
+        self.check_value_size(len(mutation.value))
+        self.check_writable()
+        writes = self.writes
+        try:
+            if peer is None:
+                self.check_serving()
+                return await writes.write(key, mutation)
             self.stats.served_for_peers += 1
-            found = self._apply_here(op, key, value, ttl, peer)
-            return Written(self.self_id, self.membership.ring.version, found=found is True)
-        owners = self.placement.owners(key)
-        if len(owners) == 1:
-            owner = owners[0]
-            if owner == self.self_id:
-                found = self._apply_here(op, key, value, ttl, None)
-                return Written(self.self_id, self.membership.ring.version, found=found is True)
-            if op == "set":
-                return await self.peers.set(owner, key, value, ttl)
-            return await self.peers.delete(owner, key)
-
-        async def one(member: str) -> bool | NodeError | None:
-            try:
-                if member == self.self_id:
-                    return self._apply_here(op, key, value, ttl, None)
-                if op == "set":
-                    return (await self.peers.set(member, key, value, ttl)).found or None
-                return (await self.peers.delete(member, key)).found or None
-            except NodeError as exc:
-                return exc
-
-        outcomes = await asyncio.gather(*(one(member) for member in owners))
-        merged = merge_writes(outcomes, deleting=op == "delete")
-        if isinstance(merged, NodeError):
-            raise merged
-        stored = sum(outcome is True for outcome in outcomes)
-        return Written(
-            self.self_id,
-            self.membership.ring.version,
-            found=merged is True,
-            copies=(stored, len(owners)),
-        )
-
-    def _apply_here(
-        self, op: str, key: str, value: bytes, ttl: float | None, writer: str | None
-    ) -> bool | None:
-        """The one place a write changes this node's store: True done, None
-        nothing to delete. Tells the nodes with near-cache copies of ``key``
-        (except ``writer``, the node that sent the write). Raises
-        ``ValueTooLarge`` when the entry cannot fit the store at all."""
-        if op == "set":
-            self.store.set(key, value, ttl=ttl)
-            done: bool | None = True
-        else:
-            # Even with nothing here (evicted, expired), a node may hold a copy.
-            done = self.store.delete(key) or None
-        self.invalidations.changed(key, writer)
-        return done
+            if mutation.conditional:
+                owners = writes.check_owner(key, primary=True)
+                return await writes.decide_here(key, mutation, owners)
+            writes.check_owner(key, previous=previous)
+            # A peer stamped the write; one that did not (an old version) is stamped here.
+            stamp = version or self.clock.next()
+            self.clock.observe(stamp)
+            change = blind_change(mutation)
+            pending: Pending = {}
+            done = writes.apply_here(key, change, stamp, peer, pending)
+            await self.invalidations.deliver(pending)
+            return Written(self.self_id, self.membership.ring.version, found=done, version=stamp)
+        finally:
+            self._wrote_through((key,))
 
     def _wrote_through(self, keys: Iterable[str]) -> None:
         """The one place this node forgets what it knew of keys written through
@@ -302,28 +239,15 @@ class KeyService:
         (``Placement.placed_token``); when it is this node's, all are read here."""
         outcomes: list[KeyOutcome] = [None] * len(keys)
         valid = self._check_batch(keys, (), outcomes)
-        if peer is not None or placed == self.placement.placed_token():
-            if peer is not None:
-                self.stats.served_for_peers += 1
-            get_entry = self.store.get_entry
-            for index in valid:
-                entry = get_entry(keys[index])
-                outcomes[index] = None if entry is None else entry[0]
+        if peer is not None:
+            self.stats.served_for_peers += 1
+            self.reads.serve_here(keys, valid, outcomes)
             return outcomes
-        wanted = [keys[index] for index in valid]
-        choices = [
-            self.placement.read_order(owners) for owners in self.placement.owners_of_each(wanted)
-        ]
-
-        async def ask(member: str, positions: list[int]) -> Sequence[KeyOutcome]:
-            sub_keys = [wanted[position] for position in positions]
-            if member != self.self_id:
-                return await self.peers.batch(member, "get", sub_keys)
-            get_entry = self.store.get_entry
-            return [None if (entry := get_entry(key)) is None else entry[0] for key in sub_keys]
-
-        found = await read_with_failover(choices, ask, is_hit=_is_value)
-        for index, outcome in zip(valid, found, strict=True):
+        self.check_serving()
+        if placed == self.placement.placed_token() and not self.placement.moving:
+            self.reads.serve_here(keys, valid, outcomes)
+            return outcomes
+        for index, outcome in zip(valid, await self.reads.get_many(keys, valid), strict=True):
             outcomes[index] = outcome
         return outcomes
 
@@ -335,92 +259,76 @@ class KeyService:
         ttl: float | None = None,
         peer: str | None = None,
         placed: str | None = None,
+        version: int = 0,
+        previous: bool = False,
     ) -> list[KeyOutcome]:
         """Store ``values[i]`` under ``keys[i]``: one outcome per key, True or its error."""
-        return await self._write_many("set", keys, values, ttl, peer, placed)
+        return await self._write_many(keys, values, ttl, peer, version, previous)
 
     async def delete_many(
-        self, keys: Sequence[str], *, peer: str | None = None, placed: str | None = None
+        self,
+        keys: Sequence[str],
+        *,
+        peer: str | None = None,
+        placed: str | None = None,
+        version: int = 0,
+        previous: bool = False,
     ) -> list[KeyOutcome]:
         """Delete every key: one outcome per key, True, None (nothing there) or its error."""
-        return await self._write_many("delete", keys, (), None, peer, placed)
+        return await self._write_many(keys, (), None, peer, version, previous)
 
     async def _write_many(
         self,
-        op: str,
         keys: Sequence[str],
         values: Sequence[bytes],
         ttl: float | None,
         peer: str | None,
-        placed: str | None,
+        version: int,
+        previous: bool,
     ) -> list[KeyOutcome]:
         self.check_writable()
         outcomes: list[KeyOutcome] = [None] * len(keys)
         valid = self._check_batch(keys, values, outcomes)
         try:
-            if peer is not None or (placed == self.placement.placed_token() and self.replicas == 1):
-                if peer is not None:
-                    self.stats.served_for_peers += 1
-                for index in valid:
-                    outcomes[index] = self._apply_or_error(op, keys, values, index, ttl, peer)
+            if peer is not None:
+                self.stats.served_for_peers += 1
+                pending: Pending = {}
+                self._write_here(
+                    keys, values, ttl, valid, outcomes, peer, version, previous, pending
+                )
+                await self.invalidations.deliver(pending)
             else:
-                await self._write_everywhere(op, keys, values, ttl, valid, outcomes)
+                self.check_serving()
+                await self.writes.write_many(keys, values, ttl, valid, outcomes)
         finally:
             self._wrote_through(keys[index] for index in valid)
         return outcomes
 
-    async def _write_everywhere(
+    def _write_here(
         self,
-        op: str,
         keys: Sequence[str],
         values: Sequence[bytes],
         ttl: float | None,
         valid: Sequence[int],
         outcomes: list[KeyOutcome],
+        peer: str,
+        version: int,
+        previous: bool,
+        pending: Pending,
     ) -> None:
-        """Each key to all of its owners, the owners' outcomes merged per key."""
-        groups: dict[str, list[int]] = {}
-        owners_of = self.placement.owners_of_each([keys[index] for index in valid])
-        for index, owners in zip(valid, owners_of, strict=True):
-            for owner in owners:
-                groups.setdefault(owner, []).append(index)
-
-        async def serve(member: str, indexes: list[int]) -> Sequence[KeyOutcome]:
-            if member == self.self_id:
-                return [
-                    self._apply_or_error(op, keys, values, index, ttl, None) for index in indexes
-                ]
-            sub_values = [values[index] for index in indexes] if values else ()
+        """A peer's sub-batch of writes: every key this node owns, applied here."""
+        stamp = version or self.clock.next()
+        self.clock.observe(stamp)
+        writes = self.writes
+        for index in valid:
+            key = keys[index]
             try:
-                return await self.peers.batch(
-                    member, op, [keys[index] for index in indexes], sub_values, ttl
-                )
+                writes.check_owner(key, previous=previous)
             except NodeError as exc:
-                return [exc] * len(indexes)
-
-        members = list(groups.items())
-        answers = await asyncio.gather(*(serve(member, indexes) for member, indexes in members))
-        per_key: dict[int, list[bool | NodeError | None]] = {index: [] for index in valid}
-        for (_, indexes), answer in zip(members, answers, strict=True):
-            for index, outcome in zip(indexes, answer, strict=True):
-                per_key[index].append(_as_write(outcome))
-        deleting = op == "delete"
-        for index, owner_outcomes in per_key.items():
-            outcomes[index] = merge_writes(owner_outcomes, deleting=deleting)
-
-    def _apply_or_error(
-        self,
-        op: str,
-        keys: Sequence[str],
-        values: Sequence[bytes],
-        index: int,
-        ttl: float | None,
-        writer: str | None,
-    ) -> KeyOutcome:
-        try:
-            return self._apply_here(op, keys[index], values[index] if values else b"", ttl, writer)
-        except ValueTooLarge as exc:
-            return exc
+                outcomes[index] = exc
+                continue
+            value = values[index] if values else None
+            outcomes[index] = writes.apply_or_error(key, value, ttl, stamp, peer, pending)
 
     def _check_batch(
         self, keys: Sequence[str], values: Sequence[bytes], outcomes: list[KeyOutcome]
@@ -451,34 +359,27 @@ class KeyService:
     # -- entries moving between nodes, and notices from owners
 
     def receive(self, entries: Iterable[Entry]) -> int:
-        """Keep entries handed over by a peer, each only when this node has no
-        live value for its key (a value written here meanwhile is newer than
-        a copy in transit). Returns how many were kept."""
-        add = self.store.add
+        """Keep the entries a peer handed over that are newer than this node's
+        (a value written here meanwhile wins over a copy in transit; a
+        deletion travels as a tombstone). Returns how many were kept."""
+        store = self.store
         stored = 0
-        for key, value, ttl in entries:
+        for key, value, ttl, version, flags in entries:
+            self.clock.observe(version)
+            if version <= store.version_of(key):
+                continue
+            if value is None:
+                store.delete(key, version=version)
+                stored += 1
+                continue
             try:
-                stored += add(key, value, ttl=ttl)
+                store.set(key, value, ttl=ttl, version=version, flags=flags)
             except ValueTooLarge:
                 continue  # larger than this node's whole bound: nothing to keep
+            stored += 1
         return stored
 
     def invalidated(self, keys: Sequence[str]) -> None:
         """An owner says these keys changed: drop this node's copies."""
         self.remote_reads.invalidate(keys)
         self.invalidations.stats.received += len(keys)
-
-
-def _is_hit(found: Found) -> bool:
-    return found.value is not None
-
-
-def _is_value(outcome: KeyOutcome) -> bool:
-    return isinstance(outcome, bytes)
-
-
-def _as_write(outcome: KeyOutcome) -> bool | NodeError | None:
-    """A sub-batch's per-key write outcome (True, None or an error)."""
-    if outcome is True or outcome is None or isinstance(outcome, NodeError):
-        return outcome
-    return True  # a value where "done" was due: the owner stored it

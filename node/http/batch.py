@@ -37,8 +37,9 @@ from client._protocol import HOP_HEADER, NODE_HEADER, PLACED_HEADER, RING_HEADER
 
 from ..core import KeyService
 from ..errors import NodeError
+from ..peers.protocol import PREVIOUS_HEADER, VERSION_HEADER
 from ..results import KeyOutcome
-from .errors import HttpError, allow, from_node_error, status_of
+from .errors import HttpError, allow, error_payload_of, from_node_error, status_of
 from .wire import parse_request_ttl, read_body
 
 __all__ = ["BatchRoutes"]
@@ -84,12 +85,24 @@ class BatchRoutes:
                 )
             peer = request.headers.get(HOP_HEADER)
             placed = request.headers.get(PLACED_HEADER)
+            version = _version(request.headers.get(VERSION_HEADER))
+            previous = PREVIOUS_HEADER in request.headers
             if op == "get":
                 outcomes = await service.get_many(keys, peer=peer, placed=placed)
             elif op == "set":
-                outcomes = await service.set_many(keys, values, ttl=ttl, peer=peer, placed=placed)
+                outcomes = await service.set_many(
+                    keys,
+                    values,
+                    ttl=ttl,
+                    peer=peer,
+                    placed=placed,
+                    version=version,
+                    previous=previous,
+                )
             else:
-                outcomes = await service.delete_many(keys, peer=peer, placed=placed)
+                outcomes = await service.delete_many(
+                    keys, peer=peer, placed=placed, version=version, previous=previous
+                )
         except NodeError as exc:
             raise from_node_error(exc, headers={RING_HEADER: ring}) from None
         except HttpError as exc:
@@ -115,14 +128,14 @@ class BatchRoutes:
                 ) from None
             raise
 
-    def _encode(self, outcomes: Sequence[KeyOutcome]) -> tuple[list[int], list[bytes]]:
+    def _encode(self, outcomes: Sequence[KeyOutcome]) -> tuple[list[int], list[bytes | memoryview]]:
         """Per-key statuses and payloads. Hits past the answer's size limit
         become ``503 batch_full``: the caller asks for them again. The first
         hit always fits."""
         budget = self.max_body
         used = 0
         statuses: list[int] = []
-        payloads: list[bytes] = []
+        payloads: list[bytes | memoryview] = []
         for outcome in outcomes:
             if outcome is None:
                 statuses.append(MISSING)
@@ -132,9 +145,9 @@ class BatchRoutes:
                 payloads.append(b"")
             elif isinstance(outcome, NodeError):
                 statuses.append(status_of(outcome))
-                payloads.append(error_payload(outcome.word, outcome.detail))
+                payloads.append(error_payload_of(outcome))
             else:
-                assert isinstance(outcome, bytes)
+                assert isinstance(outcome, (bytes, memoryview))
                 used += len(outcome)
                 if used > budget and used != len(outcome):
                     statuses.append(503)
@@ -145,3 +158,8 @@ class BatchRoutes:
                     statuses.append(HIT)
                     payloads.append(outcome)
         return statuses, payloads
+
+
+def _version(raw: str | None) -> int:
+    """The writer's version on a peer's sub-batch (0: none given)."""
+    return int(raw) if raw is not None and raw.isdigit() and len(raw) <= 20 else 0

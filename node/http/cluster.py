@@ -19,12 +19,20 @@ class ClusterRoutes:
 
     async def check_alive(self, request: web.Request) -> web.Response:
         allow(request, "GET", "HEAD")
-        if self.service.lifecycle.draining:
-            # Peers' health checks must not bring a leaving node back.
+        lifecycle = self.service.lifecycle
+        if lifecycle.draining:
             raise HttpError(
                 503,
                 "draining",
                 "This node is stopping; send writes to another node.",
+                headers={"Retry-After": "1"},
+            )
+        if not lifecycle.is_ready():
+            # Load balancers and the ECS health check wait; peers meet it by gossip.
+            raise HttpError(
+                503,
+                "starting",
+                "This node has not yet agreed with its peers on the members.",
                 headers={"Retry-After": "1"},
             )
         return web.Response(body=b'{"status":"ok"}', headers=self._json_headers())

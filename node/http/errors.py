@@ -20,23 +20,29 @@ from ..errors import (
     BadKey,
     BadTtl,
     CircuitOpen,
+    Conflict,
     Draining,
     InvalidRequest,
     KeyTooLong,
     NodeError,
+    NotOwner,
     OwnersUnavailable,
     PeerError,
     PeerFailed,
     PeerTimeout,
     PeerUnreachable,
+    StaleVersion,
+    Starting,
     Unavailable,
     ValueTooLarge,
 )
+from ..peers.protocol import VERSION_HEADER
 
 __all__ = [
     "STATUS",
     "HttpError",
     "allow",
+    "error_payload_of",
     "error_response",
     "from_aiohttp",
     "from_node_error",
@@ -53,8 +59,13 @@ STATUS: dict[type[NodeError], int] = {
     BadTtl: 400,
     KeyTooLong: 414,
     ValueTooLarge: 413,
+    Conflict: 409,
+    StaleVersion: 409,
+    # 421 Misdirected Request: "this server is not the one for this request".
+    NotOwner: 421,
     Unavailable: 503,
     Draining: 503,
+    Starting: 503,
     OwnersUnavailable: 503,
     PeerError: 502,
     PeerUnreachable: 502,
@@ -63,7 +74,7 @@ STATUS: dict[type[NodeError], int] = {
     CircuitOpen: 503,
 }
 # Errors that pass soon: the caller may retry in a second.
-_RETRY_SOON = (Draining, CircuitOpen)
+_RETRY_SOON = (Draining, CircuitOpen, Starting)
 
 
 class HttpError(Exception):
@@ -97,7 +108,18 @@ def from_node_error(error: NodeError, *, headers: Mapping[str, str] | None = Non
     extra = dict(headers or {})
     if isinstance(error, _RETRY_SOON):
         extra["Retry-After"] = "1"
+    if isinstance(error, StaleVersion):
+        extra[VERSION_HEADER] = str(error.current)
     return HttpError(status_of(error), error.word, error.detail, headers=extra)
+
+
+def error_payload_of(error: NodeError) -> bytes:
+    """A per-key error in a batch answer: the JSON error object (a stale
+    version says which version is current)."""
+    fields: dict[str, object] = {"error": error.word, "detail": error.detail}
+    if isinstance(error, StaleVersion):
+        fields["current"] = error.current
+    return orjson.dumps(fields)
 
 
 def error_response(

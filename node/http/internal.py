@@ -1,8 +1,8 @@
-"""The routes only peers call: ``/internal/transfer``, ``leave`` and ``invalidate``.
+"""The routes only peers call: ``/internal/gossip``, ``transfer``, ``mutate``, ``invalidate``.
 
 Each reads its body, hands it to the key service or the membership keeper,
-and answers. Formats and names: ``node.peers.transfer`` and
-``node.peers.protocol``.
+and answers. Formats and names: ``node.peers.transfer``,
+``node.cluster.keeper`` and ``node.peers.protocol``.
 """
 
 from __future__ import annotations
@@ -11,13 +11,19 @@ import orjson
 from aiohttp import web
 
 from client._batch import BatchFormatError, decode_request
+from client._protocol import HOP_HEADER, RING_HEADER
 
-from ..cluster.membership import MembershipKeeper
-from ..core import KeyService, TransferStats
+from ..cluster.keeper import GossipError, MembershipKeeper
+from ..core import KeyService, Mutation, Op, TransferStats
+from ..errors import NodeError
 from ..peers.invalidation import KEYS_PER_NOTICE
+from ..peers.protocol import CAS_HEADER, DELTA_HEADER, FLAGS_HEADER, MUTATE_PREFIX, OP_HEADER
 from ..peers.transfer import BATCH_BYTES, TransferFormatError, decode_entries
-from .errors import HttpError, allow
-from .wire import read_body
+from .errors import HttpError, allow, from_node_error
+from .wire import parse_key, parse_request_ttl, read_body
+
+# A gossip message of a few thousand members.
+_MAX_GOSSIP_BYTES = 1024 * 1024
 
 __all__ = ["InternalRoutes"]
 
@@ -59,19 +65,48 @@ class InternalRoutes:
         answer = {"received": len(entries), "stored": stored}
         return web.Response(body=orjson.dumps(answer), content_type="application/json")
 
-    async def leave(self, request: web.Request) -> web.Response:
-        """A peer says it is stopping: out of this node's ring now."""
+    async def gossip(self, request: web.Request) -> web.Response:
+        """A member's view of the cluster, merged; answered with this node's."""
         allow(request, "POST")
-        body = await read_body(request, 1024, timeout=self.body_timeout)
+        body = await read_body(request, _MAX_GOSSIP_BYTES, timeout=self.body_timeout)
         try:
-            member = orjson.loads(body)["member"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            member = None
-        if not isinstance(member, str):
-            raise HttpError(400, "bad_leave", 'Send {"member": "host:port"}.')
-        self.transfer_stats.leaves_received += 1
-        self.keeper.peer_left(member)
-        return web.Response(status=204)
+            answer = self.keeper.receive(body)
+        except GossipError as exc:
+            raise HttpError(400, "bad_gossip", f"Nothing was merged: {exc}.") from None
+        return web.Response(body=answer, content_type="application/json")
+
+    async def mutate(self, request: web.Request) -> web.Response:
+        """A conditional write a peer sends to this node, the key's primary owner."""
+        allow(request, "POST")
+        ring = self.service.membership.ring.version
+        try:
+            key = parse_key("/kv/" + request.raw_path[len(MUTATE_PREFIX) :])
+            mutation = Mutation(
+                op=_op(request.headers.get(OP_HEADER, "")),
+                value=await read_body(
+                    request, self.service.limits.max_value_bytes, timeout=self.body_timeout
+                ),
+                ttl=parse_request_ttl(request),
+                flags=_number(request.headers.get(FLAGS_HEADER, "0"), 32),
+                cas=_number(request.headers.get(CAS_HEADER, "0"), 64),
+                delta=_number(request.headers.get(DELTA_HEADER, "0"), 64),
+            )
+            written = await self.service.write(
+                key, mutation, peer=request.headers.get(HOP_HEADER, "")
+            )
+        except NodeError as exc:
+            raise from_node_error(exc, headers={RING_HEADER: ring}) from None
+        answer = {
+            "node": written.node,
+            "found": written.found,
+            "copies": written.copies,
+            "outcome": written.outcome,
+            "version": written.version,
+            "number": written.number,
+        }
+        return web.Response(
+            body=orjson.dumps(answer), content_type="application/json", headers={RING_HEADER: ring}
+        )
 
     async def invalidate(self, request: web.Request) -> web.Response:
         """An owner says keys changed: drop this node's near-cache copies of them."""
@@ -83,3 +118,17 @@ class InternalRoutes:
             raise HttpError(400, "bad_invalidation", f"Nothing was dropped: {exc}.") from None
         self.service.invalidated(keys)
         return web.Response(status=204)
+
+
+def _op(raw: str) -> Op:
+    try:
+        return Op(raw)
+    except ValueError:
+        raise HttpError(400, "bad_mutation", f"Unknown operation {raw[:20]!r}.") from None
+
+
+def _number(raw: str, bits: int) -> int:
+    """A header holding an unsigned integer of ``bits`` bits."""
+    if not raw.isdigit() or len(raw) > 20 or int(raw) >= 1 << bits:
+        raise HttpError(400, "bad_mutation", f"{raw[:30]!r} is not an unsigned {bits}-bit number.")
+    return int(raw)

@@ -21,7 +21,17 @@ from client._ring import HashRing
 
 from ..core import KeyService, Local
 from ..errors import NodeError
-from ..peers.protocol import NEAR_COPY_OF_HEADER, NEAR_TTL_HEADER, REPLICAS_HEADER, VIA_HEADER
+from ..peers.protocol import (
+    FLAGS_HEADER,
+    LOCAL_HEADER,
+    NEAR_COPY_OF_HEADER,
+    NEAR_TRACKED_HEADER,
+    NEAR_TTL_HEADER,
+    PREVIOUS_HEADER,
+    REPLICAS_HEADER,
+    VERSION_HEADER,
+    VIA_HEADER,
+)
 from ..results import Found, Written
 from .errors import HttpError, from_node_error, method_not_allowed
 from .wire import parse_key, parse_request_ttl, read_body
@@ -110,20 +120,35 @@ class KvRoute:
                 raise method_not_allowed(method, *_METHODS)
             key = parse_key(request.raw_path)
             peer = request.headers.get(HOP_HEADER)
+            headers = request.headers
             if method == "GET" or method == "HEAD":
-                near_ttl = _near_ttl(request.headers) if peer is not None else None
+                if peer is None:
+                    return self._found(await self.service.get(key, count=method == "GET"))
                 found = await self.service.get(
-                    key, peer=peer, near_ttl=near_ttl, count=method == "GET"
+                    key, peer=peer, near_ttl=_near_ttl(headers), local=LOCAL_HEADER in headers
                 )
-                return self._found(found)
+                return self._found_for_peer(found)
+            version = _unsigned(headers.get(VERSION_HEADER)) if peer is not None else 0
             if method == "PUT":
                 service = self.service
                 service.check_key(key)  # before the body is read: a 414 costs no body
                 service.check_writable()
                 ttl = parse_request_ttl(request)
+                flags = _unsigned(headers.get(FLAGS_HEADER)) if peer is not None else 0
                 body = await read_body(request, self.max_value_bytes, timeout=self.body_timeout)
-                return self._written(await service.set(key, body, ttl=ttl, peer=peer))
-            written = await self.service.delete(key, peer=peer)
+                written = await service.set(
+                    key,
+                    body,
+                    ttl=ttl,
+                    flags=flags,
+                    peer=peer,
+                    version=version,
+                    previous=PREVIOUS_HEADER in headers,
+                )
+                return self._written(written)
+            written = await self.service.delete(
+                key, peer=peer, version=version, previous=PREVIOUS_HEADER in headers
+            )
             if not written.found:
                 raise HttpError(404, "not_found", "No value for this key.")
             return self._written(written)
@@ -154,6 +179,17 @@ class KvRoute:
             headers = {**headers, TTL_HEADER: format_ttl_left(found.ttl)}
         return web.Response(body=found.value, headers=headers)
 
+    def _found_for_peer(self, found: Found) -> web.Response:
+        """A peer's read: the answer with the entry's version (a miss's is its
+        deletion's) and flags."""
+        response = self._found(found)
+        response.headers[VERSION_HEADER] = str(found.version)
+        if found.flags:
+            response.headers[FLAGS_HEADER] = str(found.flags)
+        if found.tracked:
+            response.headers[NEAR_TRACKED_HEADER] = "1"
+        return response
+
     def _written(self, written: Written) -> web.Response:
         if written.node == self.self_id and written.via is None and written.copies is None:
             return web.Response(status=204, headers=self._plain_headers)
@@ -182,3 +218,8 @@ def _near_ttl(headers: Mapping[str, str]) -> float | None:
     except ValueError:
         return None
     return seconds if seconds > 0 else None
+
+
+def _unsigned(raw: str | None) -> int:
+    """A peer's unsigned integer header (a version, flags); 0 when absent or garbled."""
+    return int(raw) if raw is not None and raw.isdigit() and len(raw) <= 20 else 0

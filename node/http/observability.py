@@ -15,7 +15,7 @@ from aiohttp import web
 
 from client._protocol import NODE_HEADER
 
-from ..cluster.membership import MembershipKeeper
+from ..cluster.keeper import MembershipKeeper
 from ..core import KeyService, TransferStats
 from .errors import allow
 from .metrics import Family, RequestMetrics, per_label, render_prometheus, simple
@@ -176,12 +176,6 @@ class ObservabilityRoutes:
                 "counter",
                 "Keys named in invalidation notices that failed.",
                 sent.failed,
-            ),
-            simple(
-                "cache_invalidations_dropped_total",
-                "counter",
-                "Keys not notified because too many were waiting.",
-                sent.dropped,
             ),
             simple(
                 "cache_invalidations_received_total",

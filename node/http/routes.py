@@ -6,9 +6,9 @@ from aiohttp import web
 
 from client._batch import DELETE_PATH, GET_PATH, SET_PATH
 
-from ..cluster.membership import MembershipKeeper
+from ..cluster.keeper import MembershipKeeper
 from ..core import KeyService, TransferStats
-from ..peers.protocol import INVALIDATE_PATH, LEAVE_PATH, TRANSFER_PATH
+from ..peers.protocol import GOSSIP_PATH, INVALIDATE_PATH, MUTATE_PREFIX, TRANSFER_PATH
 from .batch import BatchRoutes
 from .cluster import ClusterRoutes
 from .guard import RouteGuard
@@ -43,7 +43,8 @@ def add_routes(
     for path in (GET_PATH, SET_PATH, DELETE_PATH):
         add(app, path, batch.route(path))
     add(app, TRANSFER_PATH, internal.transfer)
-    add(app, LEAVE_PATH, internal.leave)
+    add(app, GOSSIP_PATH, internal.gossip)
+    add(app, MUTATE_PREFIX + r"{key:[\s\S]*}", internal.mutate, label=MUTATE_PREFIX)
     add(app, INVALIDATE_PATH, internal.invalidate)
     add(app, "/stats", observability.stats)
     add(app, "/metrics", observability.metrics)

@@ -6,15 +6,17 @@ or ``NodeError``s, so that nothing above it sees a status or a header.
 Every call goes through the one ``Forwarder`` (hop header, request id,
 breaker, timeouts, counters).
 
-The protocol is the public HTTP API plus the hop header, and three internal
-routes (``node.peers.protocol``): a forwarded read is ``GET /kv/<key>``, a
-sub-batch is ``POST /batch/...``, entries move by ``POST /internal/transfer``.
+The protocol is the public HTTP API plus the hop header and a few headers
+and routes of its own (``node.peers.protocol``): a forwarded read is ``GET
+/kv/<key>``, a write to an owner ``PUT`` or ``DELETE /kv/<key>`` with the
+writer's version, a conditional write ``POST /internal/mutate/<key>``, a
+sub-batch ``POST /batch/...``, moving entries ``POST /internal/transfer``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import orjson
 
@@ -29,57 +31,135 @@ from client._batch import (
     decode_results,
     encode_items,
     encode_keys,
-    parse_error_payload,
 )
 from client._protocol import NODE_HEADER, RING_HEADER, TTL_HEADER, format_ttl
 from client._transport import Reply, kv_path
 
-from ..errors import NodeError, PeerFailed, error_for_word
+from ..errors import NodeError, NotOwner, PeerFailed, StaleVersion, error_for_word
 from ..results import Found, KeyOutcome, Written
 from .forwarder import Forwarder
-from .protocol import INVALIDATE_PATH, LEAVE_PATH, NEAR_TTL_HEADER, TRANSFER_PATH
+from .protocol import (
+    CAS_HEADER,
+    DELTA_HEADER,
+    FLAGS_HEADER,
+    INVALIDATE_PATH,
+    LOCAL_HEADER,
+    MUTATE_PREFIX,
+    NEAR_TRACKED_HEADER,
+    NEAR_TTL_HEADER,
+    OP_HEADER,
+    PREVIOUS_HEADER,
+    TRANSFER_PATH,
+    VERSION_HEADER,
+)
 from .transfer import Entry, encode_entries
 
 __all__ = ["PeerClient"]
 
 _BATCH_PATHS = {"get": GET_PATH, "set": SET_PATH, "delete": DELETE_PATH}
+_LOCAL = {LOCAL_HEADER: "1"}
 
 
 class PeerClient:
-    """The calls one node makes to the others."""
+    """The calls one node makes to the others. ``observe`` hears every version a
+    peer reports (the node's version clock keeps up with them)."""
 
-    def __init__(self, forwarder: Forwarder) -> None:
+    def __init__(
+        self, forwarder: Forwarder, *, observe: Callable[[int], None] | None = None
+    ) -> None:
         self.forwarder = forwarder
         self.self_id = forwarder.self_id
+        self.observe = observe or (lambda version: None)
 
     # -- one key
 
-    async def get(self, member: str, key: str, *, near_ttl: float | None = None) -> Found:
+    async def get(
+        self, member: str, key: str, *, near_ttl: float | None = None, local: bool = False
+    ) -> Found:
         """``member``'s answer for ``key`` (a miss is ``Found(value=None)``).
 
         ``near_ttl``: this node will keep the answer in its near cache for up
         to that many seconds, and asks ``member`` to say when the key changes.
+        ``local``: ``member``'s own copy whether it owns the key or not (a
+        previous owner asked while entries move). Raises ``NotOwner`` when
+        ``member`` does not own the key and ``local`` is false.
         """
         headers = {NEAR_TTL_HEADER: f"{near_ttl:.3f}"} if near_ttl is not None else None
+        if local:
+            headers = _LOCAL if headers is None else {**headers, **_LOCAL}
         reply = await self.forwarder.send(member, "GET", kv_path(key), headers=headers)
         if reply.status == 200:
             return self._found(member, reply, reply.body)
         if reply.status == 404:
             return self._found(member, reply, None)
-        raise _error_of(member, reply)
+        raise self._error_of(member, reply)
 
-    async def set(self, member: str, key: str, value: bytes, ttl: float | None) -> Written:
-        headers = {TTL_HEADER: format_ttl(ttl)} if ttl is not None else None
-        reply = await self.forwarder.send(member, "PUT", kv_path(key), body=value, headers=headers)
-        if reply.status == 204:
-            return self._written(member, reply, found=True)
-        raise _error_of(member, reply)
+    async def write(
+        self,
+        member: str,
+        key: str,
+        value: bytes | None,
+        *,
+        ttl: float | None,
+        flags: int,
+        version: int,
+        previous: bool = False,
+    ) -> Written:
+        """Store ``value`` (None: delete) at ``member`` at ``version``. Raises
+        ``StaleVersion`` when it holds a newer one, ``NotOwner`` when it does
+        not own the key (``previous``: nor did under an earlier ring)."""
+        headers = {VERSION_HEADER: str(version)}
+        if previous:
+            headers[PREVIOUS_HEADER] = "1"
+        if ttl is not None:
+            headers[TTL_HEADER] = format_ttl(ttl)
+        if flags:
+            headers[FLAGS_HEADER] = str(flags)
+        method = "DELETE" if value is None else "PUT"
+        reply = await self.forwarder.send(member, method, kv_path(key), body=value, headers=headers)
+        if reply.status == 204 or (reply.status == 404 and value is None):
+            return self._written(member, reply, found=reply.status == 204, version=version)
+        raise self._error_of(member, reply)
 
-    async def delete(self, member: str, key: str) -> Written:
-        reply = await self.forwarder.send(member, "DELETE", kv_path(key))
-        if reply.status in (204, 404):
-            return self._written(member, reply, found=reply.status == 204)
-        raise _error_of(member, reply)
+    async def mutate(
+        self,
+        member: str,
+        key: str,
+        *,
+        op: str,
+        value: bytes,
+        ttl: float | None,
+        flags: int,
+        cas: int,
+        delta: int,
+    ) -> Written:
+        """A conditional write, decided at ``member`` (the key's primary owner)."""
+        headers = {OP_HEADER: op, FLAGS_HEADER: str(flags), CAS_HEADER: str(cas)}
+        if ttl is not None:
+            headers[TTL_HEADER] = format_ttl(ttl)
+        if delta:
+            headers[DELTA_HEADER] = str(delta)
+        path = MUTATE_PREFIX + kv_path(key)[len("/kv/") :]
+        reply = await self.forwarder.send(member, "POST", path, body=value, headers=headers)
+        if reply.status != 200:
+            raise self._error_of(member, reply)
+        try:
+            answer = orjson.loads(reply.body)
+            copies = answer.get("copies")
+            written = Written(
+                str(answer["node"]),
+                reply.headers.get(RING_HEADER, ""),
+                self.self_id,
+                bool(answer["found"]),
+                (int(copies[0]), int(copies[1])) if copies else None,
+                str(answer["outcome"]),
+                int(answer["version"]),
+                None if answer.get("number") is None else int(answer["number"]),
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError):
+            raise PeerFailed(f"{member} sent a malformed mutate answer.") from None
+        self.observe(written.version)
+        return written
 
     # -- batches
 
@@ -90,23 +170,34 @@ class PeerClient:
         keys: Sequence[str],
         values: Sequence[bytes] = (),
         ttl: float | None = None,
+        *,
+        version: int = 0,
+        previous: bool = False,
     ) -> list[KeyOutcome]:
         """One sub-batch (``op`` is get, set or delete) served at ``member``: one
-        outcome per key, in order. Raises a ``NodeError`` that stands for every
-        key when the sub-batch as a whole failed."""
+        outcome per key, in order. Writes carry the writer's ``version``.
+        Raises a ``NodeError`` that stands for every key when the sub-batch as
+        a whole failed."""
         body = encode_items(keys, values) if op == "set" else encode_keys(keys)
-        headers = {TTL_HEADER: format_ttl(ttl)} if ttl is not None else None
+        headers: dict[str, str] = {}
+        if ttl is not None:
+            headers[TTL_HEADER] = format_ttl(ttl)
+        if version:
+            headers[VERSION_HEADER] = str(version)
+        if previous:
+            headers[PREVIOUS_HEADER] = "1"
         reply = await self.forwarder.send(
-            member, "POST", _BATCH_PATHS[op], body=body, headers=headers
+            member, "POST", _BATCH_PATHS[op], body=body, headers=headers or None
         )
         if reply.status != 200:
-            raise _error_of(member, reply)
+            raise self._error_of(member, reply)
         try:
             statuses, payloads = decode_results(reply.body, len(keys))
         except BatchFormatError as exc:
             raise PeerFailed(f"{member} sent a malformed batch answer: {exc}.") from None
         return [
-            _outcome(status, payload) for status, payload in zip(statuses, payloads, strict=True)
+            _outcome(member, status, payload)
+            for status, payload in zip(statuses, payloads, strict=True)
         ]
 
     # -- the cluster's own calls
@@ -121,14 +212,16 @@ class PeerClient:
             return False
         return reply.status == 200
 
-    async def leave(self, member: str, *, timeout: float) -> None:
-        """Tell ``member`` this node is stopping. Raises ``NodeError``."""
-        body = orjson.dumps({"member": self.self_id})
+    async def call(self, member: str, path: str, body: bytes, *, timeout: float) -> bytes:
+        """POST ``body`` to an internal route of ``member``; its 200 answer's body.
+        Not subject to the breaker: the cluster's own traffic (gossip) is how a
+        peer is found to be back. Raises ``NodeError``."""
         reply = await self.forwarder.send(
-            member, "POST", LEAVE_PATH, body=body, timeout=timeout, counted=False, guarded=False
+            member, "POST", path, body=body, timeout=timeout, counted=False, guarded=False
         )
-        if reply.status != 204:
-            raise _error_of(member, reply)
+        if reply.status != 200:
+            raise self._error_of(member, reply)
+        return reply.body
 
     async def invalidate(self, member: str, keys: Sequence[str], *, timeout: float) -> None:
         """Tell ``member`` that its near-cache copies of ``keys`` are out of date."""
@@ -136,10 +229,10 @@ class PeerClient:
             member, "POST", INVALIDATE_PATH, body=encode_keys(keys), timeout=timeout, counted=False
         )
         if reply.status != 204:
-            raise _error_of(member, reply)
+            raise self._error_of(member, reply)
 
     async def transfer(self, member: str, entries: Sequence[Entry], *, timeout: float) -> None:
-        """Hand ``entries`` to ``member``, which keeps those it has no value for."""
+        """Hand ``entries`` to ``member``, which keeps those newer than its own."""
         reply = await self.forwarder.send(
             member,
             "POST",
@@ -150,48 +243,88 @@ class PeerClient:
             counted=False,
         )
         if reply.status != 200:
-            raise _error_of(member, reply)
+            raise self._error_of(member, reply)
 
     # -- answers
 
     def _found(self, member: str, reply: Reply, value: bytes | None) -> Found:
         headers = reply.headers
+        version = _int(headers.get(VERSION_HEADER))
+        if version:
+            self.observe(version)
         return Found(
             value,
             _seconds(headers.get(TTL_HEADER)) if value is not None else None,
             headers.get(NODE_HEADER, member),
             headers.get(RING_HEADER, ""),
             self.self_id,
+            None,
+            version,
+            _int(headers.get(FLAGS_HEADER)),
+            NEAR_TRACKED_HEADER in headers,
         )
 
-    def _written(self, member: str, reply: Reply, *, found: bool) -> Written:
+    def _written(self, member: str, reply: Reply, *, found: bool, version: int) -> Written:
         headers = reply.headers
         return Written(
-            headers.get(NODE_HEADER, member), headers.get(RING_HEADER, ""), self.self_id, found
+            headers.get(NODE_HEADER, member),
+            headers.get(RING_HEADER, ""),
+            self.self_id,
+            found,
+            None,
+            "stored" if found else "not_found",
+            version,
         )
 
+    def _error_of(self, member: str, reply: Reply) -> NodeError:
+        """The error a peer's non-success answer stands for: the same error when the
+        peer named one this node knows (an owner's ``too_large`` stays
+        ``too_large``), else ``PeerFailed``."""
+        fields = _error_fields(reply.body)
+        word, detail = fields.get("error", ""), fields.get("detail", "")
+        if word == StaleVersion.word:
+            current = _int(reply.headers.get(VERSION_HEADER))
+            self.observe(current)
+            return StaleVersion(detail, current=current)
+        if word == NotOwner.word:
+            return NotOwner(detail, ring=reply.headers.get(RING_HEADER, ""), member=member)
+        cls = error_for_word(word)
+        if cls is None or not detail:
+            return PeerFailed(f"{member} answered {reply.status}: {detail or word or 'nothing'}.")
+        return cls(detail)
 
-def _error_of(member: str, reply: Reply) -> NodeError:
-    """The error a peer's non-success answer stands for: the same error when the
-    peer named one this node knows (an owner's ``too_large`` stays
-    ``too_large``), else ``PeerFailed``."""
-    word, detail = parse_error_payload(reply.body)
-    cls = error_for_word(word)
-    if cls is None or not detail:
-        return PeerFailed(f"{member} answered {reply.status}: {detail or word}.")
-    return cls(detail)
 
-
-def _outcome(status: int, payload: bytes) -> KeyOutcome:
+def _outcome(member: str, status: int, payload: bytes) -> KeyOutcome:
     if status == HIT:
         return payload
     if status == DONE:
         return True
     if status == MISSING:
         return None
-    word, detail = parse_error_payload(payload)
+    fields = _error_fields(payload)
+    word, detail = fields.get("error", "unknown"), fields.get("detail", "")
+    if word == StaleVersion.word:
+        return StaleVersion(detail, current=_int(str(fields.get("current", ""))))
+    if word == NotOwner.word:
+        return NotOwner(detail, member=member)
     cls = error_for_word(word) or PeerFailed
     return cls(detail or word)
+
+
+def _error_fields(body: bytes) -> dict[str, str]:
+    """The fields of a JSON error body; tolerant of garbage."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return {"error": "unknown", "detail": body[:200].decode("utf-8", "replace")}
+    if not isinstance(parsed, dict):
+        return {"error": "unknown", "detail": str(parsed)[:200]}
+    return {str(name): str(value) for name, value in parsed.items()}
+
+
+def _int(raw: str | None) -> int:
+    """A non-negative integer header; anything else is 0."""
+    return int(raw) if raw is not None and raw.isdigit() and len(raw) <= 20 else 0
 
 
 def _seconds(raw: str | None) -> float | None:

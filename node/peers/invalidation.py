@@ -9,11 +9,14 @@ key is then written or deleted here, the owner sends ``POST
 that sent the write (it dropped its own copy already), and forgets them:
 they must fetch again.
 
-Notices are asynchronous and best effort. To one member, one request is in
-flight at a time; keys written meanwhile gather for the next one (at most
-``KEYS_PER_NOTICE`` a request, ``_MAX_WAITING`` waiting; beyond that they
-are dropped and counted). A lost notice costs freshness, not correctness:
-the near-cache TTL bounds how long any copy is served (README "Hot keys").
+Notices are part of the write: ``changed`` names the members to tell, and
+the write is acknowledged only after ``deliver`` told them, so no node
+serves a copy older than a write acknowledged before the read began. A
+notice that cannot be delivered (the member is down or frozen) is waited
+out instead: the write is acknowledged once every copy it could not reach
+has expired, which ``fetched`` bounds by the near-cache TTL plus a margin.
+Only writes of keys with copies elsewhere (hot keys) pay this, one round
+trip to each copy holder, all at once.
 
 Notices go through ``PeerClient.invalidate`` (so through the forwarder,
 like every peer call); the body is a keys frame of the batch format.
@@ -28,7 +31,15 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-__all__ = ["KEYS_PER_NOTICE", "FetcherLog", "InvalidationStats", "Invalidations", "Notify"]
+__all__ = [
+    "KEYS_PER_NOTICE",
+    "FetcherLog",
+    "InvalidationStats",
+    "Invalidations",
+    "Notice",
+    "Notify",
+    "gather_notices",
+]
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +52,6 @@ _MARGIN_S = 1.0
 _MAX_COPY_S = 60.0
 _MAX_TRACKED_KEYS = 16_384
 KEYS_PER_NOTICE = 1_000
-_MAX_WAITING = 10_000
-# Rounds of notices one sender task makes before handing over to a new task.
-_MAX_ROUNDS = 100
 # Old entries looked at per record: enough to keep up, never a long pause.
 _PRUNE_STEPS = 4
 
@@ -51,8 +59,9 @@ _PRUNE_STEPS = 4
 class FetcherLog:
     """Key -> members that may hold a copy, each until a clock reading.
 
-    Bounded to ``max_keys`` keys, least recently fetched dropped first (a
-    dropped key's copies then live out their TTL unnotified). Pure: no I/O.
+    Bounded to ``max_keys`` keys. When it is full of copies still alive, a
+    new fetch is not tracked (``fetched`` says so) and its node keeps no
+    copy: a copy nobody would tell about a change is never made. Pure: no I/O.
     """
 
     def __init__(
@@ -66,126 +75,122 @@ class FetcherLog:
     def __len__(self) -> int:
         return len(self._keys)
 
-    def fetched(self, key: str, member: str, seconds: float) -> None:
-        """``member`` may serve a copy of ``key`` for ``seconds`` from now."""
+    def fetched(self, key: str, member: str, seconds: float) -> bool:
+        """``member`` may serve a copy of ``key`` for ``seconds`` from now; False
+        when the log is full and the copy must not be kept."""
         now = self._clock()
         until = now + min(seconds, _MAX_COPY_S) + _MARGIN_S
         keys = self._keys
         members = keys.get(key)
         if members is None:
             self._prune(now)
+            if len(keys) >= self.max_keys:
+                return False
             members = keys[key] = {}
         else:
             keys.move_to_end(key)
         members[member] = max(until, members.get(member, 0.0))
+        return True
 
-    def take(self, key: str) -> list[str]:
-        """The members that may still hold a copy of ``key``; forgets them all."""
+    def take(self, key: str) -> list[tuple[str, float]]:
+        """The members that may still hold a copy of ``key``, each with the
+        moment its copy lapses; forgets them all."""
         members = self._keys.pop(key, None)
         if not members:
             return []
         now = self._clock()
-        return [member for member, until in members.items() if until > now]
+        return [(member, until) for member, until in members.items() if until > now]
 
     def _prune(self, now: float) -> None:
-        """Make room for one more key: drop the oldest when full, and a few
-        expired ones from the old end."""
+        """Drop a few keys whose copies have all lapsed, from the old end."""
         keys = self._keys
         for _ in range(_PRUNE_STEPS):
-            if not keys:
-                return
-            oldest = next(iter(keys.values()))
-            if len(keys) < self.max_keys and max(oldest.values(), default=0.0) > now:
+            if not keys or max(next(iter(keys.values())).values(), default=0.0) > now:
                 return
             keys.popitem(last=False)
 
 
 @dataclass(slots=True)
 class InvalidationStats:
-    """Keys named in notices: sent and acknowledged, failed, dropped, received."""
+    """Keys named in notices: sent and acknowledged, failed (and waited out), received."""
 
     sent: int = 0
     failed: int = 0
-    dropped: int = 0
     received: int = 0
 
 
+# A member and the clock reading its copy lapses at.
+Notice = tuple[str, float]
+
+
 class Invalidations:
-    """Records fetchers of near-cache copies and notifies them of changes."""
+    """Records fetchers of near-cache copies and tells them of changes."""
 
     def __init__(self, notify: Notify, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.notify = notify
         self.log = FetcherLog(clock=clock)
         self.stats = InvalidationStats()
-        # member -> keys waiting for its next notice (a dict keeps order, no dups).
-        self._waiting: dict[str, dict[str, None]] = {}
-        # member -> the task sending its notices; present only while it runs.
-        self._senders: dict[str, asyncio.Task[None]] = {}
+        self._clock = clock
         self._failing: set[str] = set()
 
-    def fetched(self, key: str, member: str, seconds: float) -> None:
-        """``member`` fetched ``key`` to keep a copy for ``seconds``; a value that
-        is not a positive number is ignored."""
+    def fetched(self, key: str, member: str, seconds: float) -> bool:
+        """``member`` fetched ``key`` to keep a copy for ``seconds``; True when it
+        will be told of changes (it may keep the copy). A value that is not a
+        positive number is not tracked."""
         if seconds > 0:  # also false for NaN
-            self.log.fetched(key, member, seconds)
+            return self.log.fetched(key, member, seconds)
+        return False
 
-    def changed(self, key: str, writer: str | None) -> None:
-        """``key`` was written or deleted here; ``writer`` (the node that sent the
-        write, if one did) needs no notice."""
+    def changed(self, key: str, writer: str | None) -> list[Notice]:
+        """``key`` was written or deleted here: the members that may hold a copy,
+        each with the moment its copy lapses (``writer``, the node that sent the
+        write, dropped its own already). They are forgotten here: they must
+        fetch again. Pass them to ``deliver`` before acknowledging the write."""
         if not self.log:
-            return
-        for member in self.log.take(key):
-            if member != writer:
-                self._enqueue(member, key)
+            return []
+        return [notice for notice in self.log.take(key) if notice[0] != writer]
+
+    async def deliver(self, notices: dict[str, tuple[list[str], float]]) -> None:
+        """Tell each member (member -> its keys, and the moment its copies lapse)
+        that its copies are out of date; a member that cannot be told is
+        waited out until its copies lapse. Never raises."""
+        if notices:
+            await asyncio.gather(
+                *(self._tell(member, keys, until) for member, (keys, until) in notices.items())
+            )
 
     async def close(self) -> None:
-        senders, self._senders = self._senders, {}
-        for task in senders.values():
-            task.cancel()
-        await asyncio.gather(*senders.values(), return_exceptions=True)
+        """Nothing runs in the background: notices are part of their writes."""
+        return None
 
-    def _enqueue(self, member: str, key: str) -> None:
-        waiting = self._waiting.setdefault(member, {})
-        if len(waiting) >= _MAX_WAITING:
-            self.stats.dropped += 1
-            return
-        waiting[key] = None
-        if member not in self._senders:
-            task = asyncio.get_running_loop().create_task(self._send(member))
-            self._senders[member] = task
-
-    async def _send(self, member: str) -> None:
-        try:
-            for _ in range(_MAX_ROUNDS):
-                waiting = self._waiting.pop(member, None)
-                if not waiting:
-                    return
-                keys = list(waiting)
-                for start in range(0, len(keys), KEYS_PER_NOTICE):
-                    await self._notify(member, keys[start : start + KEYS_PER_NOTICE])
-        finally:
-            # Removed with no await after the last check for waiting keys, so a
-            # key queued from now on starts a new sender.
-            if self._senders.get(member) is asyncio.current_task():
-                del self._senders[member]
-
-    async def _notify(self, member: str, batch: list[str]) -> None:
-        try:
-            await self.notify(member, batch)
-            problem = None
-        except Exception as exc:  # every failure: counted, never raised
-            problem = str(exc) or type(exc).__name__
-        if problem is None:
+    async def _tell(self, member: str, keys: list[str], until: float) -> None:
+        for start in range(0, len(keys), KEYS_PER_NOTICE):
+            batch = keys[start : start + KEYS_PER_NOTICE]
+            try:
+                await self.notify(member, batch)
+            except Exception as exc:  # every failure: counted, waited out, never raised
+                self.stats.failed += len(batch)
+                if member not in self._failing:
+                    self._failing.add(member)
+                    log.warning(
+                        "invalidation notice to %s failed (%s); waiting for its copies to lapse",
+                        member,
+                        exc,
+                    )
+                await asyncio.sleep(max(0.0, until - self._clock()))
+                return
             self.stats.sent += len(batch)
-            if member in self._failing:
-                self._failing.discard(member)
-                log.info("invalidation notices to %s work again", member)
-            return
-        self.stats.failed += len(batch)
-        if member not in self._failing:
-            self._failing.add(member)
-            log.warning(
-                "invalidation notice to %s failed (%s); its copies expire by their TTL",
-                member,
-                problem,
-            )
+        if member in self._failing:
+            self._failing.discard(member)
+            log.info("invalidation notices to %s work again", member)
+
+
+def gather_notices(
+    pending: dict[str, tuple[list[str], float]], key: str, notices: list[Notice]
+) -> None:
+    """Add ``key``'s notices to ``pending`` (member -> its keys, and the latest
+    moment any of its copies lapses), for one ``deliver`` of many keys."""
+    for member, until in notices:
+        keys, latest = pending.get(member, ([], 0.0))
+        keys.append(key)
+        pending[member] = (keys, max(latest, until))

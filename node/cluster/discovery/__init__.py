@@ -17,6 +17,10 @@ __all__ = ["Discovery", "StaticDiscovery"]
 
 
 class Discovery(Protocol):
+    # True when the list is the truth about who runs (ECS: a task missing from
+    # it has stopped); False when it only names members to meet (seeds).
+    authoritative: bool
+
     async def members(self) -> set[str]:
         """The listed member ids. Raises on failure (any exception)."""
         ...

@@ -26,6 +26,9 @@ class EcsDiscovery:
     caller's next poll, and the caller backs off on ``Throttled``.
     """
 
+    # The service's running tasks are the members: one missing has stopped.
+    authoritative = True
+
     def __init__(
         self,
         *,

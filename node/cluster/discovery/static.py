@@ -8,7 +8,10 @@ __all__ = ["StaticDiscovery"]
 
 
 class StaticDiscovery:
-    """A fixed member list. Listing this node among the peers or not is the same."""
+    """Seeds: members to meet, from whom gossip teaches the rest. Listing this
+    node among them or not is the same."""
+
+    authoritative = False
 
     def __init__(self, peers: Iterable[str], *, self_id: str) -> None:
         self._members = frozenset(peers) | {self_id}

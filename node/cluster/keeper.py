@@ -1,0 +1,403 @@
+"""Keeping the membership: gossip rounds, failure detection, readiness, stability.
+
+Every ``health_interval`` a node exchanges its member table (``members``)
+with every member it knows and every member discovery lists that it has
+not met yet: ``POST /internal/gossip`` carries the table one way and the
+answer carries the peer's back, each with the sender's ring version,
+settled version and readiness. This exchange is the health check too:
+``health_failures`` failed exchanges in a row and the peer is dead, which
+the next round tells everyone. So:
+
+- **Seeds.** A node given one member learns every member from it in one
+  exchange, and every member learns the new node in the round after.
+- **Leaves and deaths** are known everywhere within a round of the first
+  node that knew (a leaving node tells everyone itself).
+- **Discovery** only names members to meet. Under ECS, only ``POLLERS``
+  members (chosen by the ring, the same on every node) poll the ECS API
+  after their first poll at start, and what they learn spreads by gossip:
+  the cluster's ECS calls per second do not grow with its size.
+- **Readiness.** A node is ready once it has tried every member it knows and
+  every member on its ring reports the same ring version, or after
+  ``ready_timeout`` seconds in any case. Until then ``/check-alive`` says
+  503 ``starting`` and clients' requests are refused.
+- **Stability.** While any member (of the current or a previous ring) is on
+  another ring or still pushing entries, reads ask previous owners too;
+  once all report the current ring as settled, ``Membership.settle()``.
+- **Pauses.** If this process was stopped longer than the failure
+  detection period (SIGSTOP, a frozen VM), the others have moved on: it is
+  not ready again until it has caught up, and if it hears it was declared
+  dead, it empties its store (what it holds may be older than writes made
+  meanwhile) and rejoins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from .discovery import Discovery
+from .members import MemberRecord, MemberTable, Status
+from .membership import Membership
+
+__all__ = ["POLLERS", "Exchange", "GossipError", "MembershipKeeper", "PeerView"]
+
+log = logging.getLogger(__name__)
+
+# Sends a gossip message to a member and returns its answer; raises on failure.
+Exchange = Callable[[str, bytes], Awaitable[bytes]]
+
+# Members that poll an authoritative discovery (ECS) once the cluster runs.
+POLLERS = 2
+_POLLER_KEY = "cluster/discovery-pollers"
+# Records of dead members are kept this long, so the news reaches everyone
+# and a late message about the old incarnation cannot bring them back.
+_DEAD_RETENTION_S = 60.0
+_MAX_DISCOVERY_BACKOFF = 60.0
+# The watchdog's tick: how finely a stopped process notices it was stopped.
+_WATCHDOG_S = 0.1
+_MEMBER = re.compile(r"^[A-Za-z0-9.\-\[\]:]{1,300}:\d{1,5}$")
+_STATUSES = {status.value: status for status in Status}
+
+
+class GossipError(ValueError):
+    """A gossip message that is not one; nothing was merged."""
+
+
+@dataclass(slots=True)
+class PeerView:
+    """What this node last heard from a peer, and how its exchanges went."""
+
+    ring: str = ""
+    settled: str = ""
+    ready: bool = False
+    failures_in_row: int = 0
+    checks: int = 0
+    failures: int = 0
+
+    @property
+    def up(self) -> bool | None:
+        if not self.checks:
+            return None
+        return self.failures_in_row == 0
+
+
+class MembershipKeeper:
+    """Keeps ``membership`` in step with the cluster (see the module docstring)."""
+
+    def __init__(
+        self,
+        membership: Membership,
+        discovery: Discovery,
+        exchange: Exchange,
+        *,
+        health_interval: float,
+        health_failures: int,
+        discovery_interval: float,
+        ready_timeout: float,
+        incarnation: int | None = None,
+        on_rejoin: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.membership = membership
+        self.self_id = membership.self_id
+        self.discovery = discovery
+        self.exchange = exchange
+        self.health_interval = health_interval
+        self.health_failures = health_failures
+        self.discovery_interval = discovery_interval
+        self.ready_timeout = ready_timeout
+        self.on_rejoin = on_rejoin
+        self._clock = clock
+        start = incarnation if incarnation is not None else time.time_ns() // 1_000_000
+        self.table = MemberTable(self.self_id, incarnation=start)
+        self.views: dict[str, PeerView] = {}
+        self.listed: frozenset[str] = frozenset()
+        # Members this node has exchanged gossip with, either way.
+        self.met: set[str] = set()
+        self.ready = False
+        self.rounds = 0
+        self._waiting_since = clock()
+        self._dead_since: dict[str, float] = {}
+        self._discovery_failing = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- lifecycle
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._gossip_loop(), name="gossip"),
+            asyncio.create_task(self._discovery_loop(), name="discovery"),
+            asyncio.create_task(self._watchdog(), name="pause-watchdog"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self.discovery.close()
+
+    @property
+    def peer_health(self) -> dict[str, PeerView]:
+        return self.views
+
+    # -- messages
+
+    def message(self) -> bytes:
+        """This node's gossip: its table, ring, settled version and readiness."""
+        return orjson.dumps(
+            {
+                "from": self.self_id,
+                "members": {
+                    member: [record.incarnation, record.status.value]
+                    for member, record in self.table.records.items()
+                },
+                "ring": self.membership.ring.version,
+                "settled": self.membership.settled_version,
+                "ready": self.ready,
+            }
+        )
+
+    def receive(self, body: bytes) -> bytes:
+        """A peer's gossip: merged, and answered with this node's. Raises
+        ``GossipError`` for a body that is not a gossip message."""
+        sender = self._absorb(body)
+        self.met.add(sender)
+        self._apply()
+        return self.message()
+
+    async def sync_with(self, member: str) -> None:
+        """One exchange with ``member`` now (its ring differs from this node's)."""
+        await self._exchange_with(member)
+        self._apply()
+
+    # -- a round
+
+    async def gossip_round(self) -> None:
+        """Exchange with every known and every listed member once, concurrently."""
+        table = self.table
+        known = {m for m, r in table.records.items() if r.status is not Status.DEAD}
+        targets = sorted((known | self.listed) - {self.self_id})
+        await asyncio.gather(*(self._exchange_with(member) for member in targets))
+        self.rounds += 1
+        self._forget_the_long_dead()
+        self._apply()
+
+    async def leave(self) -> None:
+        """This node is stopping: out of its own ring, and everyone told at once."""
+        self.table.leave()
+        self._apply()
+        await self.gossip_round()
+
+    async def _exchange_with(self, member: str) -> None:
+        view = self.views.setdefault(member, PeerView())
+        view.checks += 1
+        try:
+            answer = await self.exchange(member, self.message())
+            self._absorb(answer)
+        except Exception as exc:  # any failure: counted, and reported by state change
+            view.failures += 1
+            view.failures_in_row += 1
+            if view.failures_in_row == 1 and member not in self.table.records:
+                log.warning("listed peer %s is down: not reached yet (%s)", member, exc)
+            elif view.failures_in_row == self.health_failures and self.table.mark(
+                member, Status.DEAD
+            ):
+                self._dead_since[member] = self._clock()
+                log.warning(
+                    "peer %s is down after %d failed exchanges in a row (%s)",
+                    member,
+                    view.failures_in_row,
+                    exc,
+                )
+            return
+        if view.failures_in_row >= self.health_failures:
+            log.info("peer %s answers again", member)
+        view.failures_in_row = 0
+        self.met.add(member)
+
+    def _absorb(self, body: bytes) -> str:
+        """Merge a gossip message; the sender's id."""
+        sender, records, ring, settled, ready = _parse(body)
+        table = self.table
+        table.merge(records)
+        view = self.views.setdefault(sender, PeerView())
+        view.ring, view.settled, view.ready = ring, settled, ready
+        if table.was_declared_dead:
+            table.was_declared_dead = False
+            log.warning("this node was declared dead while cut off: emptying its store, rejoining")
+            self.ready = False
+            self._waiting_since = self._clock()
+            self.on_rejoin()
+        return sender
+
+    # -- the ring, readiness, stability
+
+    def _apply(self) -> None:
+        table = self.table
+        alive = table.alive()
+        for member in alive:
+            self._dead_since.pop(member, None)
+        for member, record in table.records.items():
+            if record.status is Status.DEAD:
+                self._dead_since.setdefault(member, self._clock())
+        leaving = table.own.status is not Status.ALIVE
+        self.membership.dead = frozenset(
+            member for member, record in table.records.items() if record.status is Status.DEAD
+        )
+        self.membership.set_members(alive, include_self=not leaving)
+        self._update_ready()
+        self._update_stable()
+
+    def _update_ready(self) -> None:
+        if self.ready or not self.rounds:
+            return
+        version = self.membership.ring.version
+        others = self.membership.ring.members - {self.self_id}
+        disagreeing = sorted(m for m in others if self.views.get(m, PeerView()).ring != version)
+        # Listed members not met yet may be starting too: wait for them, a while.
+        unmet = sorted(self.listed - self.met - {self.self_id})
+        waited = self._clock() - self._waiting_since
+        if (disagreeing or unmet) and waited < self.ready_timeout:
+            return
+        self.ready = True
+        if disagreeing or unmet:
+            log.warning(
+                "ready after %.1fs without agreement from %s or an answer from %s (ring %s)",
+                waited,
+                disagreeing,
+                unmet,
+                version,
+            )
+        else:
+            log.info("ready: %d members agree on ring %s", len(others) + 1, version)
+
+    def _update_stable(self) -> None:
+        membership = self.membership
+        if not membership.history:
+            return
+        version = membership.ring.version
+        if membership.settled_version != version:
+            return
+        table = self.table
+        involved = (membership.ring.members | membership.previous_members()) - {self.self_id}
+        for member in involved:
+            if table.status_of(member) in (None, Status.DEAD):
+                continue  # nothing to wait for: it holds nothing any more
+            view = self.views.get(member)
+            if view is None or view.ring != version or view.settled != version:
+                return
+        membership.settle()
+
+    def _forget_the_long_dead(self) -> None:
+        now = self._clock()
+        gone = [m for m, since in self._dead_since.items() if now - since > _DEAD_RETENTION_S]
+        self.table.forget(gone)
+        for member in gone:
+            self._dead_since.pop(member, None)
+            self.views.pop(member, None)
+
+    # -- loops
+
+    async def _gossip_loop(self) -> None:
+        # Every node polls discovery once at start, before its first round: it
+        # needs someone to meet, and readiness waits for whom it lists.
+        await self.poll_discovery()
+        while True:
+            await self.gossip_round()
+            await asyncio.sleep(self.health_interval)
+
+    async def _discovery_loop(self) -> None:
+        delay = self.discovery_interval
+        while True:
+            await asyncio.sleep(delay * _jitter())
+            if self.discovery.authoritative and not self._polls():
+                delay = self.discovery_interval
+                continue
+            ok = await self.poll_discovery()
+            delay = self.discovery_interval if ok else min(delay * 2, _MAX_DISCOVERY_BACKOFF)
+
+    def _polls(self) -> bool:
+        """Whether this node is one of the cluster's pollers of the discovery."""
+        return self.self_id in self.membership.ring.owners(_POLLER_KEY, POLLERS)
+
+    async def poll_discovery(self) -> bool:
+        """One discovery poll; False (and the old list kept) when it failed."""
+        try:
+            listed = frozenset(await self.discovery.members())
+        except Exception as exc:
+            if not self._discovery_failing:
+                log.warning(
+                    "discovery failed, keeping %d listed members: %s", len(self.listed), exc
+                )
+            self._discovery_failing = True
+            return False
+        if self._discovery_failing:
+            log.info("discovery recovered: %d members listed", len(listed))
+            self._discovery_failing = False
+        self.listed = listed
+        if self.discovery.authoritative:
+            # Gone from the service: dead, and everyone hears it from us.
+            changed = False
+            for member in self.table.alive() - listed - {self.self_id}:
+                changed |= self.table.mark(member, Status.DEAD)
+            if changed:
+                self._apply()
+        return True
+
+    async def _watchdog(self) -> None:
+        """Notices that the process was stopped long enough for peers to move on."""
+        limit = self.health_interval * self.health_failures
+        last = self._clock()
+        while True:
+            await asyncio.sleep(_WATCHDOG_S)
+            now = self._clock()
+            if now - last > limit and self.ready:
+                log.warning(
+                    "this process was paused for %.1fs: catching up before serving", now - last
+                )
+                self.ready = False
+                self._waiting_since = now
+                self.rounds = 0
+            last = now
+
+
+def _jitter() -> float:
+    # A fleet of nodes should not poll in lockstep.
+    return random.uniform(0.8, 1.2)
+
+
+def _parse(body: bytes) -> tuple[str, dict[str, MemberRecord], str, str, bool]:
+    try:
+        message: Any = orjson.loads(body)
+        sender = message["from"]
+        raw = message["members"]
+        ring, settled, ready = message["ring"], message["settled"], message["ready"]
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        raise GossipError(f"not a gossip message: {exc}") from None
+    if not (isinstance(sender, str) and _MEMBER.match(sender) and isinstance(raw, dict)):
+        raise GossipError("a gossip message names its sender and a table of members")
+    if not (isinstance(ring, str) and isinstance(settled, str) and isinstance(ready, bool)):
+        raise GossipError("a gossip message's ring and settled are strings, ready a boolean")
+    records: dict[str, MemberRecord] = {}
+    for member, fields in raw.items():
+        if not (_MEMBER.match(member) and isinstance(fields, list) and len(fields) == 2):
+            raise GossipError(f"bad record for {member[:60]!r}")
+        incarnation, status = fields
+        if not (isinstance(incarnation, int) and 0 <= incarnation < 1 << 63):
+            raise GossipError(f"bad incarnation for {member[:60]!r}")
+        if status not in _STATUSES:
+            raise GossipError(f"bad status for {member[:60]!r}")
+        records[member] = MemberRecord(incarnation, _STATUSES[status])
+    return sender, records, ring[:64], settled[:64], ready

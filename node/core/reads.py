@@ -1,0 +1,282 @@
+"""Reads: from this node's store, from the owner, and from every owner while keys move.
+
+- **Stable ring.** A key is read where it lives: here when this node owns
+  it, else from the owner (through the near cache and coalescing of
+  ``RemoteReads``); with several owners, the owners in turn until one has
+  it (``read_with_failover``).
+- **While keys move** (the ring changed and the owners of the previous
+  rings may still hold entries the new owners lack), a read asks the
+  owners under every ring since the last stable one, each for its own
+  copy, and keeps the newest version: the new owner may not have the key
+  yet, and a previous owner's copy may be older than a write the new owner
+  took. For every ring, at least one owner must answer, or the read fails
+  rather than guess. A newer copy found elsewhere is kept here when this
+  node owns the key (read repair).
+- **A peer's read** is served from this node's store, never forwarded.
+  Unless the peer asks for this node's own copy (a read while keys move), a
+  node that does not own the key refuses (``NotOwner``): the peer's ring is
+  out of date, and a miss here would not be the truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+from collections.abc import Sequence
+
+from ..cache.store import Store
+from ..errors import NodeError, NotOwner, OwnersUnavailable, ValueTooLarge
+from ..peers.client import PeerClient
+from ..peers.invalidation import Invalidations
+from ..results import Found, KeyOutcome
+from .placement import Placement
+from .remote_reads import RemoteReads
+from .replication import read_with_failover
+from .writes import Resync
+
+__all__ = ["Local", "Reads"]
+
+# Keys of a batch read one by one (while keys move) at a time.
+_MOVING_BATCH_CONCURRENCY = 64
+
+
+class Local(enum.Enum):
+    """What ``read_owned`` says besides an entry."""
+
+    MISS = "miss"  # this node owns the key and has no value for it
+    ELSEWHERE = "elsewhere"  # not answerable here at once: call ``get``
+
+
+class Reads:
+    """The read side of one node's key service."""
+
+    def __init__(
+        self,
+        *,
+        placement: Placement,
+        store: Store,
+        peers: PeerClient,
+        remote_reads: RemoteReads,
+        invalidations: Invalidations,
+        max_key_bytes: int,
+        resync: Resync,
+    ) -> None:
+        self.placement = placement
+        self.membership = placement.membership
+        self.self_id = placement.self_id
+        self.replicas = placement.replicas
+        self.store = store
+        self.peers = peers
+        self.remote_reads = remote_reads
+        self.invalidations = invalidations
+        self.max_key_bytes = max_key_bytes
+        self.resync = resync
+
+    def read_owned(self, key: str) -> tuple[bytes | memoryview, float] | Local:
+        """The hottest request, answered without waiting: this node's entry for
+        ``key`` as ``(value, expires_at)`` when it owns the key and the ring is
+        stable, ``Local.MISS`` when it owns it and has nothing, else
+        ``Local.ELSEWHERE``.
+
+        Keys that are not plain ASCII within the limit are ELSEWHERE too:
+        ``get`` checks them properly and says what is wrong.
+        """
+        if not key.isascii() or not 0 < len(key) <= self.max_key_bytes:
+            return Local.ELSEWHERE
+        if self.placement.moving:
+            return Local.ELSEWHERE
+        ring = self.membership.ring
+        store = self.store
+        if self.replicas == 1:
+            if ring.owner(key) != self.self_id:
+                return Local.ELSEWHERE
+            entry = store.get_entry(key)
+            return Local.MISS if entry is None else entry
+        # With replicas, a local miss may be another owner's hit: get() looks.
+        if self.self_id not in ring.owners(key, self.replicas) or store.peek(key) is None:
+            return Local.ELSEWHERE
+        return store.get_entry(key) or Local.ELSEWHERE
+
+    async def for_peer(self, key: str, peer: str, *, near_ttl: float | None, local: bool) -> Found:
+        """A read a peer sent here: this node's own entry (see the module docstring)."""
+        if not local and self.self_id not in self.placement.owners(key):
+            raise NotOwner(
+                f"{self.self_id} does not own this key under ring {self.placement.ring.version}.",
+                ring=self.placement.ring.version,
+            )
+        found = self.found_here(key, with_version=True)
+        if near_ttl is not None and peer in self.membership.ring:
+            # Ring members only: a caller must not get this node to send
+            # notices to an address of its choosing.
+            found.tracked = self.invalidations.fetched(key, peer, near_ttl)
+        return found
+
+    async def get(self, key: str, *, count: bool) -> Found:
+        """The value of ``key`` wherever it lives (a miss: ``Found.value`` None).
+        ``count``: the read counts towards near-cache admission (HEADs do not)."""
+        owner_sets = self.placement.owner_sets(key)
+        if len(owner_sets) > 1:
+            return await self._read_moving(key, owner_sets)
+        owners = owner_sets[0]
+        if self.self_id in owners:
+            if len(owners) == 1:
+                return self.found_here(key)
+            return await self._read_owners(key, owners, None)
+        copy = self.remote_reads.lookup(key, count=count)
+        if copy is not None:
+            assert self.remote_reads.near is not None  # only a near cache has copies
+            ttl_left = self.remote_reads.near.ttl_left(copy)
+            ring = self.membership.ring.version
+            return Found(copy.value, ttl_left, self.self_id, ring, near_of=copy.owner)
+        return await self.remote_reads.fetch(
+            key, lambda near_ttl: self._fetch(key, owners, near_ttl), count=count
+        )
+
+    async def _fetch(self, key: str, owners: list[str], near_ttl: float | None) -> Found:
+        if len(owners) > 1:
+            return await self._read_owners(key, owners, near_ttl)
+        try:
+            return await self.peers.get(owners[0], key, near_ttl=near_ttl)
+        except NotOwner as exc:
+            # The owner's ring and ours differ: learn its ring, and read again
+            # under the news (while keys move, from every ring's owners).
+            await self.resync(exc.member)
+            owner_sets = self.placement.owner_sets(key)
+            if len(owner_sets) > 1:
+                return await self._read_moving(key, owner_sets)
+            return await self.peers.get(owner_sets[0][0], key)
+
+    async def _read_owners(self, key: str, owners: list[str], near_ttl: float | None) -> Found:
+        """``key`` from the first of its owners that has it; a value found at
+        another owner is copied here when this node is one (read repair)."""
+
+        async def ask(member: str, _: list[int]) -> list[Found]:
+            if member == self.self_id:
+                return [self.found_here(key, with_version=True)]
+            return [await self.peers.get(member, key, near_ttl=near_ttl)]
+
+        order = self.placement.read_order(owners)
+        (found,) = await read_with_failover([order], ask, is_hit=_is_hit)
+        if isinstance(found, NodeError):
+            raise found
+        assert found is not None  # every owner's miss is a Found too
+        if found.value is not None and found.node != self.self_id and self.self_id in owners:
+            self._repair(key, found)
+        return found
+
+    async def _read_moving(self, key: str, owner_sets: list[list[str]]) -> Found:
+        """The newest copy among the owners under every ring since the last
+        stable one; each ring must have an owner that answered."""
+        members = list(dict.fromkeys(member for owners in owner_sets for member in owners))
+        answers = await asyncio.gather(*(self._own_copy(member, key) for member in members))
+        found = {m: a for m, a in zip(members, answers, strict=True) if isinstance(a, Found)}
+        for owners in owner_sets:
+            if not any(member in found for member in owners):
+                error = next(
+                    (a for m, a in zip(members, answers, strict=True) if m in owners), None
+                )
+                raise (
+                    error
+                    if isinstance(error, NodeError)
+                    else OwnersUnavailable("No owner of this key under one of the rings answered.")
+                )
+        best = max(found.values(), key=lambda answer: answer.version)
+        if best.value is not None and best.node != self.self_id and self.self_id in owner_sets[0]:
+            self._repair(key, best)
+        return best
+
+    async def _own_copy(self, member: str, key: str) -> Found | NodeError:
+        if member == self.self_id:
+            return self.found_here(key, with_version=True)
+        try:
+            return await self.peers.get(member, key, local=True)
+        except NodeError as exc:
+            return exc
+
+    def found_here(self, key: str, *, with_version: bool = False) -> Found:
+        """This node's own entry for ``key`` (a miss carries its deletion's version)."""
+        ring = self.membership.ring.version
+        if not with_version:
+            entry = self.store.get_entry(key)
+            if entry is None:
+                return Found(None, None, self.self_id, ring)
+            value, expires_at = entry
+            return Found(value, self.store.ttl_remaining(expires_at), self.self_id, ring)
+        item = self.store.get_item(key)
+        if item is None:
+            return Found(None, None, self.self_id, ring, version=self.store.version_of(key))
+        ttl_left = self.store.ttl_remaining(item.expires_at)
+        return Found(
+            item.value, ttl_left, self.self_id, ring, version=item.version, flags=item.flags
+        )
+
+    def _repair(self, key: str, found: Found) -> None:
+        assert found.value is not None
+        if found.ttl is not None and found.ttl <= 0:
+            return
+        # A value too large for this node's bound (smaller than the owner's) is
+        # served all the same, and not kept.
+        with contextlib.suppress(ValueTooLarge):
+            self.store.merge(
+                key, bytes(found.value), ttl=found.ttl, version=found.version, flags=found.flags
+            )
+
+    # -- many keys
+
+    async def get_many(self, keys: Sequence[str], indexes: Sequence[int]) -> list[KeyOutcome]:
+        """The outcome of each key at ``indexes`` (in order): its value, None, or its error."""
+        wanted = [keys[index] for index in indexes]
+        if self.placement.moving:
+            return await self._get_each(wanted)
+        choices = [
+            self.placement.read_order(owners) for owners in self.placement.owners_of_each(wanted)
+        ]
+
+        async def ask(member: str, positions: list[int]) -> Sequence[KeyOutcome]:
+            sub_keys = [wanted[position] for position in positions]
+            if member != self.self_id:
+                return await self.peers.batch(member, "get", sub_keys)
+            get_entry = self.store.get_entry
+            return [None if (entry := get_entry(key)) is None else entry[0] for key in sub_keys]
+
+        found = await read_with_failover(choices, ask, is_hit=_is_value)
+        refused = [i for i, outcome in enumerate(found) if isinstance(outcome, NotOwner)]
+        if refused:  # rings disagree: learn, then read those keys one by one
+            for member in {o.member for o in found if isinstance(o, NotOwner) and o.member}:
+                await self.resync(member)
+            again = await self._get_each([wanted[i] for i in refused])
+            for position, outcome in zip(refused, again, strict=True):
+                found[position] = outcome
+        return found
+
+    async def _get_each(self, keys: Sequence[str]) -> list[KeyOutcome]:
+        """Each key through ``get``, a bounded number at a time."""
+        gate = asyncio.Semaphore(_MOVING_BATCH_CONCURRENCY)
+
+        async def one(key: str) -> KeyOutcome:
+            async with gate:
+                try:
+                    found = await self.get(key, count=False)
+                except NodeError as exc:
+                    return exc
+                return None if found.value is None else found.value
+
+        return list(await asyncio.gather(*(one(key) for key in keys)))
+
+    def serve_here(
+        self, keys: Sequence[str], indexes: Sequence[int], outcomes: list[KeyOutcome]
+    ) -> None:
+        """A peer's (or a placed) batch read: every key from this node's store."""
+        get_entry = self.store.get_entry
+        for index in indexes:
+            entry = get_entry(keys[index])
+            outcomes[index] = None if entry is None else entry[0]
+
+
+def _is_hit(found: Found) -> bool:
+    return found.value is not None
+
+
+def _is_value(outcome: KeyOutcome) -> bool:
+    return isinstance(outcome, (bytes, memoryview))
