@@ -223,9 +223,13 @@ def test_a_rolling_replacement_of_every_node_loses_nothing(scenario_dir: str) ->
 def _around(workload: Workload, read: object) -> str:
     """The operations on a stale read's key near it, to say what happened."""
     key, start = read.key, read.start  # type: ignore[attr-defined]
-    ops = [op for op in workload.history.ops if op.key == key and abs(op.start - start) < 1.0]
-    return "\n".join(
+    ops = [op for op in workload.history.ops if op.key == key and -1.5 < op.start - start < 0.3]
+    lines = [
         f"{op.kind} {op.seq} {op.start - start:+.4f}..{op.end - start:+.4f} {op.outcome} "
         f"via {op.member}: {op.answer}"
         for op in ops
+    ]
+    wall = time.time() - (time.monotonic() - start)
+    return f"the read began at {time.strftime('%H:%M:%S', time.localtime(wall))}." + (
+        f"{wall % 1:.3f}"[1:] + "\n" + "\n".join(lines)
     )

@@ -1,12 +1,15 @@
 """The rules for keys with several owners, one copy of each for single keys and batches.
 
 - **Writes** go to every owner at once. ``merge_writes`` turns the owners'
-  outcomes for one key into the caller's answer: a set is done when every
-  owner that could be reached stored it and at least one did; a delete is
-  done when any owner had the key, and "nothing to delete" when every owner
-  that answered had nothing. An owner that could not take part (unreachable,
-  timed out, breaker open, draining) does not block the write; an owner that
-  refused it (a value too large, say) does, and its error is the answer.
+  outcomes for one key into the caller's answer: a write is acknowledged
+  only when every owner took it (a delete is done when any owner had the
+  key, "nothing to delete" when none had). An owner that refused it (a value
+  too large, a newer version) fails the write with its error; so does one
+  that could not take part (unreachable, timed out, breaker open): an owner
+  that missed an acknowledged write would serve the old value once it is
+  back, and a near-cache copy it handed out would never hear of the change.
+  The caller retries; once the failure detector takes a dead owner out of
+  the ring, the key's new owners take the write.
 - **Reads** fail over: ``read_with_failover`` asks each key's owners in turn,
   moving on after a miss or an owner that could not take part, so a write
   that reached only some owners during a failure is still found. A key no
@@ -36,22 +39,15 @@ def merge_writes(
     outcomes: Sequence[bool | NodeError | None], *, deleting: bool
 ) -> bool | NodeError | None:
     """One key's write outcome from its owners' outcomes (see the module docstring)."""
-    done = any(outcome is True for outcome in outcomes)
-    missing = any(outcome is None for outcome in outcomes)
     errors = [outcome for outcome in outcomes if isinstance(outcome, NodeError)]
-    refused = next((error for error in errors if not isinstance(error, Unavailable)), None)
+    if errors:
+        refused = [error for error in errors if not isinstance(error, Unavailable)]
+        return refused[0] if refused else errors[0]
+    if not outcomes:
+        return OwnersUnavailable("No owner of this key could take the write.")
     if deleting:
-        if done:
-            return True
-        if missing and refused is None:
-            return None
-    elif done and refused is None:
-        return True
-    if refused is not None:
-        return refused
-    if errors:  # every one of them Unavailable
-        return errors[0]
-    return OwnersUnavailable("No owner of this key could take the write.")
+        return True if any(outcome is True for outcome in outcomes) else None
+    return True
 
 
 async def read_with_failover(
