@@ -66,7 +66,15 @@ log = logging.getLogger(__name__)
 # Error words of answers that say the write was not applied anywhere, so
 # sending it again cannot apply it twice.
 _NOT_APPLIED = frozenset(
-    {"peer_unreachable", "peer_circuit_open", "draining", "owners_unavailable", BATCH_FULL}
+    {
+        "peer_unreachable",
+        "peer_circuit_open",
+        "draining",
+        "owners_unavailable",
+        "starting",  # the node is not ready: it took nothing
+        "not_owner",  # the ring changed under the request: ask the new owner
+        BATCH_FULL,
+    }
 )
 # Per-key statuses that are answers, not errors: hit, done, missing.
 _SUCCESS = frozenset({200, 204, 404})
@@ -442,10 +450,10 @@ class AsyncCacheClient:
 
     def _status_error(self, member: str, reply: Reply) -> HTTPStatusError:
         error = error_from_body(reply.status, reply.body)
-        if error.error == "draining":
-            self._directory.failed(member)  # it is leaving: route around it
+        if error.error in ("draining", "starting"):
+            self._directory.failed(member)  # leaving, or not yet ready: route around it
         elif isinstance(error, PeerUnavailable):
-            self._directory.refresh_soon()  # an owner is failing: the ring may change
+            self._directory.refresh_soon()  # the ring may change, or has
         return error
 
     def _backoff(self, attempt: int) -> float:

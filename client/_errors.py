@@ -7,7 +7,7 @@
     │       └── ConnectTimeout  no connection within the connect timeout (nothing was sent)
     ├── HTTPStatusError         a node answered with an error status (status, error, detail)
     │   ├── ServerError         a node answered 5xx
-    │   │   └── PeerUnavailable 502/503/504: the node or the key's owner cannot serve now
+    │   │   └── PeerUnavailable 421/502/503/504: the key's owner cannot serve now (or moved)
     │   └── BadRequest          a node answered 4xx for this request
     │       ├── InvalidKey      the key is empty or too long (also raised before sending)
     │       ├── ValueTooLarge   the value exceeds the node's limit (also raised before sending)
@@ -125,8 +125,9 @@ class BatchError(CacheError):
 
 def error_for_status(status: int, error: str, detail: str) -> HTTPStatusError:
     """The exception for a node's error answer (status and JSON ``error`` word)."""
-    if status >= 500:
-        if status in (502, 503, 504):
+    if status >= 500 or status == 421:
+        # 421: the node does not own the key under its ring: the ring is changing.
+        if status in (421, 502, 503, 504):
             return PeerUnavailable(status, error, detail)
         return ServerError(status, error, detail)
     if status == 413:

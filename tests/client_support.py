@@ -29,6 +29,12 @@ def forwards(members: Iterable[str]) -> int:
     return sum(call(member, "GET", "/stats").json()["forwarding"]["forwards"] for member in members)
 
 
+def forwarding(member: str) -> dict[str, int]:
+    """A node's forwarding counters (``/stats``)."""
+    stats: dict[str, int] = call(member, "GET", "/stats").json()["forwarding"]
+    return stats
+
+
 def store_stats(member: str) -> dict[str, int]:
     stats: dict[str, int] = call(member, "GET", "/stats").json()["store"]
     return stats

@@ -27,6 +27,7 @@ Nothing listens on or talks to anything outside 127.0.0.0/8.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import threading
@@ -43,6 +44,7 @@ import pytest
 from client import HashRing
 from client._transport import kv_path
 from node.cluster.ecs import open_client, stop_task
+from node.cluster.keeper import POLLER_KEY, POLLERS
 from node.local_cluster import NodeProcess
 
 from .aws_emulator import REGION, AwsEmulator, EcsLimitsProxy, service_group
@@ -59,9 +61,10 @@ JITTER = 0.2  # MembershipKeeper waits interval * uniform(0.8, 1.2)
 # What a poll itself takes (ListTasks + DescribeTasks against the emulator) and
 # how late this test's own polling of /cluster may notice the change.
 MARGIN = 1.0
-# The documented time for a stopped task to leave the others' rings: their
-# next discovery poll.
-REMOVAL_BOUND = DISCOVERY_INTERVAL * (1 + JITTER) + MARGIN
+HEALTH_INTERVAL = 0.5  # the default: gossip rounds
+# The documented time for a stopped task to leave the others' rings: the next
+# poll of a member that polls ECS, then one round of gossip.
+REMOVAL_BOUND = DISCOVERY_INTERVAL * (1 + JITTER) + HEALTH_INTERVAL + MARGIN
 DEADLINE = 15.0  # for anything else that must happen; never reached when it works
 POLL = 0.05
 
@@ -212,6 +215,19 @@ class Deployment:
 @pytest.fixture
 def deployment(emulator: AwsEmulator, tmp_path: Path) -> Iterator[Deployment]:
     """A service of three RUNNING tasks in the emulator and a node process for each."""
+    with deploy(emulator, tmp_path, NODES) as deployed:
+        yield deployed
+
+
+@contextlib.contextmanager
+def deploy(
+    emulator: AwsEmulator,
+    tmp_path: Path,
+    count: int,
+    extra_env: dict[str, str] | None = None,
+    discovery_interval: float = DISCOVERY_INTERVAL,
+) -> Iterator[Deployment]:
+    """A service of ``count`` RUNNING tasks in the emulator and a node process for each."""
     # emulator: this process's ECS client (stop_task) and the children's
     # environment point at it.
     aws = emulator
@@ -224,7 +240,7 @@ def deployment(emulator: AwsEmulator, tmp_path: Path) -> Iterator[Deployment]:
         cluster=CLUSTER,
         taskDefinition=FAMILY,
         launchType="FARGATE",
-        count=NODES,
+        count=count,
         group=service_group(SERVICE),
         networkConfiguration={
             "awsvpcConfiguration": {
@@ -234,9 +250,9 @@ def deployment(emulator: AwsEmulator, tmp_path: Path) -> Iterator[Deployment]:
         },
     )
     arns = [task["taskArn"] for task in output["tasks"]]
-    assert len(arns) == NODES, output.get("failures")
+    assert len(arns) == count, output.get("failures")
     subnet = next_subnet()
-    ips = [f"{subnet}.{index + 1}" for index in range(NODES)]
+    ips = [f"{subnet}.{index + 1}" for index in range(count)]
     for arn, ip in zip(arns, ips, strict=True):
         aws.set_task_private_ip(arn, ip)
 
@@ -258,11 +274,12 @@ def deployment(emulator: AwsEmulator, tmp_path: Path) -> Iterator[Deployment]:
                     "CACHE_DISCOVERY": "ecs",
                     "CACHE_ECS_CLUSTER": CLUSTER,
                     "CACHE_ECS_SERVICE": SERVICE,
-                    "CACHE_DISCOVERY_INTERVAL": str(DISCOVERY_INTERVAL),
+                    "CACHE_DISCOVERY_INTERVAL": str(discovery_interval),
                     "ECS_CONTAINER_METADATA_URI_V4": metadata_uri,
                     # Teardown stops all three at once: no long handoff to peers
                     # that are stopping too.
                     "CACHE_DRAIN_TIMEOUT": "2",
+                    **(extra_env or {}),
                 }
                 process = NodeProcess(host=ip, port=PORT, env=env, log_path=str(log_path))
                 nodes.append(
@@ -368,6 +385,7 @@ def test_nodes_discover_each_other_share_keys_and_drop_a_stopped_task(
         # Its member id is its task's IP, read from its own metadata document.
         assert call(node.member, "GET", "/cluster").json()["node"] == node.member
         assert f"/{node.task_arn.rsplit('/', 1)[-1]}/task" in deployment.metadata.requests()
+        # Every node asks ECS once at start: it needs someone to meet.
         assert node.proxy.calls("ListTasks"), f"{node.member} never asked ECS"
         assert node.proxy.calls("ListTasks")[0].get("serviceName") == SERVICE
         assert not log_lines(node, "discovery failed"), node.log()
@@ -388,8 +406,9 @@ def test_nodes_discover_each_other_share_keys_and_drop_a_stopped_task(
         owners.add(got.served_by)
     assert owners == set(members)  # every node owns some of them: real forwarding
 
-    # 3. Stop one task in ECS: the other two drop it at their next poll. Its
-    # process keeps running, so only discovery can take it out.
+    # 3. Stop one task in ECS: the members that poll ECS drop it at their next
+    # poll and gossip tells the rest. Its process keeps running, so only
+    # discovery can take it out.
     gone, *staying = nodes
     asyncio.run(stop_task_with_ip(deployment.aws, gone.ip))  # STOPPED when this returns
     removal = wait_for_rings(
@@ -398,16 +417,21 @@ def test_nodes_discover_each_other_share_keys_and_drop_a_stopped_task(
     print(
         f"removal of the stopped task from the other rings: {removal:.2f}s after StopTask "
         f"(bound {REMOVAL_BOUND:.2f}s = interval {DISCOVERY_INTERVAL:g}s + 20% jitter "
-        f"+ {MARGIN:g}s)"
+        f"+ a gossip round {HEALTH_INTERVAL:g}s + {MARGIN:g}s)"
     )
     assert removal <= REMOVAL_BOUND
     assert gone.process.alive(), "the stopped task's process was meant to keep running"
 
 
+def pollers(members: list[str], vnodes: int = 160) -> set[str]:
+    """The members that poll ECS once the cluster runs (node.cluster.keeper)."""
+    return set(HashRing(members, vnodes=vnodes).owners(POLLER_KEY, POLLERS))
+
+
 def test_a_failing_ecs_api_keeps_the_last_good_member_list(deployment: Deployment) -> None:
     nodes, members = deployment.nodes, deployment.members
     wait_for_rings(nodes, members)
-    failing = nodes[0]
+    failing = next(node for node in nodes if node.member in pollers(members))
 
     # Four failed ListTasks calls: at least two polls in a row fail (the node's
     # ECS client makes at most two attempts per poll), backing off 1 s then 2 s.
@@ -436,3 +460,31 @@ def test_a_failing_ecs_api_keeps_the_last_good_member_list(deployment: Deploymen
     for other in nodes[1:]:
         assert not log_lines(other, "discovery failed"), other.log()
     assert views(nodes) == {node.member: members for node in nodes}
+
+
+@pytest.mark.parametrize("count", [3, 30])
+def test_the_clusters_ecs_calls_per_second_do_not_grow_with_its_size(
+    emulator: AwsEmulator, tmp_path: Path, count: int
+) -> None:
+    # One-second polls and gossip rounds keep 30 processes light on 2 cores.
+    interval, window = 1.0, 8.0
+    slow_gossip = {"CACHE_HEALTH_INTERVAL": "1", "CACHE_HEALTH_TIMEOUT": "1"}
+    with deploy(emulator, tmp_path, count, slow_gossip, discovery_interval=interval) as deployed:
+        members = deployed.members
+        wait_for_rings(deployed.nodes, members, timeout=60)
+        at_start = sum(len(node.proxy.calls("ListTasks")) for node in deployed.nodes)
+        for node in deployed.nodes:
+            node.proxy.clear()
+        time.sleep(window)  # a measuring window, not a wait for anything to happen
+        per_node = {n.member: n.proxy.calls("ListTasks") + n.proxy.calls("DescribeTasks")
+                    for n in deployed.nodes}  # fmt: skip
+    calls = sum(len(made) for made in per_node.values())
+    rate = calls / window
+    print(
+        f"\nECS API with {count} nodes: {at_start} ListTasks calls to start (one poll per node), "
+        f"then {calls} ListTasks+DescribeTasks calls in {window:g}s = {rate:.2f}/s "
+        f"at a {interval:g}s poll interval, all from {sorted(m for m, c in per_node.items() if c)}"
+    )
+    assert {member for member, made in per_node.items() if made} <= pollers(members)
+    # Each poller: one ListTasks and one DescribeTasks per interval (jittered 20%).
+    assert calls <= POLLERS * 2 * (window / (interval * 0.8) + 1)

@@ -338,8 +338,8 @@ def test_the_near_cache_stays_within_its_bytes() -> None:
 # -- the read path (RemoteReads) with a fake owner -----------------------------------
 
 
-def owner_found(value: bytes | None, ttl: float | None = None) -> Found:
-    return Found(value, ttl, "owner:7000", "ring", "entry:7000")
+def owner_found(value: bytes | None, ttl: float | None = None, *, tracked: bool = True) -> Found:
+    return Found(value, ttl, "owner:7000", "ring", "entry:7000", tracked=tracked)
 
 
 async def test_coalesced_callers_all_get_the_owners_error() -> None:
@@ -378,6 +378,31 @@ async def test_a_hot_key_is_fetched_for_the_near_cache_and_kept() -> None:
     assert reads.lookup("k") is None
 
 
+async def test_a_copy_the_owner_does_not_track_is_not_kept() -> None:
+    reads = RemoteReads(near=near_cache(FakeClock()), coalesce=True)
+    for _ in range(5):
+        reads.lookup("k")
+
+    async def fetch(near_ttl: float | None) -> Found:
+        return owner_found(b"v", tracked=False)  # the owner's log was full
+
+    assert (await reads.fetch("k", fetch)).value == b"v"
+    assert reads.lookup("k") is None
+
+
+async def test_a_ring_change_drops_every_copy_and_refuses_those_in_the_air() -> None:
+    reads = RemoteReads(near=near_cache(FakeClock()), coalesce=True)
+    for _ in range(5):
+        reads.lookup("k")
+
+    async def fetch_then_ring_change(near_ttl: float | None) -> Found:
+        reads.forget_all()
+        return owner_found(b"v")
+
+    await reads.fetch("k", fetch_then_ring_change)
+    assert reads.lookup("k") is None
+
+
 async def test_a_head_never_admits_a_copy() -> None:
     reads = RemoteReads(near=near_cache(FakeClock()), coalesce=True)
     for _ in range(5):
@@ -412,19 +437,24 @@ def test_the_owner_names_each_fetcher_once_while_its_copy_may_live() -> None:
     fetchers = FetcherLog(clock=clock)
     fetchers.fetched("k", "b:7000", 1.0)
     fetchers.fetched("k", "c:7000", 1.0)
-    assert sorted(fetchers.take("k")) == ["b:7000", "c:7000"]
+    # Each with the moment its copy lapses: its TTL plus a second of margin.
+    assert sorted(fetchers.take("k")) == [("b:7000", 102.0), ("c:7000", 102.0)]
     assert fetchers.take("k") == []  # told once; they fetch again
     fetchers.fetched("k", "b:7000", 1.0)
     clock.now += 2.5  # past the copy's TTL and the margin
     assert fetchers.take("k") == []
 
 
-def test_the_fetcher_log_is_bounded() -> None:
-    fetchers = FetcherLog(max_keys=100, clock=FakeClock())
-    for n in range(1000):
-        fetchers.fetched(f"k{n}", "b:7000", 1.0)
-        assert len(fetchers) <= 100
-    assert fetchers.take("k999") == ["b:7000"]
+def test_the_fetcher_log_is_bounded_and_refuses_rather_than_forgets() -> None:
+    clock = FakeClock()
+    fetchers = FetcherLog(max_keys=100, clock=clock)
+    tracked = [fetchers.fetched(f"k{n}", "b:7000", 1.0) for n in range(1000)]
+    assert len(fetchers) == 100
+    # The first hundred are told of changes; the rest were told "keep no copy".
+    assert tracked == [True] * 100 + [False] * 900
+    assert fetchers.take("k0") == [("b:7000", 102.0)]
+    clock.now += 3  # every copy has lapsed: room again
+    assert fetchers.fetched("k999", "b:7000", 1.0)
 
 
 # -- real nodes ------------------------------------------------------------------

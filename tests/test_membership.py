@@ -140,7 +140,8 @@ def test_a_ring_change_keeps_the_previous_ring_until_settled() -> None:
     membership.set_members([A, B])
     first = membership.ring
     membership.set_members([A, B, C])
-    assert [ring.members for ring in membership.history] == [frozenset({A}), first.members]
+    # Alone until the first change: the ring before it is the others' (B alone).
+    assert [ring.members for ring in membership.history] == [frozenset({B}), first.members]
     membership.mark_settled(first)  # an old ring: ignored
     assert membership.settled_version == ""
     membership.mark_settled(membership.ring)

@@ -48,7 +48,7 @@ from .discovery import Discovery
 from .members import MemberRecord, MemberTable, Status
 from .membership import Membership
 
-__all__ = ["POLLERS", "Exchange", "GossipError", "MembershipKeeper", "PeerView"]
+__all__ = ["POLLERS", "POLLER_KEY", "Exchange", "GossipError", "MembershipKeeper", "PeerView"]
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ Exchange = Callable[[str, bytes], Awaitable[bytes]]
 
 # Members that poll an authoritative discovery (ECS) once the cluster runs.
 POLLERS = 2
-_POLLER_KEY = "cluster/discovery-pollers"
+POLLER_KEY = "cluster/discovery-pollers"
 # Records of dead members are kept this long, so the news reaches everyone
 # and a late message about the old incarnation cannot bring them back.
 _DEAD_RETENTION_S = 60.0
@@ -330,7 +330,7 @@ class MembershipKeeper:
 
     def _polls(self) -> bool:
         """Whether this node is one of the cluster's pollers of the discovery."""
-        return self.self_id in self.membership.ring.owners(_POLLER_KEY, POLLERS)
+        return self.self_id in self.membership.ring.owners(POLLER_KEY, POLLERS)
 
     async def poll_discovery(self) -> bool:
         """One discovery poll; False (and the old list kept) when it failed."""

@@ -39,6 +39,8 @@ __all__ = ["Local", "Reads"]
 
 # Keys of a batch read one by one (while keys move) at a time.
 _MOVING_BATCH_CONCURRENCY = 64
+# Rings a read may learn (an owner that says it is not one) before it gives up.
+_ATTEMPTS = 3
 
 
 class Local(enum.Enum):
@@ -115,6 +117,18 @@ class Reads:
     async def get(self, key: str, *, count: bool) -> Found:
         """The value of ``key`` wherever it lives (a miss: ``Found.value`` None).
         ``count``: the read counts towards near-cache admission (HEADs do not)."""
+        refused: NotOwner | None = None
+        for _ in range(_ATTEMPTS):
+            try:
+                return await self._get(key, count)
+            except NotOwner as exc:
+                # The owner's ring and ours differ: learn its ring, read again.
+                refused = exc
+                await self.resync(exc.member)
+        assert refused is not None
+        raise refused
+
+    async def _get(self, key: str, count: bool) -> Found:
         owner_sets = self.placement.owner_sets(key)
         if len(owner_sets) > 1:
             return await self._read_moving(key, owner_sets)
@@ -136,16 +150,7 @@ class Reads:
     async def _fetch(self, key: str, owners: list[str], near_ttl: float | None) -> Found:
         if len(owners) > 1:
             return await self._read_owners(key, owners, near_ttl)
-        try:
-            return await self.peers.get(owners[0], key, near_ttl=near_ttl)
-        except NotOwner as exc:
-            # The owner's ring and ours differ: learn its ring, and read again
-            # under the news (while keys move, from every ring's owners).
-            await self.resync(exc.member)
-            owner_sets = self.placement.owner_sets(key)
-            if len(owner_sets) > 1:
-                return await self._read_moving(key, owner_sets)
-            return await self.peers.get(owner_sets[0][0], key)
+        return await self.peers.get(owners[0], key, near_ttl=near_ttl)
 
     async def _read_owners(self, key: str, owners: list[str], near_ttl: float | None) -> Found:
         """``key`` from the first of its owners that has it; a value found at
