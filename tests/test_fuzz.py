@@ -88,8 +88,10 @@ CONFIG = schemathesis.Config.from_dict(
             {"include-operation-id": "gossip", "checks": accepting("400", "413")},
             # A conditional write may be refused for the entry it meets (incr of
             # a value that is not a number) or for the node's state.
-            {"include-operation-id": "mutate",
-             "checks": accepting("400", "409", "413", "414", "421")},  # fmt: skip
+            {
+                "include-operation-id": "mutate",
+                "checks": accepting("400", "409", "413", "414", "421"),
+            },
         ],
     }
 )
