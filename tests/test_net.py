@@ -18,9 +18,22 @@ import orjson
 import pytest
 from aiohttp import web
 
-from node.net import DEFAULT_UDP_PROBE, FALLBACK_IP, check_alive, get_private_ip
+from node.net import (
+    DEFAULT_UDP_PROBE,
+    FALLBACK_IP,
+    METADATA_URI_VARIABLE,
+    check_alive,
+    get_private_ip,
+)
 
 LOOPBACK_PROBE = "127.0.0.9"
+
+
+@pytest.fixture(autouse=True)
+def outside_a_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ECS variable, unless a test sets one (also when these tests run in a task)."""
+    monkeypatch.delenv(METADATA_URI_VARIABLE, raising=False)
+
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ServeFactory = Callable[..., Awaitable[str]]
@@ -102,6 +115,45 @@ async def test_private_ip_is_the_first_container_network_with_an_address(
     base = await serve({"/task": answer(body=document)})
 
     assert await get_private_ip(metadata_uri=base + "/", udp_probe=None) == "10.0.2.7"
+
+
+async def test_with_no_argument_the_ip_comes_from_the_ecs_variable(
+    serve: ServeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = await serve({"/v4/abc/task": answer(body=task_metadata(["10.0.2.106"]))})
+    monkeypatch.setenv(METADATA_URI_VARIABLE, f"{base}/v4/abc")
+
+    assert await get_private_ip() == "10.0.2.106"
+
+
+async def test_an_explicit_metadata_uri_wins_over_the_ecs_variable(
+    serve: ServeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from_variable = await serve({"/task": answer(body=task_metadata(["10.0.9.9"]))})
+    explicit = await serve({"/task": answer(body=task_metadata(["10.0.2.106"]))})
+    monkeypatch.setenv(METADATA_URI_VARIABLE, from_variable)
+
+    assert await get_private_ip(metadata_uri=explicit, udp_probe=None) == "10.0.2.106"
+
+
+async def test_an_empty_metadata_uri_skips_the_endpoint_whatever_the_variable(
+    serve: ServeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = await serve({"/task": answer(body=task_metadata(["10.0.9.9"]))})
+    monkeypatch.setenv(METADATA_URI_VARIABLE, base)
+
+    assert await get_private_ip(metadata_uri="", udp_probe=LOOPBACK_PROBE) == "127.0.0.1"
+
+
+async def test_a_given_environment_replaces_the_process_environment(
+    serve: ServeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = await serve({"/task": answer(body=task_metadata(["10.0.2.106"]))})
+    given = {METADATA_URI_VARIABLE: base}
+
+    assert await get_private_ip(environ=given, udp_probe=None) == "10.0.2.106"
+    monkeypatch.setenv(METADATA_URI_VARIABLE, base)
+    assert await get_private_ip(environ={}, udp_probe=LOOPBACK_PROBE) == "127.0.0.1"
 
 
 @pytest.mark.parametrize(
