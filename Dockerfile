@@ -1,16 +1,21 @@
 # The cache node as a container for ECS Fargate (deploy/README.md).
 #
-#   docker build -t ecs-kv-cache .
+#   make image                      # docker, podman or buildah: python3 -m deploy.image build
 #   docker run --rm -p 7000:7000 ecs-kv-cache
 #
-# Layers go from least to most often changed: the dependencies are installed
-# from pyproject.toml alone, so editing the source reuses that layer.
+# Layers go from least to most often changed: the user, then the dependencies
+# (installed from pyproject.toml alone), then the client, then the node's
+# source last, so editing node/ rebuilds one small layer and nothing else
+# (tests/test_image.py checks it).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# No root in the container: a fixed unprivileged uid, owning nothing it could rewrite.
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin cache
 
 WORKDIR /app
 
@@ -25,8 +30,6 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 COPY client ./client
 COPY node ./node
 
-# No root in the container: a fixed unprivileged uid, owning nothing it could rewrite.
-RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin cache
 USER 10001
 
 # Every node listens on 7000 on every address; in a task, its member id is
