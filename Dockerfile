@@ -21,10 +21,14 @@ WORKDIR /app
 
 # Dependencies only: read [project].dependencies from pyproject.toml (tomllib is
 # in the standard library) and install exactly those, with no build tools.
+# botocore ships the API models of every AWS service (31 MB); the node calls
+# ECS only, and credentials may need STS or SSO: the other models go.
 COPY pyproject.toml ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
     && pip install --requirement /tmp/requirements.txt \
-    && rm /tmp/requirements.txt
+    && rm /tmp/requirements.txt \
+    && cd "$(python -c 'import botocore, os; print(os.path.dirname(botocore.__file__))')/data" \
+    && find . -mindepth 1 -maxdepth 1 -type d ! -name ecs ! -name sts ! -name sso ! -name sso-oidc -exec rm -rf {} +
 
 # The source. `python -m node` runs it from WORKDIR; nothing to build.
 COPY client ./client

@@ -206,8 +206,11 @@ class Container:
 
     def exec(
         self, command: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float = 30
-    ) -> int:
-        """Run ``command`` inside the container, ``env`` over the container's; its exit status."""
+    ) -> tuple[int, str]:
+        """Run ``command`` inside the container, ``env`` over the container's.
+
+        Returns its exit status (-1 after ``timeout`` seconds) and its stdout.
+        """
         merged = {**self.env, **(env or {})}
         env_flags = [flag for key, value in merged.items() for flag in ("--env", f"{key}={value}")]
         if self.engine.name == "buildah":
@@ -219,12 +222,13 @@ class Container:
                 [self.engine.name, *args],
                 env={**os.environ, **self.engine.env},
                 capture_output=True,
+                text=True,
                 timeout=timeout,
                 check=False,
             )
         except subprocess.TimeoutExpired:
-            return -1
-        return done.returncode
+            return -1, ""
+        return done.returncode, done.stdout
 
     def __exit__(self, *exc_info: object) -> None:
         if self._process is not None:

@@ -16,6 +16,7 @@ probes this node. Build times and sizes are printed at the end of the run.
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import time
@@ -30,6 +31,8 @@ import pytest
 
 from deploy.engine import Container, Engine
 from deploy.image import REPO, base_image, ensure_base, ensure_engine
+
+from .aws_emulator import AwsEmulator, service_group
 
 pytestmark = [pytest.mark.image, pytest.mark.timeout(1800)]
 
@@ -187,7 +190,7 @@ def test_the_node_runs_as_a_user_that_is_not_root(built: Built, running: Running
     assert built.config["User"].split(":")[0] not in {"", "root", "0"}
     # A process started in the container, as ECS's health check is, gets that user.
     not_root = "import os, sys; sys.exit(0 if os.geteuid() != 0 else 1)"
-    assert running.container.exec(["python", "-c", not_root]) == 0
+    assert running.container.exec(["python", "-c", not_root])[0] == 0
 
 
 def test_the_default_command_answers_check_alive(running: Running) -> None:
@@ -206,18 +209,43 @@ def test_a_value_put_is_got_back(running: Running) -> None:
 def test_the_images_healthcheck_passes_against_the_running_node(
     built: Built, running: Running
 ) -> None:
-    assert running.container.exec(healthcheck_command(built.config)) == 0
+    assert running.container.exec(healthcheck_command(built.config))[0] == 0
 
 
 def test_the_images_healthcheck_fails_where_no_node_answers(built: Built, running: Running) -> None:
     command = healthcheck_command(built.config)
 
-    assert running.container.exec(command, env={"CACHE_PORT": str(free_port())}) != 0
+    assert running.container.exec(command, env={"CACHE_PORT": str(free_port())})[0] != 0
 
 
-def test_the_image_holds_the_ecs_api_model_discovery_needs(running: Running) -> None:
-    load = (
-        "import aiobotocore.session, botocore.session; "
-        "botocore.session.get_session().get_service_model('ecs')"
+def test_the_image_lists_a_services_tasks_through_the_ecs_api(
+    running: Running, emulator: AwsEmulator
+) -> None:
+    # What discovery needs in a task (aiobotocore and botocore's ECS model,
+    # trimmed by the Dockerfile), against the AWS emulator on 127.0.0.1.
+    network = emulator.create_network()
+    ecs = emulator.boto3_client("ecs")
+    ecs.create_cluster(clusterName="cache")
+    emulator.register_task_definition("ecs-kv-cache")
+    emulator.create_service("cache", "cache", network, "ecs-kv-cache")
+    [task] = ecs.run_task(
+        cluster="cache",
+        taskDefinition="ecs-kv-cache",
+        launchType="FARGATE",
+        group=service_group("cache"),
+        networkConfiguration={
+            "awsvpcConfiguration": {
+                "subnets": list(network.subnets),
+                "securityGroups": [network.security_group],
+            }
+        },
+    )["tasks"]
+    emulator.set_task_private_ip(task["taskArn"], "10.0.1.17")  # data only, never contacted
+
+    status, output = running.container.exec(
+        ["python", "-m", "node", "ecs", "ips", "--cluster", "cache", "--service", "cache"],
+        env=emulator.env(),
     )
-    assert running.container.exec(["python", "-c", load]) == 0
+
+    assert status == 0, output
+    assert json.loads(output) == ["10.0.1.17"]
