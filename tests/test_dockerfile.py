@@ -1,10 +1,11 @@
 """The container and the deployment files.
 
-No Docker engine runs here, so the image is never built. Instead: the
+Quick checks for every `make test`, with no container engine: the
 Dockerfile is parsed and checked against what ECS needs, and the command it
 runs is run directly, with the image's environment (binding 127.0.0.1 and a
 free port rather than 0.0.0.0:7000), then probed with the image's own
-HEALTHCHECK command and stopped with SIGTERM as ECS would.
+HEALTHCHECK command and stopped with SIGTERM as ECS would. The image itself
+is built and run by tests/test_image.py (`make image-check`, in CI).
 """
 
 from __future__ import annotations
