@@ -55,8 +55,21 @@ def test_memaslap_under_its_other_name_counts(
     require_tools(["memcaslap"], {})
 
 
-def test_the_mark_skips_before_the_test_runs(request: pytest.FixtureRequest) -> None:
+def test_the_mark_skips_before_the_test_runs(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CI", raising=False)  # .ci/run sets it
     request.node.add_marker(pytest.mark.needs_tools("sh", MISSING))
 
     with pytest.raises(pytest.skip.Exception, match=MISSING):
+        pytest_runtest_setup(request.node)
+
+
+def test_under_ci_the_mark_fails_before_the_test_runs(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CI", "true")
+    request.node.add_marker(pytest.mark.needs_tools(MISSING))
+
+    with pytest.raises(pytest.fail.Exception, match=MISSING):
         pytest_runtest_setup(request.node)
