@@ -67,7 +67,8 @@ async def resolve_self_id(config: Config) -> str:
     if config.ecs_metadata_uri or config.host in _WILDCARDS:
         from .cluster.net import get_private_ip
 
-        ip = await get_private_ip(metadata_uri=config.ecs_metadata_uri or None)
+        # config already read ECS_CONTAINER_METADATA_URI_V4: "" means there is none.
+        ip = await get_private_ip(metadata_uri=config.ecs_metadata_uri)
         return f"{ip}:{config.port}"
     return f"{config.host}:{config.port}"
 

@@ -33,6 +33,9 @@ PROG = "python -m node ecs"
 DEFAULT_FAMILY = "ecs-kv-cache"
 CONTAINER_NAME = "cache"
 CACHE_PORT = 7000
+# The memcached listener's port (CACHE_MEMCACHED_PORT); mapped now so that a
+# task definition registered today keeps working when that listener ships.
+MEMCACHED_PORT = 11211
 # ECS sends SIGTERM, waits stopTimeout seconds, then SIGKILLs: the node's
 # drain (handing entries to peers, then closing) must end well before.
 STOP_TIMEOUT_SECONDS = 30
@@ -61,12 +64,59 @@ def fargate_task_definition(
     cpu: int = 512,
     memory_mib: int = 1024,
     log_group: str = "/ecs/ecs-kv-cache",
+    create_log_group: bool = True,
+    memcached_port: int = MEMCACHED_PORT,
+    auth_token_secret_arn: str | None = None,
 ) -> dict[str, Any]:
     """A RegisterTaskDefinition input for one cache container on Fargate.
 
     The store gets half the container's memory (``CACHE_MAX_BYTES``): the
     rest is Python, aiohttp buffers and headroom below the hard limit.
+    ``create_log_group`` lets awslogs create the group on first start (the
+    CloudFormation stack creates it itself, with a retention). With
+    ``auth_token_secret_arn``, ECS reads ``CACHE_AUTH_TOKEN`` from that
+    Secrets Manager secret at start (the execution role must be allowed to).
+    deploy/cloudformation.yaml holds the same definition; a test keeps the two equal.
     """
+    log_options = {
+        "awslogs-group": log_group,
+        "awslogs-region": region,
+        "awslogs-stream-prefix": CONTAINER_NAME,
+    }
+    if create_log_group:
+        log_options["awslogs-create-group"] = "true"
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": image,
+        "essential": True,
+        "memory": memory_mib,
+        "portMappings": [
+            {"containerPort": port, "hostPort": port, "protocol": "tcp"}
+            for port in (CACHE_PORT, memcached_port)
+        ],
+        "environment": [
+            {"name": "CACHE_DISCOVERY", "value": "ecs"},
+            {"name": "CACHE_ECS_CLUSTER", "value": cluster},
+            {"name": "CACHE_ECS_SERVICE", "value": service},
+            {"name": "CACHE_PORT", "value": str(CACHE_PORT)},
+            {"name": "CACHE_MEMCACHED_PORT", "value": str(memcached_port)},
+            {"name": "CACHE_MAX_BYTES", "value": f"{memory_mib // 2}MiB"},
+            {"name": "CACHE_DRAIN_TIMEOUT", "value": str(DRAIN_TIMEOUT_SECONDS)},
+        ],
+        "healthCheck": {
+            "command": ["CMD", "python", "-c", HEALTH_CHECK_SCRIPT],
+            "interval": 10,
+            "timeout": 3,
+            "retries": 3,
+            "startPeriod": 15,
+        },
+        "stopTimeout": STOP_TIMEOUT_SECONDS,
+        # Above CACHE_MAX_CONNECTIONS (4096), plus peers' pools and files.
+        "ulimits": [{"name": "nofile", "softLimit": 65536, "hardLimit": 65536}],
+        "logConfiguration": {"logDriver": "awslogs", "options": log_options},
+    }
+    if auth_token_secret_arn:
+        container["secrets"] = [{"name": "CACHE_AUTH_TOKEN", "valueFrom": auth_token_secret_arn}]
     return {
         "family": family,
         "networkMode": "awsvpc",
@@ -76,44 +126,7 @@ def fargate_task_definition(
         "memory": str(memory_mib),
         "executionRoleArn": execution_role_arn,
         "taskRoleArn": task_role_arn,
-        "containerDefinitions": [
-            {
-                "name": CONTAINER_NAME,
-                "image": image,
-                "essential": True,
-                "memory": memory_mib,
-                "portMappings": [
-                    {"containerPort": CACHE_PORT, "hostPort": CACHE_PORT, "protocol": "tcp"}
-                ],
-                "environment": [
-                    {"name": "CACHE_DISCOVERY", "value": "ecs"},
-                    {"name": "CACHE_ECS_CLUSTER", "value": cluster},
-                    {"name": "CACHE_ECS_SERVICE", "value": service},
-                    {"name": "CACHE_PORT", "value": str(CACHE_PORT)},
-                    {"name": "CACHE_MAX_BYTES", "value": f"{memory_mib // 2}MiB"},
-                    {"name": "CACHE_DRAIN_TIMEOUT", "value": str(DRAIN_TIMEOUT_SECONDS)},
-                ],
-                "healthCheck": {
-                    "command": ["CMD", "python", "-c", HEALTH_CHECK_SCRIPT],
-                    "interval": 10,
-                    "timeout": 3,
-                    "retries": 3,
-                    "startPeriod": 15,
-                },
-                "stopTimeout": STOP_TIMEOUT_SECONDS,
-                # Above CACHE_MAX_CONNECTIONS (4096), plus peers' pools and files.
-                "ulimits": [{"name": "nofile", "softLimit": 65536, "hardLimit": 65536}],
-                "logConfiguration": {
-                    "logDriver": "awslogs",
-                    "options": {
-                        "awslogs-group": log_group,
-                        "awslogs-region": region,
-                        "awslogs-stream-prefix": CONTAINER_NAME,
-                        "awslogs-create-group": "true",
-                    },
-                },
-            }
-        ],
+        "containerDefinitions": [container],
     }
 
 
@@ -246,6 +259,11 @@ def _parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     sub.add_argument("--cpu", type=int, default=512, help="CPU units [default 512]")
     sub.add_argument("--memory", type=int, default=1024, help="MiB [default 1024]")
     sub.add_argument("--log-group", default="/ecs/ecs-kv-cache", help="[default /ecs/ecs-kv-cache]")
+    sub.add_argument(
+        "--auth-token-secret-arn",
+        help="Secrets Manager secret whose value becomes CACHE_AUTH_TOKEN "
+        "(the execution role needs secretsmanager:GetSecretValue on it)",
+    )
     return parser
 
 
@@ -340,6 +358,7 @@ def main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
                     cpu=args.cpu,
                     memory_mib=args.memory,
                     log_group=args.log_group,
+                    auth_token_secret_arn=args.auth_token_secret_arn,
                 )
             )
             return 0

@@ -299,14 +299,16 @@ def main(argv: Sequence[str]) -> int:
         except KeyboardInterrupt:
             cluster.stop()
             return 130
-        first = cluster.nodes[0].url
-        print(f"{len(cluster.nodes)} nodes are ready:")
-        for node in cluster.nodes:
-            print(f"  {node.url}")
-        print(f"\nTry:\n  curl -X PUT --data-binary 'hello' {first}/kv/greeting")
-        print(f"  curl -i {cluster.nodes[-1].url}/kv/greeting")
-        print(f"  curl {first}/cluster\n\nCtrl-C stops every node.", flush=True)
+        # The banner is inside the try: a signal right after its last line
+        # (a caller that waits for that line, then stops us) must stop the nodes.
         try:
+            first = cluster.nodes[0].url
+            print(f"{len(cluster.nodes)} nodes are ready:")
+            for node in cluster.nodes:
+                print(f"  {node.url}")
+            print(f"\nTry:\n  curl -X PUT --data-binary 'hello' {first}/kv/greeting")
+            print(f"  curl -i {cluster.nodes[-1].url}/kv/greeting")
+            print(f"  curl {first}/cluster\n\nCtrl-C stops every node.", flush=True)
             while True:
                 for node in cluster.nodes:
                     if node.process is not None and node.process.poll() is not None:

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import socket
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
+from benchmarks.tools import TOOLS
 from node.local_cluster import LocalCluster, NodeProcess
 
 from .aws_emulator import AwsEmulator
@@ -121,3 +123,46 @@ def emulator(aws: AwsEmulator, monkeypatch: pytest.MonkeyPatch) -> AwsEmulator:
     for name, value in aws.env().items():
         monkeypatch.setenv(name, value)
     return aws
+
+
+# -- programs the benchmark tests drive (wrk, redis, memcached)
+
+# Other names of a program: Debian installs memaslap as memcaslap.
+_ALIASES = {"memcaslap": ("memaslap",)}
+_PACKAGES = dict(TOOLS)
+
+
+def under_ci(environ: Mapping[str, str] = os.environ) -> bool:
+    """True on a CI machine (``CI=true``, as .ci/run and CI services set it)."""
+    return environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
+
+
+def require_tools(programs: Iterable[str], environ: Mapping[str, str] = os.environ) -> None:
+    """Skip the test when one of ``programs`` is not on PATH, saying which and
+    how to install it; under CI, where `make tools` installs them, fail instead.
+
+    Use as a mark, ``@pytest.mark.needs_tools("wrk")``, or call it first in a
+    fixture that starts one of them.
+    """
+    missing = [
+        program
+        for program in programs
+        if not any(shutil.which(name) for name in (program, *_ALIASES.get(program, ())))
+    ]
+    if not missing:
+        return
+    packages = " ".join(dict.fromkeys(_PACKAGES.get(program, program) for program in missing))
+    message = (
+        f"needs {', '.join(missing)}, not on PATH: install with `apt-get install {packages}` "
+        "(Debian, as root; `make tools` installs every one) or your system's package manager"
+    )
+    if under_ci(environ):
+        pytest.fail(f"{message}. Under CI a missing tool is a failure.", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Before any fixture starts a server the test could not load.
+    for mark in item.iter_markers("needs_tools"):
+        require_tools(mark.args)

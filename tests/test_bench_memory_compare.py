@@ -31,6 +31,8 @@ from benchmarks.processes import Processes
 from benchmarks.pyload import PythonLoad
 from benchmarks.wrk import Wrk
 
+from .conftest import require_tools
+
 SUBNET = "127.0.245"
 ENTRIES = 20_000
 
@@ -44,6 +46,7 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
 @pytest.fixture(scope="module")
 def result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One small end-to-end run shared by the tests that read its figures."""
+    require_tools(["wrk", "memcached"])
     plan = plan_cores()
     log_dir = tmp_path_factory.mktemp("memory-compare")
     with Processes(plan, log_dir=str(log_dir)) as processes:
@@ -159,7 +162,10 @@ def test_renderers_list_the_notes() -> None:
 
 @pytest.mark.parametrize(
     ("generator", "host"),
-    [(Wrk(), f"{SUBNET}.20"), (PythonLoad(), f"{SUBNET}.23")],
+    [
+        pytest.param(Wrk(), f"{SUBNET}.20", marks=pytest.mark.needs_tools("wrk")),
+        (PythonLoad(), f"{SUBNET}.23"),
+    ],
     ids=["wrk", "python"],
 )
 def test_put_keys_names_the_keys_the_load_generator_writes(
@@ -186,6 +192,7 @@ def test_put_keys_names_the_keys_the_load_generator_writes(
     assert _get(f"{node.url}/kv/k-0-{first + 300}") is None
 
 
+@pytest.mark.needs_tools("memcached")
 def test_fill_memcached_stores_every_key_with_its_value(processes: Processes) -> None:
     server = processes.memcached(f"{SUBNET}.21", memory_mib=64)
     sent, seconds = fill_memcached(
@@ -199,6 +206,7 @@ def test_fill_memcached_stores_every_key_with_its_value(processes: Processes) ->
     assert _memcached_get(server.member, "f-0-2502") is None
 
 
+@pytest.mark.needs_tools("memcached")
 def test_fill_memcached_gives_up_past_its_time_limit(processes: Processes) -> None:
     server = processes.memcached(f"{SUBNET}.22", memory_mib=64)
     with pytest.raises(TimeoutError):

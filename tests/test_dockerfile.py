@@ -1,10 +1,11 @@
 """The container and the deployment files.
 
-No Docker engine runs here, so the image is never built. Instead: the
+Quick checks for every `make test`, with no container engine: the
 Dockerfile is parsed and checked against what ECS needs, and the command it
 runs is run directly, with the image's environment (binding 127.0.0.1 and a
 free port rather than 0.0.0.0:7000), then probed with the image's own
-HEALTHCHECK command and stopped with SIGTERM as ECS would.
+HEALTHCHECK command and stopped with SIGTERM as ECS would. The image itself
+is built and run by tests/test_image.py (`make image-check`, in CI).
 """
 
 from __future__ import annotations
@@ -241,7 +242,7 @@ def test_deploy_template_is_what_the_cli_prints(capsys: pytest.CaptureFixture[st
     assert printed_task_definition(capsys, PLACEHOLDER_ARGS) == template
 
 
-def test_task_definition_runs_one_fargate_container_on_port_7000(
+def test_task_definition_runs_one_fargate_container_on_ports_7000_and_11211(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     document = printed_task_definition(capsys, PLACEHOLDER_ARGS)
@@ -250,8 +251,10 @@ def test_task_definition_runs_one_fargate_container_on_port_7000(
     assert document["networkMode"] == "awsvpc"
     assert document["requiresCompatibilities"] == ["FARGATE"]
     assert container["portMappings"] == [
-        {"containerPort": 7000, "hostPort": 7000, "protocol": "tcp"}
+        {"containerPort": 7000, "hostPort": 7000, "protocol": "tcp"},
+        {"containerPort": 11211, "hostPort": 11211, "protocol": "tcp"},
     ]
+    assert "secrets" not in container
     assert container["memory"] == int(document["memory"])
     assert container["healthCheck"]["command"] == ["CMD", "python", "-c",
                                                    ecs_cli.HEALTH_CHECK_SCRIPT]  # fmt: skip
@@ -277,6 +280,18 @@ def test_task_definition_environment_is_a_valid_ecs_node_configuration(
     # The node's drain fits inside the stopTimeout, with room for closing down.
     assert config.drain_timeout + 5 <= container["stopTimeout"]
     assert container["logConfiguration"]["options"]["awslogs-region"] == "eu-west-1"
+
+
+def test_task_definition_reads_the_auth_token_from_a_named_secret(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:cache-token-AbCdEf"
+    document = printed_task_definition(capsys, [*PLACEHOLDER_ARGS, "--auth-token-secret-arn", arn])
+    [container] = document["containerDefinitions"]
+
+    assert container["secrets"] == [{"name": "CACHE_AUTH_TOKEN", "valueFrom": arn}]
+    # The token never appears in the definition itself.
+    assert all(pair["name"] != "CACHE_AUTH_TOKEN" for pair in container["environment"])
 
 
 def test_task_definition_without_an_image_is_bad_usage(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,4 +1,4 @@
-"""A live node, fuzzed against its own OpenAPI document (node/openapi.json).
+"""A live node, fuzzed against its own OpenAPI document (node/http/openapi.json).
 
 schemathesis generates requests for every operation in the document, valid
 and invalid ones (its examples, coverage and fuzzing phases), sends them to a

@@ -18,9 +18,22 @@ import orjson
 import pytest
 from aiohttp import web
 
-from node.cluster.net import DEFAULT_UDP_PROBE, FALLBACK_IP, check_alive, get_private_ip
+from node.cluster.net import (
+    DEFAULT_UDP_PROBE,
+    FALLBACK_IP,
+    METADATA_URI_VARIABLE,
+    check_alive,
+    get_private_ip,
+)
 
 LOOPBACK_PROBE = "127.0.0.9"
+
+
+@pytest.fixture(autouse=True)
+def outside_a_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ECS variable, unless a test sets one (also when these tests run in a task)."""
+    monkeypatch.delenv(METADATA_URI_VARIABLE, raising=False)
+
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ServeFactory = Callable[..., Awaitable[str]]
@@ -104,6 +117,45 @@ async def test_private_ip_is_the_first_container_network_with_an_address(
     assert await get_private_ip(metadata_uri=base + "/", udp_probe=None) == "10.0.2.7"
 
 
+async def test_with_no_argument_the_ip_comes_from_the_ecs_variable(
+    serve: ServeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = await serve({"/v4/abc/task": answer(body=task_metadata(["10.0.2.106"]))})
+    monkeypatch.setenv(METADATA_URI_VARIABLE, f"{base}/v4/abc")
+
+    assert await get_private_ip() == "10.0.2.106"
+
+
+async def test_an_explicit_metadata_uri_wins_over_the_ecs_variable(
+    serve: ServeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from_variable = await serve({"/task": answer(body=task_metadata(["10.0.9.9"]))})
+    explicit = await serve({"/task": answer(body=task_metadata(["10.0.2.106"]))})
+    monkeypatch.setenv(METADATA_URI_VARIABLE, from_variable)
+
+    assert await get_private_ip(metadata_uri=explicit, udp_probe=None) == "10.0.2.106"
+
+
+async def test_an_empty_metadata_uri_skips_the_endpoint_whatever_the_variable(
+    serve: ServeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = await serve({"/task": answer(body=task_metadata(["10.0.9.9"]))})
+    monkeypatch.setenv(METADATA_URI_VARIABLE, base)
+
+    assert await get_private_ip(metadata_uri="", udp_probe=LOOPBACK_PROBE) == "127.0.0.1"
+
+
+async def test_a_given_environment_replaces_the_process_environment(
+    serve: ServeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = await serve({"/task": answer(body=task_metadata(["10.0.2.106"]))})
+    given = {METADATA_URI_VARIABLE: base}
+
+    assert await get_private_ip(environ=given, udp_probe=None) == "10.0.2.106"
+    monkeypatch.setenv(METADATA_URI_VARIABLE, base)
+    assert await get_private_ip(environ={}, udp_probe=LOOPBACK_PROBE) == "127.0.0.1"
+
+
 @pytest.mark.parametrize(
     "handler",
     [
@@ -120,7 +172,7 @@ async def test_unusable_task_metadata_falls_back_to_the_udp_method(
 ) -> None:
     base = await serve({"/task": handler})
 
-    with caplog.at_level(logging.WARNING, logger="node.net"):
+    with caplog.at_level(logging.WARNING, logger="node.cluster.net"):
         ip = await get_private_ip(metadata_uri=base, udp_probe=LOOPBACK_PROBE)
 
     assert ip == "127.0.0.1"  # the source address for a loopback probe
@@ -133,7 +185,7 @@ async def test_unreachable_task_metadata_falls_back_to_the_udp_method(
 ) -> None:
     uri = f"http://127.0.0.1:{closed_port()}/v4"
 
-    with caplog.at_level(logging.WARNING, logger="node.net"):
+    with caplog.at_level(logging.WARNING, logger="node.cluster.net"):
         assert await get_private_ip(metadata_uri=uri, udp_probe=LOOPBACK_PROBE) == "127.0.0.1"
     assert not fallback_logged(caplog)
 
@@ -152,7 +204,7 @@ async def test_slow_task_metadata_gives_up_after_the_timeout(serve: ServeFactory
 async def test_udp_method_reads_the_source_address_without_sending(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="node.net"):
+    with caplog.at_level(logging.WARNING, logger="node.cluster.net"):
         assert await get_private_ip(udp_probe=LOOPBACK_PROBE) == "127.0.0.1"
     assert caplog.records == []
 
@@ -160,7 +212,7 @@ async def test_udp_method_reads_the_source_address_without_sending(
 async def test_without_any_method_the_fallback_is_loopback(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="node.net"):
+    with caplog.at_level(logging.WARNING, logger="node.cluster.net"):
         assert await get_private_ip(udp_probe=None) == FALLBACK_IP == "127.0.0.1"
     assert fallback_logged(caplog)
 
@@ -168,7 +220,7 @@ async def test_without_any_method_the_fallback_is_loopback(
 async def test_a_udp_probe_that_is_not_an_ipv4_literal_is_never_resolved(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="node.net"):
+    with caplog.at_level(logging.WARNING, logger="node.cluster.net"):
         assert await get_private_ip(udp_probe="metadata.invalid") == FALLBACK_IP
     assert fallback_logged(caplog)
 

@@ -1,4 +1,4 @@
-"""The OpenAPI document (node/openapi.json) says what the node does.
+"""The OpenAPI document (node/http/openapi.json) says what the node does.
 
 Every route and method of the app is in the document and every path in it is
 a route of the app; the document is valid OpenAPI 3, documents its errors as

@@ -2,8 +2,9 @@
 
 ``get_private_ip`` tries, in order:
 
-1. the ECS task metadata endpoint v4 (``{metadata_uri}/task``), when a URI is
-   given: the first ``Containers[].Networks[].IPv4Addresses[0]``;
+1. the ECS task metadata endpoint v4 (``{metadata_uri}/task``): the first
+   ``Containers[].Networks[].IPv4Addresses[0]``. The URI is the argument, or
+   else ``ECS_CONTAINER_METADATA_URI_V4``, which ECS sets in every container;
 2. the UDP-socket method: ``connect()`` a UDP socket to ``udp_probe`` and read
    the source address the kernel picked; no packet is sent;
 3. the fallback ``"127.0.0.1"`` (logged at WARNING), so a node can always
@@ -16,7 +17,9 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import socket
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -33,20 +36,36 @@ FALLBACK_IP = "127.0.0.1"
 # private interface works; this one is private (RFC 1918) and never a host.
 DEFAULT_UDP_PROBE = "10.255.255.255"
 
+# Set by ECS in every container of a task (agent 1.39+, every Fargate platform).
+METADATA_URI_VARIABLE = "ECS_CONTAINER_METADATA_URI_V4"
+
 
 async def get_private_ip(
     *,
     metadata_uri: str | None = None,
+    environ: Mapping[str, str] | None = None,
     timeout: float = 2.0,
     udp_probe: str | None = DEFAULT_UDP_PROBE,
 ) -> str:
     """This machine's private IPv4 address as a string; never raises.
 
-    ``metadata_uri`` is ``ECS_CONTAINER_METADATA_URI_V4`` inside an ECS task
-    (None elsewhere); ``timeout`` bounds that request, in seconds.
-    ``udp_probe`` must be an IPv4 literal (no name is ever resolved); None
-    skips the UDP method. See the module docstring for the order and fallback.
+    ``metadata_uri`` is the task metadata endpoint v4. None (the default)
+    means ``ECS_CONTAINER_METADATA_URI_V4`` from ``environ``, or from
+    ``os.environ`` when ``environ`` is None: called with no argument inside a
+    task, this gives the task's IP, as every ECS tool does. An explicit URI
+    wins over the variable, and ``""`` skips the endpoint.
+
+    Why read the environment here when only ``config`` should: this is the
+    fallback for callers outside the node (scripts, the REPL, other tools).
+    The node passes the URI that ``config`` read (``CACHE_ECS_METADATA_URI``,
+    else the same ECS variable), ``""`` included, so it never gets here.
+
+    ``timeout`` bounds the metadata request, in seconds. ``udp_probe`` must be
+    an IPv4 literal (no name is ever resolved); None skips the UDP method. See
+    the module docstring for the order and fallback.
     """
+    if metadata_uri is None:
+        metadata_uri = (os.environ if environ is None else environ).get(METADATA_URI_VARIABLE)
     if metadata_uri:
         try:
             return await _ip_from_task_metadata(metadata_uri, timeout)

@@ -1,0 +1,418 @@
+"""deploy/cloudformation.yaml: lint-clean, deployable, and what the code expects.
+
+Three kinds of check:
+- cfn-lint, with CloudFormation's own resource schemas;
+- a deployment on the AWS emulator (moto's CloudFormation, server mode),
+  which builds the cluster, roles, security group, task definition and
+  service and says CREATE_COMPLETE or why not;
+- the template read as data (``tests/cfn_template.py`` evaluates its
+  intrinsic functions), because moto drops many ECS properties (health
+  check, stop timeout, network mode, deployment configuration) and skips
+  the autoscaling resources when it builds a stack.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import cfnlint.api
+import pytest
+
+from node import config as node_config
+from node import ecs_cli
+
+from .aws_emulator import AwsEmulator
+from .cfn_template import PSEUDO, TEMPLATE, Stack, load
+
+DEPLOY = TEMPLATE.parent
+IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/ecs-kv-cache:3f2a9c1"
+REQUIRED = {
+    "VpcId": "vpc-0a1b2c3d4e5f60718",
+    "SubnetIds": "subnet-9ceab8d1,subnet-7f0c0404",
+    "Image": IMAGE,
+}
+CLIENT_GROUP = "sg-0c1d2e3f4a5b6c7d8"
+SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:cache-token-AbCdEf"
+EVERY_OPTION = {
+    "ClientSecurityGroupId": CLIENT_GROUP,
+    "AuthTokenSecretArn": SECRET,
+    "EnableAutoScaling": "true",
+    "TaskCpu": "1024",
+    "TaskMemory": "4096",
+    "MemcachedPort": "11311",
+}
+
+
+def stack(**parameters: str) -> Stack:
+    return Stack(parameters={**REQUIRED, **parameters})
+
+
+def container(of: Stack) -> dict[str, Any]:
+    [definition] = of.properties("TaskDefinition")["ContainerDefinitions"]
+    assert isinstance(definition, dict)
+    return definition
+
+
+def environment(of: Stack) -> dict[str, str]:
+    return {pair["Name"]: str(pair["Value"]) for pair in container(of)["Environment"]}
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+# -- cfn-lint
+
+
+def lint(path: Path) -> list[str]:
+    """cfn-lint's errors (E) and warnings (W); informational notes (I) are left out."""
+    return [
+        f"{match.rule.id} line {match.linenumber}: {match.message}"
+        for match in cfnlint.api.lint_file(path)
+        if match.rule.id[0] in "EW"
+    ]
+
+
+def test_cfn_lint_finds_no_errors_or_warnings() -> None:
+    assert lint(TEMPLATE) == []
+
+
+def test_cfn_lint_catches_a_misspelled_property(tmp_path: Path) -> None:
+    # Proves the linter reads our template with real schemas (an empty result
+    # above would otherwise prove nothing).
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(TEMPLATE.read_text().replace("MinimumHealthyPercent", "MinimumHealthyPercnt"))
+
+    assert any(finding.startswith("E3002") for finding in lint(broken))
+
+
+# -- the parameters
+
+
+def test_only_the_vpc_the_subnets_and_the_image_are_required() -> None:
+    parameters = load()["Parameters"]
+
+    assert {name for name, spec in parameters.items() if "Default" not in spec} == {
+        "VpcId",
+        "SubnetIds",
+        "Image",
+    }
+
+
+def test_the_store_gets_half_of_every_task_memory_offered() -> None:
+    template = load()
+    sizes = template["Parameters"]["TaskMemory"]["AllowedValues"]
+    rows = template["Mappings"]["StoreBytes"]
+
+    assert sorted(rows, key=int) == sorted(sizes, key=int)
+    for size in sizes:
+        # The CLI's rule (node/ecs_cli.py), and a value the node accepts.
+        assert rows[size]["MaxBytes"] == f"{int(size) // 2}MiB"
+        parsed = node_config.from_sources({}, {"CACHE_MAX_BYTES": rows[size]["MaxBytes"]})
+        assert parsed.max_bytes == int(size) // 2 * 1024 * 1024
+
+
+# -- the task definition
+
+
+def api_shape(node: Any, *, keep_keys: bool = False) -> Any:
+    """CloudFormation's PascalCase properties as the ECS API's camelCase fields.
+
+    Log driver options are free-form names (``awslogs-group``) and keep theirs.
+    Numbers written as strings become ints: CloudFormation converts them.
+    """
+    if isinstance(node, dict):
+        return {
+            (key if keep_keys else key[0].lower() + key[1:]): api_shape(
+                value, keep_keys=key == "Options"
+            )
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [api_shape(item) for item in node]
+    if isinstance(node, str) and node.isdigit():
+        return int(node)
+    return node
+
+
+@pytest.mark.parametrize("options", [{}, EVERY_OPTION], ids=["defaults", "every-option"])
+def test_the_task_definition_is_the_one_the_cli_prints(options: dict[str, str]) -> None:
+    deployed = stack(**options)
+    values = deployed.values
+    built = ecs_cli.fargate_task_definition(
+        image=IMAGE,
+        cluster="<Cluster>",
+        service=PSEUDO["AWS::StackName"],
+        region=PSEUDO["AWS::Region"],
+        execution_role_arn="<ExecutionRole.Arn>",
+        task_role_arn="<TaskRole.Arn>",
+        family=PSEUDO["AWS::StackName"],
+        cpu=int(values["TaskCpu"]),
+        memory_mib=int(values["TaskMemory"]),
+        log_group="<LogGroup>",
+        # The stack creates the log group itself, with a retention.
+        create_log_group=False,
+        memcached_port=int(values["MemcachedPort"]),
+        auth_token_secret_arn=values["AuthTokenSecretArn"] or None,
+    )
+
+    assert api_shape(deployed.properties("TaskDefinition")) == api_shape(built)
+
+
+def test_tasks_are_fargate_awsvpc_with_ports_7000_and_memcached() -> None:
+    for deployed, memcached in ((stack(), 11211), (stack(MemcachedPort="11311"), 11311)):
+        definition = deployed.properties("TaskDefinition")
+        ports = [
+            (int(m["ContainerPort"]), int(m["HostPort"]))
+            for m in container(deployed)["PortMappings"]
+        ]
+
+        assert definition["NetworkMode"] == "awsvpc"
+        assert definition["RequiresCompatibilities"] == ["FARGATE"]
+        assert ports == [(7000, 7000), (memcached, memcached)]
+        assert environment(deployed)["CACHE_PORT"] == "7000"
+        assert environment(deployed)["CACHE_MEMCACHED_PORT"] == str(memcached)
+
+
+def test_nodes_find_each_other_through_this_stacks_service() -> None:
+    deployed = stack()
+    env = environment(deployed)
+
+    assert env["CACHE_DISCOVERY"] == "ecs"
+    assert env["CACHE_ECS_CLUSTER"] == "<Cluster>"
+    assert env["CACHE_ECS_SERVICE"] == deployed.properties("Service")["ServiceName"]
+    config = node_config.from_sources({}, env)
+    assert (config.discovery, config.port) == ("ecs", 7000)
+
+
+def test_the_health_check_asks_check_alive() -> None:
+    check = container(stack())["HealthCheck"]
+
+    assert check["Command"] == ["CMD", "python", "-c", ecs_cli.HEALTH_CHECK_SCRIPT]
+    assert "/check-alive" in ecs_cli.HEALTH_CHECK_SCRIPT
+    assert int(check["StartPeriod"]) > 0
+
+
+def test_the_stop_timeout_leaves_the_drain_room_to_finish() -> None:
+    deployed = stack()
+    stop_timeout = int(container(deployed)["StopTimeout"])
+    drain = node_config.from_sources({}, environment(deployed)).drain_timeout
+
+    assert stop_timeout >= 30
+    # Handing entries over, then closing connections, before ECS's SIGKILL.
+    assert drain + 5 <= stop_timeout
+
+
+def test_the_open_files_limit_is_above_the_connection_limit() -> None:
+    [limit] = container(stack())["Ulimits"]
+
+    assert limit["Name"] == "nofile"
+    assert int(limit["SoftLimit"]) > node_config.Config().max_connections
+
+
+def test_logs_go_to_the_stacks_log_group_with_a_retention() -> None:
+    deployed = stack(LogRetentionDays="14")
+    options = container(deployed)["LogConfiguration"]["Options"]
+
+    assert options["awslogs-group"] == "<LogGroup>"
+    assert "awslogs-create-group" not in options
+    assert int(deployed.properties("LogGroup")["RetentionInDays"]) == 14
+
+
+# -- roles
+
+
+def statements(role: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for policy in role.get("Policies", []) for s in policy["PolicyDocument"]["Statement"]]
+
+
+def test_the_task_role_may_only_list_and_describe_tasks_of_its_cluster() -> None:
+    role = stack(**EVERY_OPTION).properties("TaskRole")
+    found = statements(role)
+
+    assert {action for s in found for action in as_list(s["Action"])} == {
+        "ecs:ListTasks",
+        "ecs:DescribeTasks",
+    }
+    for statement in found:
+        assert statement["Effect"] == "Allow"
+        assert statement["Condition"] == {"ArnEquals": {"ecs:cluster": "<Cluster.Arn>"}}
+    assert "ManagedPolicyArns" not in role
+
+
+def test_the_task_role_policy_file_is_the_templates() -> None:
+    # deploy/iam-task-role-policy.json is for deployments without the stack.
+    document = json.loads((DEPLOY / "iam-task-role-policy.json").read_text())
+    [statement] = document["Statement"]
+    [in_template] = statements(stack().properties("TaskRole"))
+
+    assert statement["Condition"]["ArnEquals"]["ecs:cluster"].endswith(":cluster/<CLUSTER>")
+    statement["Condition"]["ArnEquals"]["ecs:cluster"] = "<Cluster.Arn>"
+    assert statement == in_template
+
+
+def test_only_ecs_tasks_assume_the_roles() -> None:
+    for logical in ("TaskRole", "ExecutionRole"):
+        [trust] = stack().properties(logical)["AssumeRolePolicyDocument"]["Statement"]
+        assert trust["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+        assert trust["Action"] == "sts:AssumeRole"
+
+
+def test_the_auth_token_comes_from_the_named_secret_and_only_then() -> None:
+    without, with_secret = stack(), stack(AuthTokenSecretArn=SECRET)
+
+    assert "Secrets" not in container(without)
+    assert statements(without.properties("ExecutionRole")) == []
+    assert container(with_secret)["Secrets"] == [{"Name": "CACHE_AUTH_TOKEN", "ValueFrom": SECRET}]
+    assert statements(with_secret.properties("ExecutionRole")) == [
+        {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": SECRET}
+    ]
+    assert "CACHE_AUTH_TOKEN" not in environment(with_secret)
+
+
+# -- the security group
+
+
+def ingress_rules(of: Stack) -> list[dict[str, Any]]:
+    """Every ingress rule the stack creates: separate resources and inline ones."""
+    resources = of.resources()
+    rules = [
+        r["Properties"] for r in resources.values() if r["Type"] == "AWS::EC2::SecurityGroupIngress"
+    ]
+    for resource in resources.values():
+        if resource["Type"] == "AWS::EC2::SecurityGroup":
+            rules += resource["Properties"].get("SecurityGroupIngress", [])
+    return rules
+
+
+@pytest.mark.parametrize("options", [{}, EVERY_OPTION], ids=["defaults", "every-option"])
+def test_no_ingress_is_open_to_an_address_range(options: dict[str, str]) -> None:
+    for rule in ingress_rules(stack(**options)):
+        assert not {"CidrIp", "CidrIpv6", "SourcePrefixListId"} & set(rule), rule
+        assert rule["SourceSecurityGroupId"] in {"<SecurityGroup>", CLIENT_GROUP}
+
+
+def test_peers_and_clients_reach_exactly_the_two_cache_ports() -> None:
+    def opened(of: Stack) -> set[tuple[str, int, int]]:
+        return {
+            (r["SourceSecurityGroupId"], int(r["FromPort"]), int(r["ToPort"]))
+            for r in ingress_rules(of)
+            if r["IpProtocol"] == "tcp"
+        }
+
+    peers = {("<SecurityGroup>", 7000, 7000), ("<SecurityGroup>", 11311, 11311)}
+    clients = {(CLIENT_GROUP, 7000, 7000), (CLIENT_GROUP, 11311, 11311)}
+    assert opened(stack(MemcachedPort="11311")) == peers
+    assert (
+        opened(stack(MemcachedPort="11311", ClientSecurityGroupId=CLIENT_GROUP)) == peers | clients
+    )
+
+
+# -- the service, the cluster, scaling
+
+
+def test_the_service_adds_tasks_before_removing_any_and_rolls_back_failures() -> None:
+    service = stack().properties("Service")
+    deployment = service["DeploymentConfiguration"]
+
+    assert int(service["DesiredCount"]) == 3
+    assert (int(deployment["MinimumHealthyPercent"]), int(deployment["MaximumPercent"])) == (
+        100,
+        200,
+    )
+    assert deployment["DeploymentCircuitBreaker"] == {"Enable": True, "Rollback": True}
+    assert service["NetworkConfiguration"]["AwsvpcConfiguration"]["SecurityGroups"] == [
+        "<SecurityGroup>"
+    ]
+
+
+def test_the_cluster_runs_tasks_on_fargate_capacity_providers() -> None:
+    deployed = stack()
+    cluster = deployed.properties("Cluster")
+    strategy = deployed.properties("Service")["CapacityProviderStrategy"]
+
+    assert "FARGATE" in cluster["CapacityProviders"]
+    assert {entry["CapacityProvider"] for entry in strategy} <= set(cluster["CapacityProviders"])
+
+
+def test_cpu_autoscaling_exists_only_when_enabled() -> None:
+    off, on = stack(), stack(EnableAutoScaling="true", AutoScalingTargetCpu="55")
+    scaling = {
+        "AWS::ApplicationAutoScaling::ScalableTarget",
+        "AWS::ApplicationAutoScaling::ScalingPolicy",
+    }
+
+    assert not scaling & {r["Type"] for r in off.resources().values()}
+    assert scaling <= {r["Type"] for r in on.resources().values()}
+    tracking = on.properties("CpuScalingPolicy")["TargetTrackingScalingPolicyConfiguration"]
+    assert int(tracking["TargetValue"]) == 55
+    assert tracking["PredefinedMetricSpecification"]["PredefinedMetricType"] == (
+        "ECSServiceAverageCPUUtilization"
+    )
+    # The scaling target, not the template, owns the count once scaling is on.
+    assert "DesiredCount" not in on.properties("Service")
+
+
+def test_the_outputs_name_the_cluster_the_service_and_the_security_group() -> None:
+    assert set(load()["Outputs"]) == {"ClusterName", "ServiceName", "SecurityGroupId"}
+
+
+# -- deployed on the emulator
+
+
+def deploy(emulator: AwsEmulator, name: str, parameters: dict[str, str]) -> dict[str, Any]:
+    """create_stack on moto; the stack's description once it left CREATE_IN_PROGRESS."""
+    cloudformation = emulator.boto3_client("cloudformation")
+    cloudformation.create_stack(
+        StackName=name,
+        TemplateBody=TEMPLATE.read_text(),
+        Capabilities=["CAPABILITY_IAM"],
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        [description] = cloudformation.describe_stacks(StackName=name)["Stacks"]
+        if description["StackStatus"] != "CREATE_IN_PROGRESS":
+            return dict(description)
+        time.sleep(0.1)
+    raise AssertionError(f"{name} still CREATE_IN_PROGRESS after 30 s")
+
+
+# moto builds no autoscaling resources (they are checked in the template above).
+# (A colon would end the message pattern: "." stands for each.)
+@pytest.mark.filterwarnings("ignore:Tried to parse AWS..ApplicationAutoScaling")
+@pytest.mark.parametrize("every_option", [False, True], ids=["defaults", "every-option"])
+def test_the_stack_deploys_on_the_emulator(emulator: AwsEmulator, every_option: bool) -> None:
+    network = emulator.create_network()
+    parameters = {
+        "VpcId": network.vpc,
+        "SubnetIds": ",".join(network.subnets),
+        "Image": IMAGE,
+    }
+    if every_option:
+        parameters |= {**EVERY_OPTION, "ClientSecurityGroupId": network.security_group}
+
+    description = deploy(emulator, "ecs-kv-cache", parameters)
+
+    assert description["StackStatus"] == "CREATE_COMPLETE", description.get("StackStatusReason")
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in description["Outputs"]}
+    ecs = emulator.boto3_client("ecs")
+    [service] = ecs.describe_services(
+        cluster=outputs["ClusterName"], services=[outputs["ServiceName"]]
+    )["services"]
+    assert service["status"] == "ACTIVE"
+    if not every_option:
+        assert service["desiredCount"] == 3
+    [group] = emulator.boto3_client("ec2").describe_security_groups(
+        GroupIds=[outputs["SecurityGroupId"]]
+    )["SecurityGroups"]
+    sources = {network.security_group} if every_option else set()
+    for permission in group["IpPermissions"]:
+        assert permission["IpRanges"] == [] and permission["Ipv6Ranges"] == []
+        groups = {pair["GroupId"] for pair in permission["UserIdGroupPairs"]}
+        assert groups == {outputs["SecurityGroupId"], *sources}
+    memcached = int(parameters.get("MemcachedPort", "11211"))
+    assert sorted(p["FromPort"] for p in group["IpPermissions"]) == [7000, memcached]
