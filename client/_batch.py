@@ -73,8 +73,10 @@ __all__ = [
     "MISSING",
     "SET_PATH",
     "BatchFormatError",
+    "decode_item_results",
     "decode_request",
     "decode_results",
+    "encode_item_results",
     "encode_items",
     "encode_keys",
     "encode_results",
@@ -130,6 +132,25 @@ def encode_results(statuses: Sequence[int], payloads: Sequence[bytes | memoryvie
     return _frame(header, payloads)
 
 
+def encode_item_results(
+    statuses: Sequence[int],
+    payloads: Sequence[bytes | memoryview],
+    flags: Sequence[int],
+    versions: Sequence[int],
+) -> bytes:
+    """An answer that also gives each key's client flags and version (a node's
+    answer to a peer's memcached multi-get; 0 for a key that is not a hit)."""
+    header = orjson.dumps(
+        {
+            "status": statuses,
+            "sizes": [len(p) for p in payloads],
+            "flags": flags,
+            "versions": versions,
+        }
+    )
+    return _frame(header, payloads)
+
+
 def decode_request(body: bytes, *, with_values: bool) -> tuple[list[str], list[bytes]]:
     """Keys and (for a set request) values of a request body.
 
@@ -163,6 +184,24 @@ def decode_results(body: bytes, count: int) -> tuple[list[int], list[bytes]]:
         raise BatchFormatError("every status must be an integer")
     sizes = _sizes(header, count, len(body) - data_start)
     return statuses, _split(body, data_start, sizes)
+
+
+def decode_item_results(
+    body: bytes, count: int
+) -> tuple[list[int], list[bytes], list[int], list[int]]:
+    """Statuses, payloads, flags and versions of an ``encode_item_results``
+    answer to a request of ``count`` keys. Raises ``BatchFormatError``."""
+    statuses, payloads = decode_results(body, count)
+    header, _ = _read_header(body)
+    numbers = []
+    for name in ("flags", "versions"):
+        values = header.get(name)
+        if type(values) is not list or len(values) != count:
+            raise BatchFormatError(f'the header needs "{name}": a list of {count} numbers')
+        if not set(map(type, values)) <= {int}:
+            raise BatchFormatError(f'every entry of "{name}" must be an integer')
+        numbers.append(values)
+    return statuses, payloads, numbers[0], numbers[1]
 
 
 def error_payload(error: str, detail: str) -> bytes:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from client._batch import max_batch_bytes
 from client._transport import Transport
 
 from .cache.near_cache import NearCache
@@ -42,19 +43,33 @@ from .http.auth import load_tokens
 from .http.guard import RouteGuard
 from .http.metrics import RequestMetrics
 from .http.routes import add_routes
+from .memcached import DoorSettings, MemcachedServer, TokenCheck
 from .peers.breaker import CircuitBreakers
 from .peers.client import PeerClient
 from .peers.forwarder import Forwarder
 from .peers.invalidation import Invalidations
 from .peers.protocol import GOSSIP_PATH
 
-__all__ = ["KEEPER", "MOVER", "SERVICE", "create_app", "drain", "resolve_self_id"]
+__all__ = [
+    "KEEPER",
+    "MEMCACHED",
+    "MOVER",
+    "SERVICE",
+    "add_memcached_door",
+    "create_app",
+    "drain",
+    "resolve_self_id",
+]
 
 log = logging.getLogger(__name__)
 
 SERVICE = web.AppKey("service", KeyService)
 KEEPER = web.AppKey("keeper", MembershipKeeper)
 MOVER = web.AppKey("mover", EntryMover)
+MEMCACHED = web.AppKey("memcached", MemcachedServer)
+# What the memcached door answers to `version`: memcached's protocol level,
+# then this program.
+MEMCACHED_VERSION = "1.6.0-ecs-kv-cache"
 
 _WILDCARDS = {"0.0.0.0", "::", ""}
 
@@ -128,6 +143,43 @@ def create_app(config: Config, *, self_id: str) -> web.Application:
     app[MOVER] = node.mover
     app.cleanup_ctx.extend(_lifecycle(node, sweep_interval=config.sweep_interval))
     return app
+
+
+def add_memcached_door(app: web.Application, config: Config) -> MemcachedServer | None:
+    """Serve the memcached protocol on ``HOST:MEMCACHED_PORT`` for the app's
+    lifetime: it starts with the app (``OSError`` from ``runner.setup()``
+    when the port cannot be had) and closes first. None when the port is 0.
+    Kept apart from ``create_app`` so that an app made in a test listens on
+    nothing it did not ask for."""
+    if not config.memcached_port:
+        return None
+    auth = load_tokens(config.auth_token, config.auth_token_file)
+    accepts: TokenCheck | None = None
+    if auth is not None:
+        tokens = auth
+
+        def accepts(token: bytes) -> bool:
+            return tokens.accepts("Bearer " + token.decode("utf-8", "replace"))
+
+    settings = DoorSettings(
+        max_connections=config.max_connections,
+        idle_timeout=config.idle_timeout,
+        flush_enabled=config.memcached_flush_all,
+        max_key_bytes=config.max_key_bytes,
+        max_value_bytes=config.max_value_bytes,
+        max_answer_bytes=max_batch_bytes(config.max_value_bytes),
+        version=MEMCACHED_VERSION,
+    )
+    door = MemcachedServer(app[SERVICE], settings=settings, accepts=accepts)
+
+    async def memcached_listener(app: web.Application) -> AsyncIterator[None]:
+        await door.start(config.host, config.memcached_port)
+        yield
+        await door.close()
+
+    app.cleanup_ctx.append(memcached_listener)
+    app[MEMCACHED] = door
+    return door
 
 
 def _build(config: Config, self_id: str, peer_headers: dict[str, str] | None) -> _Node:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from . import config as config_module
-from .app import create_app, drain, resolve_self_id
+from .app import add_memcached_door, create_app, drain, resolve_self_id
 from .config import Config, ConfigError
 from .http.server import NodeRunner, max_request_line
 from .logs import configure_logging
@@ -96,7 +96,17 @@ async def serve(config: Config) -> int:
         # plus this stays below Fargate's 30 s stopTimeout.
         shutdown_timeout=5.0,
     )
-    await runner.setup()
+    add_memcached_door(app, config)
+    try:
+        await runner.setup()
+    except OSError as exc:
+        print(
+            f"python -m node: error: cannot listen on {config.host}:{config.memcached_port} "
+            f"(memcached): {exc.strerror}",
+            file=sys.stderr,
+        )
+        await runner.cleanup()
+        return 1
     site = web.TCPSite(runner, config.host, config.port, backlog=2048, reuse_address=True)
     try:
         await site.start()

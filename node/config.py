@@ -34,6 +34,9 @@ class Config:
 
     host: str = "0.0.0.0"
     port: int = 7000
+    # 0: no memcached listener.
+    memcached_port: int = 11211
+    memcached_flush_all: bool = True
     advertise: str = ""
     peers: tuple[str, ...] = ()
     discovery: str = "static"
@@ -230,6 +233,11 @@ SETTINGS: tuple[Setting, ...] = (
             help="Address to listen on."),
     Setting(field="port", parse=_int_in(1, 65535), shown_default="7000",
             help="TCP port to listen on."),
+    Setting(field="memcached_port", parse=_int_in(0, 65535), shown_default="11211",
+            help="TCP port of the memcached protocol, on HOST beside HTTP; 0 turns it off."),
+    Setting(field="memcached_flush_all", parse=_boolean, shown_default="true",
+            help="Whether memcached's flush_all may empty the whole cluster (false: it is "
+                 "refused, like memcached -F)."),
     Setting(field="advertise", parse=_advertise, shown_default="host:port",
             help="Member id peers use to reach this node (host:port). Empty: HOST:PORT, "
                  "or this machine's private IP when HOST is 0.0.0.0."),

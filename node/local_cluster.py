@@ -1,10 +1,10 @@
 """Run several nodes on this machine, shaped like ECS tasks.
 
-By default node ``i`` listens on ``127.0.0.<i+1>:7000``: every node its own
-address, same port, as every Fargate task has its own IP. Where only
-127.0.0.1 exists (macOS), ``--single-host`` uses ``127.0.0.1`` and
-consecutive ports instead; this is chosen automatically when 127.0.0.2
-cannot be bound.
+By default node ``i`` listens on ``127.0.0.<i+1>:7000`` (and speaks
+memcached on ``127.0.0.<i+1>:11211``): every node its own address, same
+ports, as every Fargate task has its own IP. Where only 127.0.0.1 exists
+(macOS), ``--single-host`` uses ``127.0.0.1`` and consecutive ports
+instead; this is chosen automatically when 127.0.0.2 cannot be bound.
 
 ``NodeProcess`` and ``LocalCluster`` are also what the test suite uses to
 start real nodes.
@@ -64,6 +64,8 @@ class NodeProcess:
 
     host: str
     port: int = 7000
+    # 0: no memcached listener.
+    memcached_port: int = 11211
     args: Sequence[str] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     log_path: str | None = None
@@ -87,6 +89,8 @@ class NodeProcess:
             self.host,
             "--port",
             str(self.port),
+            "--memcached-port",
+            str(self.memcached_port),
             *self.args,
         ]
         env = {**os.environ, **self.env}
@@ -179,18 +183,25 @@ class LocalCluster:
         subnet: str = "127.0.0",
         first: int = 1,
         port: int = 7000,
+        memcached_port: int = 11211,
         single_host: bool = False,
         args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         log_dir: str | None = None,
         token: str | None = None,
     ) -> LocalCluster:
-        """Nodes on ``<subnet>.<first>``, ``<subnet>.<first+1>``... all on ``port``,
-        or with ``single_host`` on ``<subnet>.<first>`` and ports ``port``, ``port+1``..."""
+        """Nodes on ``<subnet>.<first>``, ``<subnet>.<first+1>``... all on ``port``
+        (and ``memcached_port``; 0: none), or with ``single_host`` on
+        ``<subnet>.<first>`` and ports ``port``, ``port+1``... (``memcached_port``,
+        ``memcached_port+1``...)"""
+        step = 1 if single_host else 0
         if single_host:
             places = [(f"{subnet}.{first}", port + index) for index in range(count)]
         else:
             places = [(f"{subnet}.{first + index}", port) for index in range(count)]
+        memcached = [
+            memcached_port + step * index if memcached_port else 0 for index in range(count)
+        ]
         peers = ",".join(f"{host}:{p}" for host, p in places)
         if token is not None:
             args = ["--auth-token", token, *args]
@@ -199,12 +210,13 @@ class LocalCluster:
                 NodeProcess(
                     host=host,
                     port=p,
+                    memcached_port=memcached_port_of,
                     args=["--peers", peers, *args],
                     env=dict(env or {}),
                     log_path=os.path.join(log_dir, f"node-{host}-{p}.log") if log_dir else None,
                     token=token,
                 )
-                for host, p in places
+                for (host, p), memcached_port_of in zip(places, memcached, strict=True)
             ]
         )
 
@@ -271,6 +283,12 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--nodes", type=int, default=3, help="how many nodes (default 3)")
     parser.add_argument("--port", type=int, default=7000, help="port of every node (default 7000)")
     parser.add_argument(
+        "--memcached-port",
+        type=int,
+        default=11211,
+        help="memcached port of every node (default 11211; 0 turns it off)",
+    )
+    parser.add_argument(
         "--single-host",
         action="store_true",
         help="use 127.0.0.1 and consecutive ports (macOS); "
@@ -287,7 +305,11 @@ def main(argv: Sequence[str]) -> int:
     node_args = [arg for arg in options.node_args if arg != "--"]
     single_host = options.single_host or not loopback_aliases_work()
     cluster = LocalCluster.on_loopback(
-        options.nodes, port=options.port, single_host=single_host, args=node_args
+        options.nodes,
+        port=options.port,
+        memcached_port=options.memcached_port,
+        single_host=single_host,
+        args=node_args,
     )
     with signals_raise_keyboard_interrupt():
         try:
@@ -305,7 +327,8 @@ def main(argv: Sequence[str]) -> int:
             first = cluster.nodes[0].url
             print(f"{len(cluster.nodes)} nodes are ready:")
             for node in cluster.nodes:
-                print(f"  {node.url}")
+                memcached = f"  memcached {node.host}:{node.memcached_port}"
+                print(f"  {node.url}{memcached if node.memcached_port else ''}")
             print(f"\nTry:\n  curl -X PUT --data-binary 'hello' {first}/kv/greeting")
             print(f"  curl -i {cluster.nodes[-1].url}/kv/greeting")
             print(f"  curl {first}/cluster\n\nCtrl-C stops every node.", flush=True)

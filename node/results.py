@@ -13,10 +13,11 @@ coalesced callers share one.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .errors import NodeError
 
-__all__ = ["Found", "KeyOutcome", "Value", "Written"]
+__all__ = ["Found", "Hit", "HitOutcome", "KeyOutcome", "Value", "Written"]
 
 # A value as stored and served: bytes, or for large values a read-only view
 # of the stored bytes (no copy).
@@ -26,6 +27,21 @@ Value = bytes | memoryview
 # thousands: the value of a hit (bytes); None for a miss, or a delete that
 # found nothing; True for a set or delete done; or the error of that key alone.
 KeyOutcome = bytes | memoryview | bool | None | NodeError
+
+
+class Hit(NamedTuple):
+    """A value read in a batch with what memcached shows of it: its client
+    ``flags`` and its ``version`` (the CAS unique). A NamedTuple: a multi-get
+    builds one per key."""
+
+    value: Value
+    flags: int
+    version: int
+
+
+# One key's outcome in a batch read of items: a ``Hit``, None for a miss, or
+# that key's error.
+HitOutcome = Hit | None | NodeError
 
 
 @dataclass(slots=True)

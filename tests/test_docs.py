@@ -28,9 +28,6 @@ README = (REPO / "README.md").read_text()
 CLIENT_README = (REPO / "client" / "README.md").read_text()
 DEPLOY_README = (REPO / "deploy" / "README.md").read_text()
 GUIDES = {"README.md": README, "client/README.md": CLIENT_README, "deploy/README.md": DEPLOY_README}
-# The memcached listener (issue 14) lands in parallel: the task definition
-# already sets its port. Remove from here once it is a setting.
-UPCOMING_SETTINGS = {"CACHE_MEMCACHED_PORT"}
 
 
 def section(text: str, heading: str) -> str:
@@ -131,7 +128,7 @@ def test_the_deploy_readme_lists_every_file_of_deploy() -> None:
 
 @pytest.mark.parametrize("guide", sorted(GUIDES))
 def test_every_cache_variable_a_guide_names_exists(guide: str) -> None:
-    known = {setting.env for setting in SETTINGS} | UPCOMING_SETTINGS
+    known = {setting.env for setting in SETTINGS}
     # The `python -m node ecs` commands read a few of their own.
     known |= set(re.findall(r'"(CACHE_ECS_[A-Z_]+)"', inspect.getsource(ecs_cli)))
     named = set(re.findall(r"\bCACHE_[A-Z][A-Z0-9_]*[A-Z0-9]\b", GUIDES[guide]))

@@ -15,9 +15,10 @@ from .http_call import call
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _free_port_on(*hosts: str, span: int = 1) -> int:
-    """A port ``p`` such that ``p .. p+span-1`` are free on every one of ``hosts``."""
-    for port in range(47000 + os.getpid() % 1000, 49000):
+def _free_port_on(*hosts: str, span: int = 1, start: int = 0) -> int:
+    """A port ``p`` (from ``start`` on) such that ``p .. p+span-1`` are free on
+    every one of ``hosts``."""
+    for port in range(max(start, 47000 + os.getpid() % 1000), 49000):
         if all(_port_free(host, port + i) for host in hosts for i in range(span)):
             return port
     raise AssertionError("no free port")
@@ -47,17 +48,39 @@ def _run_local(*args: str) -> subprocess.Popen[str]:
     )
 
 
+def _memcached_get(host: str, port: int, key: bytes) -> bytes:
+    with socket.create_connection((host, port), timeout=5) as connection:
+        connection.sendall(b"get " + key + b"\r\n")
+        answer = b""
+        while not answer.endswith(b"END\r\n"):
+            chunk = connection.recv(4096)
+            assert chunk, f"closed after {answer!r}"
+            answer += chunk
+    return answer
+
+
 def test_local_cluster_prints_urls_serves_and_stops_on_ctrl_c() -> None:
-    port = _free_port_on("127.0.0.1", "127.0.0.2", "127.0.0.3")
-    process = _run_local("--nodes", "3", "--port", str(port))
+    hosts = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
+    port = _free_port_on(*hosts)
+    # Not 11211: a memcached of the machine's own may hold 127.0.0.1:11211.
+    memcached_port = _free_port_on(*hosts, start=port + 1)
+    process = _run_local(
+        "--nodes", "3", "--port", str(port), "--memcached-port", str(memcached_port)
+    )
     try:
         banner = _read_until(process, "Ctrl-C stops every node", within=30)
         members = [f"127.0.0.{i}:{port}" for i in (1, 2, 3)]
         for member in members:
             assert f"http://{member}" in banner
+            assert f"memcached {member.split(':')[0]}:{memcached_port}" in banner
         assert "curl" in banner
         assert call(members[0], "PUT", "/kv/hello", b"world").status == 204
         assert call(members[2], "GET", "/kv/hello").body == b"world"
+        # Every node speaks memcached on its own address too.
+        for host in hosts:
+            assert _memcached_get(host, memcached_port, b"hello") == (
+                b"VALUE hello 0 5\r\nworld\r\nEND\r\n"
+            )
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=20) == 0
         for member in members:
@@ -72,13 +95,24 @@ def test_local_cluster_prints_urls_serves_and_stops_on_ctrl_c() -> None:
 
 def test_single_host_mode_uses_consecutive_ports() -> None:
     port = _free_port_on("127.0.0.1", span=2)
-    process = _run_local("--nodes", "2", "--port", str(port), "--single-host")
+    memcached_port = _free_port_on("127.0.0.1", span=2, start=port + 2)
+    process = _run_local(
+        "--nodes",
+        "2",
+        "--port",
+        str(port),
+        "--memcached-port",
+        str(memcached_port),
+        "--single-host",
+    )
     try:
         banner = _read_until(process, "Ctrl-C stops every node", within=30)
         assert f"http://127.0.0.1:{port}" in banner
         assert f"http://127.0.0.1:{port + 1}" in banner
         view = call(f"127.0.0.1:{port}", "GET", "/cluster").json()
         assert view["members"] == [f"127.0.0.1:{port}", f"127.0.0.1:{port + 1}"]
+        for offset in (0, 1):
+            assert _memcached_get("127.0.0.1", memcached_port + offset, b"nothing") == b"END\r\n"
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
     finally:

@@ -30,8 +30,9 @@ from .sketch import FrequencySketch
 
 __all__ = ["Mark", "NearCache", "NearCopy", "NearStats"]
 
-# Beyond a store entry's charge: the wider entry object and the owner's id.
-_EXTRA_OVERHEAD = 64
+# Beyond a store entry's charge: the wider entry object, the owner's id, and
+# the version and flags memcached reads show (an int object each).
+_EXTRA_OVERHEAD = 128
 _MAX_TOMBSTONES = 4096
 
 # Taken when a fetch starts: (invalidation sequence number, clock reading).
@@ -41,12 +42,15 @@ Mark = tuple[int, float]
 @dataclass(frozen=True, slots=True)
 class NearCopy:
     """A copy of an owner's entry. Times are clock readings; ``lives_until`` is
-    0.0 when the entry has no TTL."""
+    0.0 when the entry has no TTL. ``version`` and ``flags`` are the owner's
+    (memcached's CAS unique and client flags)."""
 
     value: bytes
     expires_at: float
     lives_until: float
     owner: str
+    version: int = 0
+    flags: int = 0
 
 
 @dataclass(slots=True)
@@ -131,7 +135,15 @@ class NearCache:
         return (self._sequence, self._clock())
 
     def admit(
-        self, key: str, value: bytes, *, ttl_left: float | None, owner: str, since: Mark
+        self,
+        key: str,
+        value: bytes,
+        *,
+        ttl_left: float | None,
+        owner: str,
+        since: Mark,
+        version: int = 0,
+        flags: int = 0,
     ) -> bool:
         """Keep a copy fetched from ``owner``; ``ttl_left`` is the entry's own TTL
         as the owner reported it. False when refused: invalidated since
@@ -151,7 +163,7 @@ class NearCache:
         old = self._entries.pop(key, None)
         if old is not None:
             self.stats.bytes -= self._charge(key, old)
-        self._entries[key] = NearCopy(value, expires_at, lives_until, owner)
+        self._entries[key] = NearCopy(value, expires_at, lives_until, owner, version, flags)
         self.stats.bytes += charge
         self.stats.admitted += 1
         self._evict_to_bound()

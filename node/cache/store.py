@@ -103,6 +103,9 @@ class Store:
         self._expiry_heap: list[tuple[float, str]] = []
         # key -> (version of its deletion, clock reading it lapses at), oldest first.
         self._tombstones: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        # The version of the last flush: every key not written since counts as
+        # deleted at it, so that no older copy arriving later brings one back.
+        self._floor = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -144,7 +147,7 @@ class Store:
         tombstone = self._tombstones.get(key)
         if tombstone is not None and tombstone[1] > self._clock():
             return tombstone[0]
-        return 0
+        return self._floor
 
     def ttl_remaining(self, expires_at: float) -> float | None:
         """Seconds left for an entry's ``expires_at``; None when it has no TTL."""
@@ -170,6 +173,16 @@ class Store:
         self._expiry_heap.clear()
         self._tombstones.clear()
         self.stats.items = self.stats.bytes = self.stats.tombstones = 0
+
+    def flush(self, version: int) -> int:
+        """Forget every entry, as deleted at ``version`` (memcached's flush_all):
+        from now on ``version_of`` is at least ``version`` for every key, so a
+        copy older than the flush is refused. Returns how many entries went."""
+        flushed = len(self._entries)
+        self.clear()
+        self._floor = max(self._floor, version)
+        self.stats.deletes += flushed
+        return flushed
 
     # -- writes
 

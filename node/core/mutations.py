@@ -61,7 +61,8 @@ class Outcome(enum.StrEnum):
 class Mutation:
     """One write of one key. ``ttl`` in seconds (None: none; for ``touch``, the
     new TTL); ``cas`` the version a ``cas`` expects; ``delta`` for incr/decr.
-    ``cas`` on ``delete`` makes it conditional too (memcached's meta delete)."""
+    ``cas`` on ``delete`` makes it conditional too (memcached's meta delete),
+    and on any other conditional write it must match as well (0: no check)."""
 
     op: Op
     value: bytes = b""
@@ -127,11 +128,11 @@ def decide(mutation: Mutation, current: Item | None, ttl_left: float | None) -> 
 
 def _decide_present(mutation: Mutation, current: Item, ttl_left: float | None) -> Decision:
     op = mutation.op
-    if op is Op.REPLACE:
-        return Decision(Outcome.STORED, Change(mutation.value, mutation.ttl, mutation.flags))
-    if op is Op.CAS:
-        if mutation.cas != current.version:
-            return Decision(Outcome.EXISTS)
+    # A cas, or any write that names the version it expects (memcached's meta
+    # commands take one on append, incr...), finds the key changed since.
+    if (mutation.cas or op is Op.CAS) and mutation.cas != current.version:
+        return Decision(Outcome.EXISTS)
+    if op is Op.REPLACE or op is Op.CAS:
         return Decision(Outcome.STORED, Change(mutation.value, mutation.ttl, mutation.flags))
     if op is Op.TOUCH:
         return Decision(Outcome.TOUCHED, Change(bytes(current.value), mutation.ttl, current.flags))

@@ -25,11 +25,11 @@ import contextlib
 import enum
 from collections.abc import Sequence
 
-from ..cache.store import Store
+from ..cache.store import Item, Store
 from ..errors import NodeError, NotOwner, OwnersUnavailable, ValueTooLarge
 from ..peers.client import PeerClient
 from ..peers.invalidation import Invalidations
-from ..results import Found, KeyOutcome
+from ..results import Found, Hit, HitOutcome, KeyOutcome
 from .placement import Placement
 from .remote_reads import RemoteReads
 from .replication import read_with_failover
@@ -100,6 +100,23 @@ class Reads:
             return Local.ELSEWHERE
         return store.get_entry(key) or Local.ELSEWHERE
 
+    def read_item_owned(self, key: str) -> Item | Local:
+        """``read_owned`` with the entry's version and flags (memcached's reads)."""
+        if not key.isascii() or not 0 < len(key) <= self.max_key_bytes:
+            return Local.ELSEWHERE
+        if self.placement.moving:
+            return Local.ELSEWHERE
+        ring = self.membership.ring
+        store = self.store
+        if self.replicas == 1:
+            if ring.owner(key) != self.self_id:
+                return Local.ELSEWHERE
+            item = store.get_item(key)
+            return Local.MISS if item is None else item
+        if self.self_id not in ring.owners(key, self.replicas) or store.peek(key) is None:
+            return Local.ELSEWHERE
+        return store.get_item(key) or Local.ELSEWHERE
+
     async def for_peer(self, key: str, peer: str, *, near_ttl: float | None, local: bool) -> Found:
         """A read a peer sent here: this node's own entry (see the module docstring)."""
         if not local and self.self_id not in self.placement.owners(key):
@@ -135,14 +152,23 @@ class Reads:
         owners = owner_sets[0]
         if self.self_id in owners:
             if len(owners) == 1:
-                return self.found_here(key)
+                # With its version and flags: a memcached read shows them.
+                return self.found_here(key, with_version=True)
             return await self._read_owners(key, owners, None)
         copy = self.remote_reads.lookup(key, count=count)
         if copy is not None:
             assert self.remote_reads.near is not None  # only a near cache has copies
             ttl_left = self.remote_reads.near.ttl_left(copy)
             ring = self.membership.ring.version
-            return Found(copy.value, ttl_left, self.self_id, ring, near_of=copy.owner)
+            return Found(
+                copy.value,
+                ttl_left,
+                self.self_id,
+                ring,
+                near_of=copy.owner,
+                version=copy.version,
+                flags=copy.flags,
+            )
         return await self.remote_reads.fetch(
             key, lambda near_ttl: self._fetch(key, owners, near_ttl), count=count
         )
@@ -246,14 +272,72 @@ class Reads:
             return [None if (entry := get_entry(key)) is None else entry[0] for key in sub_keys]
 
         found = await read_with_failover(choices, ask, is_hit=_is_value)
-        refused = [i for i, outcome in enumerate(found) if isinstance(outcome, NotOwner)]
-        if refused:  # rings disagree: learn, then read those keys one by one
-            for member in {o.member for o in found if isinstance(o, NotOwner) and o.member}:
-                await self.resync(member)
+        refused = await self._learn_refusals(found)
+        if refused:  # rings disagree: read those keys one by one
             again = await self._get_each([wanted[i] for i in refused])
             for position, outcome in zip(refused, again, strict=True):
                 found[position] = outcome
         return found
+
+    async def _learn_refusals(self, found: Sequence[object]) -> list[int]:
+        """The positions an owner refused (``NotOwner``), after learning the
+        rings of the members that refused."""
+        refused = [i for i, outcome in enumerate(found) if isinstance(outcome, NotOwner)]
+        for member in {o.member for o in found if isinstance(o, NotOwner) and o.member}:
+            await self.resync(member)
+        return refused
+
+    async def get_items(self, keys: Sequence[str], indexes: Sequence[int]) -> list[HitOutcome]:
+        """``get_many`` with each hit's flags and version (memcached's multi-get):
+        the keys split by owner, the owners asked at once, this node's own
+        keys read without waiting for anything."""
+        wanted = [keys[index] for index in indexes]
+        if self.placement.moving:
+            return await self._items_each(wanted)
+        hit_here = self.hit_here
+        if self.replicas == 1:
+            owners = self.membership.ring.owner_of_each(wanted)
+            if owners.count(self.self_id) == len(owners):
+                return [hit_here(key) for key in wanted]
+            choices = [[owner] for owner in owners]
+        else:
+            placement = self.placement
+            choices = [placement.read_order(o) for o in placement.owners_of_each(wanted)]
+
+        async def ask(member: str, positions: list[int]) -> Sequence[HitOutcome]:
+            sub_keys = [wanted[position] for position in positions]
+            if member == self.self_id:
+                return [hit_here(key) for key in sub_keys]
+            return await self.peers.get_items(member, sub_keys)
+
+        found = await read_with_failover(choices, ask, is_hit=_is_item)
+        refused = await self._learn_refusals(found)
+        if refused:
+            again = await self._items_each([wanted[i] for i in refused])
+            for position, outcome in zip(refused, again, strict=True):
+                found[position] = outcome
+        return found
+
+    def hit_here(self, key: str) -> Hit | None:
+        """This node's entry for ``key`` as a batch hit, or None."""
+        item = self.store.get_item(key)
+        return None if item is None else Hit(item.value, item.flags, item.version)
+
+    async def _items_each(self, keys: Sequence[str]) -> list[HitOutcome]:
+        """Each key through ``get`` (while keys move), a bounded number at a time."""
+        gate = asyncio.Semaphore(_MOVING_BATCH_CONCURRENCY)
+
+        async def one(key: str) -> HitOutcome:
+            async with gate:
+                try:
+                    found = await self.get(key, count=False)
+                except NodeError as exc:
+                    return exc
+                if found.value is None:
+                    return None
+                return Hit(found.value, found.flags, found.version)
+
+        return list(await asyncio.gather(*(one(key) for key in keys)))
 
     async def _get_each(self, keys: Sequence[str]) -> list[KeyOutcome]:
         """Each key through ``get``, a bounded number at a time."""
@@ -285,3 +369,7 @@ def _is_hit(found: Found) -> bool:
 
 def _is_value(outcome: KeyOutcome) -> bool:
     return isinstance(outcome, (bytes, memoryview))
+
+
+def _is_item(outcome: HitOutcome) -> bool:
+    return isinstance(outcome, Hit)

@@ -97,5 +97,13 @@ class RemoteReads:
         found = await fetch(near.ttl)
         # Kept only when the owner will say when the key changes.
         if found.value is not None and found.tracked:
-            near.admit(key, bytes(found.value), ttl_left=found.ttl, owner=found.node, since=since)
+            near.admit(
+                key,
+                bytes(found.value),
+                ttl_left=found.ttl,
+                owner=found.node,
+                since=since,
+                version=found.version,
+                flags=found.flags,
+            )
         return found

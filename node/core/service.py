@@ -19,15 +19,16 @@ writes and the fail-over of reads.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from ..cache.store import Store
+from ..cache.store import Item, Store
 from ..errors import Draining, NodeError, Starting, ValueTooLarge
 from ..peers.client import PeerClient
 from ..peers.invalidation import Invalidations
 from ..peers.transfer import Entry
-from ..results import Found, KeyOutcome, Written
+from ..results import Found, HitOutcome, KeyOutcome, Written
 from .limits import Limits, check_key, check_value_size
 from .mutations import Mutation, Op, blind_change
 from .placement import Placement
@@ -134,6 +135,12 @@ class KeyService:
         if not self.lifecycle.is_ready():
             return Local.ELSEWHERE  # get() says why not
         return self.reads.read_owned(key)
+
+    def read_item_owned(self, key: str) -> Item | Local:
+        """``read_owned`` with the entry's version and flags (memcached's reads)."""
+        if not self.lifecycle.is_ready():
+            return Local.ELSEWHERE
+        return self.reads.read_item_owned(key)
 
     async def get(
         self,
@@ -251,6 +258,22 @@ class KeyService:
             outcomes[index] = outcome
         return outcomes
 
+    async def get_items(self, keys: Sequence[str], *, peer: str | None = None) -> list[HitOutcome]:
+        """``get_many`` with each hit's flags and version (memcached's multi-get):
+        one outcome per key, in order, a ``Hit``, None or that key's error."""
+        outcomes: list[HitOutcome] = [None] * len(keys)
+        valid = self._check_batch(keys, (), outcomes)
+        if peer is not None:
+            self.stats.served_for_peers += 1
+            hit_here = self.reads.hit_here
+            for index in valid:
+                outcomes[index] = hit_here(keys[index])
+            return outcomes
+        self.check_serving()
+        for index, outcome in zip(valid, await self.reads.get_items(keys, valid), strict=True):
+            outcomes[index] = outcome
+        return outcomes
+
     async def set_many(
         self,
         keys: Sequence[str],
@@ -331,7 +354,10 @@ class KeyService:
             outcomes[index] = writes.apply_or_error(key, value, ttl, stamp, peer, pending)
 
     def _check_batch(
-        self, keys: Sequence[str], values: Sequence[bytes], outcomes: list[KeyOutcome]
+        self,
+        keys: Sequence[str],
+        values: Sequence[bytes],
+        outcomes: list[KeyOutcome] | list[HitOutcome],
     ) -> Sequence[int]:
         """Indexes of the keys (and values) that can be served; the others get
         their error in ``outcomes``."""
@@ -355,6 +381,38 @@ class KeyService:
             else:
                 valid.append(index)
         return valid
+
+    # -- every key at once
+
+    async def flush(self, *, peer: str | None = None, version: int = 0) -> tuple[int, int]:
+        """Forget every entry stored before now, at every member (memcached's
+        flush_all): ``(members that flushed, members)``. A peer's flush
+        (``peer``, with the ``version`` its sender stamped) is done here only.
+        Entries written after it began are kept."""
+        if peer is not None:
+            self.stats.served_for_peers += 1
+            self._flush_here(version)
+            return (1, 1)
+        self.check_serving()
+        stamp = self.clock.next()
+        members = sorted(self.membership.ring.members | {self.self_id})
+        done = await asyncio.gather(*(self._flush_at(member, stamp) for member in members))
+        return (sum(done), len(members))
+
+    async def _flush_at(self, member: str, version: int) -> bool:
+        if member == self.self_id:
+            self._flush_here(version)
+            return True
+        try:
+            await self.peers.flush(member, version=version)
+        except NodeError:
+            return False
+        return True
+
+    def _flush_here(self, version: int) -> None:
+        self.clock.observe(version)
+        self.store.flush(version)
+        self.remote_reads.forget_all()
 
     # -- entries moving between nodes, and notices from owners
 

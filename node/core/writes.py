@@ -130,10 +130,7 @@ class Writes:
         if len(owners) == 1 and owners[0] != self.self_id and not previous:
             # The owner's own answer, which names it (the usual forwarded write).
             return await self._write_at(owners[0], key, change, version)
-        outcomes = await asyncio.gather(
-            *(self._one_owner(member, key, change, version) for member in owners),
-            *(self._one_owner(member, key, change, version, previous=True) for member in previous),
-        )
+        outcomes = await self._at_owners(key, change, version, owners, previous)
         merged = merge_writes(outcomes, deleting=change.value is None)
         if isinstance(merged, NodeError):
             raise merged
@@ -142,6 +139,24 @@ class Writes:
         if change.value is None:
             outcome = Outcome.DELETED if merged else Outcome.NOT_FOUND
         return self._written(outcome, version, owners, stored)
+
+    async def _at_owners(
+        self, key: str, change: Change, version: int, owners: list[str], previous: list[str]
+    ) -> list[bool | NodeError | None]:
+        """Every owner's part of a write, all at once (``previous``: the owners
+        under earlier rings, while keys move)."""
+        if len(owners) == 1 and not previous:
+            # One owner (this node, as a rule): no tasks to gather.
+            return [await self._one_owner(owners[0], key, change, version)]
+        return list(
+            await asyncio.gather(
+                *(self._one_owner(member, key, change, version) for member in owners),
+                *(
+                    self._one_owner(member, key, change, version, previous=True)
+                    for member in previous
+                ),
+            )
+        )
 
     async def _one_owner(
         self, member: str, key: str, change: Change, version: int, *, previous: bool = False
@@ -207,13 +222,8 @@ class Writes:
             return self._written(decision.outcome, item.version if item else 0, owners, 0)
         version = self.clock.next()
         change = decision.change
-        outcomes = await asyncio.gather(
-            *(self._one_owner(member, key, change, version) for member in owners),
-            *(
-                self._one_owner(member, key, change, version, previous=True)
-                for member in self._previous_owners(key, owners)
-            ),
-        )
+        previous = self._previous_owners(key, owners)
+        outcomes = await self._at_owners(key, change, version, owners, previous)
         merged = merge_writes(outcomes, deleting=decision.change.value is None)
         if isinstance(merged, NodeError):
             raise merged

@@ -29,6 +29,7 @@ from client._batch import (
     SET_PATH,
     BatchFormatError,
     decode_request,
+    encode_item_results,
     encode_results,
     error_payload,
     max_batch_bytes,
@@ -37,8 +38,8 @@ from client._protocol import HOP_HEADER, NODE_HEADER, PLACED_HEADER, RING_HEADER
 
 from ..core import KeyService
 from ..errors import NodeError
-from ..peers.protocol import PREVIOUS_HEADER, VERSION_HEADER
-from ..results import KeyOutcome
+from ..peers.protocol import ITEMS_HEADER, PREVIOUS_HEADER, VERSION_HEADER
+from ..results import Hit, HitOutcome, KeyOutcome
 from .errors import HttpError, allow, error_payload_of, from_node_error, status_of
 from .wire import parse_request_ttl, read_body
 
@@ -87,6 +88,10 @@ class BatchRoutes:
             placed = request.headers.get(PLACED_HEADER)
             version = _version(request.headers.get(VERSION_HEADER))
             previous = PREVIOUS_HEADER in request.headers
+            if op == "get" and peer is not None and ITEMS_HEADER in request.headers:
+                # A peer's part of a memcached multi-get: flags and versions too.
+                items = await service.get_items(keys, peer=peer)
+                return self._items_response(items, ring)
             if op == "get":
                 outcomes = await service.get_many(keys, peer=peer, placed=placed)
             elif op == "set":
@@ -127,6 +132,20 @@ class BatchRoutes:
                     f"The batch body is over the limit of {self.max_body} bytes; split it.",
                 ) from None
             raise
+
+    def _items_response(self, items: Sequence[HitOutcome], ring: str) -> web.Response:
+        """The answer to a peer's items read: each hit's flags and version beside it."""
+        values: list[KeyOutcome] = [item.value if isinstance(item, Hit) else item for item in items]
+        statuses, payloads = self._encode(values)
+        flags = [item.flags if isinstance(item, Hit) else 0 for item in items]
+        versions = [item.version if isinstance(item, Hit) else 0 for item in items]
+        headers = {
+            "Content-Type": "application/octet-stream",
+            NODE_HEADER: self.service.self_id,
+            RING_HEADER: ring,
+        }
+        body = encode_item_results(statuses, payloads, flags, versions)
+        return web.Response(body=body, headers=headers)
 
     def _encode(self, outcomes: Sequence[KeyOutcome]) -> tuple[list[int], list[bytes | memoryview]]:
         """Per-key statuses and payloads. Hits past the answer's size limit

@@ -1,4 +1,4 @@
-"""The routes only peers call: ``/internal/gossip``, ``transfer``, ``mutate``, ``invalidate``.
+"""The routes only peers call: ``/internal/`` gossip, transfer, mutate, invalidate and flush.
 
 Each reads its body, hands it to the key service or the membership keeper,
 and answers. Formats and names: ``node.peers.transfer``,
@@ -17,7 +17,14 @@ from ..cluster.keeper import GossipError, MembershipKeeper
 from ..core import KeyService, Mutation, Op, TransferStats
 from ..errors import NodeError
 from ..peers.invalidation import KEYS_PER_NOTICE
-from ..peers.protocol import CAS_HEADER, DELTA_HEADER, FLAGS_HEADER, MUTATE_PREFIX, OP_HEADER
+from ..peers.protocol import (
+    CAS_HEADER,
+    DELTA_HEADER,
+    FLAGS_HEADER,
+    MUTATE_PREFIX,
+    OP_HEADER,
+    VERSION_HEADER,
+)
 from ..peers.transfer import BATCH_BYTES, TransferFormatError, decode_entries
 from .errors import HttpError, allow, from_node_error
 from .wire import parse_key, parse_request_ttl, read_body
@@ -107,6 +114,16 @@ class InternalRoutes:
         return web.Response(
             body=orjson.dumps(answer), content_type="application/json", headers={RING_HEADER: ring}
         )
+
+    async def flush(self, request: web.Request) -> web.Response:
+        """A peer's memcached flush_all: forget every entry older than its version."""
+        allow(request, "POST")
+        version = _number(request.headers.get(VERSION_HEADER, ""), 64)
+        try:
+            await self.service.flush(peer=request.headers.get(HOP_HEADER, ""), version=version)
+        except NodeError as exc:
+            raise from_node_error(exc) from None
+        return web.Response(status=204)
 
     async def invalidate(self, request: web.Request) -> web.Response:
         """An owner says keys changed: drop this node's near-cache copies of them."""

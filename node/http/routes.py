@@ -8,7 +8,13 @@ from client._batch import DELETE_PATH, GET_PATH, SET_PATH
 
 from ..cluster.keeper import MembershipKeeper
 from ..core import KeyService, TransferStats
-from ..peers.protocol import GOSSIP_PATH, INVALIDATE_PATH, MUTATE_PREFIX, TRANSFER_PATH
+from ..peers.protocol import (
+    FLUSH_PATH,
+    GOSSIP_PATH,
+    INVALIDATE_PATH,
+    MUTATE_PREFIX,
+    TRANSFER_PATH,
+)
 from .batch import BatchRoutes
 from .cluster import ClusterRoutes
 from .guard import RouteGuard
@@ -46,6 +52,7 @@ def add_routes(
     add(app, GOSSIP_PATH, internal.gossip)
     add(app, MUTATE_PREFIX + r"{key:[\s\S]*}", internal.mutate, label=MUTATE_PREFIX)
     add(app, INVALIDATE_PATH, internal.invalidate)
+    add(app, FLUSH_PATH, internal.flush)
     add(app, "/stats", observability.stats)
     add(app, "/metrics", observability.metrics)
     add(app, "/openapi.json", OpenApiRoute().openapi, public=True)

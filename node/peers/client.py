@@ -28,6 +28,7 @@ from client._batch import (
     MISSING,
     SET_PATH,
     BatchFormatError,
+    decode_item_results,
     decode_results,
     encode_items,
     encode_keys,
@@ -36,13 +37,15 @@ from client._protocol import NODE_HEADER, RING_HEADER, TTL_HEADER, format_ttl
 from client._transport import Reply, kv_path
 
 from ..errors import NodeError, NotOwner, PeerFailed, StaleVersion, error_for_word
-from ..results import Found, KeyOutcome, Written
+from ..results import Found, Hit, HitOutcome, KeyOutcome, Written
 from .forwarder import Forwarder
 from .protocol import (
     CAS_HEADER,
     DELTA_HEADER,
     FLAGS_HEADER,
+    FLUSH_PATH,
     INVALIDATE_PATH,
+    ITEMS_HEADER,
     LOCAL_HEADER,
     MUTATE_PREFIX,
     NEAR_TRACKED_HEADER,
@@ -58,6 +61,7 @@ __all__ = ["PeerClient"]
 
 _BATCH_PATHS = {"get": GET_PATH, "set": SET_PATH, "delete": DELETE_PATH}
 _LOCAL = {LOCAL_HEADER: "1"}
+_ITEMS = {ITEMS_HEADER: "1"}
 
 
 class PeerClient:
@@ -200,7 +204,37 @@ class PeerClient:
             for status, payload in zip(statuses, payloads, strict=True)
         ]
 
+    async def get_items(self, member: str, keys: Sequence[str]) -> list[HitOutcome]:
+        """A sub-batch read served at ``member`` with each hit's flags and version
+        (a memcached multi-get): one ``Hit``, None or error per key, in order.
+        Raises a ``NodeError`` that stands for every key."""
+        reply = await self.forwarder.send(
+            member, "POST", GET_PATH, body=encode_keys(keys), headers=_ITEMS
+        )
+        if reply.status != 200:
+            raise self._error_of(member, reply)
+        try:
+            statuses, payloads, flags, versions = decode_item_results(reply.body, len(keys))
+        except BatchFormatError as exc:
+            raise PeerFailed(f"{member} sent a malformed batch answer: {exc}.") from None
+        outcomes: list[HitOutcome] = []
+        for status, payload, flag, version in zip(statuses, payloads, flags, versions, strict=True):
+            if status == HIT:
+                outcomes.append(Hit(payload, flag, version))
+                continue
+            outcome = _outcome(member, status, payload)
+            outcomes.append(outcome if isinstance(outcome, NodeError) else None)
+        return outcomes
+
     # -- the cluster's own calls
+
+    async def flush(self, member: str, *, version: int) -> None:
+        """Have ``member`` forget every entry older than ``version`` (flush_all)."""
+        reply = await self.forwarder.send(
+            member, "POST", FLUSH_PATH, headers={VERSION_HEADER: str(version)}, counted=False
+        )
+        if reply.status != 204:
+            raise self._error_of(member, reply)
 
     async def check(self, member: str, *, timeout: float) -> bool:
         """True when ``member`` answers its health check with 200 within ``timeout`` s."""

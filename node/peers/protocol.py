@@ -11,8 +11,10 @@ __all__ = [
     "CAS_HEADER",
     "DELTA_HEADER",
     "FLAGS_HEADER",
+    "FLUSH_PATH",
     "GOSSIP_PATH",
     "INVALIDATE_PATH",
+    "ITEMS_HEADER",
     "LOCAL_HEADER",
     "MUTATE_PREFIX",
     "NEAR_COPY_OF_HEADER",
@@ -35,6 +37,9 @@ GOSSIP_PATH = "/internal/gossip"
 # A conditional write (add, cas, incr...) decided at the key's primary owner:
 # POST /internal/mutate/<key as in /kv/>, the value as the body.
 MUTATE_PREFIX = "/internal/mutate/"
+# memcached's flush_all: forget every entry older than the version the
+# sender stamped (X-Cache-Version). Answered 204.
+FLUSH_PATH = "/internal/flush"
 
 # On a write between nodes: the version the writer stamped; on a read's
 # answer: the version of the entry (or of the deletion, on a 404).
@@ -45,6 +50,10 @@ FLAGS_HEADER = "X-Cache-Flags"
 OP_HEADER = "X-Cache-Op"
 CAS_HEADER = "X-Cache-Cas"
 DELTA_HEADER = "X-Cache-Delta"
+# On a peer's POST /batch/get: "give each hit's flags and version too" (a
+# memcached multi-get): the answer's frame header then carries "flags" and
+# "versions", one number per key (0 for a key that is not a hit).
+ITEMS_HEADER = "X-Cache-Items"
 # On a read between nodes: "answer with your own copy, owner or not" (a
 # previous owner asked while entries move; node.core.placement).
 LOCAL_HEADER = "X-Cache-Local"

@@ -1,0 +1,345 @@
+"""Runs memcached commands against the key service: a command in, its reply's bytes out.
+
+Every command is one or a few calls of ``KeyService``, which does the rest
+(placement, forwarding to the owner, replication, the near cache): the
+door decides nothing about where a key lives. Reads of keys this node owns
+are answered without waiting for anything (``KeyService.read_item_owned``),
+so ``run`` completes without suspending and the connection writes the reply
+at once (``node.memcached.connection``).
+
+``run`` never raises: a ``NodeError`` becomes its memcached error line
+(``replies.error_line``), and anything unexpected a ``SERVER_ERROR``, logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+from ..core import KeyService, Local, Mutation, Op
+from ..errors import NodeError
+from ..results import Hit, Value
+from .commands import (
+    Arith,
+    Command,
+    Delete,
+    FlushAll,
+    MetaArith,
+    MetaDelete,
+    MetaGet,
+    MetaNoop,
+    MetaSet,
+    Reply,
+    Retrieve,
+    Stats,
+    Store,
+    Touch,
+    Verbosity,
+    Version,
+)
+from .expiry import ttl_of
+from .keys import decode_key
+from .meta import MetaCommands
+from .parser import ERROR
+from .replies import DELETED, END, NOT_FOUND, OK, OUTCOME_LINES, error_line, server_error
+from .stats import DoorStats, render_stats
+
+__all__ = ["DoorSettings", "Executor"]
+
+log = logging.getLogger(__name__)
+
+_OPS = {
+    "set": Op.SET,
+    "add": Op.ADD,
+    "replace": Op.REPLACE,
+    "append": Op.APPEND,
+    "prepend": Op.PREPEND,
+    "cas": Op.CAS,
+}
+_TOO_BIG_ANSWER = b"SERVER_ERROR out of memory writing get response\r\n"
+_FLUSH_OFF = b"CLIENT_ERROR flush_all not allowed\r\n"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DoorSettings:
+    """What the memcached door needs from the node's settings."""
+
+    max_connections: int
+    idle_timeout: float
+    flush_enabled: bool
+    max_key_bytes: int
+    max_value_bytes: int
+    # The most value bytes one get answers with; more is refused, not buffered.
+    max_answer_bytes: int
+    version: str
+
+
+class Executor:
+    """Runs one node's memcached commands. ``schedule_flush(delay)`` runs a
+    ``flush_all`` with a delay (the server owns the timer)."""
+
+    def __init__(
+        self,
+        service: KeyService,
+        *,
+        settings: DoorSettings,
+        stats: DoorStats,
+        schedule_flush: Callable[[float], None],
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.service = service
+        self.settings = settings
+        self.stats = stats
+        self.schedule_flush = schedule_flush
+        self.wall_clock = wall_clock
+        self.started = wall_clock()
+        self.meta = MetaCommands(service, stats=stats, wall_clock=wall_clock)
+        self._version_line = b"VERSION %s\r\n" % settings.version.encode()
+        self._handlers: dict[type[Any], Callable[[Any], Awaitable[bytes]]] = {
+            Retrieve: self._retrieve,
+            Store: self._store,
+            Delete: self._delete,
+            Arith: self._arith,
+            Touch: self._touch,
+            FlushAll: self._flush_all,
+            MetaGet: self.meta.get,
+            MetaSet: self.meta.set,
+            MetaDelete: self.meta.delete,
+            MetaArith: self.meta.arith,
+        }
+
+    def at_once(self, command: Command) -> bytes | None:
+        """The reply to ``command`` when it needs no waiting (a get of one key
+        this node owns, the commands that ask nothing of the core), else None:
+        then ``run`` answers it."""
+        kind = type(command)
+        try:
+            if kind is Retrieve:
+                return self._get_at_once(cast(Retrieve, command))
+            if kind in self._handlers:
+                return None
+            return self._answer_at_once(command)
+        except Exception:
+            log.exception("memcached command %s failed", kind.__name__)
+            return server_error("internal error")
+
+    async def run(self, command: Command) -> bytes:
+        """The reply to ``command`` (b"" for none: noreply). Never raises."""
+        handler = self._handlers.get(type(command))
+        try:
+            if handler is not None:
+                return await handler(command)
+            return self._answer_at_once(command)
+        except NodeError as exc:
+            return error_line(exc)
+        except Exception:  # a bug must cost one reply, never the connection or the node
+            log.exception("memcached command %s failed", type(command).__name__)
+            return server_error("internal error")
+
+    def _answer_at_once(self, command: Command) -> bytes:
+        """The commands that ask nothing of the core."""
+        kind = type(command)
+        if kind is Reply:
+            assert isinstance(command, Reply)
+            return command.line
+        if kind is MetaNoop:
+            return b"MN\r\n"
+        if kind is Version:
+            return self._version_line
+        if kind is Verbosity:
+            assert isinstance(command, Verbosity)
+            return b"" if command.noreply else OK
+        if kind is Stats:
+            assert isinstance(command, Stats)
+            return self._stats(command.group)
+        return ERROR
+
+    # -- reads
+
+    async def _retrieve(self, command: Retrieve) -> bytes:
+        keys = command.keys
+        self.stats.cmd_get += len(keys)
+        if command.exptime is not None:
+            await self._touch_all(keys, command.exptime)
+        if len(keys) == 1:
+            return await self._get_one(keys[0], command.cas)
+        return await self._get_many(keys, command.cas)
+
+    def _get_at_once(self, command: Retrieve) -> bytes | None:
+        """A get or gets of one key this node owns, answered from its store."""
+        if len(command.keys) != 1 or command.exptime is not None:
+            return None
+        raw = command.keys[0]
+        try:
+            key = raw.decode()
+        except UnicodeDecodeError:
+            return None  # run() says what is wrong with it
+        entry = self.service.read_item_owned(key)
+        if entry is Local.ELSEWHERE:
+            return None
+        self.stats.cmd_get += 1
+        if entry is Local.MISS:
+            self.stats.get_misses += 1
+            return END
+        assert not isinstance(entry, Local)
+        return self._value(raw, entry.value, entry.flags, entry.version, command.cas)
+
+    async def _get_one(self, raw: bytes, cas: bool) -> bytes:
+        key = decode_key(raw)
+        service = self.service
+        entry = service.read_item_owned(key)
+        if entry is Local.MISS:
+            self.stats.get_misses += 1
+            return END
+        if entry is Local.ELSEWHERE:
+            found = await service.get(key)
+            if found.value is None:
+                self.stats.get_misses += 1
+                return END
+            return self._value(raw, found.value, found.flags, found.version, cas)
+        assert not isinstance(entry, Local)
+        return self._value(raw, entry.value, entry.flags, entry.version, cas)
+
+    def _value(self, raw: bytes, value: Value, flags: int, version: int, cas: bool) -> bytes:
+        """A get's answer for one hit."""
+        self.stats.get_hits += 1
+        if cas:
+            head = b"VALUE %b %d %d %d\r\n" % (raw, flags, len(value), version)
+        else:
+            head = b"VALUE %b %d %d\r\n" % (raw, flags, len(value))
+        return b"".join((head, value, b"\r\nEND\r\n"))
+
+    async def _get_many(self, raws: list[bytes], cas: bool) -> bytes:
+        items = await self.service.get_items([decode_key(raw) for raw in raws])
+        parts: list[bytes | memoryview] = []
+        budget = self.settings.max_answer_bytes
+        hits = 0
+        for raw, item in zip(raws, items, strict=True):
+            if item is None:
+                continue
+            if not isinstance(item, Hit):
+                return error_line(item)  # one key failed: the whole answer does
+            budget -= len(item.value)
+            if budget < 0:
+                return _TOO_BIG_ANSWER
+            hits += 1
+            value = item.value
+            if cas:
+                parts.append(b"VALUE %b %d %d %d\r\n" % (raw, item.flags, len(value), item.version))
+            else:
+                parts.append(b"VALUE %b %d %d\r\n" % (raw, item.flags, len(value)))
+            parts.append(value)
+            parts.append(b"\r\n")
+        parts.append(END)
+        self.stats.get_hits += hits
+        self.stats.get_misses += len(raws) - hits
+        return b"".join(parts)
+
+    async def _touch_all(self, raws: list[bytes], exptime: int) -> None:
+        """gat and gats: give every key that exists its new TTL, then read them."""
+        keys = [decode_key(raw) for raw in raws]
+        touch = Mutation(op=Op.TOUCH, ttl=ttl_of(exptime, self.wall_clock()))
+        if len(keys) == 1:
+            written = [await self._touch_key(keys[0], touch)]
+        else:
+            written = await asyncio.gather(*(self._touch_key(key, touch) for key in keys))
+        self.stats.cmd_touch += len(keys)
+        self.stats.touch_hits += sum(written)
+        self.stats.touch_misses += len(keys) - sum(written)
+
+    async def _touch_key(self, key: str, touch: Mutation) -> bool:
+        return (await self.service.write(key, touch)).found
+
+    # -- writes
+
+    async def _store(self, command: Store) -> bytes:
+        op = _OPS[command.op]
+        mutation = Mutation(
+            op=op,
+            value=command.data,
+            ttl=ttl_of(command.exptime, self.wall_clock()),
+            flags=command.flags,
+            cas=command.cas,
+        )
+        self.stats.cmd_set += 1
+        written = await self.service.write(decode_key(command.key), mutation)
+        if op is Op.CAS:
+            self._count_cas(written.outcome)
+        return b"" if command.noreply else OUTCOME_LINES[written.outcome]
+
+    def _count_cas(self, outcome: str) -> None:
+        stats = self.stats
+        if outcome == "stored":
+            stats.cas_hits += 1
+        elif outcome == "exists":
+            stats.cas_badval += 1
+        else:
+            stats.cas_misses += 1
+
+    async def _delete(self, command: Delete) -> bytes:
+        written = await self.service.write(decode_key(command.key), Mutation(op=Op.DELETE))
+        if written.found:
+            self.stats.delete_hits += 1
+        else:
+            self.stats.delete_misses += 1
+        if command.noreply:
+            return b""
+        return DELETED if written.found else NOT_FOUND
+
+    async def _arith(self, command: Arith) -> bytes:
+        op = Op.INCR if command.incr else Op.DECR
+        mutation = Mutation(op=op, delta=command.delta)
+        written = await self.service.write(decode_key(command.key), mutation)
+        found = written.number is not None
+        stats = self.stats
+        if command.incr:
+            stats.incr_hits += found
+            stats.incr_misses += not found
+        else:
+            stats.decr_hits += found
+            stats.decr_misses += not found
+        if command.noreply:
+            return b""
+        return b"%d\r\n" % written.number if written.number is not None else NOT_FOUND
+
+    async def _touch(self, command: Touch) -> bytes:
+        touch = Mutation(op=Op.TOUCH, ttl=ttl_of(command.exptime, self.wall_clock()))
+        found = await self._touch_key(decode_key(command.key), touch)
+        self.stats.cmd_touch += 1
+        self.stats.touch_hits += found
+        self.stats.touch_misses += not found
+        if command.noreply:
+            return b""
+        return OUTCOME_LINES["touched" if found else "not_found"]
+
+    # -- the whole cache
+
+    async def _flush_all(self, command: FlushAll) -> bytes:
+        if not self.settings.flush_enabled:
+            return _FLUSH_OFF
+        self.stats.cmd_flush += 1
+        if command.delay:
+            self.schedule_flush(float(command.delay))
+            return b"" if command.noreply else OK
+        flushed, members = await self.service.flush()
+        if flushed < members:
+            return server_error(f"flush_all reached {flushed} of {members} nodes")
+        return b"" if command.noreply else OK
+
+    def _stats(self, group: bytes) -> bytes:
+        if group == b"reset":
+            self.stats.reset()
+            return b"RESET\r\n"
+        if group:
+            return ERROR
+        return render_stats(
+            self.stats,
+            self.service,
+            started=self.started,
+            version=self.settings.version,
+            max_connections=self.settings.max_connections,
+        )
