@@ -30,6 +30,8 @@ MiB = 1024 * 1024
 SAMPLES: dict[str, tuple[str, Any, dict[str, str]]] = {
     "host": ("127.0.0.5", "127.0.0.5", {}),
     "port": ("7100", 7100, {}),
+    "memcached_port": ("0", 0, {}),
+    "memcached_flush_all": ("false", False, {}),
     "advertise": ("10.0.0.9:7000", "10.0.0.9:7000", {}),
     "peers": ("b:1,a:2", ("a:2", "b:1"), {}),
     "discovery": ("ECS", "ecs", {"CACHE_ECS_CLUSTER": "c", "CACHE_ECS_SERVICE": "s"}),

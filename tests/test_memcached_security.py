@@ -1,0 +1,132 @@
+"""The memcached door's guards: the token, the connection cap, the idle timeout, flush_all off.
+
+One node with a token, the smallest connection cap (16), a 1 s idle timeout
+and ``--memcached-flush-all false``, shared by the module's tests.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+from pymemcache.client.base import Client
+from pymemcache.exceptions import MemcacheClientError
+
+from node.local_cluster import NodeProcess
+
+from .conftest import _cluster_factory
+
+pytestmark = pytest.mark.slow
+
+TOKEN = "memcached-secret"
+AUTH = b"set auth 0 0 %d\r\nops %b\r\n" % (len(TOKEN) + 4, TOKEN.encode())
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    make, started = _cluster_factory(Path(tmp_path_factory.mktemp("memcached-guards")))
+    args = ["--max-connections", "16", "--idle-timeout", "1", "--memcached-flush-all", "false"]
+    cluster = make(1, args=args, token=TOKEN)
+    yield cluster.nodes[0]
+    for each in started:
+        each.stop()
+
+
+def connect(node: NodeProcess) -> socket.socket:
+    return socket.create_connection((node.host, node.memcached_port), timeout=5)
+
+
+def read_until(connection: socket.socket, end: bytes, within: float = 5.0) -> bytes:
+    answer = b""
+    deadline = time.monotonic() + within
+    while not answer.endswith(end) and time.monotonic() < deadline:
+        chunk = connection.recv(65536)
+        if not chunk:
+            break
+        answer += chunk
+    return answer
+
+
+def closed_within(connection: socket.socket, seconds: float) -> bool:
+    """True when the node closes ``connection`` within ``seconds``."""
+    connection.settimeout(seconds)
+    try:
+        return connection.recv(1) == b""
+    except TimeoutError:
+        return False
+
+
+def test_nothing_is_served_before_the_client_authenticates(node: NodeProcess) -> None:
+    with connect(node) as connection:
+        connection.sendall(b"get k\r\nversion\r\nmn\r\n")
+        refused = b"CLIENT_ERROR unauthenticated\r\n" * 3
+        assert read_until(connection, refused) == refused
+        connection.sendall(AUTH + b"set k 0 0 1\r\nv\r\nget k\r\n")
+        assert read_until(connection, b"END\r\n") == (
+            b"STORED\r\nSTORED\r\nVALUE k 0 1\r\nv\r\nEND\r\n"
+        )
+
+
+def test_a_wrong_token_is_refused_and_the_connection_closed(node: NodeProcess) -> None:
+    with connect(node) as connection:
+        connection.sendall(b"set auth 0 0 9\r\nops wrong\r\nget k\r\n")
+
+        assert read_until(connection, b"\r\n") == b"CLIENT_ERROR authentication failure\r\n"
+        assert closed_within(connection, 5)
+
+
+def test_an_unauthenticated_client_cannot_send_large_values(node: NodeProcess) -> None:
+    with connect(node) as connection:
+        connection.sendall(b"set auth 0 0 5000\r\n" + b"x" * 5000 + b"\r\n")
+
+        assert read_until(connection, b"\r\n") == b"SERVER_ERROR object too large for cache\r\n"
+
+
+def test_pymemcache_authenticates_with_its_first_set(node: NodeProcess) -> None:
+    client = Client((node.host, node.memcached_port), timeout=5, default_noreply=False)
+    try:
+        with pytest.raises(MemcacheClientError, match="unauthenticated"):
+            client.get("k")
+        assert client.set("auth", f"ops {TOKEN}".encode()) is True
+        assert client.set("k", b"v") is True
+        assert client.get("k") == b"v"
+    finally:
+        client.close()
+
+
+def test_flush_all_is_refused_when_turned_off(node: NodeProcess) -> None:
+    with connect(node) as connection:
+        connection.sendall(AUTH + b"flush_all\r\n")
+
+        assert read_until(connection, b"allowed\r\n") == (
+            b"STORED\r\nCLIENT_ERROR flush_all not allowed\r\n"
+        )
+
+
+def test_connections_beyond_the_cap_are_told_and_closed(node: NodeProcess) -> None:
+    with ExitStack() as stack:
+        held = [stack.enter_context(connect(node)) for _ in range(16)]
+        for connection in held:  # each is in: it answers
+            connection.sendall(b"mn\r\n")
+            assert read_until(connection, b"\r\n") == b"CLIENT_ERROR unauthenticated\r\n"
+        extra = stack.enter_context(connect(node))
+
+        assert read_until(extra, b"\r\n") == b"SERVER_ERROR Too many open connections\r\n"
+        assert closed_within(extra, 5)
+    # Once they are gone, new connections are served again.
+    with connect(node) as connection:
+        connection.sendall(AUTH)
+        assert read_until(connection, b"\r\n") == b"STORED\r\n"
+
+
+def test_a_connection_that_completes_no_command_is_closed_after_the_idle_timeout(
+    node: NodeProcess,
+) -> None:
+    with connect(node) as slow:
+        slow.sendall(b"get never-fin")  # no end of line
+
+        assert closed_within(slow, 5)
