@@ -101,8 +101,14 @@ class Reads:
         return store.get_entry(key) or Local.ELSEWHERE
 
     def read_item_owned(self, key: str) -> Item | Local:
-        """``read_owned`` with the entry's version and flags (memcached's reads)."""
-        if not key.isascii() or not 0 < len(key) <= self.max_key_bytes:
+        """``read_owned`` with the entry's version and flags (memcached's reads).
+        Unlike ``read_owned`` it answers non-ASCII keys too (memcached clients
+        send bytes of every kind); keys that are not valid text go to ``get``."""
+        try:
+            size = len(key) if key.isascii() else len(key.encode())
+        except UnicodeEncodeError:
+            return Local.ELSEWHERE
+        if not 0 < size <= self.max_key_bytes:
             return Local.ELSEWHERE
         if self.placement.moving:
             return Local.ELSEWHERE

@@ -69,7 +69,10 @@ class MemcachedConnection(asyncio.Protocol):
         self.closing = False
         self._writing_paused = False
         self._reading_paused = False
-        self.last_active = server.now()
+        # Completed a command since the server last looked (idle timeout):
+        # a flag, not a clock reading, so the hot path reads no clock.
+        self.active = True
+        self.idle_rounds = 0
 
     # -- asyncio.Protocol
 
@@ -90,7 +93,7 @@ class MemcachedConnection(asyncio.Protocol):
         commands = self.parser.feed(data)
         if not commands:
             return
-        self.last_active = self.server.now()
+        self.active = True
         self.queue.extend(commands)
         self._pump()
         if len(self.queue) > _MAX_QUEUED and not self._reading_paused:
@@ -157,7 +160,7 @@ class MemcachedConnection(asyncio.Protocol):
             reply = await self.executor.run(command)
         finally:
             self.busy = False
-        self.last_active = self.server.now()
+        self.active = True
         if reply:
             self._write([reply])
         self._pump()
@@ -209,9 +212,15 @@ class MemcachedConnection(asyncio.Protocol):
 
     # -- the server's view
 
-    def idle_for(self, now: float) -> float:
-        """Seconds since the last complete command (0 while one is being answered)."""
-        return 0.0 if self.busy else now - self.last_active
+    def idle_round(self) -> int:
+        """The server looks again: how many looks in a row found no command
+        completed or being answered."""
+        if self.active or self.busy:
+            self.active = False
+            self.idle_rounds = 0
+        else:
+            self.idle_rounds += 1
+        return self.idle_rounds
 
     def close(self) -> None:
         if self.transport is not None:

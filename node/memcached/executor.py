@@ -174,11 +174,7 @@ class Executor:
         if len(command.keys) != 1 or command.exptime is not None:
             return None
         raw = command.keys[0]
-        try:
-            key = raw.decode()
-        except UnicodeDecodeError:
-            return None  # run() says what is wrong with it
-        entry = self.service.read_item_owned(key)
+        entry = self.service.read_item_owned(decode_key(raw))
         if entry is Local.ELSEWHERE:
             return None
         self.stats.cmd_get += 1

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -99,16 +100,15 @@ class MemcachedServer:
         self.connections.discard(connection)
         self.stats.curr_connections = len(self.connections)
 
-    def now(self) -> float:
-        return asyncio.get_running_loop().time()
-
     async def _close_idle_connections(self) -> None:
+        """Every ``period`` s, close the connections that completed no command
+        for ``idle_timeout`` s (to within a period)."""
         timeout = self.settings.idle_timeout
         period = min(1.0, timeout / 4)
+        rounds = math.ceil(timeout / period)
         while True:
             await asyncio.sleep(period)
-            now = self.now()
-            for connection in [c for c in self.connections if c.idle_for(now) > timeout]:
+            for connection in [c for c in self.connections if c.idle_round() > rounds]:
                 self.stats.idle_kicks += 1
                 connection.close()
 
