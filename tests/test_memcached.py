@@ -227,6 +227,17 @@ def test_http_and_memcached_see_one_store(mc: Client, nodes: list[NodeProcess]) 
     assert mc.get("both/from-memcached") is None
 
 
+def test_keys_that_are_not_utf8_are_keys_too(nodes: list[NodeProcess]) -> None:
+    # memaslap's keys, for one, start with arbitrary bytes.
+    for raw in (b"\x80\x81binary", b"\xff\x10key", b"\xc3"):
+        assert talk(nodes[0], b"set %b 4 0 1\r\nv\r\n" % raw, until=b"\r\n") == b"STORED\r\n"
+        assert talk(nodes[1], b"get %b\r\n" % raw, until=b"END\r\n") == (
+            b"VALUE %b 4 1\r\nv\r\nEND\r\n" % raw
+        )
+    # Each byte that is not UTF-8 stands for a reserved code point over HTTP.
+    assert call(nodes[2].member, "GET", "/kv/%F4%8F%BE%80%F4%8F%BE%81binary").body == b"v"
+
+
 # -- the meta commands
 
 
@@ -406,3 +417,14 @@ def test_flush_all_empties_every_node(mc: Client, nodes: list[NodeProcess]) -> N
         assert call(node.member, "GET", f"/kv/flush/{node.host}").status == 404
     assert mc.set("flush/after", b"v") is True
     assert mc.get("flush/after") == b"v"
+
+
+def test_a_delayed_flush_all_empties_the_cluster_later(mc: Client) -> None:
+    mc.set("flush/later", b"v")
+
+    assert mc.flush_all(delay=1, noreply=False) is True
+    assert mc.get("flush/later") == b"v"  # not yet
+    deadline = time.monotonic() + 10
+    while mc.get("flush/later") is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert mc.get("flush/later") is None

@@ -229,6 +229,18 @@ class KeyService:
         finally:
             self._wrote_through((key,))
 
+    def write_at_once(self, key: str, mutation: Mutation) -> Written | None:
+        """``write`` for a key this node alone owns, done without waiting for
+        anything (``Writes.write_at_once``), or None: then call ``write``.
+        Nothing to forget here: the near cache holds no copy of a key this
+        node owns under a stable ring (every ring change drops them all)."""
+        self.check_key(key)
+        self.check_value_size(len(mutation.value))
+        lifecycle = self.lifecycle
+        if lifecycle.draining or not lifecycle.is_ready():
+            return None  # write() says why not
+        return self.writes.write_at_once(key, mutation)
+
     def _wrote_through(self, keys: Iterable[str]) -> None:
         """The one place this node forgets what it knew of keys written through
         it: near-cache copies, and fetches in the air that may predate the write."""

@@ -105,6 +105,40 @@ class Writes:
 
     # -- one key, from a client
 
+    def write_at_once(self, key: str, mutation: Mutation) -> Written | None:
+        """Any write of a key this node alone owns under a stable ring, done
+        without waiting for anything, or None: then ``write`` does it. None
+        also when a peer may hold a near-cache copy of the key (the write owes
+        it a notice) or this node holds a newer version than a fresh stamp
+        (``write`` stamps again). Raises what ``decide`` and the store raise."""
+        placement = self.placement
+        if placement.moving or placement.replicas != 1 or key in self.invalidations.log:
+            return None
+        if placement.ring.owner(key) != self.self_id:
+            return None
+        decision = None
+        if mutation.conditional:
+            item = self.store.peek(key)
+            ttl_left = self.store.ttl_remaining(item.expires_at) if item is not None else None
+            decision = decide(mutation, item, ttl_left)
+            if decision.change is None:
+                return self._written(
+                    decision.outcome, item.version if item else 0, [self.self_id], 0
+                )
+            change = decision.change
+        else:
+            change = blind_change(mutation)
+        version = self.clock.next()
+        if version <= self.store.version_of(key):
+            return None
+        pending: Pending = {}
+        done = self.apply_here(key, change, version, None, pending)
+        assert not pending, "the key had no copies elsewhere"
+        outcome = decision.outcome if decision is not None else Outcome.STORED
+        if change.value is None and decision is None:
+            outcome = Outcome.DELETED if done else Outcome.NOT_FOUND
+        return self._written(outcome, version, [self.self_id], 1, decision)
+
     async def write(self, key: str, mutation: Mutation) -> Written:
         """Apply ``mutation`` to ``key`` at its owners, stamping and retrying as
         the module docstring says. Raises ``NodeError``s."""

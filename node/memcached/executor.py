@@ -22,7 +22,7 @@ from typing import Any, cast
 
 from ..core import KeyService, Local, Mutation, Op
 from ..errors import NodeError
-from ..results import Hit, Value
+from ..results import Hit, Value, Written
 from .commands import (
     Arith,
     Command,
@@ -45,7 +45,16 @@ from .expiry import ttl_of
 from .keys import decode_key
 from .meta import MetaCommands
 from .parser import ERROR
-from .replies import DELETED, END, NOT_FOUND, OK, OUTCOME_LINES, error_line, server_error
+from .replies import (
+    DELETED,
+    END,
+    NOT_FOUND,
+    OK,
+    OUTCOME_LINES,
+    TOUCHED,
+    error_line,
+    server_error,
+)
 from .stats import DoorStats, render_stats
 
 __all__ = ["DoorSettings", "Executor"]
@@ -60,6 +69,7 @@ _OPS = {
     "prepend": Op.PREPEND,
     "cas": Op.CAS,
 }
+_WRITES = frozenset({Store, Delete, Arith, Touch})
 _TOO_BIG_ANSWER = b"SERVER_ERROR out of memory writing get response\r\n"
 _FLUSH_OFF = b"CLIENT_ERROR flush_all not allowed\r\n"
 
@@ -101,10 +111,10 @@ class Executor:
         self._version_line = b"VERSION %s\r\n" % settings.version.encode()
         self._handlers: dict[type[Any], Callable[[Any], Awaitable[bytes]]] = {
             Retrieve: self._retrieve,
-            Store: self._store,
-            Delete: self._delete,
-            Arith: self._arith,
-            Touch: self._touch,
+            Store: self._write,
+            Delete: self._write,
+            Arith: self._write,
+            Touch: self._write,
             FlushAll: self._flush_all,
             MetaGet: self.meta.get,
             MetaSet: self.meta.set,
@@ -120,9 +130,13 @@ class Executor:
         try:
             if kind is Retrieve:
                 return self._get_at_once(cast(Retrieve, command))
+            if kind in _WRITES:
+                return self._write_at_once(command)
             if kind in self._handlers:
                 return None
             return self._answer_at_once(command)
+        except NodeError as exc:
+            return error_line(exc)
         except Exception:
             log.exception("memcached command %s failed", kind.__name__)
             return server_error("internal error")
@@ -250,22 +264,56 @@ class Executor:
     async def _touch_key(self, key: str, touch: Mutation) -> bool:
         return (await self.service.write(key, touch)).found
 
-    # -- writes
+    # -- writes: each is a mutation of one key (``_mutation``), then its
+    # reply (``_written``); done at once when this node alone owns the key.
 
-    async def _store(self, command: Store) -> bytes:
-        op = _OPS[command.op]
-        mutation = Mutation(
-            op=op,
-            value=command.data,
-            ttl=ttl_of(command.exptime, self.wall_clock()),
-            flags=command.flags,
-            cas=command.cas,
-        )
-        self.stats.cmd_set += 1
-        written = await self.service.write(decode_key(command.key), mutation)
-        if op is Op.CAS:
-            self._count_cas(written.outcome)
-        return b"" if command.noreply else OUTCOME_LINES[written.outcome]
+    def _mutation(self, command: Command) -> tuple[str, Mutation]:
+        """The key and the core write a storage, delete, incr/decr or touch stands for."""
+        if isinstance(command, Store):
+            mutation = Mutation(
+                op=_OPS[command.op],
+                value=command.data,
+                ttl=ttl_of(command.exptime, self.wall_clock()),
+                flags=command.flags,
+                cas=command.cas,
+            )
+        elif isinstance(command, Delete):
+            mutation = Mutation(op=Op.DELETE)
+        elif isinstance(command, Arith):
+            mutation = Mutation(op=Op.INCR if command.incr else Op.DECR, delta=command.delta)
+        else:
+            assert isinstance(command, Touch)
+            mutation = Mutation(op=Op.TOUCH, ttl=ttl_of(command.exptime, self.wall_clock()))
+        return decode_key(command.key), mutation
+
+    async def _write(self, command: Command) -> bytes:
+        key, mutation = self._mutation(command)
+        return self._written(command, await self.service.write(key, mutation))
+
+    def _write_at_once(self, command: Command) -> bytes | None:
+        key, mutation = self._mutation(command)
+        written = self.service.write_at_once(key, mutation)
+        return None if written is None else self._written(command, written)
+
+    def _written(self, command: Command, written: Written) -> bytes:
+        """The reply to a write, counted as memcached counts it."""
+        stats = self.stats
+        if isinstance(command, Store):
+            stats.cmd_set += 1
+            if command.op == "cas":
+                self._count_cas(written.outcome)
+            return b"" if command.noreply else OUTCOME_LINES[written.outcome]
+        if isinstance(command, Delete):
+            stats.delete_hits += written.found
+            stats.delete_misses += not written.found
+            return b"" if command.noreply else (DELETED if written.found else NOT_FOUND)
+        if isinstance(command, Arith):
+            return self._counted(command, written.number)
+        assert isinstance(command, Touch)
+        stats.cmd_touch += 1
+        stats.touch_hits += written.found
+        stats.touch_misses += not written.found
+        return b"" if command.noreply else (TOUCHED if written.found else NOT_FOUND)
 
     def _count_cas(self, outcome: str) -> None:
         stats = self.stats
@@ -276,21 +324,8 @@ class Executor:
         else:
             stats.cas_misses += 1
 
-    async def _delete(self, command: Delete) -> bytes:
-        written = await self.service.write(decode_key(command.key), Mutation(op=Op.DELETE))
-        if written.found:
-            self.stats.delete_hits += 1
-        else:
-            self.stats.delete_misses += 1
-        if command.noreply:
-            return b""
-        return DELETED if written.found else NOT_FOUND
-
-    async def _arith(self, command: Arith) -> bytes:
-        op = Op.INCR if command.incr else Op.DECR
-        mutation = Mutation(op=op, delta=command.delta)
-        written = await self.service.write(decode_key(command.key), mutation)
-        found = written.number is not None
+    def _counted(self, command: Arith, number: int | None) -> bytes:
+        found = number is not None
         stats = self.stats
         if command.incr:
             stats.incr_hits += found
@@ -300,17 +335,7 @@ class Executor:
             stats.decr_misses += not found
         if command.noreply:
             return b""
-        return b"%d\r\n" % written.number if written.number is not None else NOT_FOUND
-
-    async def _touch(self, command: Touch) -> bytes:
-        touch = Mutation(op=Op.TOUCH, ttl=ttl_of(command.exptime, self.wall_clock()))
-        found = await self._touch_key(decode_key(command.key), touch)
-        self.stats.cmd_touch += 1
-        self.stats.touch_hits += found
-        self.stats.touch_misses += not found
-        if command.noreply:
-            return b""
-        return OUTCOME_LINES["touched" if found else "not_found"]
+        return NOT_FOUND if number is None else b"%d\r\n" % number
 
     # -- the whole cache
 

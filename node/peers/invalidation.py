@@ -75,6 +75,10 @@ class FetcherLog:
     def __len__(self) -> int:
         return len(self._keys)
 
+    def __contains__(self, key: object) -> bool:
+        """True when some member may hold a copy of ``key``: a write owes notices."""
+        return key in self._keys
+
     def fetched(self, key: str, member: str, seconds: float) -> bool:
         """``member`` may serve a copy of ``key`` for ``seconds`` from now; False
         when the log is full and the copy must not be kept."""
