@@ -136,7 +136,12 @@ def run(*, rounds: int, duration: int, log_dir: str) -> dict[str, object]:
             for load in LOADS:
                 for target, member, pids, forwards in servers:
                     measured = _measure(
-                        target, member, pids, load, duration=duration, cores=plan.load,
+                        target,
+                        member,
+                        pids,
+                        load,
+                        duration=duration,
+                        cores=plan.load,
                         forwards=forwards,
                     )
                     log.info("%s", measured)
@@ -149,7 +154,12 @@ def run(*, rounds: int, duration: int, log_dir: str) -> dict[str, object]:
         for _ in range(rounds):
             for load in LOADS:
                 measured = _measure(
-                    "3 nodes", member, pids, load, duration=duration, cores=plan.load,
+                    "3 nodes",
+                    member,
+                    pids,
+                    load,
+                    duration=duration,
+                    cores=plan.load,
                     forwards=_forwards_of(entry),
                 )
                 log.info("%s", measured)
