@@ -98,6 +98,14 @@ def test_pymemcache_authenticates_with_its_first_set(node: NodeProcess) -> None:
         client.close()
 
 
+def test_an_authentication_set_with_noreply_gets_no_answer(node: NodeProcess) -> None:
+    quiet = AUTH.replace(b"\r\nops", b" noreply\r\nops", 1)
+    with connect(node) as connection:
+        connection.sendall(quiet + b"mn\r\n")
+
+        assert read_until(connection, b"MN\r\n") == b"MN\r\n"
+
+
 def test_flush_all_is_refused_when_turned_off(node: NodeProcess) -> None:
     with connect(node) as connection:
         connection.sendall(AUTH + b"flush_all\r\n")

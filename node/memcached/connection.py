@@ -205,7 +205,7 @@ class MemcachedConnection(asyncio.Protocol):
         if accepts is not None and token and accepts(token.strip()):
             self.authenticated = True
             self.parser.max_value_bytes = self.server.settings.max_value_bytes
-            return STORED
+            return b"" if command.noreply else STORED
         self.stats.auth_errors += 1
         self.closing = True
         return _AUTH_FAILED

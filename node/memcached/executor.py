@@ -42,7 +42,7 @@ from .commands import (
     Version,
 )
 from .expiry import ttl_of
-from .keys import decode_key
+from .keys import KeyDecoder
 from .meta import MetaCommands
 from .parser import ERROR
 from .replies import (
@@ -107,7 +107,10 @@ class Executor:
         self.schedule_flush = schedule_flush
         self.wall_clock = wall_clock
         self.started = wall_clock()
-        self.meta = MetaCommands(service, stats=stats, wall_clock=wall_clock)
+        self.decode_key = KeyDecoder()
+        self.meta = MetaCommands(
+            service, stats=stats, decode_key=self.decode_key, wall_clock=wall_clock
+        )
         self._version_line = b"VERSION %s\r\n" % settings.version.encode()
         self._handlers: dict[type[Any], Callable[[Any], Awaitable[bytes]]] = {
             Retrieve: self._retrieve,
@@ -188,7 +191,7 @@ class Executor:
         if len(command.keys) != 1 or command.exptime is not None:
             return None
         raw = command.keys[0]
-        entry = self.service.read_item_owned(decode_key(raw))
+        entry = self.service.read_item_owned(self.decode_key(raw))
         if entry is Local.ELSEWHERE:
             return None
         self.stats.cmd_get += 1
@@ -199,7 +202,7 @@ class Executor:
         return self._value(raw, entry.value, entry.flags, entry.version, command.cas)
 
     async def _get_one(self, raw: bytes, cas: bool) -> bytes:
-        key = decode_key(raw)
+        key = self.decode_key(raw)
         service = self.service
         entry = service.read_item_owned(key)
         if entry is Local.MISS:
@@ -224,7 +227,7 @@ class Executor:
         return b"".join((head, value, b"\r\nEND\r\n"))
 
     async def _get_many(self, raws: list[bytes], cas: bool) -> bytes:
-        items = await self.service.get_items([decode_key(raw) for raw in raws])
+        items = await self.service.get_items([self.decode_key(raw) for raw in raws])
         parts: list[bytes | memoryview] = []
         budget = self.settings.max_answer_bytes
         hits = 0
@@ -251,7 +254,7 @@ class Executor:
 
     async def _touch_all(self, raws: list[bytes], exptime: int) -> None:
         """gat and gats: give every key that exists its new TTL, then read them."""
-        keys = [decode_key(raw) for raw in raws]
+        keys = [self.decode_key(raw) for raw in raws]
         touch = Mutation(op=Op.TOUCH, ttl=ttl_of(exptime, self.wall_clock()))
         if len(keys) == 1:
             written = [await self._touch_key(keys[0], touch)]
@@ -284,7 +287,7 @@ class Executor:
         else:
             assert isinstance(command, Touch)
             mutation = Mutation(op=Op.TOUCH, ttl=ttl_of(command.exptime, self.wall_clock()))
-        return decode_key(command.key), mutation
+        return self.decode_key(command.key), mutation
 
     async def _write(self, command: Command) -> bytes:
         key, mutation = self._mutation(command)

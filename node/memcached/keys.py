@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["decode_key"]
+__all__ = ["KeyDecoder", "decode_key"]
 
 # surrogateescape reads byte 0x80+n as U+DC80+n; each becomes U+10FF80+n.
 _ESCAPES = {0xDC80 + n: chr(0x10FF80 + n) for n in range(128)}
@@ -30,3 +30,24 @@ def decode_key(raw: bytes) -> str:
     # than the whole read of a key owned here.
     text = raw.decode("utf-8", "surrogateescape")
     return text.translate(_ESCAPES) if _ESCAPED.search(text) else text
+
+
+class KeyDecoder:
+    """``decode_key`` that remembers the last ``size`` keys that are not ASCII:
+    a cache's keys come back, and their escaping costs more than the read of
+    a key owned here. Forgets them all when full (bounded, and no order to keep)."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._recent: dict[bytes, str] = {}
+
+    def __call__(self, raw: bytes) -> str:
+        if raw.isascii():
+            return raw.decode("ascii")
+        recent = self._recent
+        known = recent.get(raw)
+        if known is None:
+            if len(recent) >= self.size:
+                recent.clear()
+            known = recent[raw] = decode_key(raw)
+        return known

@@ -18,7 +18,6 @@ from ..core import KeyService, Local, Mutation, Op
 from ..results import Value, Written
 from .commands import MetaArith, MetaDelete, MetaGet, MetaSet
 from .expiry import ttl_of
-from .keys import decode_key
 from .replies import META_CODES
 from .stats import DoorStats
 
@@ -56,9 +55,15 @@ class MetaCommands:
     """The meta commands of one node's memcached door."""
 
     def __init__(
-        self, service: KeyService, *, stats: DoorStats, wall_clock: Callable[[], float] = time.time
+        self,
+        service: KeyService,
+        *,
+        stats: DoorStats,
+        decode_key: Callable[[bytes], str],
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.service = service
+        self.decode_key = decode_key
         self.stats = stats
         self.wall_clock = wall_clock
 
@@ -69,7 +74,7 @@ class MetaCommands:
 
     async def get(self, command: MetaGet) -> bytes:
         flags = command.flags
-        key = decode_key(command.key)
+        key = self.decode_key(command.key)
         self.stats.cmd_get += 1
         if "T" in flags:
             touched = await self.service.write(
@@ -126,7 +131,7 @@ class MetaCommands:
             cas=cas,
         )
         self.stats.cmd_set += 1
-        written = await self.service.write(decode_key(command.key), mutation)
+        written = await self.service.write(self.decode_key(command.key), mutation)
         values = {"c": b"%d" % written.version, "s": b"%d" % len(command.data)}
         return self._answer(flags, command.key, written, values)
 
@@ -135,7 +140,9 @@ class MetaCommands:
     async def delete(self, command: MetaDelete) -> bytes:
         flags = command.flags
         cas = int(flags["C"]) if "C" in flags else 0
-        written = await self.service.write(decode_key(command.key), Mutation(op=Op.DELETE, cas=cas))
+        written = await self.service.write(
+            self.decode_key(command.key), Mutation(op=Op.DELETE, cas=cas)
+        )
         if written.found:
             self.stats.delete_hits += 1
         else:
@@ -146,7 +153,7 @@ class MetaCommands:
 
     async def arith(self, command: MetaArith) -> bytes:
         flags = command.flags
-        key = decode_key(command.key)
+        key = self.decode_key(command.key)
         written = await self._count(key, flags)
         if written.outcome == "not_found" and "N" in flags:
             written = await self._create_counter(key, flags) or await self._count(key, flags)
