@@ -76,7 +76,7 @@ class _Plan:
             return cls(
                 lookup_keys=20_000,
                 lookup_repeats=3,
-                sets={10: 10, 100: 5, 1000: 3},
+                sets={10: 10, 100: 5, 1000: 1},
                 balance_keys=50_000,
                 movement_keys=20_000,
                 rebuild_repeats=3,

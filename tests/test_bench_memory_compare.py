@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from benchmarks.loadgen import LoadGenerator, LoadSpec
+from benchmarks import wrk
+from benchmarks.loadgen import LoadSpec
 from benchmarks.machine import plan_cores
 from benchmarks.memory_compare import (
     fill_memcached,
@@ -28,8 +29,6 @@ from benchmarks.memory_compare import (
     render_per_entry_text,
 )
 from benchmarks.processes import Processes
-from benchmarks.pyload import PythonLoad
-from benchmarks.wrk import Wrk
 
 SUBNET = "127.0.245"
 ENTRIES = 20_000
@@ -48,7 +47,7 @@ def result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     log_dir = tmp_path_factory.mktemp("memory-compare")
     with Processes(plan, log_dir=str(log_dir)) as processes:
         return measure_per_entry(
-            processes, Wrk(), plan, subnet=SUBNET, entries=ENTRIES, progress=lambda _: None
+            processes, plan, subnet=SUBNET, entries=ENTRIES, progress=lambda _: None
         )
 
 
@@ -157,15 +156,8 @@ def test_renderers_list_the_notes() -> None:
     assert "ratio n/a" in render_per_entry_text(broken)
 
 
-@pytest.mark.parametrize(
-    ("generator", "host"),
-    [(Wrk(), f"{SUBNET}.20"), (PythonLoad(), f"{SUBNET}.23")],
-    ids=["wrk", "python"],
-)
-def test_put_keys_names_the_keys_the_load_generator_writes(
-    processes: Processes, generator: LoadGenerator, host: str
-) -> None:
-    node = processes.node(host)
+def test_put_keys_names_the_keys_wrk_writes(processes: Processes) -> None:
+    node = processes.node(f"{SUBNET}.20")
     spec = LoadSpec(
         url=node.url,
         connections=1,
@@ -176,8 +168,8 @@ def test_put_keys_names_the_keys_the_load_generator_writes(
         key_prefix="k-",
         pipeline=10,
     )
-    generator.run(spec, cores=processes.plan.load)
-    first = first_key_index(generator, 10)
+    wrk.run(spec, cores=processes.plan.load)
+    first = first_key_index(10)
     keys = list(put_keys("k-", 300, first=first))
     assert len(set(keys)) == 300
     for key in keys:
