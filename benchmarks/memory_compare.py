@@ -399,14 +399,6 @@ def _mib(value: int) -> str:
     return f"{value / MiB:.1f} MiB"
 
 
-def _bytes_per_entry(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:,.0f} B"
-
-
-def _seconds(value: float) -> str:
-    return f"{value:.2f} s" if value < 10 else f"{value:.0f} s"
-
-
 def _verdict(result: dict[str, Any]) -> str:
     if result["ratio"] is None:
         return f"ratio n/a (target <= {result['target']:g})"
@@ -414,39 +406,27 @@ def _verdict(result: dict[str, Any]) -> str:
     return f"ratio {result['ratio']:.2f} (target <= {result['target']:g}: {met})"
 
 
-def _rows(result: dict[str, Any]) -> list[list[str]]:
-    node, memcached = result["node"], result["memcached"]
+def _row(server: str, side: dict[str, Any]) -> list[str]:
     return [
-        [
-            f"node (--max-bytes {node['max_bytes'] // MiB} MiB)",
-            f"{node['items']:,}",
-            _mib(node["idle_rss_bytes"]),
-            _mib(node["rss_bytes"]),
-            _bytes_per_entry(node["bytes_per_entry"]),
-            _mib(node["store_bytes"]),
-            _seconds(node["fill_seconds"]),
-        ],
-        [
-            f"memcached (-m {memcached['memory_mib']})",
-            f"{memcached['items']:,}",
-            _mib(memcached["idle_rss_bytes"]),
-            _mib(memcached["rss_bytes"]),
-            _bytes_per_entry(memcached["bytes_per_entry"]),
-            _mib(memcached["store_bytes"]),
-            _seconds(memcached["fill_seconds"]),
-        ],
+        server,
+        f"{side['items']:,}",
+        _mib(side["idle_rss_bytes"]),
+        _mib(side["rss_bytes"]),
+        "n/a" if side["bytes_per_entry"] is None else f"{side['bytes_per_entry']:,.0f} B",
+        _mib(side["store_bytes"]),
+        f"{side['fill_seconds']:.2f} s",
     ]
 
 
-_HEADERS = [
-    "server",
-    "entries",
-    "idle RSS",
-    "RSS filled",
-    "RSS per entry",
-    "own count",
-    "fill",
-]
+def _rows(result: dict[str, Any]) -> list[list[str]]:
+    node, memcached = result["node"], result["memcached"]
+    return [
+        _row(f"node (--max-bytes {node['max_bytes'] // MiB} MiB)", node),
+        _row(f"memcached (-m {memcached['memory_mib']})", memcached),
+    ]
+
+
+_HEADERS = ["server", "entries", "idle RSS", "RSS filled", "RSS per entry", "own count", "fill"]
 
 
 def render_per_entry_markdown(result: dict[str, Any]) -> str:

@@ -216,7 +216,7 @@ def render_markdown(doc: dict[str, Any], plots: Sequence[Path] = ()) -> str:
         f"- Machine: {machine['nproc']} CPUs, {machine['cpu_model']}, Linux {machine['kernel']}",
         f"- Python {machine['python']}, aiohttp {machine['aiohttp']}, uvloop {machine['uvloop']},"
         f" {machine.get('wrk') or 'wrk absent'}",
-        f"- Pinning: {doc['pinning']['description']}",
+        f"- Pinning: {doc['pinning']['description']}; code: commit {machine['commit']}",
     ]
     if doc["scenarios"]:
         lines.append(f"- Load: {_load_line(doc)}")

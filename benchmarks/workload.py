@@ -97,10 +97,6 @@ class Workload:
                 if not NO_BODY <= request.body < len(self.bodies):
                     raise ValueError(f"request {request} refers to a missing body")
 
-    @property
-    def members(self) -> tuple[str, ...]:
-        return tuple(stream.member for stream in self.streams)
-
 
 # -- key popularity
 

@@ -79,14 +79,9 @@ def _document(hot_owner: int | None) -> dict[str, Any]:
     return build_document(
         started_at="2027-01-01T00:00:00+00:00",
         mode="full",
-        machine={
-            "nproc": 2,
-            "cpu_model": "CPU",
-            "kernel": "6",
-            "python": "3",
-            "aiohttp": "3",
-            "uvloop": "0",
-        },
+        machine=dict.fromkeys(
+            ("nproc", "cpu_model", "kernel", "python", "aiohttp", "uvloop", "commit"), "x"
+        ),
         pinning="not pinned",
         plan={"server_cores": [], "load_cores": []},
         settings=SETTINGS,

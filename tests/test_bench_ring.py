@@ -167,10 +167,6 @@ def test_a_quick_run_measures_balance_on_every_size_and_vnode_count(
         assert row["min_over_mean"] <= 1 <= row["max_over_mean"] <= row["worst_max_over_mean"]
         assert row["worst_min_over_mean"] <= row["min_over_mean"]
         assert row["stdev_over_mean"] > 0
-        counted = row["keys_max_over_mean"]
-        assert (counted is not None) == (row["members"] == 10)
-        if counted is not None:  # counted keys agree with the arcs to a few per cent
-            assert counted == pytest.approx(row["max_over_mean"], abs=0.05)
 
 
 def test_a_quick_run_reports_movement_and_the_target(quick_run: dict[str, Any]) -> None:
