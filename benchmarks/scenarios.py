@@ -267,7 +267,8 @@ SCENARIOS: tuple[Scenario, ...] = (
 
 # The smoke run (--quick, under a minute): one scenario of every kind of
 # target, so every code path (wrk with one URL and with a workload, both
-# peers, the batch route, each Python load) runs once.
+# peers, the batch route, our client and the routed HTTP load) runs once;
+# tests/test_bench_pyload.py covers the Python loads' other drivers.
 QUICK: tuple[str, ...] = (
     "bare",
     "owned",
@@ -280,6 +281,4 @@ QUICK: tuple[str, ...] = (
     "3n-zipf-client",
     "batch-1n",
     "hot-10k-both-random",
-    "session-get",
-    "client-get-many",
 )

@@ -81,10 +81,6 @@ def test_routing_is_what_each_scenario_claims(
     assert hot["near_hits_per_request"] > 0
     assert hot["hot_owner"] in range(3)
     assert len(hot["server_cores_busy_each"]) == 3
-    # Our client and aiohttp's on one node: nothing to forward.
-    for name in ("client-get-many", "session-get"):
-        assert measured[name]["forwarded"]["forwards"] == 0, name
-    assert measured["client-get-many"]["keys_per_request"] == 100
 
 
 @pytest.mark.timeout(300)
