@@ -10,8 +10,8 @@ aiohttp's ``ClientSession``: a request here is one ``write`` and one parse of
 the answer, with none of a general client's layers (cookies, redirects,
 tracing, per-request timeout objects). A single-key GET through it costs
 about 16 us of client CPU and runs at 1.2 to 2 times the rate of a bare
-``ClientSession`` against the same node (benchmarks/client_throughput.py;
-at the low end the node is the limit). It reads what nodes send: answers
+``ClientSession`` against the same node (the ``client-get`` scenario of
+``python -m benchmarks``; at the low end the node is the limit). It reads what nodes send: answers
 with ``Content-Length``, chunked answers, answers that end with the
 connection, and ``Connection: close``.
 """
