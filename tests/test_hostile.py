@@ -688,7 +688,9 @@ def test_other_http_versions_get_a_505_in_http_1_1(secured: LocalCluster, versio
 
 def test_an_oversize_header_is_431_and_an_oversize_target_414(secured: LocalCluster) -> None:
     a = secured.members[0]
-    big_header = request("GET", "/kv/a", {**CLIENT, "X-Big": "a" * 20_000})
-    assert error_of(raw(a, big_header)) == (431, b"headers_too_large")
-    big_target = request("GET", "/kv/" + "k" * 100_000, CLIENT)
-    assert error_of(raw(a, big_target)) == (414, b"line_too_long")
+    for name, value in [("X-Big", "a" * 20_000), ("Referer", "http://" + "a" * 9_000)]:
+        big_header = request("GET", "/kv/a", {**CLIENT, name: value})
+        assert error_of(raw(a, big_header)) == (431, b"headers_too_large"), name
+    for length in (9_000, 100_000):  # within one read of the socket, and over many
+        big_target = request("GET", "/kv/" + "k" * length, CLIENT)
+        assert error_of(raw(a, big_target)) == (414, b"line_too_long"), length

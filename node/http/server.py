@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -96,6 +95,10 @@ class _NodeRequestHandler(RequestHandler):
 
     _head_timer: asyncio.TimerHandle | None = None
     _address = ""
+    # Whether the head of the next request has begun to arrive, and its first
+    # bytes (to tell an overlong request line from an overlong header).
+    _head_begun = False
+    _head_start = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -125,9 +128,13 @@ class _NodeRequestHandler(RequestHandler):
         # its head's clock; a whole head (a message queued) stops it.
         if not self._request_in_progress and not self._messages:
             self._arm_head_timer()
+            if not self._head_begun:
+                self._head_begun = True
+                self._head_start = data[:_HEAD_START_BYTES]
         super().data_received(data)
         if self._messages:
             self._disarm_head_timer()
+            self._head_begun = False
 
     def log_exception(self, *args: Any, **kwargs: Any) -> None:
         # A request the parser refused is the caller's mistake, and anyone can
@@ -148,7 +155,7 @@ class _NodeRequestHandler(RequestHandler):
     ) -> web.StreamResponse:
         # The base class logs the error and refuses if a response was begun.
         super().handle_error(request, status, exc, message)
-        status, word = _status_and_word(status, exc)
+        status, word = _status_and_word(status, exc, self._head_start)
         detail = HTTPStatus(status).phrase
         if exc is not None and status != 500:  # a 500's text could leak internals
             detail = str(getattr(exc, "message", None) or exc) or detail
@@ -191,17 +198,19 @@ class _NodeRequestHandler(RequestHandler):
         writable.close()
 
 
-_REQUEST_LINE_START = re.compile(rb"(?:[A-Z]+ )?(?:/|\*|[A-Za-z][A-Za-z0-9+.-]*://)")
+# The first bytes of a request head kept to classify a line over the limit.
+_HEAD_START_BYTES = 256
 
 
-def _status_and_word(status: int, exc: BaseException | None) -> tuple[int, str]:
+def _status_and_word(status: int, exc: BaseException | None, head_start: bytes) -> tuple[int, str]:
     if isinstance(exc, LineTooLong):
         # The request line over the limit is a URI too long; a header over it
-        # is a header too large (RFC 6585's 431). The exception carries only
-        # the line's first bytes: a target (or a method and a target) is the
-        # request line.
-        line = exc.args[0]
-        if isinstance(line, (bytes, bytearray)) and _REQUEST_LINE_START.match(line):
+        # is a header too large (RFC 6585's 431). The exception carries the
+        # overlong line's first bytes (the target, or the whole line): the
+        # request line when the head starts with them, after its method.
+        line = bytes(exc.args[0][:64]) if isinstance(exc.args[0], (bytes, bytearray)) else b""
+        target = head_start.partition(b" ")[2]
+        if line and (head_start.startswith(line) or target.startswith(line)):
             return 414, "line_too_long"
         return 431, "headers_too_large"
     return status, HTTPStatus(status).phrase.lower().replace(" ", "_")
