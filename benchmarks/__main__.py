@@ -1,7 +1,8 @@
 """``python -m benchmarks``: set up, measure in one run, write the report.
 
     python -m benchmarks            full: every scenario, 3 interleaved rounds of 5 s,
-                                    memory, memory per entry against memcached, ring
+                                    staleness, memory, memory per entry against
+                                    memcached, ring; also rewrites results/latest.*
     python -m benchmarks --quick    smoke: one scenario of each kind, 1 round of 2 s,
                                     small memory runs, quick ring (< 60 s)
     python -m benchmarks --memory   the memory benchmarks only
@@ -28,16 +29,18 @@ from typing import Any
 from node.config import parse_size
 from node.local_cluster import signals_raise_keyboard_interrupt
 
-from .fleet import Fleet
-from .loadgen import choose_generator
+from .fleet import HOT_FEATURES, Fleet
 from .machine import machine_info, plan_cores
 from .memory import MemorySettings, run_memory
 from .memory_compare import measure_per_entry
 from .processes import Processes
-from .report import build_document, render_table, write_results
+from .render import render_table
+from .report import LATEST, build_document, write_results
 from .ring import run_ring_benchmark
 from .runner import Prepared, Run, Settings, run_scenarios
 from .scenarios import QUICK, SCENARIOS, Scenario
+from .staleness import measure_staleness
+from .tools import require
 
 log = logging.getLogger("benchmarks")
 
@@ -72,12 +75,6 @@ def _parser() -> argparse.ArgumentParser:
         "--retries",
         type=int,
         help="times a run is repeated when a neighbour starved the servers (2; quick 0)",
-    )
-    parser.add_argument(
-        "--load-generator",
-        choices=("auto", "wrk", "python"),
-        default="auto",
-        help="auto: wrk, installed with apt-get when missing and root; else Python",
     )
     parser.add_argument("--no-install", action="store_true", help="never run apt-get")
     parser.add_argument("--no-pin", action="store_true", help="do not pin to cores")
@@ -153,9 +150,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     mode = "memory" if options.memory else "quick" if options.quick else "full"
     plan = plan_cores(pin=not options.no_pin)
-    generator, why = choose_generator(options.load_generator, install=not options.no_install)
+    try:
+        require("wrk", install=not options.no_install)
+    except RuntimeError as exc:
+        _progress(f"error: {exc} (make tools installs it)")
+        return 1
     machine = machine_info()
-    _progress(f"load generator: {generator.name} ({why})")
     _progress(f"pinning: {plan.describe()}")
 
     settings = None if options.memory else _settings(options)
@@ -166,6 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     memory: list[dict[str, Any]] | None = None
     per_entry: dict[str, Any] | None = None
     ring: dict[str, Any] | None = None
+    staleness: dict[str, Any] | None = None
     with (
         signals_raise_keyboard_interrupt(),
         tempfile.TemporaryDirectory(prefix="bench-logs-") as log_dir,
@@ -179,13 +180,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                         value_size=options.value_size,
                         connections=options.connections,
                     )
-                    prepared, runs = run_scenarios(
-                        scenarios, fleet, generator, settings, plan, _progress
-                    )
+                    prepared, runs = run_scenarios(scenarios, fleet, settings, plan, _progress)
+                    # The near cache's staleness, where a hot-key run started its nodes.
+                    if fleet.started(HOT_FEATURES["both"]) and any(
+                        scenario.name.startswith("hot-") for scenario in scenarios
+                    ):
+                        _progress("near-cache staleness")
+                        staleness = measure_staleness(fleet.members(HOT_FEATURES["both"]))
                 if memory_settings is not None:
                     memory = run_memory(
                         processes,
-                        generator,
                         plan,
                         memory_settings,
                         subnet=options.subnet,
@@ -193,7 +197,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                     per_entry = measure_per_entry(
                         processes,
-                        generator,
                         plan,
                         subnet=options.subnet,
                         entries=20_000 if options.quick else 1_000_000,
@@ -214,8 +217,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         started_at=started.isoformat(timespec="seconds"),
         mode=mode,
         machine=machine,
-        generator=generator.name,
-        generator_reason=why,
         pinning=plan.describe(),
         plan={"server_cores": list(plan.server), "load_cores": list(plan.load)},
         settings=settings,
@@ -227,11 +228,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         memory_settings=None if memory_settings is None else asdict(memory_settings),
         memory_per_entry=per_entry,
         ring=ring,
+        staleness=staleness,
     )
     paths = write_results(doc, options.results_dir, stamp)
+    if _complete(options):
+        # Only a complete run replaces the results kept in git.
+        paths += write_results(doc, options.results_dir, LATEST)
     print(render_table(doc))
     print("\nwrote " + "\n      ".join(str(path) for path in paths))
     return 0
+
+
+def _complete(options: argparse.Namespace) -> bool:
+    """Whether this run measured everything a full run does."""
+    parts = (options.quick, options.memory, options.no_memory, options.no_ring, options.only)
+    return not any(parts)
 
 
 def _scenarios(parser: argparse.ArgumentParser, options: argparse.Namespace) -> list[Scenario]:

@@ -1,30 +1,30 @@
 """The servers of one load run, started once each and only when a scenario needs them.
 
-Addresses, all on ``<subnet>`` (127.0.250 by default):
+Addresses, all on ``<subnet>`` (127.0.250 by default), port 7000 unless said:
 
-    .1          bare aiohttp handler (port 7000)
-    .2          one node: the single-node scenarios, one-key and workload ones
+    .1          bare aiohttp handler
+    .2          one node: the single-node scenarios and our client's
     .3, .4      two nodes that always forward (coalescing and near cache off)
     .5, .6      two nodes with the node's defaults
-    .7-.9       three nodes with the node's defaults: the 3-node workloads
+    .7-.9       three nodes with the node's defaults: 3-node workloads, hot keys "both"
+    .30-.32     three nodes, coalescing and near cache off: hot keys "off"
+    .33-.35     three nodes, coalescing only: hot keys "coalescing"
     .20:6379    redis-server
     .21-.23     memcached, one per value size (port 11211)
 
-Every node of a workload scenario runs with ``--max-bytes 1GiB`` so that
-every preloaded key stays (a miss would make a run faster and wrong), and
-the keys of each value size are written before the first run that needs
-them, through the client library. Every target is checked with real
-requests before it is measured: the right status, the right bytes, the
-right node (``X-Cache-Node``) and forwarder (``X-Cache-Via``), so a
-misrouted key cannot pass for a fast one.
+Nodes that serve many keys run with ``--max-bytes 1GiB`` so that every
+preloaded key stays (a miss would make a run faster and wrong); the keys
+of each value size are written through our client before the first run
+that reads them, and every target is checked (``probes``) before it is
+measured.
 """
 
 from __future__ import annotations
 
-import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
+from itertools import chain
 
 from client import CacheClient
 from client._ring import DEFAULT_VNODES, HashRing
@@ -32,48 +32,66 @@ from client._ring import DEFAULT_VNODES, HashRing
 from . import peers
 from .bare_server import value_bytes
 from .loadgen import LoadResult
-from .memory import http_request, node_stats
+from .probes import NODE_HEADER, check, check_keys, hit_headers, http_request
 from .processes import Processes, ServerProcess
-from .smart_client import run_smart_client
-from .workload import Workload, batch_workload, kv_workload
+from .pyload import PySpec
+from .workload import Workload, batch_workload, hottest_key, kv_workload
 
-__all__ = ["Fleet", "Target", "keys_for"]
+__all__ = ["HOT_FEATURES", "Fleet", "Target", "keys_for", "placed_keys"]
 
-_NODE_HEADER = "X-Cache-Node"
-_VIA_HEADER = "X-Cache-Via"
 _PORT = 7000
-# Generous: on a shared machine a starved server can stall for seconds.
-_HTTP_TIMEOUT = 15.0
 # Room for every preloaded key of every value size (about 230 MB of values).
 _WORKLOAD_MAX_BYTES = "1GiB"
 _BATCH_KEYS = 100
+# Closed-loop clients of the hot-key loads, each with a connection to every node.
+_HOT_CLIENTS = 64
+# get_many callers of the client's batch scenario.
+_BATCH_CALLERS = 16
 
 # Runs an external load tool for ``duration`` whole seconds from ``cores``.
 Tool = Callable[[int, tuple[int, ...]], LoadResult]
+
+# A node that does not own a key may answer repeated reads of it without a
+# hop: concurrent reads share one forward (coalescing) and hot keys are kept
+# in a short-lived near cache. Both are right for users and wrong for
+# measuring what one hop costs, which the "forwarded" scenario is for.
+ONE_HOP_ONLY = {"CACHE_COALESCE": "false", "CACHE_NEAR_CACHE": "false"}
+# The hot-key scenarios' feature settings, and the 3-node cluster of each.
+HOT_FEATURES = {"off": "trio-off", "coalescing": "trio-coalesce", "both": "trio"}
+# name: (first address, nodes, settings beyond the defaults)
+_PLACES: dict[str, tuple[int, int, dict[str, str]]] = {
+    "single": (2, 1, {"CACHE_MAX_BYTES": _WORKLOAD_MAX_BYTES}),
+    "one-hop": (3, 2, ONE_HOP_ONLY),
+    "defaults": (5, 2, {}),
+    "trio": (7, 3, {"CACHE_MAX_BYTES": _WORKLOAD_MAX_BYTES}),
+    "trio-off": (30, 3, {**ONE_HOP_ONLY, "CACHE_MAX_BYTES": _WORKLOAD_MAX_BYTES}),
+    "trio-coalesce": (33, 3, {"CACHE_NEAR_CACHE": "false", "CACHE_MAX_BYTES": _WORKLOAD_MAX_BYTES}),
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Target:
     """What one scenario loads, ready to measure.
 
-    Exactly one of ``url`` (GET of one URL), ``workload`` (a request mix
-    over many keys, driven by the run's load generator) and ``tool`` (an
-    external benchmark tool: redis-benchmark, memaslap, our Python client)
-    is set. ``server_pids`` are the processes whose CPU serves it;
-    ``stats_urls`` the nodes whose forward counters are read around each
-    run; ``settings`` the non-default settings of those servers (for the
-    report).
+    Exactly one of ``url`` (wrk GETs one URL), ``workload`` (wrk replays a
+    request mix), ``python`` (our Python clients, ``pyload``) and ``tool``
+    (redis-benchmark or memaslap) is set. ``server_pids`` are the processes
+    whose CPU serves it; ``stats_urls`` the nodes whose counters are read
+    around each run; ``settings`` the servers' non-default settings;
+    ``hot_owner`` the index in ``server_pids`` of the hottest key's owner.
     """
 
     served_by: str
     server_pids: tuple[int, ...]
     url: str | None = None
     workload: Workload | None = None
+    python: PySpec | None = None
     tool: Tool | None = None
     tool_name: str | None = None
     keys_per_request: int = 1
     stats_urls: tuple[str, ...] = ()
     settings: dict[str, str] = field(default_factory=dict)
+    hot_owner: int | None = None
 
 
 def keys_for(size: int) -> list[str]:
@@ -81,14 +99,6 @@ def keys_for(size: int) -> list[str]:
     and more (a gigabyte of 100 KB values would measure the allocator)."""
     count = 1_000 if size >= 100_000 else 10_000
     return [f"v{size}-{index:05d}" for index in range(count)]
-
-
-# A node that does not own a key may answer repeated reads of it without a
-# hop: concurrent reads share one forward (coalescing) and hot keys are kept
-# in a short-lived near cache. Both are right for users and wrong for
-# measuring what one hop costs, which the "forwarded" scenario is for; every
-# other scenario runs the node's defaults.
-ONE_HOP_ONLY = {"CACHE_COALESCE": "false", "CACHE_HOT_CACHE": "false"}
 
 
 @dataclass(slots=True)
@@ -102,13 +112,16 @@ class _Cluster:
     def urls(self) -> tuple[str, ...]:
         return tuple(f"http://{member}" for member in self.members)
 
+    def described(self, how: str) -> str:
+        return ", ".join(self.members) + f" ({how})"
+
 
 class Fleet:
     """Starts the servers of one run lazily, once each, and builds targets on them.
 
     ``value_size`` is the value of the one-key GET scenarios; ``connections``
-    is what the external tools (redis-benchmark, memaslap, the Python
-    client) are given, the same as the load generator's.
+    is what redis-benchmark, memaslap and the Python loads are given, the
+    same as wrk's.
     """
 
     def __init__(
@@ -118,17 +131,19 @@ class Fleet:
         self.subnet = subnet
         self.connections = connections
         self.value = value_bytes(value_size)
-        self._places = {"single": (2, 1), "one-hop": (3, 2), "defaults": (5, 2), "trio": (7, 3)}
-        pairs = [self._members("one-hop"), self._members("defaults")]
-        self.key = _key_owned_by_second(pairs)
+        self.key = _key_owned_by_second([self.members("one-hop"), self.members("defaults")])
         self._clusters: dict[str, _Cluster] = {}
+        self._keys: dict[tuple[str, int], list[str]] = {}
         self._bare: Target | None = None
         self._redis: peers.RedisServer | None = None
         self._memcached: dict[int, peers.MemcachedServer] = {}
 
-    def _members(self, name: str) -> tuple[str, ...]:
-        first, count = self._places[name]
+    def members(self, name: str) -> tuple[str, ...]:
+        first, count, _ = _PLACES[name]
         return tuple(f"{self.subnet}.{first + index}:{_PORT}" for index in range(count))
+
+    def started(self, name: str) -> bool:
+        return name in self._clusters
 
     @property
     def path(self) -> str:
@@ -138,30 +153,36 @@ class Fleet:
 
     def _cluster(self, name: str) -> _Cluster:
         if name not in self._clusters:
-            first, count = self._places[name]
-            env = dict(ONE_HOP_ONLY) if name == "one-hop" else {}
-            if name in ("single", "trio"):
-                env["CACHE_MAX_BYTES"] = _WORKLOAD_MAX_BYTES
+            first, count, env = _PLACES[name]
             if count == 1:
                 args = ["--max-bytes", env["CACHE_MAX_BYTES"]]
                 nodes = [self.processes.node(f"{self.subnet}.{first}", args=args)]
             else:
                 nodes = self.processes.cluster(self.subnet, first, count, env=env).nodes
             members = tuple(node.member for node in nodes)
-            assert members == self._members(name), members
+            assert members == self.members(name), members
             pids = tuple(node.process.pid for node in nodes if node.process)
-            cluster = _Cluster(members=members, pids=pids, env=env)
             # The one-key scenarios read this key on every node they start.
-            _put(f"http://{members[-1]}{self.path}", self.value)
-            self._clusters[name] = cluster
+            http_request(f"http://{members[-1]}{self.path}", method="PUT", data=self.value)
+            self._clusters[name] = _Cluster(members=members, pids=pids, env=dict(env))
         return self._clusters[name]
+
+    def keys(self, name: str, size: int) -> list[str]:
+        """The keys of ``size`` bytes preloaded on cluster ``name``: ``keys_for``,
+        renamed on the hot-key clusters (see ``placed_keys``)."""
+        if (name, size) not in self._keys:
+            keys = keys_for(size)
+            if name in ("trio-off", "trio-coalesce"):
+                keys = placed_keys(keys, self.members("trio"), self.members(name))
+            self._keys[name, size] = keys
+        return self._keys[name, size]
 
     def _loaded(self, name: str, size: int) -> _Cluster:
         """The cluster with every key of ``size`` written, through our client."""
         cluster = self._cluster(name)
         if size not in cluster.loaded:
             value = value_bytes(size)
-            keys = keys_for(size)
+            keys = self.keys(name, size)
             with CacheClient(list(cluster.members)) as client:
                 # Chunks keep each batch request well under the node's body limit.
                 chunk = max(1, (4 << 20) // size)
@@ -191,19 +212,18 @@ class Fleet:
     def bare(self) -> Target:
         """The bare handler, answering with the very headers the single node sends."""
         if self._bare is None:
-            headers = _hit_headers(self.owned().url or "")
+            headers = hit_headers(self.owned().url or "")
             server = self.processes.bare(
                 f"{self.subnet}.1", value_size=len(self.value), headers=headers
             )
             assert server.process is not None
             url = server.url + self.path
-            _check(url, self.value, node=dict(headers).get(_NODE_HEADER))
+            check(url, self.value, node=dict(headers).get(NODE_HEADER))
+            names = ", ".join(name for name, _ in headers)
             self._bare = Target(
                 url=url,
                 server_pids=(server.process.pid,),
-                served_by=f"{server.member} (headers copied from the node: "
-                + ", ".join(name for name, _ in headers)
-                + ")",
+                served_by=f"{server.member} (headers copied from the node: {names})",
             )
         return self._bare
 
@@ -211,7 +231,7 @@ class Fleet:
         """GET at the single node, which owns every key."""
         cluster = self._cluster("single")
         url = f"http://{cluster.members[0]}{self.path}"
-        _check(url, self.value, node=cluster.members[0])
+        check(url, self.value, node=cluster.members[0])
         return Target(url=url, server_pids=cluster.pids, served_by=cluster.members[0])
 
     def direct(self) -> Target:
@@ -219,7 +239,7 @@ class Fleet:
         cluster = self._cluster("one-hop")
         owner = cluster.members[1]
         url = f"http://{owner}{self.path}"
-        _check(url, self.value, node=owner)
+        check(url, self.value, node=owner)
         return Target(url=url, server_pids=cluster.pids[1:], served_by=owner, settings=cluster.env)
 
     def forwarded(self) -> Target:
@@ -234,7 +254,7 @@ class Fleet:
     def _forwarded_target(self, cluster: _Cluster) -> Target:
         entry, owner = cluster.members
         url = f"http://{entry}{self.path}"
-        _check(url, self.value, node=owner, via=entry)
+        check(url, self.value, node=owner, via=entry)
         return Target(
             url=url,
             server_pids=cluster.pids,
@@ -254,7 +274,7 @@ class Fleet:
         value_bytes: int,
         routing: str = "entry",
     ) -> Target:
-        """GETs and PUTs over the preloaded keys of ``value_bytes``, on 1 or 3 nodes.
+        """wrk's GETs and PUTs over the preloaded keys of ``value_bytes``, on 1 or 3 nodes.
 
         ``routing="entry"``: each stream enters at one node whatever the key
         (on 3 nodes about 2/3 are forwarded); ``"owner"``: each request goes
@@ -271,69 +291,140 @@ class Fleet:
             routing=routing,
             vnodes=DEFAULT_VNODES,
         )
-        _check_workload(cluster, keys, value_bytes, routing)
-        return Target(
-            workload=workload,
-            server_pids=cluster.pids,
-            served_by=", ".join(cluster.members) + f" ({routing} routing)",
-            stats_urls=cluster.urls,
-            settings={"CACHE_MAX_BYTES": _WORKLOAD_MAX_BYTES},
-        )
+        return self._keys_target(cluster, keys, value_bytes, routing, workload=workload)
 
     def batch(self, *, nodes: int, routing: str = "entry") -> Target:
-        """``POST /batch/get`` of 100 keys of 100 B per request."""
+        """wrk's ``POST /batch/get`` of 100 keys of 100 B per request."""
         cluster = self._loaded("single" if nodes == 1 else "trio", 100)
         keys = keys_for(100)
         workload = batch_workload(
             keys, cluster.members, batch_keys=_BATCH_KEYS, routing=routing, vnodes=DEFAULT_VNODES
         )
-        _check_workload(cluster, keys, 100, routing)
-        return Target(
-            workload=workload,
-            server_pids=cluster.pids,
-            served_by=", ".join(cluster.members) + f" ({routing} routing)",
-            keys_per_request=_BATCH_KEYS,
-            stats_urls=cluster.urls,
-            settings={"CACHE_MAX_BYTES": _WORKLOAD_MAX_BYTES},
+        return self._keys_target(
+            cluster, keys, 100, routing, workload=workload, keys_per_request=_BATCH_KEYS
         )
 
     def smart_client(self, *, get_fraction: float, popularity: str, value_bytes: int) -> Target:
-        """Our Python client (``AsyncCacheClient``) on the 3-node cluster: it sends
-        every request to the key's owner, so the nodes should forward nothing."""
+        """Our ``AsyncCacheClient`` on the 3-node cluster: it sends every request
+        to the key's owner, so the nodes should forward nothing."""
         cluster = self._loaded("trio", value_bytes)
-        members = list(cluster.members)
         keys = keys_for(value_bytes)
+        spec = PySpec(
+            driver="client",
+            members=cluster.members,
+            keys=tuple(keys),
+            concurrency=self.connections,
+            popularity=popularity,
+            get_fraction=get_fraction,
+            value_bytes=value_bytes,
+        )
+        return self._keys_target(cluster, keys, value_bytes, "client", python=spec)
 
-        def tool(duration: int, cores: tuple[int, ...]) -> LoadResult:
-            return run_smart_client(
-                members,
-                keys,
-                get_fraction=get_fraction,
-                popularity=popularity,
-                value_bytes=value_bytes,
-                connections=self.connections,
-                duration=duration,
-                cores=cores,
-            )
+    def hot_keys(self, *, features: str, keys: int, routing: str) -> Target:
+        """Zipf GETs of the first ``keys`` 100 B keys on the 3-node cluster of
+        ``features`` (``HOT_FEATURES``), each sent to its key's owner or to a
+        node drawn at random, by 64 closed-loop Python clients."""
+        name = HOT_FEATURES[features]
+        cluster = self._loaded(name, 100)
+        chosen = self.keys(name, 100)[:keys]
+        hottest = HashRing(cluster.members).owner(chosen[hottest_key(keys, seed=1)])
+        spec = PySpec(
+            driver="http",
+            members=cluster.members,
+            keys=tuple(chosen),
+            concurrency=_HOT_CLIENTS,
+            popularity="zipf",
+            routing=routing,
+            seed=1,
+        )
+        target = self._keys_target(cluster, chosen, 100, f"{routing}, 64 clients", python=spec)
+        return replace(target, hot_owner=cluster.members.index(hottest))
 
+    def _keys_target(
+        self,
+        cluster: _Cluster,
+        keys: list[str],
+        size: int,
+        routing: str,
+        *,
+        workload: Workload | None = None,
+        python: PySpec | None = None,
+        keys_per_request: int = 1,
+    ) -> Target:
+        check_keys(cluster.members, keys, value_bytes(size))
         return Target(
-            tool=tool,
-            tool_name="AsyncCacheClient (Python, one process)",
+            workload=workload,
+            python=python,
+            tool_name=None if python is None else f"Python {python.driver} load (pyload)",
             server_pids=cluster.pids,
-            served_by=", ".join(cluster.members) + " (client routing)",
+            served_by=cluster.described(f"{routing} routing"),
+            keys_per_request=keys_per_request,
             stats_urls=cluster.urls,
-            settings={"CACHE_MAX_BYTES": _WORKLOAD_MAX_BYTES},
+            settings=cluster.env,
+        )
+
+    # -- our Python client on one node
+
+    def client_get(self, *, driver: str) -> Target:
+        """``AsyncCacheClient.get`` (``driver="client"``) or aiohttp's
+        ``ClientSession`` (``"session"``) GETting the one-key group's key."""
+        cluster = self._cluster("single")
+        check(f"http://{cluster.members[0]}{self.path}", self.value, node=cluster.members[0])
+        spec = PySpec(
+            driver=driver,
+            members=cluster.members,
+            keys=(self.key,),
+            concurrency=self.connections,
+            value_bytes=len(self.value),
+        )
+        return Target(
+            python=spec,
+            tool_name=f"Python {driver} load (pyload)",
+            server_pids=cluster.pids,
+            served_by=cluster.members[0],
+            stats_urls=cluster.urls,
+        )
+
+    def client_get_many(self) -> Target:
+        """``AsyncCacheClient.get_many`` of 100 keys of 100 B, 16 callers."""
+        cluster = self._loaded("single", 100)
+        keys = keys_for(100)
+        spec = PySpec(
+            driver="client",
+            members=cluster.members,
+            keys=tuple(keys),
+            concurrency=_BATCH_CALLERS,
+            batch=_BATCH_KEYS,
+        )
+        return self._keys_target(
+            cluster, keys, 100, "client", python=spec, keys_per_request=_BATCH_KEYS
         )
 
     # -- the same loads on redis and memcached
 
-    def redis(self, *, get_fraction: float, value_bytes: int, batch_keys: int = 1) -> Target:
+    def redis(
+        self, *, get_fraction: float, value_bytes: int, batch_keys: int = 1, pipeline: int = 1
+    ) -> Target:
         server = self._redis_server()
-        shape = {"value_bytes": value_bytes, "keys": len(keys_for(value_bytes))}
+        keys = len(keys_for(value_bytes))
+        run: Callable[..., LoadResult]
         if batch_keys > 1:
-            run = partial(peers.redis_multi_get, server.member, batch_keys=batch_keys, **shape)
+            run = partial(
+                peers.redis_multi_get,
+                server.member,
+                batch_keys=batch_keys,
+                value_bytes=value_bytes,
+                keys=keys,
+            )
         else:
-            run = partial(peers.redis_benchmark, server.member, get_fraction=get_fraction, **shape)
+            run = partial(
+                peers.redis_benchmark,
+                server.member,
+                get_fraction=get_fraction,
+                pipeline=pipeline,
+                value_bytes=value_bytes,
+                keys=keys,
+            )
         return self._peer_target(
             run, server, tool_name="redis-benchmark", keys_per_request=batch_keys
         )
@@ -374,11 +465,6 @@ class Fleet:
         )
 
 
-def forwards(stats_url: str) -> int:
-    """How many requests the node at ``stats_url`` has forwarded to owners so far."""
-    return int(node_stats(stats_url)["forwarding"]["forwards"])
-
-
 def _key_owned_by_second(pairs: list[tuple[str, ...]]) -> str:
     # Computed with the client's ring, the same rule the nodes use; the
     # check before measuring confirms the nodes agree.
@@ -390,60 +476,21 @@ def _key_owned_by_second(pairs: list[tuple[str, ...]]) -> str:
     raise RuntimeError("no key among 10,000 is owned by the second node of every pair")
 
 
-def _put(url: str, value: bytes) -> None:
-    request = urllib.request.Request(url, data=value, method="PUT")
-    with urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT) as response:
-        if response.status not in (200, 201, 204):
-            raise RuntimeError(f"PUT {url} answered {response.status}")
-
-
-# aiohttp writes these itself, in the bare server as in the node.
-_FRAMEWORK_HEADERS = frozenset({"content-length", "date", "server", "connection"})
-
-
-def _hit_headers(url: str) -> list[tuple[str, str]]:
-    """The headers a node's hit answer carries, minus those aiohttp adds itself."""
-    with urllib.request.urlopen(url, timeout=_HTTP_TIMEOUT) as response:
-        response.read()
-        return [
-            (name, value)
-            for name, value in response.headers.items()
-            if name.lower() not in _FRAMEWORK_HEADERS
-        ]
-
-
-def _check(url: str, value: bytes, *, node: str | None, via: str | None = None) -> None:
-    with urllib.request.urlopen(url, timeout=_HTTP_TIMEOUT) as response:
-        body = response.read()
-        served_by = response.headers.get(_NODE_HEADER)
-        forwarded_by = response.headers.get(_VIA_HEADER)
-    problems = []
-    if body != value:
-        problems.append(f"{len(body)} bytes that differ from the {len(value)} stored")
-    if served_by != node:
-        problems.append(f"{_NODE_HEADER}={served_by!r}, expected {node!r}")
-    if forwarded_by != via:
-        problems.append(f"{_VIA_HEADER}={forwarded_by!r}, expected {via!r}")
-    if problems:
-        raise RuntimeError(f"GET {url} is not what this scenario measures: {'; '.join(problems)}")
-
-
-def _check_workload(cluster: _Cluster, keys: list[str], size: int, routing: str) -> None:
-    """A sample of keys read at their owner (and, for entry routing, through
-    another node): right bytes, served by the owner the client's ring names."""
-    ring = HashRing(cluster.members, vnodes=DEFAULT_VNODES)
-    value = value_bytes(size)
-    for key in keys[:: max(1, len(keys) // 8)]:
-        owner = ring.owner(key)
-        _check(f"http://{owner}/kv/{key}", value, node=owner)
-        entry = next((member for member in cluster.members if member != owner), None)
-        if routing == "entry" and entry is not None:
-            # With the defaults a near-cached answer may skip the hop and name
-            # this node, so only the bytes are checked here, not the headers.
-            _check_bytes(f"http://{entry}/kv/{key}", value)
-
-
-def _check_bytes(url: str, value: bytes) -> None:
-    body = http_request(url)
-    if body != value:
-        raise RuntimeError(f"GET {url} returned {len(body)} bytes, not the {len(value)} stored")
+def placed_keys(keys: list[str], reference: tuple[str, ...], members: tuple[str, ...]) -> list[str]:
+    """``keys``, each renamed with a suffix where needed so that its owner among
+    ``members`` sits at the place its owner among ``reference`` does. The
+    clusters' member ids differ, so the same names would land differently;
+    placed alike, every feature setting of the hot-key scenarios puts the
+    same load on each node, the hottest key's owner included."""
+    theirs = HashRing(reference).owner_of_each(keys)
+    ring = HashRing(members)
+    placed = []
+    for key, owner in zip(keys, theirs, strict=True):
+        wanted = members[reference.index(owner)]
+        # Each name lands on the wanted node about one time in three.
+        names = chain([key], (f"{key}-{salt}" for salt in range(1, 1000)))
+        name = next((name for name in names if ring.owner(name) == wanted), None)
+        if name is None:
+            raise RuntimeError(f"no name for {key} lands on {wanted}")
+        placed.append(name)
+    return placed

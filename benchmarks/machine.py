@@ -84,9 +84,22 @@ def _wrk_version() -> str | None:
     return first[0].split(" [")[0].strip() if first else None
 
 
+def _commit() -> str | None:
+    """The checkout's commit, with "+changes" when files differ from it: the code measured."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    run = [["git", "-C", root, "rev-parse", "--short", "HEAD"], ["git", "-C", root, "status", "-s"]]
+    try:
+        head, changes = (subprocess.run(c, capture_output=True, text=True, timeout=10) for c in run)
+    except OSError:
+        return None
+    commit = head.stdout.strip()
+    return None if head.returncode else commit + ("+changes" if changes.stdout.strip() else "")
+
+
 def machine_info() -> dict[str, object]:
     """A JSON-ready description of this machine and the software under test."""
     return {
+        "commit": _commit(),
         "nproc": os.cpu_count(),
         "usable_cores": sorted(os.sched_getaffinity(0)),
         "cpu_model": _cpu_model(),

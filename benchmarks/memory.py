@@ -3,8 +3,8 @@
 For each value size a fresh node starts with ``--max-bytes`` (64 MiB by
 default); its idle RSS is read once its code paths are warm; then PUTs of
 keys never written before deliver ``factor`` (10) times the bound in value
-bytes, through the load generator (wrk with a Lua script, or the Python
-fallback), while RSS is sampled every quarter second. The store must evict
+bytes, through wrk (``lua/put_keys.lua``), while RSS is sampled every
+tenth of a second. The store must evict
 all along; what we report is how much memory that costs beyond idle, as a
 fraction of the bound. Small values are the hard case: per-entry overhead
 of the interpreter's objects dwarfs 100 bytes.
@@ -12,25 +12,23 @@ of the interpreter's objects dwarfs 100 bytes.
 
 from __future__ import annotations
 
-import json
 import math
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
 
-from .loadgen import LoadGenerator, LoadSpec
+from . import wrk
+from .loadgen import LoadSpec
 from .machine import CorePlan
+from .probes import http_request, node_stats
 from .processes import Processes
 
-__all__ = ["MemorySettings", "http_request", "idle_rss", "node_stats", "run_memory", "warm_up"]
+__all__ = ["MemorySettings", "idle_rss", "run_memory", "warm_up"]
 
 MiB = 1024 * 1024
-# Generous: on a shared machine a starved server can stall for seconds.
-_HTTP_TIMEOUT = 15.0
 Progress = Callable[[str], None]
 
 
@@ -67,18 +65,6 @@ class _RssSampler:
         return rss
 
 
-def http_request(url: str, *, method: str = "GET", data: bytes | None = None) -> bytes:
-    request = urllib.request.Request(url, data=data, method=method)
-    with urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT) as response:
-        body: bytes = response.read()
-        return body
-
-
-def node_stats(url: str) -> dict[str, Any]:
-    stats: dict[str, Any] = json.loads(http_request(f"{url}/stats"))
-    return stats
-
-
 def warm_up(url: str) -> None:
     # Touch every code path the load will use, so idle RSS includes them.
     for index in range(50):
@@ -98,7 +84,6 @@ def idle_rss(process: psutil.Process) -> int:
 
 def measure_one(
     processes: Processes,
-    generator: LoadGenerator,
     plan: CorePlan,
     settings: MemorySettings,
     *,
@@ -130,7 +115,7 @@ def measure_one(
             body_bytes=value_size,
             key_prefix=f"m{value_size}-",
         )
-        result = generator.run(spec, cores=plan.load, tick=sampler.sample)
+        result = wrk.run(spec, cores=plan.load, tick=sampler.sample)
         final = sampler.sample()
         # Read again after a short pause: memory the allocator gives back late shows here.
         time.sleep(1.0)
@@ -171,7 +156,6 @@ def measure_one(
 
 def run_memory(
     processes: Processes,
-    generator: LoadGenerator,
     plan: CorePlan,
     settings: MemorySettings,
     *,
@@ -182,7 +166,6 @@ def run_memory(
     return [
         measure_one(
             processes,
-            generator,
             plan,
             settings,
             host=f"{subnet}.{10 + index}",

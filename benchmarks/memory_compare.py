@@ -6,11 +6,11 @@ memcached's. Both servers start fresh, are warmed up, have their idle RSS
 read, take the same ``entries`` keys and values, settle for a moment, and
 have their RSS read again; bytes per entry is the growth over idle divided
 by the entries the server says it holds. Neither server may evict: the node
-gets a ``--max-bytes`` computed from ``the store's entry charge`` with room to spare and
-memcached a ``-m`` far above its need, and both eviction counters are kept.
+gets a ``--max-bytes`` far above its entries' charge and memcached a ``-m``
+far above its need, and both eviction counters are kept.
 
-The node is filled by the load generator (wrk with ``lua/put_keys.lua``, one
-connection with pipelined PUTs, so that exactly ``entries`` PUTs are sent);
+The node is filled by wrk (``lua/put_keys.lua``, one connection with
+pipelined PUTs, so that exactly ``entries`` PUTs are sent);
 memcached by a small pipelined ASCII-protocol loader in this module that
 writes the very key strings ``put_keys.lua`` makes (``<prefix><thread>-<n>``,
 one thread, n from 1) and the same value bytes. Each server is stopped right
@@ -28,11 +28,11 @@ from typing import Any
 
 import psutil
 
-from node.cache.charge import entry_charge
-
-from .loadgen import LoadGenerator, LoadSpec
+from . import wrk
+from .loadgen import LoadSpec
 from .machine import CorePlan
-from .memory import http_request, idle_rss, node_stats, warm_up
+from .memory import idle_rss, warm_up
+from .probes import http_request, node_stats
 from .processes import Processes
 from .tables import markdown_table, plain_table
 
@@ -57,7 +57,9 @@ _KEY_PREFIX = "e{value_bytes}-"
 # PUTs per wrk round trip. put_keys.lua sends whole batches, so a batch size
 # that divides ``entries`` is what makes the node receive exactly ``entries``.
 _MAX_PIPELINE = 100
-# Room beyond the entries' charge, so the bound is never what stops a PUT.
+# Per entry beyond its key and value, far above the store's charge (360 B,
+# README "Memory"), and room beyond: the bound is never what stops a PUT.
+_NODE_CHARGE_ALLOWANCE = 1024
 _NODE_HEADROOM_BYTES = 64 * MiB
 _MEMCACHED_MIN_MIB = 2048
 # Generous: memcached's 48-56 B item header and slab rounding stay well under this.
@@ -75,15 +77,15 @@ def put_keys(prefix: str, entries: int, *, first: int = 1) -> Iterator[str]:
         yield f"{prefix}0-{n}"
 
 
-def first_key_index(generator: LoadGenerator, pipeline: int) -> int:
-    """The counter of the first key ``generator`` writes with ``pipeline`` PUTs per batch.
+def first_key_index(pipeline: int) -> int:
+    """The counter of the first key wrk writes with ``pipeline`` PUTs per batch.
 
     wrk skips one batch: before starting its threads it calls ``request()``
     once in thread 0's Lua state to count the pipelined requests
     (``script_verify_request``), which advances that thread's counter by a
-    batch that is never sent. The Python load generator starts at 1.
+    batch that is never sent.
     """
-    return pipeline + 1 if generator.name == "wrk" else 1
+    return pipeline + 1
 
 
 def _pipeline_depth(entries: int) -> int:
@@ -94,7 +96,7 @@ def _pipeline_depth(entries: int) -> int:
 def _node_max_bytes(prefix: str, entries: int, value_bytes: int) -> int:
     """A bound that holds ``entries`` entries with no eviction, in whole MiB."""
     longest_key = f"{prefix}0-{entries + _MAX_PIPELINE}"
-    charge = entry_charge(longest_key, b"v" * value_bytes, 0.0)
+    charge = len(longest_key) + value_bytes + _NODE_CHARGE_ALLOWANCE
     return math.ceil((entries * charge + _NODE_HEADROOM_BYTES) / MiB) * MiB
 
 
@@ -220,7 +222,6 @@ def _node_has(url: str, key: str) -> bool:
 
 def _measure_node(
     processes: Processes,
-    generator: LoadGenerator,
     plan: CorePlan,
     *,
     host: str,
@@ -254,7 +255,7 @@ def _measure_node(
             key_prefix=prefix,
             pipeline=pipeline,
         )
-        result = generator.run(spec, cores=plan.load)
+        result = wrk.run(spec, cores=plan.load)
         rss = _settled_rss(process)
         store = node_stats(node.url)["store"]
         holds_keys = _holds_exactly(node.url, prefix, entries, first=first)
@@ -327,13 +328,12 @@ def _notes(entries: int, node: dict[str, Any], memcached: dict[str, Any]) -> lis
     if not node["holds_expected_keys"]:
         notes.append("the node's keys are not the ones memcached was given")
     if node["load_errors"]:
-        notes.append(f"the load generator saw {node['load_errors']:,} errors")
+        notes.append(f"wrk saw {node['load_errors']:,} errors")
     return notes
 
 
 def measure_per_entry(
     processes: Processes,
-    generator: LoadGenerator,
     plan: CorePlan,
     *,
     subnet: str,
@@ -353,10 +353,9 @@ def measure_per_entry(
         raise ValueError("entries and value_bytes must be positive")
     prefix = _KEY_PREFIX.format(value_bytes=value_bytes)
     pipeline = _pipeline_depth(entries)
-    first = first_key_index(generator, pipeline)
+    first = first_key_index(pipeline)
     node = _measure_node(
         processes,
-        generator,
         plan,
         host=f"{subnet}.12",
         prefix=prefix,
@@ -400,14 +399,6 @@ def _mib(value: int) -> str:
     return f"{value / MiB:.1f} MiB"
 
 
-def _bytes_per_entry(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:,.0f} B"
-
-
-def _seconds(value: float) -> str:
-    return f"{value:.2f} s" if value < 10 else f"{value:.0f} s"
-
-
 def _verdict(result: dict[str, Any]) -> str:
     if result["ratio"] is None:
         return f"ratio n/a (target <= {result['target']:g})"
@@ -415,39 +406,27 @@ def _verdict(result: dict[str, Any]) -> str:
     return f"ratio {result['ratio']:.2f} (target <= {result['target']:g}: {met})"
 
 
-def _rows(result: dict[str, Any]) -> list[list[str]]:
-    node, memcached = result["node"], result["memcached"]
+def _row(server: str, side: dict[str, Any]) -> list[str]:
     return [
-        [
-            f"node (--max-bytes {node['max_bytes'] // MiB} MiB)",
-            f"{node['items']:,}",
-            _mib(node["idle_rss_bytes"]),
-            _mib(node["rss_bytes"]),
-            _bytes_per_entry(node["bytes_per_entry"]),
-            _mib(node["store_bytes"]),
-            _seconds(node["fill_seconds"]),
-        ],
-        [
-            f"memcached (-m {memcached['memory_mib']})",
-            f"{memcached['items']:,}",
-            _mib(memcached["idle_rss_bytes"]),
-            _mib(memcached["rss_bytes"]),
-            _bytes_per_entry(memcached["bytes_per_entry"]),
-            _mib(memcached["store_bytes"]),
-            _seconds(memcached["fill_seconds"]),
-        ],
+        server,
+        f"{side['items']:,}",
+        _mib(side["idle_rss_bytes"]),
+        _mib(side["rss_bytes"]),
+        "n/a" if side["bytes_per_entry"] is None else f"{side['bytes_per_entry']:,.0f} B",
+        _mib(side["store_bytes"]),
+        f"{side['fill_seconds']:.2f} s",
     ]
 
 
-_HEADERS = [
-    "server",
-    "entries",
-    "idle RSS",
-    "RSS filled",
-    "RSS per entry",
-    "own count",
-    "fill",
-]
+def _rows(result: dict[str, Any]) -> list[list[str]]:
+    node, memcached = result["node"], result["memcached"]
+    return [
+        _row(f"node (--max-bytes {node['max_bytes'] // MiB} MiB)", node),
+        _row(f"memcached (-m {memcached['memory_mib']})", memcached),
+    ]
+
+
+_HEADERS = ["server", "entries", "idle RSS", "RSS filled", "RSS per entry", "own count", "fill"]
 
 
 def render_per_entry_markdown(result: dict[str, Any]) -> str:

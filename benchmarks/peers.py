@@ -15,11 +15,8 @@ What the tools cannot do, and what the drivers do about it:
   back to back, N sized so that both last about ``duration`` s together.
   Their requests over their time is the rate of the mix,
   1 / (g / get_rate + (1 - g) / set_rate). Latency is the larger part's
-  (the GET part when g >= 0.5): min, mean, p50, p99 and max exactly as
-  redis-benchmark computed them, while p90 and p99_9 are upper bounds: the
-  smallest latency it printed under which at least 90% (99.9%) of the
-  requests fell, which can overstate the true figure by one printed step.
-  ``percentiles_ms`` holds only the exact ones ("50", "95", "99").
+  (the GET part when g >= 0.5), as redis-benchmark's ``--csv`` report
+  gives it: min, mean, p50, p95, p99 and max.
 - memaslap prints min, mean and max latency but no percentiles, so its
   ``latency_ms`` has only those three. Its key space is a window of 1024*k
   keys per connection, so it uses at least ``connections * 1024`` keys:
@@ -33,6 +30,7 @@ What the tools cannot do, and what the drivers do about it:
 
 from __future__ import annotations
 
+import csv
 import logging
 import math
 import os
@@ -45,9 +43,9 @@ import tempfile
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .loadgen import LoadResult, children_cpu_seconds, ensure_package, pinned
+from .loadgen import LoadResult, children_cpu_seconds, pinned
 from .processes import ServerProcess
-from .tools import TOOLS
+from .tools import require
 
 __all__ = [
     "REDIS_KEY",
@@ -58,7 +56,7 @@ __all__ = [
     "memaslap",
     "memaslap_window",
     "parse_memaslap",
-    "parse_redis_benchmark",
+    "parse_redis_csv",
     "preload_redis",
     "redis_benchmark",
     "redis_call",
@@ -87,25 +85,9 @@ _PRELOAD_BATCH_BYTES = 1 << 20
 _SOCKET_TIMEOUT_S = 30.0
 
 
-# -- installing the tools
-
-# The Debian package of each program, from the one list `make tools` installs.
-_PACKAGES = dict(TOOLS)
-
-
-def _require(binary: str) -> str:
-    """``binary``'s path, installing its package (``tools.TOOLS``) if need be;
-    RuntimeError when impossible."""
-    available, how = ensure_package(binary, _PACKAGES[binary])
-    path = shutil.which(binary)
-    if not available or path is None:
-        raise RuntimeError(how)
-    return path
-
-
 def _memaslap_binary() -> str:
     # Debian renamed memaslap to memcaslap; other systems keep the old name.
-    return shutil.which("memaslap") or _require("memcaslap")
+    return shutil.which("memaslap") or require("memcaslap")
 
 
 # -- the servers
@@ -119,7 +101,7 @@ class RedisServer(ServerProcess):
     kind: ClassVar[str] = "redis-server"
 
     def command(self) -> list[str]:
-        binary = _require("redis-server")
+        binary = require("redis-server")
         flags = {"--bind": self.host, "--port": self.port, "--save": "", "--appendonly": "no"}
         return [binary, *_flags({**flags, "--protected-mode": "no"})]
 
@@ -136,7 +118,7 @@ class MemcachedServer(ServerProcess):
     kind: ClassVar[str] = "memcached"
 
     def command(self) -> list[str]:
-        binary = _require("memcached")
+        binary = require("memcached")
         flags = {"-l": self.host, "-p": self.port, "-U": 0, "-m": self.memory_mib}
         command = [binary, *_flags({**flags, "-t": self.threads})]
         if os.geteuid() == 0:
@@ -253,144 +235,95 @@ def preload_redis(member: str, *, keys: int, value_bytes: int) -> None:
             raise RuntimeError(f"redis {member}: {REDIS_KEY.format(index)} has length {length!r}")
 
 
-# -- redis: parsing redis-benchmark's report
+# -- redis: redis-benchmark and its report
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RedisPart:
-    """One test of a redis-benchmark run, as it printed it. Latencies in ms.
-
-    ``summary_ms`` is its "latency summary" line (avg, min, p50, p95, p99,
-    max); ``distribution`` every "x% <= y milliseconds (cumulative count n)"
-    line as (y, n), sorted by y.
-    """
+    """One test of a ``redis-benchmark --csv`` run: its rate and its latencies
+    in ms as redis-benchmark computed them (mean, min, p50, p95, p99, max)."""
 
     test: str
-    requests: int
     requests_per_s: float
-    summary_ms: dict[str, float]
-    distribution: tuple[tuple[float, int], ...]
-
-    @property
-    def duration_s(self) -> float:
-        # requests / rate is more precise than the printed "in 0.20 seconds".
-        return self.requests / self.requests_per_s if self.requests_per_s > 0 else 0.0
-
-    def at_most(self, share: float) -> float:
-        """The smallest printed latency under which at least ``share`` (0-1) of
-        the requests fell: an upper bound of that quantile."""
-        needed = math.ceil(share * self.requests - 1e-9)
-        for latency, count in self.distribution:
-            if count >= needed:
-                return latency
-        return self.summary_ms["max"]
-
-    def latency_ms(self) -> dict[str, float]:
-        """wrk's names; p90 and p99_9 are upper bounds (``at_most``), the rest exact."""
-        summary = self.summary_ms
-        return {
-            "min": summary["min"],
-            "mean": summary["avg"],
-            "max": summary["max"],
-            "p50": summary["p50"],
-            "p90": self.at_most(0.90),
-            "p99": summary["p99"],
-            "p99_9": self.at_most(0.999),
-        }
-
-    def percentiles_ms(self) -> dict[str, float]:
-        """Only the percentiles redis-benchmark computed exactly."""
-        return {name: self.summary_ms[f"p{name}"] for name in ("50", "95", "99")}
+    latency_ms: dict[str, float]
 
 
-_SECTION = re.compile(r"^====== (?P<test>.+?) ======\s*$", re.MULTILINE)
-_COMPLETED = re.compile(r"^\s*(\d+) requests completed in [\d.]+ seconds", re.MULTILINE)
-_THROUGHPUT = re.compile(r"throughput summary: ([\d.]+) requests per second")
-_POINT = re.compile(
-    r"^\s*[\d.]+% <= ([\d.]+) milliseconds \(cumulative count (\d+)\)", re.MULTILINE
-)
-_SUMMARY = re.compile(
-    r"latency summary \(msec\):\s*\n\s*(?P<names>[a-z0-9 ]+?)\s*\n\s*(?P<values>[-\d. ]+?)\s*$",
-    re.MULTILINE,
-)
+_CSV_LATENCIES = {"avg": "mean", "min": "min", "p50": "p50", "p95": "p95", "p99": "p99"}
+_CSV_LATENCIES["max"] = "max"
 _SERVER_ERROR = "Error from server"
 
 
-def parse_redis_benchmark(output: str) -> list[RedisPart]:
-    """Every test in redis-benchmark's default (not --csv, not -q) report.
+def parse_redis_csv(output: str) -> list[RedisPart]:
+    """Every test of redis-benchmark's ``--csv`` report, in its order.
 
-    Raises RuntimeError when a test lacks its count, throughput or summary.
+    Raises RuntimeError when the report has no header or no test.
     """
-    output = _printable(output)
-    headings = list(_SECTION.finditer(output))
-    if not headings:
+    rows = list(csv.reader(line for line in output.splitlines() if line.startswith('"')))
+    if len(rows) < 2 or rows[0][:2] != ["test", "rps"]:
         raise RuntimeError(f"redis-benchmark printed no test:\n{output[-2000:]}")
     parts = []
-    for heading, following in zip(headings, [*headings[1:], None], strict=True):
-        text = output[heading.end() : following.start() if following else len(output)]
-        parts.append(_parse_section(heading["test"], text))
+    for row in rows[1:]:
+        cells = dict(zip(rows[0], row, strict=True))
+        parts.append(
+            RedisPart(
+                test=cells["test"],
+                requests_per_s=float(cells["rps"]),
+                latency_ms={
+                    ours: float(cells[f"{theirs}_latency_ms"])
+                    for theirs, ours in _CSV_LATENCIES.items()
+                },
+            )
+        )
     return parts
 
 
-def _parse_section(test: str, text: str) -> RedisPart:
-    completed = _COMPLETED.search(text)
-    throughput = _THROUGHPUT.search(text)
-    summary = _SUMMARY.search(text)
-    if completed is None or throughput is None or summary is None:
-        raise RuntimeError(f"redis-benchmark's report of {test} is incomplete:\n{text[-2000:]}")
-    names = summary["names"].split()
-    values = [float(value) for value in summary["values"].split()]
-    points = {(float(latency), int(count)) for latency, count in _POINT.findall(text)}
-    return RedisPart(
-        test=test,
-        requests=int(completed[1]),
-        requests_per_s=float(throughput[1]),
-        summary_ms=dict(zip(names, values, strict=True)),
-        distribution=tuple(sorted(points)),
-    )
-
-
-# -- redis: the drivers
-
-
-def _redis_command(
-    member: str, *, value_bytes: int, keys: int, connections: int, requests: int
-) -> list[str]:
+def _redis_command(member: str, shape: dict[str, int], requests: int, tail: list[str]) -> list[str]:
+    """redis-benchmark with ``shape`` (value_bytes, keys, connections, pipeline)
+    and ``tail``: ``-t <tests>``, or a command of its own (which must come last)."""
     host, port = _host_port(member)
-    binary = _require("redis-benchmark")
-    flags = {"-h": host, "-p": port, "-c": connections, "-n": requests, "-d": value_bytes}
-    return [binary, *_flags({**flags, "-r": keys, "-P": 1, "--precision": 3})]
-
-
-def _calibrated_rates(
-    command: list[str], *, cores: tuple[int, ...], duration: int
-) -> dict[str, float]:
-    """Requests per second of each test in one short run of ``command``, by
-    lower-case test name (redis-benchmark runs -t tests in its own order)."""
-    output, _ = _run_tool(command, cores=cores, limit_s=duration + _GRACE_S)
-    return {part.test.lower(): part.requests_per_s for part in parse_redis_benchmark(output)}
+    flags = {"-h": host, "-p": port, "-c": shape["connections"], "-n": requests}
+    flags |= {"-d": shape["value_bytes"], "-r": shape["keys"], "-P": shape.get("pipeline", 1)}
+    return [require("redis-benchmark"), *_flags(flags), "--precision", "3", "--csv", *tail]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Measured:
-    """One measured redis-benchmark run of one test."""
+    """One redis-benchmark run of one test, of ``requests`` requests."""
 
     part: RedisPart
+    requests: int
     server_errors: int
     cpu_s: float
     output: str
 
 
-def _measure(command: list[str], *, cores: tuple[int, ...], limit_s: float) -> _Measured:
+def _measure(
+    member: str,
+    shape: dict[str, int],
+    requests: int,
+    tail: list[str],
+    *,
+    cores: tuple[int, ...],
+    limit_s: float,
+) -> list[_Measured]:
+    command = _redis_command(member, shape, requests, tail)
     output, cpu_s = _run_tool(command, cores=cores, limit_s=limit_s)
-    (part,) = parse_redis_benchmark(output)
-    return _Measured(
-        part=part, server_errors=output.count(_SERVER_ERROR), cpu_s=cpu_s, output=output
-    )
+    parts = parse_redis_csv(output)
+    errors = output.count(_SERVER_ERROR)
+    return [
+        _Measured(part=part, requests=requests, server_errors=errors, cpu_s=cpu_s, output=output)
+        for part in parts
+    ]
 
 
-def _calibration_requests(connections: int) -> int:
-    return max(_CALIBRATION_MIN, _CALIBRATION_PER_CONNECTION * connections)
+def _calibrated_rates(
+    member: str, shape: dict[str, int], tail: list[str], *, cores: tuple[int, ...], duration: int
+) -> dict[str, float]:
+    """Requests per second of each test in one short run, by lower-case test
+    name (redis-benchmark runs -t tests in its own order)."""
+    requests = max(_CALIBRATION_MIN, _CALIBRATION_PER_CONNECTION * shape["connections"])
+    runs = _measure(member, shape, requests, tail, cores=cores, limit_s=duration + _GRACE_S)
+    return {run.part.test.lower(): run.part.requests_per_s for run in runs}
 
 
 def _part_limit_s(requests: int, rate: float) -> float:
@@ -407,36 +340,32 @@ def redis_benchmark(
     connections: int,
     duration: int,
     cores: tuple[int, ...],
+    pipeline: int = 1,
 ) -> LoadResult:
     """A GET/SET mix on redis at ``member``: ``get_fraction`` of the requests
     are GETs of ``keys`` random keys (all preloaded), the rest SETs of them,
     ``value_bytes`` each, over ``connections`` connections for about
-    ``duration`` s. See the module docstring for how the mix is made and
-    which latencies are exact.
+    ``duration`` s, ``pipeline`` requests per round trip (``-P``). See the
+    module docstring for how the mix is made.
     """
-    _check_shape(
-        get_fraction=get_fraction,
-        connections=connections,
-        duration=duration,
-        value_bytes=value_bytes,
-        keys=keys,
-    )
+    shape = {"value_bytes": value_bytes, "keys": keys, "connections": connections}
+    _check_shape(get_fraction=get_fraction, duration=duration, pipeline=pipeline, **shape)
+    shape["pipeline"] = pipeline
     preload_redis(member, keys=keys, value_bytes=value_bytes)
     # GET first: on a tie (0.5) the GET part speaks for latency.
     both = {"get": get_fraction, "set": 1.0 - get_fraction}
     shares = {name: share for name, share in both.items() if share > 0}
-    shape = {"value_bytes": value_bytes, "keys": keys, "connections": connections}
-    calibration = _redis_command(member, **shape, requests=_calibration_requests(connections))
-    rates = _calibrated_rates(
-        [*calibration, "-t", ",".join(shares)], cores=cores, duration=duration
-    )
+    tail = ["-t", ",".join(shares)]
+    rates = _calibrated_rates(member, shape, tail, cores=cores, duration=duration)
     mixed_rate = 1.0 / sum(share / rates[name] for name, share in shares.items())
     total = min(_MAX_PART_REQUESTS, max(1, round(mixed_rate * duration)))
     runs: dict[str, _Measured] = {}
     for name, share in shares.items():
         requests = max(1, round(total * share))
-        command = [*_redis_command(member, **shape, requests=requests), "-t", name]
-        runs[name] = _measure(command, cores=cores, limit_s=_part_limit_s(requests, rates[name]))
+        limit_s = _part_limit_s(requests, rates[name])
+        (runs[name],) = _measure(
+            member, shape, requests, ["-t", name], cores=cores, limit_s=limit_s
+        )
     # The larger part speaks for latency; max() keeps the first (GET) on a tie.
     main = runs[max(shares, key=shares.__getitem__)]
     return _result(list(runs.values()), main.part, connections)
@@ -455,32 +384,25 @@ def redis_multi_get(
     """MGET of ``batch_keys`` random keys (of ``keys``, all preloaded with
     ``value_bytes`` bytes) per request, for about ``duration`` s.
     ``requests`` counts MGETs, not keys."""
-    _check_shape(
-        get_fraction=1.0,
-        connections=connections,
-        duration=duration,
-        value_bytes=value_bytes,
-        keys=keys,
-        batch_keys=batch_keys,
-    )
-    preload_redis(member, keys=keys, value_bytes=value_bytes)
     shape = {"value_bytes": value_bytes, "keys": keys, "connections": connections}
+    _check_shape(get_fraction=1.0, duration=duration, batch_keys=batch_keys, **shape)
+    preload_redis(member, keys=keys, value_bytes=value_bytes)
     mget = ["mget", *["key:__rand_int__"] * batch_keys]
-    calibration = _redis_command(member, **shape, requests=_calibration_requests(connections))
-    (rate,) = _calibrated_rates([*calibration, *mget], cores=cores, duration=duration).values()
+    (rate,) = _calibrated_rates(member, shape, mget, cores=cores, duration=duration).values()
     requests = min(_MAX_PART_REQUESTS, max(1, round(rate * duration)))
-    command = [*_redis_command(member, **shape, requests=requests), *mget]
-    run = _measure(command, cores=cores, limit_s=_part_limit_s(requests, rate))
+    limit_s = _part_limit_s(requests, rate)
+    (run,) = _measure(member, shape, requests, mget, cores=cores, limit_s=limit_s)
     return _result([run], run.part, connections)
 
 
 def _result(runs: list[_Measured], main: RedisPart, connections: int) -> LoadResult:
     """The runs as one load: their requests over their summed time."""
+    percentiles = {name: main.latency_ms[f"p{name}"] for name in ("50", "95", "99")}
     return LoadResult(
-        requests=sum(run.part.requests for run in runs),
-        duration_s=sum(run.part.duration_s for run in runs),
-        latency_ms=main.latency_ms(),
-        percentiles_ms=main.percentiles_ms(),
+        requests=sum(run.requests for run in runs),
+        duration_s=sum(run.requests / run.part.requests_per_s for run in runs),
+        latency_ms=main.latency_ms,
+        percentiles_ms=percentiles,
         errors={"server": sum(run.server_errors for run in runs)},
         generator_cpu_s=sum(run.cpu_s for run in runs),
         connections=connections,

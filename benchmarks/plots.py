@@ -8,10 +8,8 @@ document holds:
     <stamp>-memory.png      RSS over time per value size against the bound; bytes/entry
     <stamp>-ring.png        ring balance (max/mean) by members and vnodes, with the target
 
-``python -m benchmarks.plots benchmarks/results/<stamp>.json`` plots an old
-result again, next to it. Documents written before ``group``, ``kind``,
-``keys_per_s`` and ``latency_percentiles_ms`` existed still plot: see
-``throughput_bars`` and ``latency_curve`` for the fallbacks.
+``python -m benchmarks.plots benchmarks/results/<stamp>.json`` plots a
+result again, next to it.
 
 Figures are built with the object API on an Agg canvas (no display, no
 pyplot registry), so each one is freed as soon as it is saved.
@@ -34,20 +32,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
 
-__all__ = [
-    "Bar",
-    "latency_curve",
-    "main",
-    "nines",
-    "ring_target",
-    "throughput_bars",
-    "write_plots",
-]
+__all__ = ["Bar", "latency_curve", "main", "nines", "throughput_bars", "write_plots"]
 
 _MIB = 1024 * 1024
 _DPI = 100
-# The ring benchmark's target (issue 6) when the document does not state one.
-_RING_TARGET = 1.10
 _KIND_STYLE = {
     "node": ("tab:blue", "our node"),
     "bare": ("tab:gray", "bare aiohttp"),
@@ -56,8 +44,6 @@ _KIND_STYLE = {
 }
 _UNKNOWN_KIND = ("tab:purple", "other")
 _NINES_TICKS = (50.0, 90.0, 99.0, 99.9, 99.99)
-# The only percentiles wrk reports in documents older than latency_percentiles_ms.
-_OLD_PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p99_9": 99.9}
 _LABEL_CHARS = 48
 
 Curve = list[tuple[float, float]]  # (percentile, latency ms), by percentile
@@ -65,7 +51,7 @@ Curve = list[tuple[float, float]]  # (percentile, latency ms), by percentile
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Bar:
-    """One scenario's throughput bar: the median with its min-max range over rounds."""
+    """One scenario's throughput bar: keys/s, the median with its min-max range over rounds."""
 
     group: str
     label: str
@@ -73,74 +59,29 @@ class Bar:
     median: float
     low: float
     high: float
-    unit: str  # "keys/s", or "requests/s" when the scenario has no keys_per_s
 
 
-# -- data: what each plot draws, with the fallbacks for older documents
-
-
-def _default_group(doc: dict[str, Any]) -> str:
-    # Old documents measured GETs of one value size and nothing else.
-    value_bytes = (doc.get("settings") or {}).get("value_bytes")
-    return f"GET {value_bytes} B" if value_bytes else "all scenarios"
-
-
-def _group(scenario: dict[str, Any], doc: dict[str, Any]) -> str:
-    return str(scenario.get("group") or _default_group(doc))
-
-
-def _kind(scenario: dict[str, Any]) -> str:
-    """The scenario's kind, guessed from its name and title when the document predates it."""
-    if scenario.get("kind"):
-        return str(scenario["kind"])
-    words = f"{scenario.get('name', '')} {scenario.get('title', '')}".lower()
-    for needle, kind in (("redis", "redis"), ("memcache", "memcached"), ("bare", "bare")):
-        if needle in words:
-            return kind
-    return "node"
+# -- data: what each plot draws
 
 
 def _label(scenario: dict[str, Any]) -> str:
-    text = str(scenario.get("title") or scenario.get("name") or "?")
+    text = str(scenario["title"])
     return text if len(text) <= _LABEL_CHARS else text[: _LABEL_CHARS - 1] + "\u2026"
 
 
-def _rate(scenario: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
-    for key, unit in (("keys_per_s", "keys/s"), ("requests_per_s", "requests/s")):
-        rate = scenario.get(key)
-        if isinstance(rate, dict) and isinstance(rate.get("median"), int | float):
-            return rate, unit
-    return None
-
-
-def _number_or(value: Any, default: float) -> float:
-    return float(value) if isinstance(value, int | float) else default
-
-
 def throughput_bars(doc: dict[str, Any]) -> list[Bar]:
-    """The bars, grouped (groups in order of first appearance, scenarios in document order).
-
-    Falls back to ``requests_per_s`` without ``keys_per_s``, to a kind guessed
-    from the name without ``kind``, and to one group named after the GET value
-    size without ``group``. A missing min or max collapses onto the median.
-    """
+    """The bars, grouped (groups in order of first appearance, scenarios in document order)."""
     by_group: dict[str, list[Bar]] = {}
-    for scenario in doc.get("scenarios") or []:
-        found = _rate(scenario)
-        if found is None:
-            continue
-        rate, unit = found
-        median = float(rate["median"])
-        group = _group(scenario, doc)
-        by_group.setdefault(group, []).append(
+    for scenario in doc["scenarios"] or []:
+        rate = scenario["keys_per_s"]
+        by_group.setdefault(scenario["group"], []).append(
             Bar(
-                group=group,
+                group=scenario["group"],
                 label=_label(scenario),
-                kind=_kind(scenario),
-                median=median,
-                low=_number_or(rate.get("min"), median),
-                high=_number_or(rate.get("max"), median),
-                unit=unit,
+                kind=scenario["kind"],
+                median=rate["median"],
+                low=rate["min"],
+                high=rate["max"],
             )
         )
     return [bar for bars in by_group.values() for bar in bars]
@@ -159,49 +100,21 @@ def nines(percentile: float) -> float:
     return -math.log10(1.0 - percentile / 100.0)
 
 
-def _positive_ms(value: Any) -> float | None:
-    # A log axis cannot show 0, and partial documents may hold None.
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    return None
-
-
 def latency_curve(scenario: dict[str, Any]) -> Curve:
-    """(percentile, ms) points, sorted, from ``latency_percentiles_ms``.
-
-    Without that section (older documents, or kinds that do not report it)
-    the curve falls back to ``latency_ms`` p50/p90/p99 (and p99_9 when
-    present). Missing, null, zero and 100th-percentile entries are skipped.
-    """
-    points: Curve = []
-    detailed = scenario.get("latency_percentiles_ms")
-    if isinstance(detailed, dict) and detailed:
-        for key, value in detailed.items():
-            try:
-                percentile = float(key)
-            except ValueError:
-                continue
-            ms = _positive_ms(value)
-            if ms is not None and 0 < percentile < 100:
-                points.append((percentile, ms))
-    else:
-        summary = scenario.get("latency_ms") or {}
-        for key, percentile in _OLD_PERCENTILES.items():
-            ms = _positive_ms(summary.get(key))
-            if ms is not None:
-                points.append((percentile, ms))
-    return sorted(points)
+    """(percentile, ms) points of ``latency_percentiles_ms``, sorted by percentile;
+    zero latencies (a log axis cannot show them) are left out."""
+    points = [(float(name), ms) for name, ms in scenario["latency_percentiles_ms"].items()]
+    return sorted((percentile, ms) for percentile, ms in points if ms > 0)
 
 
 # -- figure helpers
 
 
 def _run_line(doc: dict[str, Any]) -> str:
-    machine = doc.get("machine") or {}
-    cpus = machine.get("nproc", "?")
-    model = machine.get("cpu_model", "unknown CPU")
-    mode = f" ({doc['mode']})" if doc.get("mode") else ""
-    return f"{cpus} CPUs, {model}; run {doc.get('started_at', '?')}{mode}"
+    machine = doc["machine"]
+    return (
+        f"{machine['nproc']} CPUs, {machine['cpu_model']}; run {doc['started_at']} ({doc['mode']})"
+    )
 
 
 def _new_figure(width: float, height: float) -> Figure:
@@ -224,17 +137,6 @@ def _kind_style(kind: str) -> tuple[str, str]:
 
 
 # -- throughput
-
-
-def _value_axis_label(bars: list[Bar]) -> str:
-    units = {bar.unit for bar in bars}
-    if units == {"keys/s"}:
-        name = "keys/s"
-    elif units == {"requests/s"}:
-        name = "requests/s"
-    else:
-        name = "keys/s (requests/s where keys/s is not reported)"
-    return f"{name}: median over rounds, bars span min to max"
 
 
 def _draw_throughput(axes: Axes, group: str, bars: list[Bar]) -> None:
@@ -279,7 +181,7 @@ def _plot_throughput(doc: dict[str, Any], path: Path) -> Path | None:
     )
     for axes, (group, group_bars) in zip(panels[:, 0], groups.items(), strict=True):
         _draw_throughput(axes, group, group_bars)
-    panels[-1, 0].set_xlabel(_value_axis_label(bars))
+    panels[-1, 0].set_xlabel("keys/s: median over rounds, bars span min to max")
     kinds = list(dict.fromkeys(bar.kind for bar in bars))
     handles = [Patch(color=_kind_style(kind)[0], label=_kind_style(kind)[1]) for kind in kinds]
     # Outside the axes, where no bar end or printed number can sit under it.
@@ -293,11 +195,11 @@ def _plot_throughput(doc: dict[str, Any], path: Path) -> Path | None:
 
 def _latency_groups(doc: dict[str, Any]) -> dict[str, list[tuple[dict[str, Any], Curve]]]:
     groups: dict[str, list[tuple[dict[str, Any], Curve]]] = {}
-    for scenario in doc.get("scenarios") or []:
+    for scenario in doc["scenarios"] or []:
         curve = latency_curve(scenario)
-        # One point is not a distribution.
+        # One point is not a distribution (memaslap reports no percentile at all).
         if len(curve) >= 2:
-            groups.setdefault(_group(scenario, doc), []).append((scenario, curve))
+            groups.setdefault(scenario["group"], []).append((scenario, curve))
     return groups
 
 
@@ -307,10 +209,7 @@ def _draw_latency_panel(axes: Axes, group: str, curves: list[tuple[dict[str, Any
         xs = [nines(percentile) for percentile, _ in curve]
         ys = [ms for _, ms in curve]
         widest = max(widest, xs[-1])
-        # Dashed: only wrk's three or four summary percentiles were available.
-        detailed = bool(scenario.get("latency_percentiles_ms"))
-        label = _label(scenario) + ("" if detailed else " [p50/p90/p99 only]")
-        axes.plot(xs, ys, "-" if detailed else "--", marker="o", markersize=3, label=label)
+        axes.plot(xs, ys, "-", marker="o", markersize=3, label=_label(scenario))
     axes.set_yscale("log")
     axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     # Without this a range inside one decade shows labels like 4x10^0 or none.
@@ -348,24 +247,13 @@ def _plot_latency(doc: dict[str, Any], path: Path) -> Path | None:
 def _draw_rss_panel(axes: Axes, entry: dict[str, Any]) -> None:
     series = entry["rss_series"]
     axes.plot([s for s, _ in series], [rss / _MIB for _, rss in series], label="RSS")
-    bound = entry.get("bound_bytes")
-    if bound:
-        axes.axhline(
-            bound / _MIB, color="tab:red", linestyle="--", label=f"bound {bound / _MIB:,.0f} MiB"
-        )
-        if entry.get("idle_rss_bytes"):
-            # Where RSS would stop if the store cost exactly its bound over idle.
-            axes.axhline(
-                (bound + entry["idle_rss_bytes"]) / _MIB,
-                color="tab:orange",
-                linestyle=":",
-                label="idle RSS + bound",
-            )
-    title = f"{entry.get('value_bytes', 0):,} B values"
-    if entry.get("completed") is False:
-        title += " (cut short)"
-    if isinstance(entry.get("peak_growth_over_bound"), int | float):
-        title += f"\npeak growth / bound {entry['peak_growth_over_bound']:.2f}"
+    bound = entry["bound_bytes"] / _MIB
+    axes.axhline(bound, color="tab:red", linestyle="--", label=f"bound {bound:,.0f} MiB")
+    # Where RSS would stop if the store cost exactly its bound over idle.
+    idle = entry["idle_rss_bytes"] / _MIB
+    axes.axhline(bound + idle, color="tab:orange", linestyle=":", label="idle RSS + bound")
+    title = f"{entry['value_bytes']:,} B values" + ("" if entry["completed"] else " (cut short)")
+    title += f"\npeak growth / bound {entry['peak_growth_over_bound']:.2f}"
     axes.set_title(title, fontsize=10)
     axes.set_xlabel("time (s)")
     axes.set_ylabel("RSS (MiB)")
@@ -374,38 +262,27 @@ def _draw_rss_panel(axes: Axes, entry: dict[str, Any]) -> None:
     axes.legend(fontsize=8, loc="lower right")
 
 
-def _per_entry_sides(per_entry: dict[str, Any]) -> list[tuple[str, float]]:
-    sides = []
-    for kind in ("node", "memcached"):
-        value = (per_entry.get(kind) or {}).get("bytes_per_entry")
-        if isinstance(value, int | float):
-            sides.append((kind, float(value)))
-    return sides
-
-
 def _draw_per_entry_panel(axes: Axes, per_entry: dict[str, Any]) -> None:
-    sides = _per_entry_sides(per_entry)
+    # bytes_per_entry is None when a server held nothing.
+    sides = [
+        (kind, float(per_entry[kind]["bytes_per_entry"] or 0)) for kind in ("node", "memcached")
+    ]
     names = [_kind_style(kind)[1] for kind, _ in sides]
     values = [value for _, value in sides]
     axes.bar(names, values, color=[_kind_style(kind)[0] for kind, _ in sides], width=0.6)
     for index, value in enumerate(values):
         axes.text(index, value, f"{value:,.0f}", ha="center", va="bottom")
     axes.set_ylim(0, (max(values) or 1.0) * 1.15)
-    title = (
-        f"memory per entry\n{per_entry.get('entries', 0):,} entries"
-        f" of {per_entry.get('value_bytes', '?')} B"
-    )
-    if isinstance(per_entry.get("ratio"), int | float):
+    title = f"memory per entry\n{per_entry['entries']:,} entries of {per_entry['value_bytes']} B"
+    if per_entry["ratio"] is not None:
         title += f"\nnode / memcached {per_entry['ratio']:.2f}"
     axes.set_title(title, fontsize=10)
     axes.set_ylabel("bytes / entry")
 
 
 def _plot_memory(doc: dict[str, Any], path: Path) -> Path | None:
-    entries = [entry for entry in doc.get("memory") or [] if entry.get("rss_series")]
-    per_entry = doc.get("memory_per_entry")
-    if not isinstance(per_entry, dict) or not _per_entry_sides(per_entry):
-        per_entry = None
+    entries = doc["memory"] or []
+    per_entry = doc["memory_per_entry"]
     has_per_entry = per_entry is not None
     if not entries and not has_per_entry:
         return None
@@ -424,17 +301,6 @@ def _plot_memory(doc: dict[str, Any], path: Path) -> Path | None:
 # -- ring
 
 
-def _balance_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    ring = doc.get("ring")
-    if not isinstance(ring, dict):
-        return []
-    return [
-        row
-        for row in ring.get("balance") or []
-        if isinstance(row.get("max_over_mean"), int | float) and "members" in row
-    ]
-
-
 def _label_bar(axes: Axes, x: float, value: float, inside: bool) -> None:
     # Inside a tall bar, where the worst-case marker above it cannot cover the number.
     if inside:
@@ -445,19 +311,19 @@ def _label_bar(axes: Axes, x: float, value: float, inside: bool) -> None:
 
 def _draw_ring(axes: Axes, rows: list[dict[str, Any]], target: float) -> None:
     members = sorted({row["members"] for row in rows})
-    vnodes = sorted({row.get("vnodes", 0) for row in rows})
+    vnodes = sorted({row["vnodes"] for row in rows})
     width = 0.8 / len(vnodes)
-    top = max(target, *(row.get("worst_max_over_mean", row["max_over_mean"]) for row in rows))
+    top = max(target, *(row["worst_max_over_mean"] for row in rows))
     ceiling = 1.0 + (top - 1.0) * 1.12
     for index, count in enumerate(vnodes):
         offset = (index - (len(vnodes) - 1) / 2) * width
-        mine = {row["members"]: row for row in rows if row.get("vnodes", 0) == count}
+        mine = {row["members"]: row for row in rows if row["vnodes"] == count}
         xs = [spot + offset for spot, size in enumerate(members) if size in mine]
         picked = [mine[size] for size in members if size in mine]
         values = [row["max_over_mean"] for row in picked]
         # Bars start at 1.0, a perfect balance, so the excess is what shows.
         axes.bar(xs, [v - 1.0 for v in values], width, bottom=1.0, label=f"{count} vnodes")
-        worst = [row.get("worst_max_over_mean", row["max_over_mean"]) for row in picked]
+        worst = [row["worst_max_over_mean"] for row in picked]
         axes.scatter(
             xs,
             worst,
@@ -479,20 +345,11 @@ def _draw_ring(axes: Axes, rows: list[dict[str, Any]], target: float) -> None:
     axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
-def ring_target(ring: dict[str, Any]) -> float:
-    """The max/mean target: a number, or a ``target`` dict's ``threshold``; else issue 6's 1.10."""
-    target = ring.get("target")
-    if isinstance(target, dict):
-        # A target dict's "value" is the measured headline, not the threshold.
-        target = target.get("threshold")
-    return float(target) if isinstance(target, int | float) else _RING_TARGET
-
-
 def _plot_ring(doc: dict[str, Any], path: Path) -> Path | None:
-    rows = _balance_rows(doc)
-    if not rows:
+    if not doc["ring"]:
         return None
-    target = ring_target(doc["ring"])
+    # The target's "value" is the measured headline, not the threshold.
+    rows, target = doc["ring"]["balance"], doc["ring"]["target"]["threshold"]
     figure = _new_figure(8.0, 4.8)
     axes = figure.add_subplot()
     _draw_ring(axes, rows, target)

@@ -1,18 +1,25 @@
-"""The fallback load generator: several Python processes of keep-alive HTTP.
+"""Python clients as the load, for what wrk cannot drive.
 
-Used only when wrk cannot be installed. Each worker process runs an event
-loop (uvloop when importable) with its share of the connections, sends one
-request at a time per connection, and prints a JSON summary with a latency
-histogram; the parent merges them. A ``Workload`` is shared out as for wrk
-(``plan_streams``): the same number of workers per stream, each connecting
-to its stream's node, every connection replaying the stream's requests from
-its own offset, read from the files ``workload.write_files`` writes into a
-scratch directory removed after the run. A Python client needs about as much CPU
-per request as the server it measures, so the report shows this
-generator's CPU use: near 100% of its cores means it, not the server, was
-the limit, and the ratios then understate the gap between scenarios.
+wrk replays one fixed stream per node. Three kinds of scenario need a load
+that decides per request, in Python (``PySpec.driver``):
 
-    python -m benchmarks.pyload '<json worker spec>'   (a worker; internal)
+- ``http``: raw keep-alive HTTP/1.1 GETs. Every virtual client holds one
+  connection to each node and sends each request to its key's owner, or to
+  a node drawn at random as behind a load balancer (the hot-key scenarios).
+  Equal per-node streams would give every node the same request rate (the
+  nodes share a core); routing each request makes a node's load follow the
+  popularity of the keys it owns, as real clients' would.
+- ``client``: our ``AsyncCacheClient``, a GET/SET mix or ``get_many`` of
+  ``batch`` keys per call.
+- ``session``: aiohttp's ``ClientSession`` GETting one key: the baseline
+  of the client's single-key GET.
+
+A load runs in one worker process pinned to the load cores (``python -m
+benchmarks.pyload``, spec and duration as JSON on stdin): ``concurrency``
+closed-loop tasks until the duration has passed, then one JSON line with
+the count, latency percentiles and errors. A miss, a non-2xx answer or a
+short batch counts as an error, as a non-2xx answer does for wrk.
+``generator_cpu_s`` covers the whole worker, start-up included.
 """
 
 from __future__ import annotations
@@ -20,350 +27,333 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
+import random
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import IO, Any
-from urllib.parse import urlsplit
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import asdict, dataclass
+from typing import Any, cast
 
-from .loadgen import (
-    PERCENTILES,
-    LoadResult,
-    LoadSpec,
-    Tick,
-    children_cpu_seconds,
-    pinned,
-    plan_streams,
-)
-from .workload import NO_BODY, Workload, read_stream, request_head, write_files
+from .loadgen import PERCENTILES, LoadResult, children_cpu_seconds, pinned
+from .workload import POPULARITIES, key_sequence
 
-__all__ = ["PythonLoad"]
+__all__ = ["DRIVERS", "PySpec", "run"]
 
-# Latency histogram buckets are exp(n / _SCALE) microseconds wide: about 2%.
-_SCALE = 50.0
+DRIVERS = ("http", "client", "session")
+ROUTINGS = ("owner", "random")
+# Long enough that a key drawn once does not come back for seconds: the
+# near cache admits keys seen often, and a short cycle would make every key hot.
+_SEQUENCE_LENGTH = 1 << 18
+_MAX_OPERATIONS = 10_000_000  # per task; far above what a run reaches
+_TIMEOUT_S = 5.0
 _GRACE_S = 30.0
-_TICK_S = 0.25
+
+# (task index, its position in the request sequence) -> one request done
+Operation = Callable[[int, int], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class _WorkerSpec:
-    host: str
-    port: int
-    path: str
-    connections: int
-    duration: float
-    put_keys: int | None
-    body_bytes: int
-    key_prefix: str
-    # A workload stream to replay instead (empty: none), the body files its
-    # requests refer to by index, and where each connection starts in it.
-    stream_file: str = ""
-    body_files: list[str] = field(default_factory=list)
-    offsets: list[int] = field(default_factory=list)
+class PySpec:
+    """One Python load over ``keys`` (preloaded, drawn with ``popularity``).
+
+    ``members`` are the nodes ("host:port"); ``session`` uses the first, and
+    ``keys[0]`` only. ``routing`` ("owner" or "random") is for ``http``;
+    ``get_fraction`` and ``value_bytes`` (of the SETs) for ``client`` mixes,
+    ``batch`` > 1 makes a ``client`` load call ``get_many``.
+    """
+
+    driver: str
+    members: tuple[str, ...]
+    keys: tuple[str, ...]
+    concurrency: int
+    popularity: str = "uniform"
+    routing: str = "owner"
+    get_fraction: float = 1.0
+    batch: int = 1
+    value_bytes: int = 100
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        if self.driver not in DRIVERS or self.routing not in ROUTINGS:
+            raise ValueError(f"driver must be one of {DRIVERS}, routing one of {ROUTINGS}")
+        if self.popularity not in POPULARITIES or not 0.0 <= self.get_fraction <= 1.0:
+            raise ValueError("bad popularity or get_fraction")
+        if not self.members or not 1 <= self.batch <= len(self.keys):
+            raise ValueError("need a member and at least batch keys")
+        if not 1 <= self.concurrency <= 4096:
+            raise ValueError("concurrency must be 1 to 4096")
 
 
-class PythonLoad:
-    """Runs ``max(threads, cores)`` worker processes pinned to the load cores
-    (for a workload, a multiple of its stream count: see ``plan_streams``)."""
-
-    name = "python"
-
-    def run(
-        self, spec: LoadSpec, *, cores: tuple[int, ...] = (), tick: Tick | None = None
-    ) -> LoadResult:
-        wanted = max(spec.threads, len(cores))
-        if spec.workload is not None:
-            with tempfile.TemporaryDirectory(prefix="pyload-mix-") as scratch:
-                workers = _workload_workers(spec, spec.workload, wanted, Path(scratch))
-                return _run_workers(workers, cores, spec.duration, tick)
-        return _run_workers(_plain_workers(spec, wanted), cores, spec.duration, tick)
-
-
-def _plain_workers(spec: LoadSpec, wanted: int) -> list[_WorkerSpec]:
-    """GETs of one URL, or PUTs of distinct keys, shared over ``wanted`` workers."""
-    parts = urlsplit(spec.url)
-    workers = max(1, min(spec.connections, wanted))
-    return [
-        _WorkerSpec(
-            host=parts.hostname or "127.0.0.1",
-            port=parts.port or 80,
-            path=parts.path or "/",
-            connections=_share(spec.connections, workers, index),
-            duration=float(spec.duration),
-            put_keys=None if spec.put_keys is None else _share(spec.put_keys, workers, index),
-            body_bytes=spec.body_bytes,
-            key_prefix=f"{spec.key_prefix}{index}-",
-        )
-        for index in range(workers)
-    ]
-
-
-def _workload_workers(
-    spec: LoadSpec, workload: Workload, wanted: int, directory: Path
-) -> list[_WorkerSpec]:
-    """Workers per stream as ``plan_streams`` says; every connection of a stream
-    starts at its own, evenly spread, offset."""
-    plan = plan_streams(workload, connections=spec.connections, workers=wanted)
-    files = write_files(workload, directory)
-    per_stream = plan.workers_per_stream * plan.connections_per_worker
-    workers = []
-    for stream, stream_file in zip(workload.streams, files.streams, strict=True):
-        host, port = stream.member.rsplit(":", 1)
-        count = len(stream.requests)
-        for worker in range(plan.workers_per_stream):
-            first = worker * plan.connections_per_worker
-            offsets = [
-                (first + connection) * count // per_stream
-                for connection in range(plan.connections_per_worker)
-            ]
-            workers.append(
-                _WorkerSpec(
-                    host=host,
-                    port=int(port),
-                    path="",
-                    connections=plan.connections_per_worker,
-                    duration=float(spec.duration),
-                    put_keys=None,
-                    body_bytes=0,
-                    key_prefix="",
-                    stream_file=str(stream_file),
-                    body_files=[str(path) for path in files.bodies],
-                    offsets=offsets,
-                )
-            )
-    return workers
-
-
-def _run_workers(
-    workers: list[_WorkerSpec], cores: tuple[int, ...], duration: int, tick: Tick | None
-) -> LoadResult:
-    """Start one process per worker, wait for all, merge their reports."""
+def run(spec: PySpec, *, duration: int, cores: tuple[int, ...] = ()) -> LoadResult:
+    """Run ``spec`` for ``duration`` seconds in a worker pinned to ``cores``."""
     command = pinned([sys.executable, "-m", "benchmarks.pyload"], cores)
     before = children_cpu_seconds()
-    with contextlib.ExitStack() as stack:
-        started: list[tuple[subprocess.Popen[str], IO[str]]] = []
-        for worker in workers:
-            output = stack.enter_context(tempfile.TemporaryFile("w+"))
-            process = subprocess.Popen(
-                [*command, json.dumps(asdict(worker))], stdout=output, text=True
-            )
-            # Registered at once, so Ctrl-C at any point still kills every worker.
-            stack.callback(_stop, process)
-            started.append((process, output))
-        _wait_all([process for process, _ in started], duration + _GRACE_S, tick)
-        reports = [_report(process, output) for process, output in started]
+    try:
+        # Through stdin: the keys are too long for a command line.
+        completed = subprocess.run(
+            command,
+            input=json.dumps({"spec": asdict(spec), "duration": duration}),
+            capture_output=True,
+            text=True,
+            timeout=duration + _GRACE_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise TimeoutError(f"a Python load ran past {duration + _GRACE_S:g}s") from None
     cpu_s = children_cpu_seconds() - before
-    connections = sum(worker.connections for worker in workers)
-    return _merge(reports, cpu_s, connections)
-
-
-def _stop(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        process.kill()
-    process.wait(10)
-
-
-def _wait_all(processes: list[subprocess.Popen[str]], limit_s: float, tick: Tick | None) -> None:
-    deadline = time.monotonic() + limit_s
-    while any(process.poll() is None for process in processes):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"Python load workers ran past {limit_s:g}s")
-        if tick is not None:
-            tick()
-        time.sleep(_TICK_S)
-
-
-def _report(process: subprocess.Popen[str], output: IO[str]) -> dict[str, Any]:
-    if process.returncode != 0:
-        raise RuntimeError(f"a Python load worker exited with {process.returncode}")
-    output.seek(0)
-    lines = output.read().strip().splitlines()
-    if not lines:
-        raise RuntimeError("a Python load worker printed no report")
-    report: dict[str, Any] = json.loads(lines[-1])
-    return report
-
-
-def _share(total: int, parts: int, index: int) -> int:
-    return total // parts + (1 if index < total % parts else 0)
-
-
-def _merge(reports: list[dict[str, Any]], cpu_s: float, connections: int) -> LoadResult:
-    histogram: Counter[int] = Counter()
-    errors: Counter[str] = Counter()
-    requests = 0
-    duration = 0.0
-    for report in reports:
-        # JSON turned the bucket numbers into strings.
-        histogram.update({int(bucket): count for bucket, count in report["histogram"].items()})
-        errors.update(report["errors"])
-        requests += report["requests"]
-        duration = max(duration, report["duration_s"])
-    latency = {
-        "p50": _percentile(histogram, 50),
-        "p90": _percentile(histogram, 90),
-        "p99": _percentile(histogram, 99),
-        "p99_9": _percentile(histogram, 99.9),
-    }
+    if completed.returncode != 0:
+        raise RuntimeError(
+            f"a Python load exited with {completed.returncode}: {completed.stderr[-2000:]}"
+        )
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    percentiles = report["percentiles_ms"]
     return LoadResult(
-        requests=requests,
-        duration_s=duration,
-        latency_ms=latency,
-        errors={name: errors.get(name, 0) for name in ("connect", "read", "status", "timeout")},
+        requests=report["requests"],
+        duration_s=report["duration_s"],
+        latency_ms={name: percentiles[p] for name, p in _SUMMARY.items()},
+        percentiles_ms=percentiles,
+        errors=report["errors"],
         generator_cpu_s=cpu_s,
-        percentiles_ms={name: _percentile(histogram, float(name)) for name in PERCENTILES},
-        connections=connections,
-        raw=f"{len(reports)} Python worker processes",
+        connections=report["connections"],
+        raw=f"Python {spec.driver} load, {spec.concurrency} closed-loop tasks, one process",
     )
 
 
-def _percentile(histogram: Counter[int], percent: float) -> float:
-    total = sum(histogram.values())
-    if not total:
-        return 0.0
-    wanted = math.ceil(total * percent / 100)
-    seen = 0
-    for bucket in sorted(histogram):
-        seen += histogram[bucket]
-        if seen >= wanted:
-            return math.exp(bucket / _SCALE) / 1000.0
-    return math.exp(max(histogram) / _SCALE) / 1000.0
+_SUMMARY = {"p50": "50", "p90": "90", "p99": "99", "p99_9": "99.9"}
 
 
 # -- the worker process
 
 
-# A request on the wire: head and body, joined only when sent, so a body
-# shared by many requests is held once.
-_Wire = tuple[bytes, bytes]
+class _Failed(Exception):
+    """A request that did not do what it should; ``kind`` names its error count."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
 
 
-class _Worker:
-    def __init__(self, spec: _WorkerSpec) -> None:
-        self.spec = spec
-        self.histogram: Counter[int] = Counter()
-        self.errors: Counter[str] = Counter()
-        self.requests = 0
-        self.sent = 0
-        self.body = b"v" * spec.body_bytes
-        self.host = f"{spec.host}:{spec.port}"
-        self.replay = _load_stream(spec, self.host) if spec.stream_file else []
-        self.fixed_get = request_head("GET", spec.path, self.host, None)
-        self.deadline = 0.0
-        self.last_answer = 0.0
-
-    def next_request(self, position: int) -> _Wire | None:
-        """The request to send; ``position`` counts this connection's requests
-        (it indexes a workload stream; the other loads ignore it)."""
-        spec = self.spec
-        if self.replay:
-            return self.replay[position % len(self.replay)]
-        if spec.put_keys is None:
-            return self.fixed_get, b""
-        if self.sent >= spec.put_keys:
-            return None
-        self.sent += 1
-        path = f"/kv/{spec.key_prefix}{self.sent}"
-        return request_head("PUT", path, self.host, len(self.body)), self.body
-
-    async def connection(self, offset: int) -> None:
-        try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.spec.host, self.spec.port), 5
-            )
-        except (OSError, TimeoutError):
-            self.errors["connect"] += 1
-            return
-        position = offset
-        try:
-            while time.perf_counter() < self.deadline:
-                request = self.next_request(position)
-                if request is None:
-                    return
-                position += 1
-                head, body = request
-                started = time.perf_counter()
-                writer.write(head + body if body else head)
-                try:
-                    status = await asyncio.wait_for(_read_response(reader), 5)
-                except TimeoutError:
-                    self.errors["timeout"] += 1
-                    return
-                except (OSError, asyncio.IncompleteReadError, ValueError):
-                    self.errors["read"] += 1
-                    return
-                self.last_answer = time.perf_counter()
-                micros = max(1.0, (self.last_answer - started) * 1e6)
-                self.histogram[round(math.log(micros) * _SCALE)] += 1
-                self.requests += 1
-                if not 200 <= status < 400:
-                    self.errors["status"] += 1
-        finally:
-            writer.close()
-
-    async def run(self) -> dict[str, object]:
+async def _measure(spec: PySpec, duration: float) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors: Counter[str] = Counter()
+    async with _SETUP[spec.driver](spec) as (operation, connections):
+        starts = random.Random(spec.seed).sample(range(_SEQUENCE_LENGTH), spec.concurrency)
         started = time.perf_counter()
-        self.deadline = started + self.spec.duration
-        self.last_answer = started
-        offsets = self.spec.offsets or [0] * self.spec.connections
-        await asyncio.gather(*(self.connection(offset) for offset in offsets))
-        return {
-            "requests": self.requests,
-            "duration_s": self.last_answer - started,
-            "histogram": dict(self.histogram),
-            "errors": dict(self.errors),
-        }
+        deadline = started + duration
+
+        async def closed_loop(task: int) -> None:
+            position = starts[task]
+            for _ in range(_MAX_OPERATIONS):
+                begun = time.perf_counter()
+                if begun >= deadline:
+                    return
+                try:
+                    await operation(task, position)
+                except _Failed as failed:
+                    errors[failed.kind] += 1
+                except OSError:  # the connection is gone: so is this task
+                    errors["connection"] += 1
+                    return
+                else:
+                    latencies.append(time.perf_counter() - begun)
+                position += 1
+
+        tasks = [asyncio.create_task(closed_loop(task)) for task in range(spec.concurrency)]
+        # No per-request timer (it would cost more than the request): a task
+        # still waiting well past the deadline is cancelled and counted.
+        done, stuck = await asyncio.wait(tasks, timeout=duration + _TIMEOUT_S)
+        for task in stuck:
+            task.cancel()
+        errors["timeout"] += len(stuck)
+        await asyncio.gather(*stuck, return_exceptions=True)
+        elapsed = time.perf_counter() - started
+        for task in done:
+            task.result()  # an unexpected exception fails the run
+    latencies.sort()
+    return {
+        "requests": len(latencies),
+        "duration_s": elapsed,
+        "errors": dict(errors),
+        "connections": connections,
+        "percentiles_ms": {name: _percentile(latencies, float(name)) for name in PERCENTILES},
+    }
 
 
-def _load_stream(spec: _WorkerSpec, host: str) -> list[_Wire]:
-    """A workload stream as wire requests, each distinct head built once
-    (the same bytes as ``lua/mix.lua`` sends)."""
-    bodies: dict[int, bytes] = {}
-    heads: dict[tuple[str, str, int], bytes] = {}
-    wire: list[_Wire] = []
-    for request in read_stream(Path(spec.stream_file)):
-        body = b""
-        if request.body != NO_BODY:
-            if request.body not in bodies:
-                bodies[request.body] = Path(spec.body_files[request.body]).read_bytes()
-            body = bodies[request.body]
-        name = (request.method, request.path, request.body)
-        if name not in heads:
-            length = None if request.body == NO_BODY else len(body)
-            heads[name] = request_head(request.method, request.path, host, length)
-        wire.append((heads[name], body))
-    return wire
+def _percentile(sorted_seconds: list[float], percent: float) -> float:
+    if not sorted_seconds:
+        return 0.0
+    index = min(len(sorted_seconds) - 1, int(len(sorted_seconds) * percent / 100))
+    return round(sorted_seconds[index] * 1000.0, 4)
 
 
-async def _read_response(reader: asyncio.StreamReader) -> int:
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    status = int(lines[0].split(b" ", 2)[1])
-    length = 0
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    if length:
-        await reader.readexactly(length)
-    return status
+Setup = Callable[[PySpec], contextlib.AbstractAsyncContextManager[tuple[Operation, int]]]
 
 
-def _worker_main(argument: str) -> None:
-    spec = _WorkerSpec(**json.loads(argument))
-    # The same loop setup as the node: uvloop's policy when it is importable.
+class _Connection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection, one request at a time; an answer is
+    read just far enough to find its status and its end (Content-Length)."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future[int] | None = None
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport: no isinstance.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = bytes(self.buffer[:end]).lower()
+        marker = head.find(b"content-length:")
+        length = 0
+        if marker >= 0:
+            stop = head.find(b"\r\n", marker)
+            length = int(head[marker + 15 : stop if stop >= 0 else None])
+        if len(self.buffer) < end + 4 + length:
+            return
+        del self.buffer[: end + 4 + length]
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(int(head[9:12]))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError("closed"))
+
+    async def status_of(self, request: bytes) -> int:
+        assert self.transport is not None
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        return await self.waiter
+
+
+@contextlib.asynccontextmanager
+async def _http(spec: PySpec) -> AsyncIterator[tuple[Operation, int]]:
+    from client._ring import HashRing
+    from client._transport import kv_path
+
+    members = spec.members
+    sequence = key_sequence(
+        len(spec.keys), _SEQUENCE_LENGTH, popularity=spec.popularity, seed=spec.seed
+    )
+    if spec.routing == "owner":
+        place = {member: index for index, member in enumerate(members)}
+        owners = [place[owner] for owner in HashRing(members).owner_of_each(spec.keys)]
+        nodes = [owners[key] for key in sequence]
+    else:
+        draw = random.Random(f"entries-{spec.seed}")
+        nodes = [draw.randrange(len(members)) for _ in sequence]
+    requests = [
+        [f"GET {kv_path(key)} HTTP/1.1\r\nHost: {member}\r\n\r\n".encode() for key in spec.keys]
+        for member in members
+    ]
+    loop = asyncio.get_running_loop()
+    clients: list[list[_Connection]] = []
+    try:
+        for _ in range(spec.concurrency):
+            clients.append([])
+            for member in members:
+                host, port = member.rsplit(":", 1)
+                _, connection = await loop.create_connection(_Connection, host, int(port))
+                clients[-1].append(connection)
+
+        async def get(task: int, position: int) -> None:
+            index = position % len(sequence)
+            node = nodes[index]
+            status = await clients[task][node].status_of(requests[node][sequence[index]])
+            if status != 200:
+                raise _Failed("status")
+
+        yield get, spec.concurrency * len(members)
+    finally:
+        for connection in (connection for client in clients for connection in client):
+            if connection.transport is not None:
+                connection.transport.close()
+
+
+@contextlib.asynccontextmanager
+async def _client(spec: PySpec) -> AsyncIterator[tuple[Operation, int]]:
+    from client import AsyncCacheClient, CacheError, ClientOptions
+
+    keys = spec.keys
+    options = ClientOptions(pool_size=spec.concurrency, timeout=_TIMEOUT_S)
+    async with AsyncCacheClient(list(spec.members), options=options) as cache:
+        await cache.refresh()
+        groups = [keys[start : start + spec.batch] for start in range(0, len(keys), spec.batch)]
+        groups = [group for group in groups if len(group) == spec.batch]
+        sequence = key_sequence(
+            len(keys), _SEQUENCE_LENGTH, popularity=spec.popularity, seed=spec.seed
+        )
+        draw = random.Random(f"operations-{spec.seed}")
+        is_get = [draw.random() < spec.get_fraction for _ in sequence]
+        value = b"v" * spec.value_bytes
+
+        async def get_many(task: int, position: int) -> None:
+            try:
+                found = await cache.get_many(groups[position % len(groups)])
+            except CacheError as exc:
+                raise _Failed(type(exc).__name__) from exc
+            if len(found) != spec.batch:
+                raise _Failed("miss")
+
+        async def mix(task: int, position: int) -> None:
+            index = position % len(sequence)
+            key = keys[sequence[index]]
+            try:
+                if not is_get[index]:
+                    await cache.set(key, value)
+                elif await cache.get(key) is None:
+                    raise _Failed("miss")
+            except CacheError as exc:
+                raise _Failed(type(exc).__name__) from exc
+
+        yield (get_many if spec.batch > 1 else mix), spec.concurrency
+
+
+@contextlib.asynccontextmanager
+async def _session(spec: PySpec) -> AsyncIterator[tuple[Operation, int]]:
+    import aiohttp
+
+    from client._transport import kv_path
+
+    url = f"http://{spec.members[0]}{kv_path(spec.keys[0])}"
+    connector = aiohttp.TCPConnector(limit=spec.concurrency)
+    timeout = aiohttp.ClientTimeout(total=_TIMEOUT_S)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def get(task: int, position: int) -> None:
+            try:
+                async with session.get(url) as response:
+                    body = await response.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise _Failed(type(exc).__name__) from exc
+            if response.status != 200 or len(body) != spec.value_bytes:
+                raise _Failed("status")
+
+        yield get, spec.concurrency
+
+
+_SETUP: dict[str, Setup] = {"http": _http, "client": _client, "session": _session}
+
+
+def _worker_main() -> None:
+    order = json.loads(sys.stdin.read())
+    fields: dict[str, Any] = {
+        name: tuple(value) if isinstance(value, list) else value
+        for name, value in order["spec"].items()
+    }
+    # The same loop as the node's: uvloop's policy when it is importable.
     with contextlib.suppress(ImportError):
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    report = asyncio.run(_Worker(spec).run())
-    print(json.dumps(report), flush=True)
+    print(json.dumps(asyncio.run(_measure(PySpec(**fields), order["duration"]))), flush=True)
 
 
 if __name__ == "__main__":
-    _worker_main(sys.argv[1])
+    _worker_main()

@@ -18,9 +18,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from .fleet import Fleet, Target, forwards
-from .loadgen import LoadGenerator, LoadResult, LoadSpec
+from . import pyload, wrk
+from .fleet import Fleet, Target
+from .loadgen import LoadResult, LoadSpec
 from .machine import CorePlan
+from .probes import node_counters
 from .processes import cpu_seconds, pinned_cores
 from .scenarios import Scenario
 
@@ -51,10 +53,15 @@ class Run:
     scenario: str
     round: int  # 0-based; -1 for the warm-up
     result: LoadResult
-    server_cpu_s: float
+    server_cpu_each: tuple[float, ...]  # CPU seconds of each server process
     keys_per_request: int = 1
     forwards: int | None = None  # requests the nodes forwarded during the run
+    near_hits: int | None = None  # GETs the nodes answered from their near cache
     discarded: bool = False
+
+    @property
+    def server_cpu_s(self) -> float:
+        return sum(self.server_cpu_each)
 
     @property
     def keys_per_s(self) -> float:
@@ -63,9 +70,24 @@ class Run:
     @property
     def forwarded_share(self) -> float | None:
         """Forwards per request; None when the servers are not our nodes."""
-        if self.forwards is None or not self.result.requests:
+        return self._per_request(self.forwards)
+
+    @property
+    def near_hit_share(self) -> float | None:
+        """Near-cache hits per request; None when the servers are not our nodes."""
+        return self._per_request(self.near_hits)
+
+    def _per_request(self, count: int | None) -> float | None:
+        if count is None or not self.result.requests:
             return None
-        return self.forwards / self.result.requests
+        return count / self.result.requests
+
+    @property
+    def requests_per_busiest_cpu_s(self) -> float:
+        """Requests per CPU second of the busiest server: the rate a deployment
+        that gave each server a core of its own would top out at."""
+        busiest = max(self.server_cpu_each, default=0.0)
+        return self.result.requests / busiest if busiest > 0 else 0.0
 
     @property
     def starved(self) -> bool:
@@ -98,7 +120,6 @@ class Prepared:
 def run_scenarios(
     scenarios: Sequence[Scenario],
     fleet: Fleet,
-    generator: LoadGenerator,
     settings: Settings,
     plan: CorePlan,
     progress: Progress,
@@ -115,9 +136,7 @@ def run_scenarios(
     if settings.warmup:
         for scenario in scenarios:
             progress(f"warm-up {scenario.name} ({settings.warmup}s)")
-            runs.append(
-                _measure(scenario, -1, prepared[scenario.name].target, generator, settings, plan)
-            )
+            runs.append(_measure(scenario, -1, prepared[scenario.name].target, settings, plan))
     done = 0
     for round_index in range(settings.rounds):
         # Rotate the order so no scenario always runs first or right after another.
@@ -126,7 +145,7 @@ def run_scenarios(
             done += 1
             target = prepared[scenario.name].target
             for attempt in range(settings.retries + 1):
-                run = _measure(scenario, round_index, target, generator, settings, plan)
+                run = _measure(scenario, round_index, target, settings, plan)
                 if not run.starved or attempt == settings.retries:
                     break
                 runs.append(replace(run, discarded=True))
@@ -164,36 +183,33 @@ def _ms(value: float | None) -> str:
 
 
 def _measure(
-    scenario: Scenario,
-    round_index: int,
-    target: Target,
-    generator: LoadGenerator,
-    settings: Settings,
-    plan: CorePlan,
+    scenario: Scenario, round_index: int, target: Target, settings: Settings, plan: CorePlan
 ) -> Run:
     duration = settings.warmup if round_index < 0 else settings.duration
-    forwarded_before = sum(forwards(url) for url in target.stats_urls)
-    before = sum(cpu_seconds(pid) for pid in target.server_pids)
-    result = _load(target, generator, settings, plan, duration)
-    after = sum(cpu_seconds(pid) for pid in target.server_pids)
-    forwarded = sum(forwards(url) for url in target.stats_urls) - forwarded_before
+    counted_before = node_counters(target.stats_urls)
+    before = [cpu_seconds(pid) for pid in target.server_pids]
+    result = _load(target, settings, plan, duration)
+    after = [cpu_seconds(pid) for pid in target.server_pids]
+    counted = node_counters(target.stats_urls) - counted_before
     # A breath between loads lets sockets in TIME_WAIT and the servers settle.
     time.sleep(0.2)
+    ours = bool(target.stats_urls)
     return Run(
         scenario=scenario.name,
         round=round_index,
         result=result,
-        server_cpu_s=after - before,
+        server_cpu_each=tuple(end - start for start, end in zip(before, after, strict=True)),
         keys_per_request=target.keys_per_request,
-        forwards=forwarded if target.stats_urls else None,
+        forwards=counted["forwards"] if ours else None,
+        near_hits=counted["near_hits"] if ours else None,
     )
 
 
-def _load(
-    target: Target, generator: LoadGenerator, settings: Settings, plan: CorePlan, duration: int
-) -> LoadResult:
+def _load(target: Target, settings: Settings, plan: CorePlan, duration: int) -> LoadResult:
     if target.tool is not None:
         return target.tool(duration, plan.load)
+    if target.python is not None:
+        return pyload.run(target.python, duration=duration, cores=plan.load)
     streams = len(target.workload.streams) if target.workload is not None else 1
     spec = LoadSpec(
         url=target.url or "",
@@ -202,4 +218,4 @@ def _load(
         threads=max(settings.threads, streams),
         duration=duration,
     )
-    return generator.run(spec, cores=plan.load)
+    return wrk.run(spec, cores=plan.load)

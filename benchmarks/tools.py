@@ -1,20 +1,27 @@
-"""``python -m benchmarks.tools``: install the programs the benchmarks drive.
+"""The programs the benchmarks drive, and installing them.
 
 wrk loads our nodes; redis-server, redis-benchmark, memcached and memaslap
 (Debian names it ``memcaslap``) are the baselines. Each comes from a Debian
-package, installed with apt-get when missing and we are root
-(``loadgen.ensure_package``). ``make test`` and ``make bench`` run this
-first, so the benchmark tests find every tool on a fresh machine instead of
-skipping what is missing; it exits 1, naming what could not be had.
+package, installed with apt-get when missing and we are root.
+
+    python -m benchmarks.tools     (``make tools``) install them all; exit 1
+                                   naming what could not be had
+
+``make test`` and ``make bench`` run it first, so the benchmark tests find
+every tool on a fresh machine instead of skipping what is missing.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import shutil
+import subprocess
 import sys
 
-from .loadgen import ensure_package
+__all__ = ["TOOLS", "ensure_package", "main", "require"]
 
-__all__ = ["TOOLS", "main"]
+log = logging.getLogger(__name__)
 
 # (program, the Debian package that installs it)
 TOOLS: tuple[tuple[str, str], ...] = (
@@ -24,6 +31,52 @@ TOOLS: tuple[tuple[str, str], ...] = (
     ("memcached", "memcached"),
     ("memcaslap", "libmemcached-tools"),
 )
+
+
+def ensure_package(binary: str, package: str, *, install: bool = True) -> tuple[bool, str]:
+    """Make ``binary`` available; returns (available, what happened).
+
+    Installs the Debian ``package`` when ``binary`` is missing and we are
+    root, running ``apt-get update`` only when the first attempt fails (a
+    stale package list is the usual reason).
+    """
+    if shutil.which(binary):
+        return True, f"{binary} found on PATH"
+    if not install:
+        return False, f"{binary} missing; installation not requested"
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return False, f"{binary} missing and cannot be installed (needs root and apt-get)"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for step in ("install", "update-then-install"):
+        if step == "update-then-install":
+            _apt(["apt-get", "update"], env)
+        if _apt(["apt-get", "install", "-y", package], env) and shutil.which(binary):
+            return True, f"{binary} installed with apt-get install {package} ({step})"
+    return False, f"{binary} missing; apt-get install -y {package} failed"
+
+
+def require(binary: str, *, install: bool = True) -> str:
+    """``binary``'s path, installing its package first if need be; RuntimeError
+    when that is impossible."""
+    available, how = ensure_package(binary, dict(TOOLS)[binary], install=install)
+    path = shutil.which(binary)
+    if not available or path is None:
+        raise RuntimeError(how)
+    return path
+
+
+def _apt(command: list[str], env: dict[str, str]) -> bool:
+    log.info("running %s", " ".join(command))
+    try:
+        completed = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.warning("%s failed: %s", command[1], exc)
+        return False
+    if completed.returncode != 0:
+        log.warning("%s failed: %s", " ".join(command), completed.stderr.strip()[-500:])
+    return completed.returncode == 0
 
 
 def main() -> int:

@@ -1,8 +1,7 @@
 """Request mixes for the load benchmark: which requests, in what order, to which node.
 
-A ``Workload`` is plain data, built once in Python and replayed by either
-load generator (``wrk.py`` with ``lua/mix.lua``, or ``pyload.py``) with the
-same meaning:
+A ``Workload`` is plain data, built once in Python and replayed by wrk
+(``wrk.py`` with ``lua/mix.lua``):
 
 - it has one ``Stream`` per node the load connects to; every connection of
   a stream connects to that stream's ``member`` and sends the stream's
@@ -17,9 +16,10 @@ Routing ``"owner"`` sends every request straight to its key's owner, as the
 smart client does; ``"entry"`` lets each request enter at a node whatever
 the key, so the node forwards most of them.
 
-Both generators read a workload from files (``write_files``): one file per
-stream, a line per request (``METHOD PATH BODY``, ``BODY`` an index into
-the body files or -1), and one file per body, raw bytes.
+wrk reads a workload from files (``write_files``): one file per stream, a
+line per request (``METHOD PATH BODY``, ``BODY`` an index into the body
+files or -1), and one file per body, raw bytes. ``key_sequence`` also
+drives the Python clients (``pyload.py``), so both draw keys alike.
 """
 
 from __future__ import annotations
@@ -41,12 +41,10 @@ __all__ = [
     "Request",
     "Stream",
     "Workload",
-    "WorkloadFiles",
     "batch_workload",
+    "hottest_key",
     "key_sequence",
     "kv_workload",
-    "read_stream",
-    "request_head",
     "write_files",
 ]
 
@@ -99,10 +97,6 @@ class Workload:
                 if not NO_BODY <= request.body < len(self.bodies):
                     raise ValueError(f"request {request} refers to a missing body")
 
-    @property
-    def members(self) -> tuple[str, ...]:
-        return tuple(stream.member for stream in self.streams)
-
 
 # -- key popularity
 
@@ -134,9 +128,19 @@ def key_sequence(
         return [rng.randrange(key_count) for _ in range(length)]
     weights = itertools.accumulate(1.0 / (rank + 1) ** zipf_s for rank in range(key_count))
     ranks = rng.choices(range(key_count), cum_weights=list(weights), k=length)
+    key_of_rank = _key_of_rank(key_count, seed)
+    return [key_of_rank[rank] for rank in ranks]
+
+
+def _key_of_rank(key_count: int, seed: int) -> list[int]:
     key_of_rank = list(range(key_count))
     random.Random(f"key-ranks-{seed}").shuffle(key_of_rank)
-    return [key_of_rank[rank] for rank in ranks]
+    return key_of_rank
+
+
+def hottest_key(key_count: int, *, seed: int) -> int:
+    """The index of the most popular key of ``key_sequence``'s Zipf draws."""
+    return _key_of_rank(key_count, seed)[0]
 
 
 # -- GET/PUT mixes
@@ -283,49 +287,15 @@ def _check_routing(routing: str, members: Sequence[str]) -> None:
         raise ValueError("need at least one member, each listed once")
 
 
-# -- the files both generators read
+# -- the files wrk reads
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WorkloadFiles:
-    """Where ``write_files`` put a workload: ``streams[i]`` is stream i's file,
-    ``bodies[j]`` holds body j's raw bytes."""
-
-    streams: tuple[Path, ...]
-    bodies: tuple[Path, ...]
-
-
-def write_files(workload: Workload, directory: Path) -> WorkloadFiles:
-    """Write every stream and body of ``workload`` into ``directory`` (which must exist)."""
-    stream_paths = []
+def write_files(workload: Workload, directory: Path) -> None:
+    """Write stream ``i`` to ``stream-<i>`` and body ``j`` to ``body-<j>`` in
+    ``directory`` (which must exist), as ``lua/mix.lua`` reads them."""
     for index, stream in enumerate(workload.streams):
-        path = directory / f"stream-{index}"
         # Paths from kv_path are percent-encoded: never a space or a newline.
         lines = (f"{r.method} {r.path} {r.body}\n" for r in stream.requests)
-        path.write_text("".join(lines), encoding="ascii")
-        stream_paths.append(path)
-    body_paths = []
+        (directory / f"stream-{index}").write_text("".join(lines), encoding="ascii")
     for index, body in enumerate(workload.bodies):
-        path = directory / f"body-{index}"
-        path.write_bytes(body)
-        body_paths.append(path)
-    return WorkloadFiles(streams=tuple(stream_paths), bodies=tuple(body_paths))
-
-
-def read_stream(path: Path) -> list[Request]:
-    """The requests of a stream file written by ``write_files``."""
-    requests = []
-    for line in path.read_text(encoding="ascii").splitlines():
-        method, request_path, body = line.split(" ")
-        requests.append(Request(method, request_path, int(body)))
-    return requests
-
-
-def request_head(method: str, path: str, host: str, body_bytes: int | None) -> bytes:
-    """The request line and headers, as ``lua/mix.lua`` writes them too.
-
-    ``body_bytes`` None: no body and no Content-Length (what wrk.format
-    writes for a GET).
-    """
-    length = "" if body_bytes is None else f"Content-Length: {body_bytes}\r\n"
-    return f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n{length}\r\n".encode()
+        (directory / f"body-{index}").write_bytes(body)

@@ -33,7 +33,7 @@ from .loadgen import (
 )
 from .workload import Workload, write_files
 
-__all__ = ["Wrk"]
+__all__ = ["run"]
 
 _LUA = Path(__file__).with_name("lua")
 _MARK = "WRK_JSON "
@@ -45,43 +45,32 @@ _GRACE_S = 30.0
 _TICK_S = 0.1
 
 
-class Wrk:
-    """Runs ``wrk`` pinned with ``taskset`` to the load cores."""
-
-    name = "wrk"
-
-    def run(
-        self, spec: LoadSpec, *, cores: tuple[int, ...] = (), tick: Tick | None = None
-    ) -> LoadResult:
-        if spec.workload is not None:
-            return _run_workload(spec, spec.workload, cores, tick)
-        script = (_LUA / "report.lua").read_text()
-        extra: list[str] = []
-        url = spec.url
-        if spec.put_keys is not None:
-            script = (_LUA / "put_keys.lua").read_text() + "\n" + script
-            parts = urlsplit(spec.url)
-            url = f"{parts.scheme}://{parts.netloc}/"
-            extra = [
-                "--",
-                str(spec.body_bytes),
-                str(spec.put_keys),
-                spec.key_prefix,
-                str(spec.threads),
-                str(spec.pipeline),
-            ]
-        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
-            handle.write(script)
-            script_path = handle.name
-        try:
-            command = _command(
-                cores, spec.threads, spec.connections, spec.duration, script_path, url, extra
-            )
-            threads_to_finish = spec.threads if spec.put_keys is not None else None
-            result = _run(command, spec.duration + _GRACE_S, tick, threads_to_finish)
-        finally:
-            os.unlink(script_path)
-        return replace(result, connections=spec.connections)
+def run(spec: LoadSpec, *, cores: tuple[int, ...] = (), tick: Tick | None = None) -> LoadResult:
+    """Run ``spec`` with wrk pinned (``taskset``) to ``cores``; ``tick`` is called
+    every 0.1 s while it runs."""
+    if spec.workload is not None:
+        return _run_workload(spec, spec.workload, cores, tick)
+    script = (_LUA / "report.lua").read_text()
+    extra: list[str] = []
+    url = spec.url
+    if spec.put_keys is not None:
+        script = (_LUA / "put_keys.lua").read_text() + "\n" + script
+        parts = urlsplit(spec.url)
+        url = f"{parts.scheme}://{parts.netloc}/"
+        extra = ["--", str(spec.body_bytes), str(spec.put_keys), spec.key_prefix]
+        extra += [str(spec.threads), str(spec.pipeline)]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
+        handle.write(script)
+        script_path = handle.name
+    try:
+        command = _command(
+            cores, spec.threads, spec.connections, spec.duration, script_path, url, extra
+        )
+        threads_to_finish = spec.threads if spec.put_keys is not None else None
+        result = _run(command, spec.duration + _GRACE_S, tick, threads_to_finish)
+    finally:
+        os.unlink(script_path)
+    return replace(result, connections=spec.connections)
 
 
 def _run_workload(

@@ -40,8 +40,9 @@ decodes the whole key list in C; values are bytes, so they travel raw after
 the header instead of as base64 inside it. Measured for encode + decode of
 a get request and its answer, 10% misses, this module's code (with its
 checks) against unchecked candidates, best of 7 interleaved trials on a
-shared 2-core machine (``python -m benchmarks.client_throughput
---formats-only``), in ns per key:
+shared 2-core machine, in ns per key (measured once, when the format was
+chosen: ``git show fb051a1:benchmarks/client_throughput.py``,
+``--formats-only``):
 
                                           100 keys   1,000 keys   100 keys,
                                           100 B      1 KiB        non-ASCII

@@ -10,8 +10,8 @@ aiohttp's ``ClientSession``: a request here is one ``write`` and one parse of
 the answer, with none of a general client's layers (cookies, redirects,
 tracing, per-request timeout objects). A single-key GET through it costs
 about 16 us of client CPU and runs at 1.2 to 2 times the rate of a bare
-``ClientSession`` against the same node (benchmarks/client_throughput.py;
-at the low end the node is the limit). It reads what nodes send: answers
+``ClientSession`` against the same node (the ``client-get`` scenario of
+``python -m benchmarks``; at the low end the node is the limit). It reads what nodes send: answers
 with ``Content-Length``, chunked answers, answers that end with the
 connection, and ``Connection: close``.
 """
@@ -68,6 +68,8 @@ class Transport:
     ``timeout`` the seconds a whole request may take, waiting for a
     connection included; ``connect_timeout`` the seconds to open one.
     ``headers`` are sent with every request (auth, for example).
+    ``source_host``: the local address connections come from (default: the
+    system's choice); a node sets its own, so that peers recognize it.
     """
 
     def __init__(
@@ -77,12 +79,14 @@ class Transport:
         timeout: float = 1.0,
         connect_timeout: float = 0.5,
         headers: Mapping[str, str] | None = None,
+        source_host: str | None = None,
     ) -> None:
         if pool_size < 1:
             raise ValueError(f"pool_size must be at least 1, got {pool_size}")
         self.pool_size = pool_size
         self.timeout = timeout
         self.connect_timeout = connect_timeout
+        self._local_addr = (source_host, 0) if source_host else None
         self._default_head = "".join(
             f"{_checked(name)}: {_checked(value)}\r\n" for name, value in (headers or {}).items()
         )
@@ -213,7 +217,10 @@ class Transport:
                 raise TimeoutError
             async with asyncio.timeout(limit):
                 _, connection = await loop.create_connection(
-                    lambda: _Connection(pool.member), pool.host, pool.port
+                    lambda: _Connection(pool.member),
+                    pool.host,
+                    pool.port,
+                    local_addr=self._local_addr,
                 )
         except TimeoutError as exc:
             pool.slot_freed()

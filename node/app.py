@@ -39,10 +39,12 @@ from .core import (
     TransferStats,
     VersionClock,
 )
-from .http.auth import load_tokens
+from .http.auth import TokenAuth, load_tokens
+from .http.budget import InflightBudget
 from .http.guard import RouteGuard
 from .http.metrics import RequestMetrics
 from .http.routes import add_routes
+from .http.server import ConnectionStats
 from .memcached import DoorSettings, MemcachedServer, TokenCheck
 from .peers.breaker import CircuitBreakers
 from .peers.client import PeerClient
@@ -51,6 +53,7 @@ from .peers.invalidation import Invalidations
 from .peers.protocol import GOSSIP_PATH
 
 __all__ = [
+    "CONNECTIONS",
     "KEEPER",
     "MEMCACHED",
     "MOVER",
@@ -58,6 +61,7 @@ __all__ = [
     "add_memcached_door",
     "create_app",
     "drain",
+    "peer_addresses",
     "resolve_self_id",
 ]
 
@@ -66,6 +70,7 @@ log = logging.getLogger(__name__)
 SERVICE = web.AppKey("service", KeyService)
 KEEPER = web.AppKey("keeper", MembershipKeeper)
 MOVER = web.AppKey("mover", EntryMover)
+CONNECTIONS = web.AppKey("connections", ConnectionStats)
 MEMCACHED = web.AppKey("memcached", MemcachedServer)
 # What the memcached door answers to `version`: memcached's protocol level,
 # then this program.
@@ -117,16 +122,29 @@ def create_app(config: Config, *, self_id: str) -> web.Application:
     Raises ``OSError`` when ``CACHE_AUTH_TOKEN_FILE`` cannot be read.
     """
     auth = load_tokens(config.auth_token, config.auth_token_file)
-    # Peers want the same token as callers: forwards, replicas and transfers
-    # all carry it.
-    node = _build(config, self_id, {"Authorization": auth.header_value} if auth else None)
+    peer_auth = TokenAuth(config.peer_token, scheme="Peer") if config.peer_token else None
+    if auth is not None and peer_auth is None:
+        log.warning(
+            "CACHE_AUTH_TOKEN is set but CACHE_PEER_TOKEN is not: any client with a token "
+            "can act as a node of the cluster (README: Security)"
+        )
+    # Every call to a peer proves this node is one: with the peer token, or
+    # without one, the first client token.
+    credential = peer_auth or auth
+    node = _build(
+        config, self_id, {"Authorization": credential.header_value} if credential else None
+    )
     # The kv, batch and internal routes read bodies themselves with their own
     # limits; this cap only guards the other routes.
     app = web.Application(client_max_size=64 * 1024)
+    app[CONNECTIONS] = ConnectionStats()  # kept by the server (NodeRunner), shown by /stats
     guard = RouteGuard(
         self_id=self_id,
         metrics=RequestMetrics(),
         auth=auth,
+        peer_auth=peer_auth,
+        budget=InflightBudget(config.inflight_limit),
+        write_timeout=config.write_timeout,
         access_logging=config.access_log,
         count_requests=config.request_metrics,
     )
@@ -136,6 +154,7 @@ def create_app(config: Config, *, self_id: str) -> web.Application:
         service=node.service,
         keeper=node.keeper,
         transfer_stats=node.transfer_stats,
+        connections=app[CONNECTIONS],
         body_timeout=config.body_timeout,
     )
     app[SERVICE] = node.service
@@ -190,6 +209,10 @@ def _build(config: Config, self_id: str, peer_headers: dict[str, str] | None) ->
         timeout=config.peer_timeout,
         connect_timeout=config.peer_connect_timeout,
         headers=peer_headers,
+        # From this node's own address when it listens on one (as a task's
+        # single address is in ECS): peers then count its connections as a
+        # member's (the connections kept for peers).
+        source_host=None if config.host in _WILDCARDS else config.host,
     )
     breakers = CircuitBreakers(
         failures_to_open=config.breaker_failures, cooldown=config.breaker_cooldown
@@ -254,6 +277,24 @@ def _build(config: Config, self_id: str, peer_headers: dict[str, str] | None) ->
         mover=mover,
         transfer_stats=transfer_stats,
     )
+
+
+def peer_addresses(app: web.Application) -> Callable[[str], bool]:
+    """Whether an IP address is a member of the app's ring (for the connections
+    kept for peers): a set of the members' hosts, rebuilt with the ring."""
+    membership = app[SERVICE].membership
+    seen: dict[str, frozenset[str]] = {}  # ring version -> its hosts (one entry)
+
+    def is_peer_address(address: str) -> bool:
+        ring = membership.ring
+        hosts = seen.get(ring.version)
+        if hosts is None:
+            hosts = frozenset(member.rpartition(":")[0].strip("[]") for member in ring.members)
+            seen.clear()
+            seen[ring.version] = hosts
+        return address in hosts
+
+    return is_peer_address
 
 
 def _ready_timeout(config: Config) -> float:

@@ -21,7 +21,14 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from . import config as config_module
-from .app import add_memcached_door, create_app, drain, resolve_self_id
+from .app import (
+    CONNECTIONS,
+    add_memcached_door,
+    create_app,
+    drain,
+    peer_addresses,
+    resolve_self_id,
+)
 from .config import Config, ConfigError
 from .http.server import NodeRunner, max_request_line
 from .logs import configure_logging
@@ -82,15 +89,21 @@ async def serve(config: Config) -> int:
     except OSError as exc:
         print(f"python -m node: error: CACHE_AUTH_TOKEN_FILE: {exc}", file=sys.stderr)
         return 2
+    max_connections = _within_file_limit(config.max_connections)
     runner = NodeRunner(
         app,
         # The route guard writes the access log (with request ids); aiohttp's own stays off.
         access_log=None,
         handle_signals=False,
         max_line_size=max_request_line(config.max_key_bytes),
-        max_connections=config.max_connections,
-        # Closes idle keep-alive connections, and connections that have not
-        # completed a request in this time (slowloris).
+        max_connections=max_connections,
+        # A sixteenth of the connections is kept for the cluster's own members.
+        peer_reserve=max_connections // 16,
+        per_address=config.max_connections_per_address,
+        is_peer_address=peer_addresses(app),
+        stats=app[CONNECTIONS],
+        head_timeout=config.head_timeout,
+        # Closes keep-alive connections idle between requests.
         keepalive_timeout=config.idle_timeout,
         # After the drain, open connections get this long to finish: drain
         # plus this stays below Fargate's 30 s stopTimeout.
@@ -128,6 +141,27 @@ async def serve(config: Config) -> int:
     await runner.cleanup()
     log.info("node %s stopped", self_id)
     return 0
+
+
+def _within_file_limit(max_connections: int) -> int:
+    """``max_connections``, lowered below the process's file descriptor limit
+    (with room for peers' connections, logs and the store's files) so that a
+    flood meets the node's 503, not a refused accept() with nothing logged."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    room = soft - 128 if soft != resource.RLIM_INFINITY else max_connections
+    if max_connections <= room:
+        return max_connections
+    lowered = max(16, room)
+    log.warning(
+        "CACHE_MAX_CONNECTIONS=%d is above what %d file descriptors allow: using %d "
+        "(raise the task's nofile ulimit to use more)",
+        max_connections,
+        soft,
+        lowered,
+    )
+    return lowered
 
 
 def _configure_logging(config: Config) -> None:

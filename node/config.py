@@ -62,8 +62,14 @@ class Config:
     auth_token: tuple[str, ...] = field(default=(), repr=False)
     auth_token_file: str = ""
     max_connections: int = 4096
+    max_connections_per_address: int = 1024
     idle_timeout: float = 60.0
+    head_timeout: float = 5.0
     body_timeout: float = 10.0
+    write_timeout: float = 10.0
+    # None: a quarter of max_bytes, at least 32 MiB (see inflight_limit).
+    max_inflight_bytes: int | None = None
+    peer_token: tuple[str, ...] = field(default=(), repr=False)
     log_level: str = "INFO"
     log_format: str = "text"
     access_log: bool = False
@@ -74,6 +80,13 @@ class Config:
     near_cache_ttl: float = 1.0
     near_cache_threshold: int = 4
     request_metrics: bool = True
+
+    @property
+    def inflight_limit(self) -> int:
+        """Bytes of request bodies and large answers in flight at once."""
+        if self.max_inflight_bytes is not None:
+            return self.max_inflight_bytes
+        return max(32 * MiB, self.max_bytes // 4)
 
     @property
     def near_cache_limit(self) -> int:
@@ -291,13 +304,30 @@ SETTINGS: tuple[Setting, ...] = (
                  "peers. List new,old to rotate without downtime."),
     Setting(field="auth_token_file", parse=_text, shown_default="(none)",
             help="File with more tokens, one per line (for secrets mounted as files)."),
+    Setting(field="peer_token", parse=_tokens, shown_default="(none)", secret=True,
+            help="Tokens the nodes prove to each other that they are peers, comma-separated "
+                 "(the first is sent); without one, any client token is a peer's too."),
     Setting(field="max_connections", parse=_int_in(16, 1_000_000), shown_default="4096",
-            help="Open connections beyond which a new one gets 503 and is closed."),
+            help="Open connections beyond which a new one gets 503 and is closed; the last "
+                 "sixteenth are kept for the cluster's own members."),
+    Setting(field="max_connections_per_address", parse=_int_in(1, 1_000_000),
+            shown_default="1024",
+            help="Open connections from one client address beyond which a new one gets 503."),
     Setting(field="idle_timeout", parse=_seconds(1, 3600), shown_default="60",
-            help="Seconds a connection may sit without a complete request (slow or idle "
-                 "clients) before it is closed."),
+            help="Seconds a kept-alive connection may sit idle between requests before it "
+                 "is closed."),
+    Setting(field="head_timeout", parse=_seconds(0.1, 600), shown_default="5",
+            help="Seconds a request head may take to arrive, from its first byte or the "
+                 "connection's start, before the connection is closed."),
     Setting(field="body_timeout", parse=_seconds(0.1, 600), shown_default="10",
             help="Seconds a request body may take to arrive before 408."),
+    Setting(field="write_timeout", parse=_seconds(0.1, 600), shown_default="10",
+            help="Seconds a client may take to read a large answer before its connection "
+                 "is closed."),
+    Setting(field="max_inflight_bytes", parse=_size_at_least(1024 * 1024),
+            shown_default="(MAX_BYTES / 4, at least 32MiB)",
+            help="Bytes of request bodies and large answers in flight at once; beyond it a "
+                 "request with a body gets 503."),
     Setting(field="log_level", parse=_log_level, shown_default="info",
             help="debug, info, warning or error."),
     Setting(field="log_format", parse=_choice("text", "json"), shown_default="text",

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from benchmarks.loadgen import LoadGenerator, LoadSpec
+from benchmarks import wrk
+from benchmarks.loadgen import LoadSpec
 from benchmarks.machine import plan_cores
 from benchmarks.memory_compare import (
     fill_memcached,
@@ -28,10 +29,6 @@ from benchmarks.memory_compare import (
     render_per_entry_text,
 )
 from benchmarks.processes import Processes
-from benchmarks.pyload import PythonLoad
-from benchmarks.wrk import Wrk
-
-from .conftest import require_tools
 
 SUBNET = "127.0.245"
 ENTRIES = 20_000
@@ -46,12 +43,11 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
 @pytest.fixture(scope="module")
 def result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One small end-to-end run shared by the tests that read its figures."""
-    require_tools(["wrk", "memcached"])
     plan = plan_cores()
     log_dir = tmp_path_factory.mktemp("memory-compare")
     with Processes(plan, log_dir=str(log_dir)) as processes:
         return measure_per_entry(
-            processes, Wrk(), plan, subnet=SUBNET, entries=ENTRIES, progress=lambda _: None
+            processes, plan, subnet=SUBNET, entries=ENTRIES, progress=lambda _: None
         )
 
 
@@ -160,18 +156,8 @@ def test_renderers_list_the_notes() -> None:
     assert "ratio n/a" in render_per_entry_text(broken)
 
 
-@pytest.mark.parametrize(
-    ("generator", "host"),
-    [
-        pytest.param(Wrk(), f"{SUBNET}.20", marks=pytest.mark.needs_tools("wrk")),
-        (PythonLoad(), f"{SUBNET}.23"),
-    ],
-    ids=["wrk", "python"],
-)
-def test_put_keys_names_the_keys_the_load_generator_writes(
-    processes: Processes, generator: LoadGenerator, host: str
-) -> None:
-    node = processes.node(host)
+def test_put_keys_names_the_keys_wrk_writes(processes: Processes) -> None:
+    node = processes.node(f"{SUBNET}.20")
     spec = LoadSpec(
         url=node.url,
         connections=1,
@@ -182,8 +168,8 @@ def test_put_keys_names_the_keys_the_load_generator_writes(
         key_prefix="k-",
         pipeline=10,
     )
-    generator.run(spec, cores=processes.plan.load)
-    first = first_key_index(generator, 10)
+    wrk.run(spec, cores=processes.plan.load)
+    first = first_key_index(10)
     keys = list(put_keys("k-", 300, first=first))
     assert len(set(keys)) == 300
     for key in keys:
@@ -192,7 +178,6 @@ def test_put_keys_names_the_keys_the_load_generator_writes(
     assert _get(f"{node.url}/kv/k-0-{first + 300}") is None
 
 
-@pytest.mark.needs_tools("memcached")
 def test_fill_memcached_stores_every_key_with_its_value(processes: Processes) -> None:
     server = processes.memcached(f"{SUBNET}.21", memory_mib=64)
     sent, seconds = fill_memcached(
@@ -206,7 +191,6 @@ def test_fill_memcached_stores_every_key_with_its_value(processes: Processes) ->
     assert _memcached_get(server.member, "f-0-2502") is None
 
 
-@pytest.mark.needs_tools("memcached")
 def test_fill_memcached_gives_up_past_its_time_limit(processes: Processes) -> None:
     server = processes.memcached(f"{SUBNET}.22", memory_mib=64)
     with pytest.raises(TimeoutError):

@@ -18,75 +18,27 @@ import psutil
 import pytest
 
 from benchmarks import peers
-from benchmarks.loadgen import LoadResult, ensure_package
+from benchmarks.loadgen import LoadResult
 from benchmarks.machine import CorePlan
 from benchmarks.processes import Processes, pinned_cores
+from benchmarks.tools import ensure_package
 
 from .conftest import require_tools
 
 SUBNET = "127.0.243"
 UNPINNED = CorePlan(server=(), load=())
-WRK_LATENCY_KEYS = {"p50", "p90", "p99", "p99_9"}
+REDIS_LATENCY_KEYS = {"min", "mean", "p50", "p95", "p99", "max"}
 
 # -- captured output
 
 
-# redis-benchmark -t set,get -n 400 -r 100 -c 4 -d 10 --precision 3 (7.0.15),
-# progress lines redrawn with \r as the tool prints them.
+# redis-benchmark -t set,get -n 400 -r 100 -c 4 -d 10 --precision 3 --csv (7.0.15),
+# with a progress line redrawn with \r as the tool prints it.
 REDIS_SAMPLE = (
     " \rSET: rps=0.0 (overall: inf) avg_msec=0.071 (overall: 0.071)\r          \r"
-    """====== SET ======
-  400 requests completed in 0.01 seconds
-  4 parallel clients
-  10 bytes payload
-  keep alive: 1
-  multi-thread: no
-
-Latency by percentile distribution:
-0.000% <= 0.023 milliseconds (cumulative count 2)
-50.000% <= 0.047 milliseconds (cumulative count 236)
-75.000% <= 0.055 milliseconds (cumulative count 306)
-87.500% <= 0.063 milliseconds (cumulative count 356)
-93.750% <= 0.079 milliseconds (cumulative count 381)
-96.875% <= 0.095 milliseconds (cumulative count 389)
-98.438% <= 0.127 milliseconds (cumulative count 394)
-99.219% <= 0.159 milliseconds (cumulative count 397)
-99.609% <= 4.439 milliseconds (cumulative count 399)
-99.805% <= 4.455 milliseconds (cumulative count 400)
-100.000% <= 4.455 milliseconds (cumulative count 400)
-
-Cumulative distribution of latencies:
-98.000% <= 0.103 milliseconds (cumulative count 392)
-99.500% <= 0.207 milliseconds (cumulative count 398)
-100.000% <= 5.103 milliseconds (cumulative count 400)
-
-Summary:
-  throughput summary: 36363.64 requests per second
-  latency summary (msec):
-          avg       min       p50       p95       p99       max
-        0.070     0.016     0.047     0.079     0.151     4.455
- \r====== GET ======
-  400 requests completed in 0.01 seconds
-  4 parallel clients
-
-Latency by percentile distribution:
-0.000% <= 0.023 milliseconds (cumulative count 80)
-50.000% <= 0.055 milliseconds (cumulative count 299)
-75.000% <= 0.063 milliseconds (cumulative count 396)
-99.219% <= 0.071 milliseconds (cumulative count 398)
-99.805% <= 0.119 milliseconds (cumulative count 400)
-100.000% <= 0.119 milliseconds (cumulative count 400)
-
-Cumulative distribution of latencies:
-99.750% <= 0.103 milliseconds (cumulative count 399)
-100.000% <= 0.207 milliseconds (cumulative count 400)
-
-Summary:
-  throughput summary: 57142.86 requests per second
-  latency summary (msec):
-          avg       min       p50       p95       p99       max
-        0.043     0.016     0.055     0.063     0.063     0.119
-
+    """"test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+"SET","36363.64","0.070","0.016","0.047","0.079","0.151","4.455"
+"GET","57142.86","0.043","0.016","0.055","0.063","0.063","0.119"
 """
 )
 
@@ -147,56 +99,24 @@ Run time: 1.0s Ops: 172533 TPS: 172514 Net_rate: 10.9M/s
 
 
 def test_redis_parser_reads_every_test_in_order() -> None:
-    parts = peers.parse_redis_benchmark(REDIS_SAMPLE)
+    parts = peers.parse_redis_csv(REDIS_SAMPLE)
     assert [part.test for part in parts] == ["SET", "GET"]
     set_part, get_part = parts
-    assert set_part.requests == 400
     assert set_part.requests_per_s == 36363.64
-    assert set_part.duration_s == pytest.approx(0.011, abs=1e-3)
-    assert set_part.summary_ms == {
-        "avg": 0.070,
+    assert set_part.latency_ms == {
+        "mean": 0.070,
         "min": 0.016,
         "p50": 0.047,
         "p95": 0.079,
         "p99": 0.151,
         "max": 4.455,
     }
-    assert get_part.summary_ms["p50"] == 0.055
-
-
-def test_redis_latency_has_wrk_names_exact_where_printed() -> None:
-    set_part, _ = peers.parse_redis_benchmark(REDIS_SAMPLE)
-    assert set_part.latency_ms() == {
-        "min": 0.016,
-        "mean": 0.070,
-        "max": 4.455,
-        "p50": 0.047,
-        "p90": 0.079,  # first printed point with >= 360 of 400: an upper bound
-        "p99": 0.151,
-        "p99_9": 4.455,  # all 400 needed
-    }
-    assert set_part.percentiles_ms() == {"50": 0.047, "95": 0.079, "99": 0.151}
-
-
-def test_redis_upper_bound_uses_both_printed_distributions() -> None:
-    _, get_part = peers.parse_redis_benchmark(REDIS_SAMPLE)
-    # 396 of 400 at 0.063 (percentile list), 399 at 0.103 (cumulative list).
-    assert get_part.at_most(0.90) == 0.063
-    assert get_part.at_most(0.99) == 0.063
-    assert get_part.at_most(0.995) == 0.071
-    assert get_part.at_most(0.9975) == 0.103
-    assert get_part.at_most(1.0) == 0.119
-
-
-def test_redis_parser_refuses_a_report_without_summary() -> None:
-    cut = REDIS_SAMPLE[: REDIS_SAMPLE.index("Summary:")]
-    with pytest.raises(RuntimeError, match="incomplete"):
-        peers.parse_redis_benchmark(cut)
+    assert get_part.latency_ms["p50"] == 0.055
 
 
 def test_redis_parser_refuses_output_without_a_test() -> None:
     with pytest.raises(RuntimeError, match="no test"):
-        peers.parse_redis_benchmark("Could not connect to Redis at 127.0.243.9:6390\n")
+        peers.parse_redis_csv("Could not connect to Redis at 127.0.243.9:6390\n")
 
 
 def test_memaslap_parser_reads_events_latency_and_counters() -> None:
@@ -333,11 +253,11 @@ def test_redis_mix_measures_hits_on_the_preloaded_keys(redis: peers.RedisServer)
         cores=(),
     )
     _assert_measured(result, connections=8)
-    assert result.latency_ms.keys() >= WRK_LATENCY_KEYS
+    assert result.latency_ms.keys() == REDIS_LATENCY_KEYS
     latency = result.latency_ms
-    assert latency["min"] <= latency["p50"] <= latency["p90"] <= latency["p99_9"] <= latency["max"]
-    assert latency["p50"] <= latency["p99"] <= latency["p99_9"]
-    assert "====== GET ======" in result.raw and "====== SET ======" in result.raw
+    assert latency["min"] <= latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"]
+    assert set(result.percentiles_ms) == {"50", "95", "99"}
+    assert '"GET"' in result.raw and '"SET"' in result.raw
     # Every GET hit, and redis-benchmark's random keys are exactly the preloaded ones.
     assert _redis_stat(redis.member, "keyspace_misses") == misses_before
     assert peers.redis_call(redis.member, "DBSIZE") == b":500"
@@ -354,8 +274,8 @@ def test_redis_gets_only_runs_no_set_part(redis: peers.RedisServer) -> None:
         cores=(),
     )
     _assert_measured(result, connections=4)
-    assert "====== GET ======" in result.raw
-    assert "====== SET ======" not in result.raw
+    assert '"GET"' in result.raw
+    assert '"SET"' not in result.raw
 
 
 def test_redis_multi_get_counts_requests_not_keys(redis: peers.RedisServer) -> None:
@@ -371,7 +291,7 @@ def test_redis_multi_get_counts_requests_not_keys(redis: peers.RedisServer) -> N
         cores=(),
     )
     _assert_measured(result, connections=8)
-    assert result.latency_ms.keys() >= WRK_LATENCY_KEYS
+    assert result.latency_ms.keys() == REDIS_LATENCY_KEYS
     hits = _redis_stat(redis.member, "keyspace_hits") - hits_before
     # The calibration's MGETs hit too, so at least ten hits per measured request.
     assert hits >= 10 * result.requests

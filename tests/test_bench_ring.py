@@ -162,14 +162,11 @@ def test_a_quick_run_measures_balance_on_every_size_and_vnode_count(
     grid = {(row["members"], row["vnodes"]) for row in quick_run["balance"]}
     assert grid == {(m, v) for m in (10, 100, 1000) for v in (64, 160, 256)}
     for row in quick_run["balance"]:
-        assert row["sets"] >= 3
+        # A 1,000-member ring takes a second or two: the quick run draws one.
+        assert row["sets"] >= (3 if row["members"] < 1000 else 1)
         assert row["min_over_mean"] <= 1 <= row["max_over_mean"] <= row["worst_max_over_mean"]
         assert row["worst_min_over_mean"] <= row["min_over_mean"]
         assert row["stdev_over_mean"] > 0
-        counted = row["keys_max_over_mean"]
-        assert (counted is not None) == (row["members"] == 10)
-        if counted is not None:  # counted keys agree with the arcs to a few per cent
-            assert counted == pytest.approx(row["max_over_mean"], abs=0.05)
 
 
 def test_a_quick_run_reports_movement_and_the_target(quick_run: dict[str, Any]) -> None:

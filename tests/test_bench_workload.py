@@ -1,5 +1,5 @@
 """The load benchmark's workloads: key popularity, mixes, routing, batches, and
-one short real run of each load generator against a 2-node cluster.
+short real runs of wrk against a 2-node cluster.
 
 The real runs use 127.0.244.* only and last about a second each; they
 assert behaviour (no errors, no forwards for owner routing), never speed.
@@ -16,19 +16,18 @@ from urllib.parse import unquote
 
 import pytest
 
-from benchmarks.loadgen import PERCENTILES, LoadGenerator, LoadSpec, plan_streams
-from benchmarks.pyload import PythonLoad
+from benchmarks import wrk
+from benchmarks.loadgen import PERCENTILES, LoadSpec, plan_streams
 from benchmarks.workload import (
     Request,
     Stream,
     Workload,
     batch_workload,
+    hottest_key,
     key_sequence,
     kv_workload,
-    read_stream,
     write_files,
 )
-from benchmarks.wrk import Wrk
 from client import CacheClient
 from client._batch import GET_PATH, decode_request
 from client._ring import HashRing
@@ -80,6 +79,11 @@ def test_other_draws_are_independent_but_share_the_hot_keys() -> None:
     assert draws[0] != draws[1]
     hottest = [Counter(draw).most_common(1)[0][0] for draw in draws]
     assert hottest[0] == hottest[1]
+
+
+def test_hottest_key_names_the_most_drawn_key() -> None:
+    draws = key_sequence(500, 20_000, popularity="zipf", seed=9)
+    assert Counter(draws).most_common(1)[0][0] == hottest_key(500, seed=9)
 
 
 def test_unknown_popularity_is_refused() -> None:
@@ -175,7 +179,7 @@ def test_batch_owner_routing_needs_enough_owned_keys() -> None:
         batch_workload(KEYS[:150], MEMBERS3, batch_keys=100, routing="owner")
 
 
-# -- sharing connections out, and the files the generators read
+# -- sharing connections out, and the files wrk reads
 
 
 def _workload_of(streams: int) -> Workload:
@@ -207,10 +211,13 @@ def test_written_files_read_back_the_same_requests_and_bodies(tmp_path: Path) ->
         KEYS, MEMBERS3, get_fraction=0.5, popularity="zipf", value_bytes=300, routing="owner",
         length=500,
     )  # fmt: skip
-    files = write_files(workload, tmp_path)
-    for stream, path in zip(workload.streams, files.streams, strict=True):
-        assert tuple(read_stream(path)) == stream.requests
-    assert tuple(path.read_bytes() for path in files.bodies) == workload.bodies
+    write_files(workload, tmp_path)
+    for index, stream in enumerate(workload.streams):
+        lines = (tmp_path / f"stream-{index}").read_text().splitlines()
+        read = [Request(method, path, int(body)) for method, path, body in map(str.split, lines)]
+        assert tuple(read) == stream.requests
+    bodies = [(tmp_path / f"body-{index}").read_bytes() for index in range(len(workload.bodies))]
+    assert tuple(bodies) == workload.bodies
 
 
 # -- real runs against a 2-node cluster
@@ -244,22 +251,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         nodes.stop()
 
 
-def _generators() -> list[object]:
-    wrk = pytest.param(Wrk(), id="wrk", marks=pytest.mark.needs_tools("wrk"))
-    return [wrk, pytest.param(PythonLoad(), id="python")]
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("generator", _generators())
 def test_owner_routed_mix_runs_clean_and_forwards_nothing(
-    cluster: LocalCluster, generator: LoadGenerator
+    cluster: LocalCluster,
 ) -> None:
     workload = kv_workload(
         KEYS, cluster.members, get_fraction=0.9, popularity="zipf", value_bytes=100,
         routing="owner", length=5000,
     )  # fmt: skip
     before = _stats(cluster)
-    result = generator.run(LoadSpec(connections=8, threads=1, duration=1, workload=workload))
+    result = wrk.run(LoadSpec(connections=8, threads=1, duration=1, workload=workload))
     after = _stats(cluster)
     assert result.requests > 0
     assert result.error_count == 0
@@ -272,25 +273,23 @@ def test_owner_routed_mix_runs_clean_and_forwards_nothing(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("generator", _generators())
-def test_entry_routed_mix_is_forwarded(cluster: LocalCluster, generator: LoadGenerator) -> None:
+def test_entry_routed_mix_is_forwarded(cluster: LocalCluster) -> None:
     workload = kv_workload(
         KEYS, cluster.members, get_fraction=0.9, popularity="uniform", value_bytes=100,
         routing="entry", length=5000,
     )  # fmt: skip
     before = _stats(cluster)
-    result = generator.run(LoadSpec(connections=8, threads=1, duration=1, workload=workload))
+    result = wrk.run(LoadSpec(connections=8, threads=1, duration=1, workload=workload))
     assert result.requests > 0
     assert result.error_count == 0
     assert _stats(cluster)["forwards"] > before["forwards"]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("generator", _generators())
-def test_owner_routed_batches_run_clean(cluster: LocalCluster, generator: LoadGenerator) -> None:
+def test_owner_routed_batches_run_clean(cluster: LocalCluster) -> None:
     workload = batch_workload(KEYS, cluster.members, batch_keys=100, routing="owner")
     before = _stats(cluster)
-    result = generator.run(LoadSpec(connections=4, threads=1, duration=1, workload=workload))
+    result = wrk.run(LoadSpec(connections=4, threads=1, duration=1, workload=workload))
     after = _stats(cluster)
     assert result.requests > 0
     assert result.error_count == 0
@@ -299,12 +298,11 @@ def test_owner_routed_batches_run_clean(cluster: LocalCluster, generator: LoadGe
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("generator", _generators())
 def test_a_one_url_load_reports_every_percentile(
-    cluster: LocalCluster, generator: LoadGenerator
+    cluster: LocalCluster,
 ) -> None:
     url = f"{cluster.nodes[0].url}/kv/{KEYS[0]}"
-    result = generator.run(LoadSpec(url=url, connections=2, threads=1, duration=1))
+    result = wrk.run(LoadSpec(url=url, connections=2, threads=1, duration=1))
     assert result.requests > 0
     assert result.error_count == 0
     assert set(result.percentiles_ms) == set(PERCENTILES)

@@ -78,6 +78,12 @@ def test_routing_is_what_each_scenario_claims(
         assert measured[name]["forwarded"]["forwards"] == 0, name
     # redis and memcached are not our nodes: no forward count at all.
     assert measured["redis-90-100b"]["forwarded"] is None
+    # Hot keys entering at random nodes: some take a hop, some the near cache answers.
+    hot = measured["hot-10k-both-random"]
+    assert 0 < hot["forwarded"]["share"] < 1
+    assert hot["near_hits_per_request"] > 0
+    assert hot["hot_owner"] in range(3)
+    assert len(hot["server_cores_busy_each"]) == 3
 
 
 @pytest.mark.timeout(300)
@@ -92,9 +98,13 @@ def test_the_report_has_every_section_and_its_files(
     assert doc["ring"]["balance"] and doc["ring"]["movement"]
     assert doc["memory"] and doc["memory"][0]["puts_stored"] > 0
     assert doc["memory_per_entry"]["node"]["bytes_per_entry"] > 0
+    assert doc["staleness"]["samples"] == 20
     names = {path.name for path in files}
     markdown = next(path for path in files if path.suffix == ".md")
     assert "## Throughput and latency" in markdown.read_text()
+    assert "## Near-cache staleness" in markdown.read_text()
+    # A quick run is not complete: it leaves the results kept in git alone.
+    assert not [name for name in names if name.startswith("latest")]
     pngs = [path for path in files if path.suffix == ".png"]
     assert {path.name.rsplit("-", 1)[1] for path in pngs} >= {"throughput.png", "latency.png"}
     for png in pngs:

@@ -25,8 +25,9 @@ from client._arguments import ttl_headers
 from client._protocol import TTL_HEADER, format_ttl, format_ttl_left, parse_ttl
 from node.core import check_key
 from node.errors import BadTtl, NodeError
+from node.http.budget import RESERVED, InflightBudget
 from node.http.errors import HttpError, from_node_error
-from node.http.wire import parse_key, parse_request_ttl, read_body
+from node.http.wire import BodyLimits, parse_key, parse_request_ttl, read_body
 
 LIMIT = 250
 
@@ -301,38 +302,82 @@ def put_request(chunks: list[bytes], headers: dict[str, str]) -> web.Request:
     return make_mocked_request("PUT", "/kv/a", headers=headers, payload=payload)
 
 
+LIMITS = BodyLimits(timeout=5)
+
+
 async def test_read_body_returns_a_body_within_the_limit() -> None:
     request = put_request([b"hello ", b"world"], {"Content-Length": "11"})
-    assert await read_body(request, 11, timeout=5) == b"hello world"
+    assert await read_body(request, 11, LIMITS) == b"hello world"
 
 
 async def test_read_body_returns_an_empty_body() -> None:
     request = put_request([], {"Content-Length": "0"})
-    assert await read_body(request, 10, timeout=5) == b""
+    assert await read_body(request, 10, LIMITS) == b""
 
 
 async def test_a_declared_length_over_the_limit_is_413_before_reading() -> None:
     request = put_request([b"x" * 11], {"Content-Length": "11"})
     with pytest.raises(HttpError) as caught:
-        await read_body(request, 10, timeout=5)
+        await read_body(request, 10, LIMITS)
     assert (caught.value.status, caught.value.error) == (413, "too_large")
     assert await request.content.read() == b"x" * 11
 
 
 async def test_a_chunked_body_within_the_limit_is_read_whole() -> None:
     request = put_request([b"ab", b"cd", b"ef"], {"Transfer-Encoding": "chunked"})
-    assert await read_body(request, 6, timeout=5) == b"abcdef"
+    assert await read_body(request, 6, LIMITS) == b"abcdef"
 
 
 async def test_a_chunked_body_over_the_limit_is_413() -> None:
     request = put_request([b"ab", b"cd", b"efg"], {"Transfer-Encoding": "chunked"})
     with pytest.raises(HttpError) as caught:
-        await read_body(request, 6, timeout=5)
+        await read_body(request, 6, LIMITS)
     assert (caught.value.status, caught.value.error) == (413, "too_large")
 
 
 async def test_a_body_shorter_than_declared_is_400_incomplete_body() -> None:
     request = put_request([b"abc"], {"Content-Length": "10"})
     with pytest.raises(HttpError) as caught:
-        await read_body(request, 100, timeout=5)
+        await read_body(request, 100, LIMITS)
     assert (caught.value.status, caught.value.error) == (400, "incomplete_body")
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "x-anything"])
+async def test_a_compressed_body_is_415_and_never_inflated(encoding: str) -> None:
+    request = put_request([b"\x1f\x8b" + b"x" * 10], {"Content-Encoding": encoding})
+    with pytest.raises(HttpError) as caught:
+        await read_body(request, 100, LIMITS)
+    assert (caught.value.status, caught.value.error) == (415, "unsupported_encoding")
+
+
+@pytest.mark.parametrize("encoding", ["identity", " Identity ", ""])
+async def test_an_identity_encoding_is_a_plain_body(encoding: str) -> None:
+    request = put_request([b"abc"], {"Content-Encoding": encoding, "Content-Length": "3"})
+    assert await read_body(request, 100, LIMITS) == b"abc"
+
+
+async def test_a_body_is_charged_to_the_budget_and_marked_on_the_request() -> None:
+    budget = InflightBudget(limit=10)
+    request = put_request([b"abcdef"], {"Content-Length": "6"})
+    assert await read_body(request, 100, BodyLimits(timeout=5, budget=budget)) == b"abcdef"
+    assert (budget.used, request[RESERVED]) == (6, 6)
+
+
+async def test_a_body_over_the_budget_left_is_503_busy_and_takes_nothing() -> None:
+    budget = InflightBudget(limit=10)
+    assert budget.reserve(8)
+    request = put_request([b"abc"], {"Content-Length": "3"})
+    with pytest.raises(HttpError) as caught:
+        await read_body(request, 100, BodyLimits(timeout=5, budget=budget))
+    assert (caught.value.status, caught.value.error) == (503, "busy")
+    assert caught.value.headers["Retry-After"] == "1"
+    assert (budget.used, budget.refused) == (8, 1)
+
+
+async def test_a_chunked_body_that_outgrows_the_budget_is_503_busy() -> None:
+    budget = InflightBudget(limit=5)
+    request = put_request([b"abc", b"def"], {"Transfer-Encoding": "chunked"})
+    with pytest.raises(HttpError) as caught:
+        await read_body(request, 100, BodyLimits(timeout=5, budget=budget))
+    assert (caught.value.status, caught.value.error) == (503, "busy")
+    assert budget.used == request.get(RESERVED, 0)  # what the guard gives back

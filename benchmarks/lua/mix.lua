@@ -46,9 +46,9 @@ local function read_file(path)
   return data
 end
 
--- The same bytes as workload.request_head in Python, and for a GET the
--- same as wrk.format("GET", path, {Host = host}). Bodies are appended on
--- use, so a 100 KB value is held once, not once per request.
+-- For a GET, the same bytes as wrk.format("GET", path, {Host = host}).
+-- Bodies are appended on use, so a 100 KB value is held once, not once
+-- per request.
 local function head(method, path, body)
   local length = body and ("Content-Length: " .. #body .. "\r\n") or ""
   return method .. " " .. path .. " HTTP/1.1\r\nHost: " .. mix_host .. "\r\n" .. length .. "\r\n"

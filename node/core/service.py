@@ -40,6 +40,10 @@ from .writes import Pending, Resync, Writes
 __all__ = ["KeyService", "Lifecycle", "Local", "ServiceStats"]
 
 
+# Entries stored between two yields to the event loop while receiving a transfer.
+_ENTRIES_PER_SLICE = 2_000
+
+
 @dataclass(slots=True)
 class Lifecycle:
     """Where the node is in its life. ``draining``: stopping, refusing writes;
@@ -217,15 +221,18 @@ class KeyService:
             if mutation.conditional:
                 owners = writes.check_owner(key, primary=True)
                 return await writes.decide_here(key, mutation, owners)
-            writes.check_owner(key, previous=previous)
             # A peer stamped the write; one that did not (an old version) is stamped here.
             stamp = version or self.clock.next()
             self.clock.observe(stamp)
+            ring = self.membership.ring.version
+            if previous and not writes.wants_previous_copy(key):
+                return Written(self.self_id, ring, found=False, version=stamp)
+            writes.check_owner(key, previous=previous)
             change = blind_change(mutation)
             pending: Pending = {}
             done = writes.apply_here(key, change, stamp, peer, pending)
             await self.invalidations.deliver(pending)
-            return Written(self.self_id, self.membership.ring.version, found=done, version=stamp)
+            return Written(self.self_id, ring, found=done, version=stamp)
         finally:
             self._wrote_through((key,))
 
@@ -357,6 +364,9 @@ class KeyService:
         writes = self.writes
         for index in valid:
             key = keys[index]
+            if previous and not writes.wants_previous_copy(key):
+                outcomes[index] = True  # nothing here to keep up to date
+                continue
             try:
                 writes.check_owner(key, previous=previous)
             except NodeError as exc:
@@ -428,13 +438,16 @@ class KeyService:
 
     # -- entries moving between nodes, and notices from owners
 
-    def receive(self, entries: Iterable[Entry]) -> int:
+    async def receive(self, entries: Iterable[Entry]) -> int:
         """Keep the entries a peer handed over that are newer than this node's
         (a value written here meanwhile wins over a copy in transit; a
-        deletion travels as a tombstone). Returns how many were kept."""
+        deletion travels as a tombstone), yielding to other work every few
+        thousand. Returns how many were kept."""
         store = self.store
         stored = 0
-        for key, value, ttl, version, flags in entries:
+        for number, (key, value, ttl, version, flags) in enumerate(entries, 1):
+            if number % _ENTRIES_PER_SLICE == 0:
+                await asyncio.sleep(0)
             self.clock.observe(version)
             if version <= store.version_of(key):
                 continue

@@ -264,6 +264,16 @@ class Writes:
         stored = sum(outcome is True for outcome in outcomes)
         return self._written(decision.outcome, version, owners, stored, decision)
 
+    def wants_previous_copy(self, key: str) -> bool:
+        """For a write a peer sends here as to an owner under an earlier ring
+        (``previous``): False when this node owns ``key`` under no ring it knows
+        and holds nothing for it, so there is no copy here to keep up to date.
+        That happens when members start together: each sees other rings for an
+        instant, and the writer's earlier ring may be one this node never had."""
+        if any(self.self_id in owners for owners in self.placement.owner_sets(key)):
+            return True
+        return self.store.version_of(key) != 0
+
     def check_owner(self, key: str, *, primary: bool = False, previous: bool = False) -> list[str]:
         """The key's owners; raises ``NotOwner`` when this node is not one (not
         the primary, with ``primary``): a peer's ring is out of date.

@@ -41,7 +41,7 @@ from ..errors import NodeError
 from ..peers.protocol import ITEMS_HEADER, PREVIOUS_HEADER, VERSION_HEADER
 from ..results import Hit, HitOutcome, KeyOutcome
 from .errors import HttpError, allow, error_payload_of, from_node_error, status_of
-from .wire import parse_request_ttl, read_body
+from .wire import BodyLimits, parse_request_ttl, read_body
 
 __all__ = ["BatchRoutes"]
 
@@ -51,9 +51,16 @@ _OPS = {GET_PATH: "get", SET_PATH: "set", DELETE_PATH: "delete"}
 class BatchRoutes:
     """The batch routes of one node; ``route(path)`` is the handler of one."""
 
-    def __init__(self, service: KeyService, *, body_timeout: float) -> None:
+    def __init__(
+        self,
+        service: KeyService,
+        *,
+        limits: BodyLimits,
+        is_peer: Callable[[web.Request], bool] = lambda request: True,
+    ) -> None:
         self.service = service
-        self.body_timeout = body_timeout
+        self.limits = limits
+        self.is_peer = is_peer
         self.max_body = max_batch_bytes(service.limits.max_value_bytes)
 
     def route(self, path: str) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -74,6 +81,7 @@ class BatchRoutes:
                 service.check_writable()
             ttl = parse_request_ttl(request) if op == "set" else None
             body = await self._read(request)
+            _refuse_too_many_keys(body)
             try:
                 keys, values = decode_request(body, with_values=op == "set")
             except BatchFormatError as exc:
@@ -84,11 +92,15 @@ class BatchRoutes:
                     "too_many_keys",
                     f"The batch has {len(keys)} keys; the limit is {MAX_BATCH_KEYS}.",
                 )
-            peer = request.headers.get(HOP_HEADER)
-            placed = request.headers.get(PLACED_HEADER)
-            version = _version(request.headers.get(VERSION_HEADER))
-            previous = PREVIOUS_HEADER in request.headers
-            if op == "get" and peer is not None and ITEMS_HEADER in request.headers:
+            # The hop header, a writer's version and "previous owner" only from a
+            # peer: a client cannot make a node skip owners or outrank writes.
+            headers = request.headers
+            hop = headers.get(HOP_HEADER)
+            peer = hop if hop is not None and self.is_peer(request) else None
+            placed = headers.get(PLACED_HEADER)
+            version = _version(headers.get(VERSION_HEADER)) if peer is not None else 0
+            previous = peer is not None and PREVIOUS_HEADER in headers
+            if op == "get" and peer is not None and ITEMS_HEADER in headers:
                 # A peer's part of a memcached multi-get: flags and versions too.
                 items = await service.get_items(keys, peer=peer)
                 return self._items_response(items, ring)
@@ -114,16 +126,16 @@ class BatchRoutes:
             exc.headers[RING_HEADER] = ring
             raise
         statuses, payloads = self._encode(outcomes)
-        headers = {
+        answer_headers = {
             "Content-Type": "application/octet-stream",
             NODE_HEADER: service.self_id,
             RING_HEADER: ring,
         }
-        return web.Response(body=encode_results(statuses, payloads), headers=headers)
+        return web.Response(body=encode_results(statuses, payloads), headers=answer_headers)
 
     async def _read(self, request: web.Request) -> bytes:
         try:
-            return await read_body(request, self.max_body, timeout=self.body_timeout)
+            return await read_body(request, self.max_body, self.limits)
         except HttpError as exc:
             if exc.status == 413:
                 raise HttpError(
@@ -149,9 +161,12 @@ class BatchRoutes:
 
     def _encode(self, outcomes: Sequence[KeyOutcome]) -> tuple[list[int], list[bytes | memoryview]]:
         """Per-key statuses and payloads. Hits past the answer's size limit
-        become ``503 batch_full``: the caller asks for them again. The first
-        hit always fits."""
+        (the batch limit, or what is left of the node's budget of bytes in
+        flight: answers not read yet hold memory) become ``503 batch_full``:
+        the caller asks for them again. The first hit always fits."""
         budget = self.max_body
+        if self.limits.budget is not None:
+            budget = min(budget, self.limits.budget.left)
         used = 0
         statuses: list[int] = []
         payloads: list[bytes | memoryview] = []
@@ -182,3 +197,19 @@ class BatchRoutes:
 def _version(raw: str | None) -> int:
     """The writer's version on a peer's sub-batch (0: none given)."""
     return int(raw) if raw is not None and raw.isdigit() and len(raw) <= 20 else 0
+
+
+def _refuse_too_many_keys(body: bytes) -> None:
+    """413 for a batch with more keys than allowed, before its header is parsed:
+    a 16 MiB header of tiny keys takes a third of a second to parse, and this
+    count in C a few milliseconds. In compact JSON (what the client sends)
+    ``","`` appears only between two strings of the key list (a quote inside
+    a key is escaped), so it counts the keys; a header with spaces is counted
+    short and left to the parser's exact count."""
+    end = 4 + int.from_bytes(body[:4], "big")
+    if body.count(b'","', 4, end) >= MAX_BATCH_KEYS:
+        raise HttpError(
+            413,
+            "too_many_keys",
+            f"The batch has more than {MAX_BATCH_KEYS} keys; split it.",
+        )

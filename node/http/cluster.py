@@ -8,7 +8,7 @@ from aiohttp import web
 from client._protocol import NODE_HEADER, RING_HEADER
 
 from ..core import KeyService
-from .errors import HttpError, allow
+from .errors import HttpError, allow, method_not_allowed
 
 __all__ = ["ClusterRoutes"]
 
@@ -56,6 +56,8 @@ class ClusterRoutes:
         return web.Response(body=orjson.dumps(view), headers=self._json_headers())
 
     async def unknown_route(self, request: web.Request) -> web.Response:
+        if request.method == "CONNECT":
+            raise method_not_allowed("CONNECT", "GET", "HEAD", "PUT", "DELETE", "POST")
         raise HttpError(404, "not_found", f"No route {request.path[:200]!r}; see the README.")
 
     def _json_headers(self) -> dict[str, str]:

@@ -7,6 +7,8 @@ and answers. Formats and names: ``node.peers.transfer``,
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 from aiohttp import web
 
@@ -25,12 +27,14 @@ from ..peers.protocol import (
     OP_HEADER,
     VERSION_HEADER,
 )
-from ..peers.transfer import BATCH_BYTES, TransferFormatError, decode_entries
+from ..peers.transfer import BATCH_BYTES, Entry, TransferFormatError, iter_entries
 from .errors import HttpError, allow, from_node_error
-from .wire import parse_key, parse_request_ttl, read_body
+from .wire import BodyLimits, parse_key, parse_request_ttl, read_body, target_path
 
 # A gossip message of a few thousand members.
 _MAX_GOSSIP_BYTES = 1024 * 1024
+# Entries read between two yields to the event loop (about a millisecond).
+_ENTRIES_PER_SLICE = 2_000
 
 __all__ = ["InternalRoutes"]
 
@@ -42,31 +46,38 @@ class InternalRoutes:
         keeper: MembershipKeeper,
         transfer_stats: TransferStats,
         *,
-        body_timeout: float,
+        limits: BodyLimits,
     ) -> None:
         self.service = service
         self.keeper = keeper
         self.transfer_stats = transfer_stats
-        self.body_timeout = body_timeout
-        limits = service.limits
+        self.limits = limits
+        sizes = service.limits
         # Twice a batch: room for a sender with a bigger batch size, still bounded.
-        self.max_transfer = 2 * BATCH_BYTES + limits.max_value_bytes
+        self.max_transfer = 2 * BATCH_BYTES + sizes.max_value_bytes
         # A full notice of the longest keys, every character escaped in JSON.
-        self.max_notice = KEYS_PER_NOTICE * (6 * limits.max_key_bytes + 4) + 1024
+        self.max_notice = KEYS_PER_NOTICE * (6 * sizes.max_key_bytes + 4) + 1024
 
     async def transfer(self, request: web.Request) -> web.Response:
         """Entries handed over by a peer; an entry is kept only when this node has
         no live value for its key."""
         allow(request, "POST")
-        body = await read_body(request, self.max_transfer, timeout=self.body_timeout)
-        limits = self.service.limits
+        body = await read_body(request, self.max_transfer, self.limits)
+        sizes = self.service.limits
+        entries: list[Entry] = []
+        reading = iter_entries(
+            body, max_key_bytes=sizes.max_key_bytes, max_value_bytes=sizes.max_value_bytes
+        )
         try:
-            entries = decode_entries(
-                body, max_key_bytes=limits.max_key_bytes, max_value_bytes=limits.max_value_bytes
-            )
+            # A few MiB of tiny entries take a while to read: in slices, so
+            # that requests (and health checks) go on meanwhile.
+            for entry in reading:
+                entries.append(entry)
+                if len(entries) % _ENTRIES_PER_SLICE == 0:
+                    await asyncio.sleep(0)
         except TransferFormatError as exc:
             raise HttpError(400, "bad_transfer", f"Nothing was stored: {exc}.") from None
-        stored = self.service.receive(entries)
+        stored = await self.service.receive(entries)
         self.transfer_stats.entries_received += len(entries)
         self.transfer_stats.entries_stored += stored
         answer = {"received": len(entries), "stored": stored}
@@ -75,7 +86,7 @@ class InternalRoutes:
     async def gossip(self, request: web.Request) -> web.Response:
         """A member's view of the cluster, merged; answered with this node's."""
         allow(request, "POST")
-        body = await read_body(request, _MAX_GOSSIP_BYTES, timeout=self.body_timeout)
+        body = await read_body(request, _MAX_GOSSIP_BYTES, self.limits)
         try:
             answer = self.keeper.receive(body)
         except GossipError as exc:
@@ -87,12 +98,10 @@ class InternalRoutes:
         allow(request, "POST")
         ring = self.service.membership.ring.version
         try:
-            key = parse_key("/kv/" + request.raw_path[len(MUTATE_PREFIX) :])
+            key = parse_key(target_path(request), MUTATE_PREFIX)
             mutation = Mutation(
                 op=_op(request.headers.get(OP_HEADER, "")),
-                value=await read_body(
-                    request, self.service.limits.max_value_bytes, timeout=self.body_timeout
-                ),
+                value=await read_body(request, self.service.limits.max_value_bytes, self.limits),
                 ttl=parse_request_ttl(request),
                 flags=_number(request.headers.get(FLAGS_HEADER, "0"), 32),
                 cas=_number(request.headers.get(CAS_HEADER, "0"), 64),
@@ -128,7 +137,7 @@ class InternalRoutes:
     async def invalidate(self, request: web.Request) -> web.Response:
         """An owner says keys changed: drop this node's near-cache copies of them."""
         allow(request, "POST")
-        body = await read_body(request, self.max_notice, timeout=self.body_timeout)
+        body = await read_body(request, self.max_notice, self.limits)
         try:
             keys, _ = decode_request(body, with_values=False)
         except BatchFormatError as exc:

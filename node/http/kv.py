@@ -11,7 +11,7 @@ everything else goes through ``kv``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import orjson
 from aiohttp import web
@@ -34,7 +34,7 @@ from ..peers.protocol import (
 )
 from ..results import Found, Written
 from .errors import HttpError, from_node_error, method_not_allowed
-from .wire import parse_key, parse_request_ttl, read_body
+from .wire import BodyLimits, parse_key, parse_request_ttl, read_body, target_path
 
 __all__ = ["KvRoute"]
 
@@ -46,11 +46,18 @@ _MISS_BODY = orjson.dumps({"error": "not_found", "detail": "No value for this ke
 class KvRoute:
     """The ``/kv/<key>`` route of one node."""
 
-    def __init__(self, service: KeyService, *, body_timeout: float) -> None:
+    def __init__(
+        self,
+        service: KeyService,
+        *,
+        limits: BodyLimits,
+        is_peer: Callable[[web.Request], bool] = lambda request: True,
+    ) -> None:
         self.service = service
         self.self_id = service.self_id
         self.membership = service.membership
-        self.body_timeout = body_timeout
+        self.limits = limits
+        self.is_peer = is_peer
         self.max_value_bytes = service.limits.max_value_bytes
         self._ring: HashRing | None = None
         self._ring_changed()
@@ -91,7 +98,7 @@ class KvRoute:
         if self.membership.ring is not self._ring:
             self._ring_changed()
         try:
-            key = parse_key(request.raw_path)
+            key = parse_key(target_path(request))
         except NodeError:
             return None  # kv answers it, with the ring header errors carry
         entry = self.service.read_owned(key)
@@ -118,8 +125,8 @@ class KvRoute:
             method = request.method
             if method not in _METHODS:
                 raise method_not_allowed(method, *_METHODS)
-            key = parse_key(request.raw_path)
-            peer = request.headers.get(HOP_HEADER)
+            key = parse_key(target_path(request))
+            peer = _peer_of(request, self.is_peer)
             headers = request.headers
             if method == "GET" or method == "HEAD":
                 if peer is None:
@@ -128,14 +135,16 @@ class KvRoute:
                     key, peer=peer, near_ttl=_near_ttl(headers), local=LOCAL_HEADER in headers
                 )
                 return self._found_for_peer(found)
+            # A writer's version and "previous owner" are a peer's to give.
             version = _unsigned(headers.get(VERSION_HEADER)) if peer is not None else 0
+            previous = peer is not None and PREVIOUS_HEADER in headers
             if method == "PUT":
                 service = self.service
                 service.check_key(key)  # before the body is read: a 414 costs no body
                 service.check_writable()
                 ttl = parse_request_ttl(request)
                 flags = _unsigned(headers.get(FLAGS_HEADER)) if peer is not None else 0
-                body = await read_body(request, self.max_value_bytes, timeout=self.body_timeout)
+                body = await read_body(request, self.max_value_bytes, self.limits)
                 written = await service.set(
                     key,
                     body,
@@ -143,12 +152,10 @@ class KvRoute:
                     flags=flags,
                     peer=peer,
                     version=version,
-                    previous=PREVIOUS_HEADER in headers,
+                    previous=previous,
                 )
                 return self._written(written)
-            written = await self.service.delete(
-                key, peer=peer, version=version, previous=PREVIOUS_HEADER in headers
-            )
+            written = await self.service.delete(key, peer=peer, version=version, previous=previous)
             if not written.found:
                 raise HttpError(404, "not_found", "No value for this key.")
             return self._written(written)
@@ -205,6 +212,16 @@ class KvRoute:
         headers[RING_HEADER] = ring or self._ring_version()
         if via is not None:
             headers[VIA_HEADER] = via
+
+
+def _peer_of(request: web.Request, is_peer: Callable[[web.Request], bool]) -> str | None:
+    """The member that sent ``request`` for this node to serve locally (its hop
+    header), or None for a client's request. A hop header from a client that
+    is not a peer is ignored: it cannot make a node skip its owners."""
+    hop = request.headers.get(HOP_HEADER)
+    if hop is None or not is_peer(request):
+        return None
+    return hop
 
 
 def _near_ttl(headers: Mapping[str, str]) -> float | None:

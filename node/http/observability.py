@@ -18,7 +18,9 @@ from client._protocol import NODE_HEADER
 from ..cluster.keeper import MembershipKeeper
 from ..core import KeyService, TransferStats
 from .errors import allow
-from .metrics import Family, RequestMetrics, per_label, render_prometheus, simple
+from .guard import RouteGuard
+from .metrics import Family, per_label, render_prometheus, simple
+from .server import ConnectionStats
 
 __all__ = ["ObservabilityRoutes"]
 
@@ -31,12 +33,15 @@ class ObservabilityRoutes:
         service: KeyService,
         keeper: MembershipKeeper,
         transfer_stats: TransferStats,
-        request_metrics: RequestMetrics,
+        guard: RouteGuard,
+        connections: ConnectionStats,
     ) -> None:
         self.service = service
         self.keeper = keeper
         self.transfer_stats = transfer_stats
-        self.request_metrics = request_metrics
+        self.guard = guard
+        self.request_metrics = guard.metrics
+        self.connections = connections
 
     async def stats(self, request: web.Request) -> web.Response:
         allow(request, "GET", "HEAD")
@@ -63,6 +68,7 @@ class ObservabilityRoutes:
             },
             "forwards_by_peer": dict(forwarder.forwards_by_peer),
             "forward_errors_by_peer": dict(forwarder.errors_by_peer),
+            "credentials_refused_by_peer": dict(forwarder.refusals_by_peer),
             "breakers_open": forwarder.breakers.open_peers(),
             "breaker_rejections": forwarder.breakers.rejected,
             "transfer": asdict(self.transfer_stats),
@@ -83,6 +89,9 @@ class ObservabilityRoutes:
                 **asdict(invalidations.stats),
                 "tracked_keys": len(invalidations.log),
             },
+            "refusals": self._refusals(),
+            "inflight_bytes": self.guard.budget.used,
+            "open_connections": self.connections.open,
             "ring_version": ring.version,
             "ring_members": len(ring),
             "ring_changes": service.membership.changes,
@@ -90,6 +99,17 @@ class ObservabilityRoutes:
                 peer: {"up": health.up, "checks": health.checks, "failures": health.failures}
                 for peer, health in sorted(self.keeper.peer_health.items())
             },
+        }
+
+    def _refusals(self) -> dict[str, int]:
+        """Requests and connections refused to protect the node (README: Security)."""
+        connections = self.connections
+        return {
+            "not_a_peer": self.guard.refused_peers,
+            "busy": self.guard.budget.refused,
+            "connections_at_limit": connections.refused_at_limit,
+            "connections_per_address": connections.refused_per_address,
+            "head_timeouts": connections.head_timeouts,
         }
 
     async def metrics(self, request: web.Request) -> web.Response:
@@ -126,6 +146,9 @@ class ObservabilityRoutes:
             simple("cache_served_for_peers_total", "counter",
                    "Requests served for a peer that forwarded them.",
                    service.stats.served_for_peers),
+            per_label("cache_peer_credentials_refused_total", "counter",
+                      "Calls a peer refused for this node's credentials (401, 403), by peer.",
+                      "peer", forwarder.refusals_by_peer),
             per_label("cache_breaker_open", "gauge",
                       "1 while the circuit breaker to a peer is open.", "peer",
                       {peer: 1 for peer in forwarder.breakers.open_peers()}),
@@ -150,6 +173,14 @@ class ObservabilityRoutes:
                    "Transfer batches a peer did not acknowledge.", transfer.batches_failed),
             simple("cache_draining", "gauge", "1 while this node is stopping.",
                    1 if service.lifecycle.draining else 0),
+            per_label("cache_refusals_total", "counter",
+                      "Requests and connections refused to protect the node, by reason "
+                      "(README: Security).", "reason", self._refusals()),
+            simple("cache_inflight_bytes", "gauge",
+                   "Bytes of request bodies and large answers in flight.",
+                   self.guard.budget.used),
+            simple("cache_open_connections", "gauge", "Client and peer connections open.",
+                   self.connections.open),
             *self._hot_key_families(),
         ]  # fmt: skip
 

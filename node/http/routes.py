@@ -22,6 +22,8 @@ from .internal import InternalRoutes
 from .kv import KvRoute
 from .observability import ObservabilityRoutes
 from .openapi import OpenApiRoute
+from .server import ConnectionStats
+from .wire import BodyLimits
 
 __all__ = ["add_routes"]
 
@@ -33,14 +35,16 @@ def add_routes(
     service: KeyService,
     keeper: MembershipKeeper,
     transfer_stats: TransferStats,
+    connections: ConnectionStats,
     body_timeout: float,
 ) -> None:
     """Add every route of a node to ``app``, each behind ``guard``."""
     cluster = ClusterRoutes(service)
-    kv = KvRoute(service, body_timeout=body_timeout)
-    batch = BatchRoutes(service, body_timeout=body_timeout)
-    internal = InternalRoutes(service, keeper, transfer_stats, body_timeout=body_timeout)
-    observability = ObservabilityRoutes(service, keeper, transfer_stats, guard.metrics)
+    limits = BodyLimits(timeout=body_timeout, budget=guard.budget)
+    kv = KvRoute(service, limits=limits, is_peer=guard.is_peer)
+    batch = BatchRoutes(service, limits=limits, is_peer=guard.is_peer)
+    internal = InternalRoutes(service, keeper, transfer_stats, limits=limits)
+    observability = ObservabilityRoutes(service, keeper, transfer_stats, guard, connections)
     add = guard.add_route
     add(app, "/check-alive", cluster.check_alive, public=True)
     add(app, "/cluster", cluster.cluster)
@@ -48,13 +52,14 @@ def add_routes(
     add(app, r"/kv/{key:[\s\S]*}", kv.kv, label="/kv", at_once=kv.kv_at_once)
     for path in (GET_PATH, SET_PATH, DELETE_PATH):
         add(app, path, batch.route(path))
-    add(app, TRANSFER_PATH, internal.transfer)
-    add(app, GOSSIP_PATH, internal.gossip)
-    add(app, MUTATE_PREFIX + r"{key:[\s\S]*}", internal.mutate, label=MUTATE_PREFIX)
-    add(app, INVALIDATE_PATH, internal.invalidate)
-    add(app, FLUSH_PATH, internal.flush)
+    add(app, TRANSFER_PATH, internal.transfer, peer_only=True)
+    add(app, GOSSIP_PATH, internal.gossip, peer_only=True)
+    add(app, MUTATE_PREFIX + r"{key:[\s\S]*}", internal.mutate, label=MUTATE_PREFIX, peer_only=True)
+    add(app, INVALIDATE_PATH, internal.invalidate, peer_only=True)
+    add(app, FLUSH_PATH, internal.flush, peer_only=True)
     add(app, "/stats", observability.stats)
     add(app, "/metrics", observability.metrics)
     add(app, "/openapi.json", OpenApiRoute().openapi, public=True)
-    # Last: it matches every path.
+    # Last: it matches every path (and the server hands it the targets that
+    # are no path: OPTIONS *, CONNECT host:port), so every answer is JSON.
     add(app, r"/{tail:[\s\S]*}", cluster.unknown_route, label="(unknown)")

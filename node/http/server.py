@@ -1,28 +1,50 @@
-"""The HTTP server around a node's app: protocol limits and JSON protocol errors.
+"""The HTTP server around a node's app: connection limits, timeouts, JSON protocol errors.
 
 aiohttp answers a request it cannot parse (a request line over the limit,
 garbage, a bad method) itself, before any handler runs, with a text body.
 ``NodeRunner`` makes those answers JSON too, so that every error a caller
-can get from a node has the same shape. It also caps open connections: one
-beyond ``max_connections`` is answered 503 and closed at once, so a flood of
-connections cannot exhaust the task's file descriptors. (Slow clients are
-bounded by aiohttp's keep-alive timeout, which also closes a connection that
-has not completed a request in time, and by the body timeout in ``wire``.)
+can get from a node has the same shape, and bounds what a connection can
+cost before it has sent a whole request:
+
+- **Bodies are bytes.** Request bodies are never decompressed (the routes
+  refuse a ``Content-Encoding`` with 415), and a request refused before its
+  body was read (401, 413...) closes its connection rather than reading an
+  arbitrary body to keep it open.
+- **A request head has ``head_timeout`` seconds** to arrive whole, from its
+  first byte (or from the connection's start): a slow or silent client
+  cannot hold a connection for the keep-alive time. Between requests a
+  connection may idle ``keepalive_timeout`` seconds.
+- **Connections are capped** (``max_connections``; beyond it a new one gets
+  503 and is closed), ``peer_reserve`` of them kept for the cluster's own
+  members so that a flood of client sockets cannot cut the cluster apart,
+  and ``per_address`` from any one address.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, cast
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.http import HttpVersion10, HttpVersion11
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+from aiohttp.http_parser import RawRequestMessage
+from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+from yarl import URL
 
 from .errors import error_response
 
-__all__ = ["NodeRunner", "max_request_line"]
+__all__ = ["ConnectionStats", "NodeRunner", "max_request_line"]
+
+log = logging.getLogger(__name__)
 
 
 def max_request_line(max_key_bytes: int) -> int:
@@ -33,31 +55,86 @@ def max_request_line(max_key_bytes: int) -> int:
     return max(8190, longest_path + len("DELETE  HTTP/1.1"))
 
 
-_TOO_MANY_BODY = (
-    b'{"error":"too_many_connections","detail":"This node is at its connection limit."}'
+@dataclass(slots=True)
+class ConnectionStats:
+    """What the server refused, for /stats and /metrics (shared with the app)."""
+
+    refused_at_limit: int = 0  # at CACHE_MAX_CONNECTIONS (or what is left for clients)
+    refused_per_address: int = 0  # at CACHE_MAX_CONNECTIONS_PER_ADDRESS
+    head_timeouts: int = 0  # heads that did not arrive within CACHE_HEAD_TIMEOUT
+    open: int = 0
+
+
+# Refused connections are logged at most this often (one line with the count).
+_REFUSAL_LOG_INTERVAL = 10.0
+
+
+def _refusal(error: str, detail: str) -> bytes:
+    body = f'{{"error":"{error}","detail":"{detail}"}}'.encode()
+    return (
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        b"Connection: close\r\nRetry-After: 1\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+
+
+_TOO_MANY_CONNECTIONS = _refusal("too_many_connections", "This node is at its connection limit.")
+_TOO_MANY_FROM_ADDRESS = _refusal(
+    "too_many_connections", "This node is at its connection limit for your address."
 )
-_TOO_MANY_CONNECTIONS = (
-    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-    b"Connection: close\r\nRetry-After: 1\r\n"
-    + f"Content-Length: {len(_TOO_MANY_BODY)}\r\n\r\n".encode()
-    + _TOO_MANY_BODY
+_HEAD_TIMEOUT = (
+    b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
+    b"Connection: close\r\nContent-Length: 73\r\n\r\n"
+    b'{"error":"head_timeout","detail":"The request head did not arrive in time."}'
 )
 
 
-class _JsonErrorRequestHandler(RequestHandler):
+class _NodeRequestHandler(RequestHandler):
+    """aiohttp's connection handler, with this module's limits and JSON errors."""
+
+    _head_timer: asyncio.TimerHandle | None = None
+    _address = ""
+    # Whether the head of the next request has begun to arrive, and its first
+    # bytes (to tell an overlong request line from an overlong header).
+    _head_begun = False
+    _head_start = b""
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         server = self._manager
-        if (
-            isinstance(server, _JsonErrorServer)
-            and len(server.connections) > server.max_connections
-        ):
-            server.refused += 1
-            # uvloop's transports do not subclass asyncio.Transport: no isinstance.
-            writable = cast(asyncio.WriteTransport, transport)
-            writable.write(_TOO_MANY_CONNECTIONS)
+        assert isinstance(server, _NodeServer)
+        peer = transport.get_extra_info("peername")
+        self._address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        refusal = server.admit(self._address)
+        # uvloop's transports do not subclass asyncio.Transport: no isinstance.
+        writable = cast(asyncio.WriteTransport, transport)
+        if refusal is not None:
+            writable.write(refusal)
             self.force_close()
             writable.close()
+            return
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._disarm_head_timer()
+        server = self._manager
+        if isinstance(server, _NodeServer):
+            server.left(self._address)
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        # A new request's first bytes (nothing in progress or waiting) start
+        # its head's clock; a whole head (a message queued) stops it.
+        if not self._request_in_progress and not self._messages:
+            self._arm_head_timer()
+            if not self._head_begun:
+                self._head_begun = True
+                self._head_start = data[:_HEAD_START_BYTES]
+        super().data_received(data)
+        if self._messages:
+            self._disarm_head_timer()
+            self._head_begun = False
 
     def log_exception(self, *args: Any, **kwargs: Any) -> None:
         # A request the parser refused is the caller's mistake, and anyone can
@@ -78,10 +155,7 @@ class _JsonErrorRequestHandler(RequestHandler):
     ) -> web.StreamResponse:
         # The base class logs the error and refuses if a response was begun.
         super().handle_error(request, status, exc, message)
-        if isinstance(exc, LineTooLong):
-            status, word = 414, "line_too_long"
-        else:
-            word = HTTPStatus(status).phrase.lower().replace(" ", "_")
+        status, word = _status_and_word(status, exc, self._head_start)
         detail = HTTPStatus(status).phrase
         if exc is not None and status != 500:  # a 500's text could leak internals
             detail = str(getattr(exc, "message", None) or exc) or detail
@@ -89,27 +163,209 @@ class _JsonErrorRequestHandler(RequestHandler):
         response.force_close()
         return response
 
+    def _handle_request(  # returns the base's coroutine, without awaiting it
+        self,
+        request: BaseRequest,
+        start_time: float | None,
+        request_handler: Callable[[BaseRequest], Awaitable[web.StreamResponse]],
+    ) -> Coroutine[Any, Any, tuple[web.StreamResponse, bool]]:
+        # Not a coroutine itself: no await layer on every request's path.
+        if UNSUPPORTED_VERSION in request:
+            request_handler = _refuse_version
+        return super()._handle_request(request, start_time, request_handler)
 
-class _JsonErrorServer(web.Server):
-    max_connections = 1 << 30  # set by NodeRunner
-    refused = 0
+    def _arm_head_timer(self) -> None:
+        if self._head_timer is None:
+            server = self._manager
+            assert isinstance(server, _NodeServer)
+            self._head_timer = self._loop.call_later(server.head_timeout, self._head_timed_out)
+
+    def _disarm_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self._messages or self._request_in_progress or self.transport is None:
+            return
+        server = self._manager
+        assert isinstance(server, _NodeServer)
+        server.stats.head_timeouts += 1
+        writable = cast(asyncio.WriteTransport, self.transport)
+        writable.write(_HEAD_TIMEOUT)
+        self.force_close()
+        writable.close()
+
+
+# The first bytes of a request head kept to classify a line over the limit.
+_HEAD_START_BYTES = 256
+
+
+def _status_and_word(status: int, exc: BaseException | None, head_start: bytes) -> tuple[int, str]:
+    if isinstance(exc, LineTooLong):
+        # The request line over the limit is a URI too long; a header over it
+        # is a header too large (RFC 6585's 431). The exception carries the
+        # overlong line's first bytes (the target, or the whole line): the
+        # request line when the head starts with them, after its method.
+        line = bytes(exc.args[0][:64]) if isinstance(exc.args[0], (bytes, bytearray)) else b""
+        target = head_start.partition(b" ")[2]
+        if line and (head_start.startswith(line) or target.startswith(line)):
+            return 414, "line_too_long"
+        return 431, "headers_too_large"
+    return status, HTTPStatus(status).phrase.lower().replace(" ", "_")
+
+
+class _NodeServer(web.Server):
+    """aiohttp's server with this module's connection accounting (set by NodeRunner)."""
+
+    max_connections = 1 << 30
+    peer_reserve = 0
+    per_address = 1 << 30
+    head_timeout = 5.0
+    is_peer_address: Callable[[str], bool] = staticmethod(lambda address: False)
+    by_address: Counter[str]
+    stats: ConnectionStats
+    _last_report = float("-inf")
+    _refused_since_report = 0
 
     def __call__(self) -> RequestHandler:
-        return _JsonErrorRequestHandler(self, loop=self._loop, **self._kwargs)
+        return _NodeRequestHandler(self, loop=self._loop, **self._kwargs)
+
+    def admit(self, address: str) -> bytes | None:
+        """Count a new connection from ``address``; the answer that refuses it,
+        or None. (The connection is already in ``connections``.)"""
+        self.by_address[address] += 1
+        open_now = self.stats.open = len(self.connections)
+        if open_now > self.max_connections or (
+            open_now > self.max_connections - self.peer_reserve
+            and not self.is_peer_address(address)
+        ):
+            self.stats.refused_at_limit += 1
+            self._report_refusal(open_now)
+            return _TOO_MANY_CONNECTIONS
+        if self.by_address[address] > self.per_address and not self.is_peer_address(address):
+            self.stats.refused_per_address += 1
+            self._report_refusal(open_now)
+            return _TOO_MANY_FROM_ADDRESS
+        return None
+
+    def left(self, address: str) -> None:
+        self.stats.open = len(self.connections)
+        count = self.by_address[address] - 1
+        if count > 0:
+            self.by_address[address] = count
+        else:
+            self.by_address.pop(address, None)
+
+    def _report_refusal(self, open_now: int) -> None:
+        """One warning per interval while connections are refused, never one
+        per connection: a flood must not flood the logs too."""
+        self._refused_since_report += 1
+        now = self._loop.time()
+        if now - self._last_report < _REFUSAL_LOG_INTERVAL:
+            return
+        log.warning(
+            "refused %d connection(s) in the last %gs: %d open, limit %d (%d kept for peers), "
+            "%d per address (CACHE_MAX_CONNECTIONS, CACHE_MAX_CONNECTIONS_PER_ADDRESS)",
+            self._refused_since_report,
+            _REFUSAL_LOG_INTERVAL,
+            open_now,
+            self.max_connections,
+            self.peer_reserve,
+            self.per_address,
+        )
+        self._last_report = now
+        self._refused_since_report = 0
 
 
 class NodeRunner(web.AppRunner):
-    """An ``AppRunner`` with JSON protocol errors and a cap on open connections."""
+    """An ``AppRunner`` with JSON protocol errors and this module's limits."""
 
-    def __init__(self, app: web.Application, *, max_connections: int, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        app: web.Application,
+        *,
+        max_connections: int,
+        head_timeout: float = 5.0,
+        peer_reserve: int = 0,
+        per_address: int = 1 << 30,
+        is_peer_address: Callable[[str], bool] = lambda address: False,
+        stats: ConnectionStats | None = None,
+        **kwargs: Any,
+    ) -> None:
+        # Bodies are opaque bytes: never inflated. A request refused before
+        # its body was read drains it for at most a second (so an honest
+        # client sending it whole still reads its 413), then closes.
+        kwargs.setdefault("auto_decompress", False)
+        kwargs.setdefault("lingering_time", 1.0)
         super().__init__(app, **kwargs)
         self.max_connections = max_connections
+        self.head_timeout = head_timeout
+        self.peer_reserve = peer_reserve
+        self.per_address = per_address
+        self.is_peer_address = is_peer_address
+        self.stats = stats or ConnectionStats()
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
         # aiohttp has no hook for the handler class; the server object is ours
         # alone and only its factory method differs, so swapping its class is safe.
-        server.__class__ = _JsonErrorServer
-        assert isinstance(server, _JsonErrorServer)
+        server.__class__ = _NodeServer
+        assert isinstance(server, _NodeServer)
         server.max_connections = self.max_connections
+        server.head_timeout = self.head_timeout
+        server.peer_reserve = min(self.peer_reserve, self.max_connections // 2)
+        server.per_address = self.per_address
+        server.is_peer_address = self.is_peer_address
+        server.by_address = Counter()
+        server.stats = self.stats
+        server.request_factory = _targets_as_paths(server.request_factory)
         return server
+
+
+RequestFactory = Callable[..., BaseRequest]
+
+
+def _targets_as_paths(factory: RequestFactory) -> RequestFactory:
+    """``factory`` (the app's), handing a target that is no path (``OPTIONS *``,
+    ``CONNECT host:port``) to the routes as the path ``/<target>``: else
+    aiohttp answers it itself, in plain text."""
+
+    def make_request(
+        message: RawRequestMessage,
+        payload: StreamReader,
+        protocol: RequestHandler,
+        writer: AbstractStreamWriter,
+        task: asyncio.Task[None],
+        *args: Any,
+    ) -> BaseRequest:
+        if message.method == "CONNECT" or message.path == "*":
+            path = "/" + message.path.lstrip("/")
+            message = message._replace(path=path, url=URL.build(path=path, encoded=True))
+        version = message.version
+        if version in (HttpVersion11, HttpVersion10):
+            return factory(message, payload, protocol, writer, task, *args)
+        # Answered in HTTP/1.1 (aiohttp would echo "HTTP/2.0" or "HTTP/0.9"
+        # on the status line), with a 505 (see _NodeRequestHandler).
+        message = message._replace(version=HttpVersion11, should_close=True)
+        request = factory(message, payload, protocol, writer, task, *args)
+        request[UNSUPPORTED_VERSION] = f"{version.major}.{version.minor}"
+        return request
+
+    return make_request
+
+
+# Set on a request whose HTTP version is neither 1.0 nor 1.1: that version.
+UNSUPPORTED_VERSION = web.RequestKey("unsupported_version", str)
+
+
+async def _refuse_version(request: BaseRequest) -> web.StreamResponse:
+    version = request[UNSUPPORTED_VERSION]
+    response = error_response(
+        505,
+        "http_version_not_supported",
+        f"HTTP/{version[:10]} is not supported; speak HTTP/1.1.",
+    )
+    response.force_close()
+    return response

@@ -9,6 +9,7 @@ them touches the store. The TTL grammar is the one clients use
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -16,27 +17,59 @@ from aiohttp import web
 from client._protocol import TTL_HEADER, parse_ttl
 
 from ..errors import BadKey, BadTtl
+from .budget import RESERVED, InflightBudget
 from .errors import HttpError
 
-__all__ = ["KV_PREFIX", "parse_key", "parse_request_ttl", "read_body"]
+__all__ = [
+    "KV_PREFIX",
+    "BodyLimits",
+    "parse_key",
+    "parse_request_ttl",
+    "read_body",
+    "target_path",
+]
 
 KV_PREFIX = "/kv/"
 
 
-def parse_key(raw_path: str) -> str:
-    """The key in ``/kv/<key>``: the percent-decoded UTF-8 rest of the path.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BodyLimits:
+    """How long a body may take, and the node's budget of bytes in flight."""
+
+    timeout: float
+    budget: InflightBudget | None = None
+
+
+def parse_key(raw_path: str, prefix: str = KV_PREFIX) -> str:
+    """The key in ``/kv/<key>``: the rest of the percent-decoded path.
 
     ``raw_path`` is the path as sent (before any decoding), query included.
-    Raises ``BadKey`` (empty, or not UTF-8); the core checks the length.
+    The whole path is decoded before ``prefix`` is taken off, as the router
+    matched it: ``/%6bv/a`` is the key ``a``, and ``a%2Fb`` and ``a/b`` are the
+    same key. Raises ``BadKey`` (empty, or not UTF-8); the core checks the length.
     """
     path = raw_path.partition("?")[0]
-    encoded = path[len(KV_PREFIX) :]
-    if not encoded:
-        raise BadKey("The key is empty: use /kv/<key>.")
-    try:
-        return unquote(encoded, errors="strict") if "%" in encoded else encoded
-    except UnicodeDecodeError:
-        raise BadKey("The key is not valid percent-encoded UTF-8.") from None
+    if "%" in path:
+        try:
+            path = unquote(path, errors="strict")
+        except UnicodeDecodeError:
+            raise BadKey("The key is not valid percent-encoded UTF-8.") from None
+    if not path.startswith(prefix):
+        raise BadKey(f"The path does not start with {prefix}: use {prefix}<key>.")
+    key = path[len(prefix) :]
+    if not key:
+        raise BadKey(f"The key is empty: use {prefix}<key>.")
+    return key
+
+
+def target_path(request: web.Request) -> str:
+    """The request's path as sent, still encoded, query included, whatever form
+    its target took: ``PUT http://host:7000/kv/a`` is the path ``/kv/a``."""
+    raw = request.raw_path
+    if raw.startswith("/"):
+        return raw
+    url = request.rel_url
+    return url.raw_path + ("?" + url.raw_query_string if url.raw_query_string else "")
 
 
 def parse_request_ttl(request: web.Request) -> float | None:
@@ -59,29 +92,43 @@ def parse_request_ttl(request: web.Request) -> float | None:
     return ttls.pop()
 
 
-async def read_body(request: web.Request, limit: int, *, timeout: float) -> bytes:
-    """The whole request body, refusing to hold more than ``limit`` bytes or to
-    wait more than ``timeout`` seconds for it (a slow sender holds a connection
-    and memory).
+async def read_body(request: web.Request, limit: int, limits: BodyLimits) -> bytes:
+    """The whole request body, as sent: never more than ``limit`` bytes, never
+    longer than ``limits.timeout`` seconds (a slow sender holds a connection
+    and memory), and within the node's budget of bytes in flight.
 
-    A declared ``Content-Length`` over the limit is refused before reading; a
+    Bodies are opaque: a ``Content-Encoding`` other than identity is refused
+    (415 ``unsupported_encoding``) rather than stored inflated or as sent. A
+    declared ``Content-Length`` over the limit is refused before reading; a
     chunked body is read until it passes the limit. Raises 413 ``too_large``,
-    408 ``body_timeout`` or 400 ``incomplete_body``.
+    408 ``body_timeout``, 400 ``incomplete_body``, 415, or 503 ``busy`` when
+    the budget is spent.
     """
+    encoding = request.headers.get("Content-Encoding")
+    if encoding is not None and encoding.strip().lower() not in ("", "identity"):
+        raise HttpError(
+            415,
+            "unsupported_encoding",
+            f"Bodies are stored as sent: Content-Encoding {encoding[:40]!r} is not taken; "
+            "send the bytes to store.",
+        )
     declared = request.content_length
     if declared is not None and declared > limit:
         raise _too_large(declared, limit)
     try:
-        async with asyncio.timeout(timeout):
-            return await _read_within(request, declared, limit)
+        async with asyncio.timeout(limits.timeout):
+            return await _read_within(request, declared, limit, limits.budget)
     except TimeoutError:
         raise HttpError(
-            408, "body_timeout", f"The body did not arrive within {timeout:g}s."
+            408, "body_timeout", f"The body did not arrive within {limits.timeout:g}s."
         ) from None
 
 
-async def _read_within(request: web.Request, declared: int | None, limit: int) -> bytes:
+async def _read_within(
+    request: web.Request, declared: int | None, limit: int, budget: InflightBudget | None
+) -> bytes:
     if declared is not None:
+        _reserve(request, budget, declared)
         try:
             return await request.content.readexactly(declared) if declared else b""
         except asyncio.IncompleteReadError as exc:
@@ -96,8 +143,23 @@ async def _read_within(request: web.Request, declared: int | None, limit: int) -
         size += len(chunk)
         if size > limit:
             raise _too_large(size, limit, at_least=True)
+        _reserve(request, budget, len(chunk))
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _reserve(request: web.Request, budget: InflightBudget | None, size: int) -> None:
+    """Charge ``size`` bytes of body to the budget (given back by the guard)."""
+    if budget is None or not size:
+        return
+    if not budget.reserve(size):
+        raise HttpError(
+            503,
+            "busy",
+            "This node holds as many request bodies as it may; try again shortly.",
+            headers={"Retry-After": "1"},
+        )
+    request[RESERVED] = request.get(RESERVED, 0) + size
 
 
 def _too_large(size: int, limit: int, *, at_least: bool = False) -> HttpError:

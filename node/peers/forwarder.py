@@ -56,6 +56,10 @@ class Forwarder:
         # Per peer, for /metrics: key requests sent and those that failed.
         self.forwards_by_peer: Counter[str] = Counter()
         self.errors_by_peer: Counter[str] = Counter()
+        # Peers that refused this node's credentials (401, 403), by peer: a
+        # token that differs after a botched rotation, or not a peer at all.
+        self.refusals_by_peer: Counter[str] = Counter()
+        self._refusing: set[str] = set()
         self._hop_headers = {HOP_HEADER: self_id}
         # Peers whose last call failed: logged once per change of state.
         self._failing: set[str] = set()
@@ -110,7 +114,24 @@ class Forwarder:
         if member in self._failing:
             self._failing.discard(member)
             log.info("requests to %s work again", member)
+        self._note_credentials(member, reply.status)
         return reply
+
+    def _note_credentials(self, member: str, status: int) -> None:
+        """Count and log (once per change) a peer that refuses this node's credentials."""
+        if status == 401 or status == 403:
+            self.refusals_by_peer[member] += 1
+            if member not in self._refusing:
+                self._refusing.add(member)
+                log.warning(
+                    "%s refused this node's credentials (%d): check CACHE_PEER_TOKEN "
+                    "(and CACHE_AUTH_TOKEN) on both",
+                    member,
+                    status,
+                )
+        elif member in self._refusing:
+            self._refusing.discard(member)
+            log.info("%s accepts this node's credentials again", member)
 
     def _headers(self, headers: Mapping[str, str] | None) -> Mapping[str, str]:
         """The call's headers, with the hop header and the caller's request id."""

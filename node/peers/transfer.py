@@ -21,7 +21,7 @@ value elsewhere cannot come back.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 from client._protocol import MAX_TTL_SECONDS
@@ -33,6 +33,7 @@ __all__ = [
     "TransferFormatError",
     "decode_entries",
     "encode_entries",
+    "iter_entries",
 ]
 
 MAGIC = b"KVX2"
@@ -71,13 +72,19 @@ def encode_entries(entries: Iterable[Entry]) -> bytes:
 
 def decode_entries(body: bytes, *, max_key_bytes: int, max_value_bytes: int) -> list[Entry]:
     """Parse a whole transfer body. Raises ``TransferFormatError`` naming the problem."""
+    return list(iter_entries(body, max_key_bytes=max_key_bytes, max_value_bytes=max_value_bytes))
+
+
+def iter_entries(body: bytes, *, max_key_bytes: int, max_value_bytes: int) -> Iterator[Entry]:
+    """The entries of a transfer body one by one, so that a caller can yield to
+    other work between them. Raises ``TransferFormatError`` at the first
+    problem: apply nothing until the last entry has been read."""
     if body[:4] != MAGIC:
         raise TransferFormatError("the body does not start with the KVX2 magic")
-    entries: list[Entry] = []
     view = memoryview(body)
     offset, end = 4, len(body)
+    number = 0
     while offset < end:
-        number = len(entries)
         if offset + _HEAD.size > end:
             raise TransferFormatError(f"entry {number} is cut off in its header")
         key_length, value_length, ttl, version, flags, kind = _HEAD.unpack_from(view, offset)
@@ -93,8 +100,8 @@ def decode_entries(body: bytes, *, max_key_bytes: int, max_value_bytes: int) -> 
         value = bytes(view[offset : offset + value_length]) if kind == _VALUE else None
         offset += value_length
         # No entry lives longer than a PUT may ask for, whoever sent it.
-        entries.append(Entry(key, value, min(ttl, MAX_TTL_SECONDS) or None, version, flags))
-    return entries
+        yield Entry(key, value, min(ttl, MAX_TTL_SECONDS) or None, version, flags)
+        number += 1
 
 
 def _check(

@@ -1,0 +1,252 @@
+"""A result document as text: the console summary and the Markdown file.
+
+Both are drawn from the JSON document alone (``report.build_document``).
+Each group of scenarios is one table; a column that only some groups have
+data for (near-cache hits, CPU per node, the one-core-per-node ratio)
+appears in those groups only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .memory_compare import render_per_entry_markdown, render_per_entry_text
+from .ring import render_ring_markdown, render_ring_text
+from .staleness import render_staleness
+from .tables import markdown_table, plain_table
+
+__all__ = ["render_markdown", "render_table"]
+
+_MIB = 1024 * 1024
+Summary = dict[str, Any]
+Ratios = list[dict[str, Any]]
+Table = Callable[[Sequence[str], Sequence[Sequence[str]]], str]
+
+
+def _load_line(doc: dict[str, Any]) -> str:
+    s = doc["settings"]
+    return (
+        f"wrk (redis-benchmark, memaslap and Python clients in their own scenarios),"
+        f" {s['connections']} connections, {s['duration']} s x {s['rounds']}"
+        f" interleaved round(s) after a {s['warmup']} s warm-up"
+    )
+
+
+def _ratio_text(ratio: dict[str, Any]) -> str:
+    spread = ratio["per_round"]
+    text = f"{ratio['median_of_rounds']:.3f} of {ratio['baseline']}"
+    if len(spread) > 1:
+        text += f" ({min(spread):.3f}-{max(spread):.3f})"
+    if ratio["target"] is not None:
+        verdict = "met" if ratio["meets_target"] else "NOT met"
+        text += f" [target >= {ratio['target']:.2f}: {verdict}]"
+    return text
+
+
+def _forwarded_text(forwarded: dict[str, Any] | None) -> str:
+    if forwarded is None:
+        return ""
+    text = f"{forwarded['share']:.1%}"
+    if forwarded["max_share"] is not None:
+        verdict = "met" if forwarded["meets_target"] else "NOT met"
+        text += f" [target <= {forwarded['max_share']:.0%}: {verdict}]"
+    return text
+
+
+def _latency_text(latency: dict[str, float], name: str) -> str:
+    return f"{latency[name]:.2f}" if name in latency else "n/a"
+
+
+def _per_node_text(summary: Summary) -> str:
+    shares = summary["server_cores_busy_each"]
+    total = sum(shares) or 1.0
+    owner = summary["hot_owner"]
+    return " / ".join(
+        f"{share / total:.0%}{'*' if index == owner else ''}" for index, share in enumerate(shares)
+    )
+
+
+def _rate(summary: Summary, _: Ratios) -> str:
+    return f"{summary['keys_per_s']['median']:,.0f}"
+
+
+def _range(summary: Summary, _: Ratios) -> str:
+    rate = summary["keys_per_s"]
+    return f"{rate['min']:,.0f}-{rate['max']:,.0f}"
+
+
+def _near(summary: Summary, _: Ratios) -> str:
+    share = summary["near_hits_per_request"]
+    return "" if share is None else f"{share:.1%}"
+
+
+def _ratios(_: Summary, ratios: Ratios) -> str:
+    return "; ".join(_ratio_text(ratio) for ratio in ratios)
+
+
+def _figures(name: str) -> Callable[[Summary, Ratios], str]:
+    """The ratios' ``name`` figures, where they have one."""
+    return lambda _, ratios: "; ".join(f"{r[name]:.3f}" for r in ratios if r[name])
+
+
+def _always(_: Summary) -> bool:
+    return True
+
+
+def _hot(summary: Summary) -> bool:
+    return summary["hot_owner"] is not None
+
+
+# (header, cell of a summary and its ratios, whether a scenario needs the column)
+_Column = tuple[str, Callable[[Summary, Ratios], str], Callable[[Summary], bool]]
+_COLUMNS: tuple[_Column, ...] = (
+    ("scenario", lambda summary, _: summary["name"], _always),
+    ("what", lambda summary, _: summary["title"], _always),
+    ("keys/s median", _rate, _always),
+    ("min-max", _range, _always),
+    ("p50 ms", lambda summary, _: _latency_text(summary["latency_ms"], "p50"), _always),
+    ("p99 ms", lambda summary, _: _latency_text(summary["latency_ms"], "p99"), _always),
+    ("server CPU", lambda summary, _: f"{summary['server_cores_busy']:.2f}", _always),
+    ("CPU us/req", lambda summary, _: f"{summary['server_cpu_us_per_request']:.1f}", _always),
+    ("CPU per node (* hottest key's owner)", lambda summary, _: _per_node_text(summary), _hot),
+    ("forwarded", lambda summary, _: _forwarded_text(summary["forwarded"]), _always),
+    ("near-cache hits", _near, lambda summary: bool(summary["near_hits_per_request"])),
+    ("ratio (paired median, range) [target]", _ratios, _always),
+    ("CPU ratio", _figures("cpu_per_request"), _always),
+    ("ratio, one core per node", _figures("one_core_per_server"), _hot),
+)
+
+
+def _group_table(doc: dict[str, Any], summaries: list[Summary], table: Table) -> str:
+    ratios: dict[str, Ratios] = {}
+    for ratio in doc["ratios"]:
+        ratios.setdefault(ratio["scenario"], []).append(ratio)
+    columns = [column for column in _COLUMNS if any(map(column[2], summaries))]
+    rows = [
+        [cell(summary, ratios.get(summary["name"], [])) for _, cell, _ in columns]
+        for summary in summaries
+    ]
+    return table([header for header, _, _ in columns], rows)
+
+
+def _groups(doc: dict[str, Any]) -> dict[str, list[Summary]]:
+    groups: dict[str, list[Summary]] = {}
+    for summary in doc["scenarios"]:
+        groups.setdefault(summary["group"], []).append(summary)
+    return groups
+
+
+_MEMORY_HEADERS = [
+    "value",
+    "PUTs",
+    "payload written",
+    "bound",
+    "idle RSS",
+    "peak RSS",
+    "final RSS",
+    "peak growth / bound",
+    "peak RSS / bound",
+    "PUT/s",
+]
+
+
+def _memory_rows(doc: dict[str, Any]) -> list[list[str]]:
+    return [
+        [
+            f"{entry['value_bytes']:,} B",
+            f"{entry['puts_stored']:,}" + ("" if entry["completed"] else " (cut short)"),
+            f"{entry['payload_written_bytes'] / _MIB:,.0f} MiB",
+            f"{entry['bound_bytes'] / _MIB:,.0f} MiB",
+            f"{entry['idle_rss_bytes'] / _MIB:,.1f} MiB",
+            f"{entry['peak_rss_bytes'] / _MIB:,.1f} MiB",
+            f"{entry['final_rss_bytes'] / _MIB:,.1f} MiB",
+            f"{entry['peak_growth_over_bound']:.2f}",
+            f"{entry['peak_rss_over_bound']:.2f}",
+            f"{entry['puts_per_s']:,.0f}",
+        ]
+        for entry in doc["memory"] or []
+    ]
+
+
+def render_table(doc: dict[str, Any]) -> str:
+    """The console summary."""
+    parts = []
+    if doc["scenarios"]:
+        parts += [f"Load:    {_load_line(doc)}", f"Pinning: {doc['pinning']['description']}"]
+        for group, summaries in _groups(doc).items():
+            parts += ["", f"== {group}", _group_table(doc, summaries, plain_table)]
+    if doc["staleness"]:
+        parts += ["", render_staleness(doc["staleness"])]
+    if doc["memory"]:
+        parts += ["", "Memory (RSS of one node while PUTs write 10x its --max-bytes):", ""]
+        parts.append(plain_table(_MEMORY_HEADERS, _memory_rows(doc)))
+    if doc["memory_per_entry"]:
+        parts += ["", render_per_entry_text(doc["memory_per_entry"])]
+    if doc["ring"]:
+        parts += ["", render_ring_text(doc["ring"])]
+    if doc["notes"]:
+        parts += ["", "Notes:", *(f"  - {note}" for note in doc["notes"])]
+    return "\n".join(parts)
+
+
+_READING = (
+    "keys/s is requests/s times the keys per request (1 except for batches). Ratios"
+    " are the median of per-round ratios (runs of one round are close in time);"
+    " the range is over rounds. Server CPU is the servers' CPU seconds per second of"
+    " load: 1.00 is one core saturated. CPU us/req is the servers' CPU time per"
+    " request (all servers of the scenario), which a busy neighbour disturbs less"
+    " than req/s; CPU ratio is the baseline's CPU per key over the scenario's."
+    " Forwarded is forwards to an owner per request, near-cache hits the GETs a"
+    " node answered from its near cache, both from the nodes' /stats counters"
+    " around each run (a batch split over two other owners counts 2). CPU per node"
+    " is each node's share of the nodes' CPU; the one-core-per-node ratio compares"
+    " requests per CPU second of the busiest node: what each side would reach with"
+    " a core per node. Targets are reported, never asserted."
+)
+
+
+def render_markdown(doc: dict[str, Any], plots: Sequence[Path] = ()) -> str:
+    """The Markdown summary written next to the JSON."""
+    machine = doc["machine"]
+    lines = [
+        f"# Benchmark {doc['started_at']} ({doc['mode']})",
+        "",
+        f"- Machine: {machine['nproc']} CPUs, {machine['cpu_model']}, Linux {machine['kernel']}",
+        f"- Python {machine['python']}, aiohttp {machine['aiohttp']}, uvloop {machine['uvloop']},"
+        f" {machine.get('wrk') or 'wrk absent'}",
+        f"- Pinning: {doc['pinning']['description']}; code: commit {machine['commit']}",
+    ]
+    if doc["scenarios"]:
+        lines.append(f"- Load: {_load_line(doc)}")
+    if plots:
+        lines += ["", *(f"![{path.stem}]({path.name})" for path in plots)]
+    if doc["scenarios"]:
+        lines += ["", "## Throughput and latency"]
+        for group, summaries in _groups(doc).items():
+            lines += ["", f"### {group}", "", _group_table(doc, summaries, markdown_table)]
+        lines += ["", _READING]
+    if doc["staleness"]:
+        lines += ["", "## Near-cache staleness", "", render_staleness(doc["staleness"])]
+    if doc["memory"]:
+        settings = doc["memory_settings"] or {}
+        lines += [
+            "",
+            "## Memory",
+            "",
+            f"One node with `--max-bytes {settings.get('max_bytes', 0) // _MIB}MiB`, written"
+            f" {settings.get('factor')}x that in payload with PUTs of distinct keys.",
+            "",
+            markdown_table(_MEMORY_HEADERS, _memory_rows(doc)),
+            "",
+            "Peak growth / bound is (peak RSS - idle RSS) / --max-bytes: how much memory the"
+            " store really took per byte of its bound.",
+        ]
+    if doc["memory_per_entry"]:
+        lines += ["", render_per_entry_markdown(doc["memory_per_entry"])]
+    if doc["ring"]:
+        lines += ["", render_ring_markdown(doc["ring"])]
+    if doc["notes"]:
+        lines += ["", "## Notes", "", *(f"- {note}" for note in doc["notes"])]
+    return "\n".join(lines) + "\n"

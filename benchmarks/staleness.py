@@ -1,0 +1,86 @@
+"""How long a node's near cache serves a value after it was overwritten elsewhere.
+
+On three nodes with the defaults (owner, reader, writer): a key owned by
+the first is made hot at the second (GETs until the answer comes from its
+near cache, ``X-Cache-Near-Copy-Of``), written through the third, and the
+second is polled until it serves the new value. The delay runs from the
+write's answer to the first new answer, the probe's own round trip
+included; the README's staleness figure. Each sample gives up after 2 s,
+twice the near cache's default TTL.
+"""
+
+from __future__ import annotations
+
+import http.client
+import statistics
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from client._ring import HashRing
+from client._transport import kv_path
+
+__all__ = ["measure_staleness", "render_staleness"]
+
+_NEAR_COPY_HEADER = "X-Cache-Near-Copy-Of"
+_GIVE_UP_S = 2.0
+_MAKE_HOT_TRIES = 50
+
+
+class _Connection:
+    """One keep-alive HTTP connection to a node."""
+
+    def __init__(self, member: str) -> None:
+        host, port = member.rsplit(":", 1)
+        self._connection = http.client.HTTPConnection(host, int(port), timeout=5)
+
+    def request(self, method: str, key: str, body: bytes | None = None) -> tuple[bytes, bool]:
+        """The answer's body and whether it came from a near cache."""
+        self._connection.request(method, kv_path(key), body=body)
+        answer = self._connection.getresponse()
+        return answer.read(), answer.getheader(_NEAR_COPY_HEADER) is not None
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+def measure_staleness(members: Sequence[str], *, samples: int = 20) -> dict[str, Any]:
+    """Seconds from a write's answer until a node holding a near-cache copy
+    serves the new value, per sample, on the 3 ``members`` (the node
+    defaults). RuntimeError when the reader never keeps a copy, or serves
+    the old value for over 2 s."""
+    owner, reader, writer = members
+    ring = HashRing(members)
+    keys = (f"stale-{n}" for n in range(100_000))
+    owned = [key for key in keys if ring.owner(key) == owner][:samples]
+    nodes = {member: _Connection(member) for member in members}
+    delays: list[float] = []
+    try:
+        for key in owned:
+            nodes[owner].request("PUT", key, b"old")
+            if not any(nodes[reader].request("GET", key)[1] for _ in range(_MAKE_HOT_TRIES)):
+                raise RuntimeError(f"{reader} kept no near-cache copy of {key}")
+            nodes[writer].request("PUT", key, b"new")
+            written = time.perf_counter()
+            while nodes[reader].request("GET", key)[0] != b"new":
+                if time.perf_counter() - written > _GIVE_UP_S:
+                    raise RuntimeError(f"{reader} served the old {key} for over {_GIVE_UP_S} s")
+            delays.append(time.perf_counter() - written)
+    finally:
+        for node in nodes.values():
+            node.close()
+    return {
+        "nodes": {"owner": owner, "reader": reader, "writer": writer},
+        "samples": len(delays),
+        "median_s": statistics.median(delays),
+        "max_s": max(delays),
+        "delays_s": [round(delay, 6) for delay in delays],
+    }
+
+
+def render_staleness(result: dict[str, Any]) -> str:
+    return (
+        f"Write through one node until the near cache of another serves the new value"
+        f" ({result['samples']} writes, 3 nodes with the defaults): median"
+        f" {1000 * result['median_s']:.2f} ms, largest {1000 * result['max_s']:.2f} ms."
+    )
