@@ -12,6 +12,10 @@ Addresses, all on ``<subnet>`` (127.0.250 by default), port 7000 unless said:
     .20:6379    redis-server
     .21-.23     memcached, one per value size (port 11211)
 
+Every node also speaks memcached on its own address at port 11211: the
+memcached-protocol scenarios load the single node's (.2) and the first of
+the 3-node cluster's (.7), which forwards what it does not own.
+
 Nodes that serve many keys run with ``--max-bytes 1GiB`` so that every
 preloaded key stays (a miss would make a run faster and wrong); the keys
 of each value size are written through our client before the first run
@@ -32,7 +36,14 @@ from client._ring import DEFAULT_VNODES, HashRing
 from . import peers
 from .bare_server import value_bytes
 from .loadgen import LoadResult
-from .probes import NODE_HEADER, check, check_keys, hit_headers, http_request
+from .probes import (
+    NODE_HEADER,
+    check,
+    check_keys,
+    check_memcached,
+    hit_headers,
+    http_request,
+)
 from .processes import Processes, ServerProcess
 from .pyload import PySpec
 from .workload import Workload, batch_workload, hottest_key, kv_workload
@@ -40,6 +51,8 @@ from .workload import Workload, batch_workload, hottest_key, kv_workload
 __all__ = ["HOT_FEATURES", "Fleet", "Target", "keys_for", "placed_keys"]
 
 _PORT = 7000
+# Every node's memcached port (node.local_cluster's default).
+_MEMCACHED_PORT = 11211
 # Room for every preloaded key of every value size (about 230 MB of values).
 _WORKLOAD_MAX_BYTES = "1GiB"
 _BATCH_KEYS = 100
@@ -440,6 +453,39 @@ class Fleet:
             batch_keys=batch_keys,
         )
         return self._peer_target(run, server, tool_name="memaslap", keys_per_request=batch_keys)
+
+    def memcached_door(
+        self, *, get_fraction: float, value_bytes: int, batch_keys: int = 1, nodes: int = 1
+    ) -> Target:
+        """memaslap against a node's memcached port (issue 14), the same load as
+        ``memcached``'s: the single node, or the first node of the 3-node
+        cluster, which forwards the keys it does not own (counted)."""
+        cluster = self._cluster("single" if nodes == 1 else "trio")
+        host = cluster.members[0].rsplit(":", 1)[0]
+        member = f"{host}:{_MEMCACHED_PORT}"
+        check_memcached(member)
+        run = partial(
+            peers.memaslap,
+            member,
+            get_fraction=get_fraction,
+            value_bytes=value_bytes,
+            keys=len(keys_for(value_bytes)),
+            batch_keys=batch_keys,
+        )
+        connections = self.connections
+
+        def tool(duration: int, cores: tuple[int, ...]) -> LoadResult:
+            return run(connections=connections, duration=duration, cores=cores)
+
+        return Target(
+            tool=tool,
+            tool_name="memaslap",
+            server_pids=cluster.pids,
+            served_by=cluster.described(f"memcached protocol, entering at {member}"),
+            keys_per_request=batch_keys,
+            stats_urls=cluster.urls,
+            settings=cluster.env,
+        )
 
     def _peer_target(
         self,

@@ -9,6 +9,7 @@ one. The runner reads the nodes' counters (``/stats``) around each run.
 from __future__ import annotations
 
 import json
+import socket
 import urllib.request
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -84,6 +85,17 @@ def check(url: str, value: bytes, *, node: str | None, via: str | None = None) -
         problems.append(f"{VIA_HEADER}={forwarded_by!r}, expected {via!r}")
     if problems:
         raise RuntimeError(f"GET {url} is not what this scenario measures: {'; '.join(problems)}")
+
+
+def check_memcached(member: str) -> None:
+    """RuntimeError unless ``member`` (host:port) answers memcached's ``version``:
+    a node's memcached port is up before memaslap measures it."""
+    host, port = member.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=_HTTP_TIMEOUT) as connection:
+        connection.sendall(b"version\r\n")
+        answer = connection.recv(256)
+    if not answer.startswith(b"VERSION "):
+        raise RuntimeError(f"{member} does not speak memcached: {answer[:80]!r}")
 
 
 def check_keys(members: Sequence[str], keys: Sequence[str], value: bytes) -> None:

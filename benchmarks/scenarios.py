@@ -21,7 +21,10 @@ Groups, each a question the report answers:
   owners, with coalescing and the near cache off, coalescing only, and
   both (the defaults), over 10,000 and 1,000 keys;
 - our Python client on one node: ``get`` against aiohttp's
-  ``ClientSession``, ``get_many`` against pipelined redis GETs.
+  ``ClientSession``, ``get_many`` against pipelined redis GETs;
+- the memcached protocol (issue 14): memaslap on a node's memcached port
+  against memcached itself, 90/10 and 50/50 of 100 B and multi-gets of 100
+  keys, on one node and entering one node of three (forwarded share).
 
 redis-benchmark and memaslap draw keys uniformly and cannot do Zipf, so
 the redis and memcached baselines sit in the uniform groups only.
@@ -265,6 +268,53 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
 )
 
+_mc = _in("memcached protocol: memaslap on a node's memcached port, 100 B")
+_MC_90: dict[str, Any] = {"get_fraction": 0.9, "value_bytes": 100}
+_MC_50: dict[str, Any] = {"get_fraction": 0.5, "value_bytes": 100}
+_MC_MGET: dict[str, Any] = {**_GET, "batch_keys": 100}
+
+SCENARIOS += (
+    # Issue 14: 90/10 on one node at 0.6x memcached's throughput at least (and
+    # at most 2x its CPU per request); a multi-get at 0.5x at least.
+    _mc(
+        "mc-node-90",
+        "node (1), memcached port, 90% GET",
+        "node",
+        partial(Fleet.memcached_door, **_MC_90),
+        baselines=("memcached-90-100b",),
+        target=0.6,
+    ),
+    _mc(
+        "mc-node-50",
+        "node (1), memcached port, 50% GET",
+        "node",
+        partial(Fleet.memcached_door, **_MC_50),
+        baselines=("memcached-50-100b",),
+    ),
+    _mc(
+        "mc-node-mget",
+        "node (1), memcached port, multi-get of 100 keys (keys/s)",
+        "node",
+        partial(Fleet.memcached_door, **_MC_MGET),
+        baselines=("memcached-mget",),
+        target=0.5,
+    ),
+    _mc(
+        "mc-3n-90",
+        "3 nodes, entering at one node's memcached port, 90% GET",
+        "node",
+        partial(Fleet.memcached_door, **_MC_90, nodes=3),
+        baselines=("mc-node-90",),
+    ),
+    _mc(
+        "mc-3n-mget",
+        "3 nodes, entering at one node's memcached port, multi-get of 100 keys",
+        "node",
+        partial(Fleet.memcached_door, **_MC_MGET, nodes=3),
+        baselines=("mc-node-mget",),
+    ),
+)
+
 # The smoke run (--quick, under a minute): one scenario of every kind of
 # target, so every code path (wrk with one URL and with a workload, both
 # peers, the batch route, our client and the routed HTTP load) runs once;
@@ -277,6 +327,7 @@ QUICK: tuple[str, ...] = (
     "node-90-100b",
     "redis-90-100b",
     "memcached-90-100b",
+    "mc-node-90",
     "3n-zipf-owner",
     "3n-zipf-client",
     "batch-1n",
