@@ -36,11 +36,13 @@ COPY node ./node
 
 USER 10001
 
-# Every node listens on 7000 on every address; in a task, its member id is
-# the task's private IP (from the ECS task metadata endpoint).
+# Every node listens on 7000 (HTTP) and 11211 (memcached) on every address;
+# in a task, its member id is the task's private IP (from the ECS task
+# metadata endpoint).
 ENV CACHE_HOST=0.0.0.0 \
-    CACHE_PORT=7000
-EXPOSE 7000
+    CACHE_PORT=7000 \
+    CACHE_MEMCACHED_PORT=11211
+EXPOSE 7000 11211
 
 # Python, because the slim image has no curl; the same check as the task
 # definition's (node/ecs_cli.py HEALTH_CHECK_SCRIPT).

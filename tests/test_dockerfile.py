@@ -106,10 +106,11 @@ def test_command_is_exec_form_python_m_node() -> None:
     assert not [i for i in dockerfile() if i.keyword == "ENTRYPOINT"]
 
 
-def test_node_listens_on_every_address_at_port_7000() -> None:
-    assert only("EXPOSE") == "7000"
+def test_node_listens_on_every_address_at_port_7000_and_memcached_at_11211() -> None:
+    assert only("EXPOSE") == "7000 11211"
     env = image_env()
     assert env["CACHE_HOST"] == "0.0.0.0"
+    assert env["CACHE_MEMCACHED_PORT"] == "11211"
     assert env["CACHE_PORT"] == "7000"
 
 

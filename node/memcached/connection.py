@@ -94,6 +94,9 @@ class MemcachedConnection(asyncio.Protocol):
         if not commands:
             return
         self.active = True
+        if len(commands) == 1 and not (self.queue or self.busy or self._writing_paused):
+            self._answer_alone(commands[0])
+            return
         self.queue.extend(commands)
         self._pump()
         if len(self.queue) > _MAX_QUEUED and not self._reading_paused:
@@ -141,6 +144,18 @@ class MemcachedConnection(asyncio.Protocol):
                 break
         self._write(replies)
         self._settle()
+
+    def _answer_alone(self, command: Command) -> None:
+        """``_pump`` for the usual read, one command and nothing queued."""
+        reply = self._answer_at_once(command)
+        if reply is None:
+            self.busy = True
+            asyncio.get_running_loop().create_task(self._answer_later(command))
+            return
+        if reply:
+            self._write([reply])
+        if self.closing:
+            self._settle()
 
     def _answer_at_once(self, command: Command) -> bytes | None:
         """The reply to ``command`` if it needs no waiting, else None."""

@@ -37,7 +37,7 @@ class KeyDecoder:
     a cache's keys come back, and their escaping costs more than the read of
     a key owned here. Forgets them all when full (bounded, and no order to keep)."""
 
-    def __init__(self, size: int = 4096) -> None:
+    def __init__(self, size: int = 65536) -> None:
         self.size = size
         self._recent: dict[bytes, str] = {}
 

@@ -144,6 +144,14 @@ class Parser:
         if self.closed:
             return []
         buffer = self._buffer
+        if not buffer and self._pending is None and not self._swallow:
+            # The usual read: one whole command line (a get; a storage
+            # command whose value comes next), read without the general loop.
+            end = data.find(b"\n")
+            if 0 <= end == len(data) - 1 and end <= self.max_line and data[0] != 0x80:
+                stop = end - 1 if end and data[end - 1] == 13 else end
+                command = _dispatch(self, data[:stop].split())
+                return [] if command is None else [command]
         if buffer:
             if not self._more_than_waiting(data):
                 return []
