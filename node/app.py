@@ -164,12 +164,15 @@ def create_app(config: Config, *, self_id: str) -> web.Application:
     return app
 
 
-def add_memcached_door(app: web.Application, config: Config) -> MemcachedServer | None:
+def add_memcached_door(
+    app: web.Application, config: Config, *, max_connections: int | None = None
+) -> MemcachedServer | None:
     """Serve the memcached protocol on ``HOST:MEMCACHED_PORT`` for the app's
     lifetime: it starts with the app (``OSError`` from ``runner.setup()``
     when the port cannot be had) and closes first. None when the port is 0.
     Kept apart from ``create_app`` so that an app made in a test listens on
-    nothing it did not ask for."""
+    nothing it did not ask for. ``max_connections``: the cap, when the
+    caller lowered ``CACHE_MAX_CONNECTIONS`` (to fit the file limit)."""
     if not config.memcached_port:
         return None
     auth = load_tokens(config.auth_token, config.auth_token_file)
@@ -181,7 +184,7 @@ def add_memcached_door(app: web.Application, config: Config) -> MemcachedServer 
             return tokens.accepts("Bearer " + token.decode("utf-8", "replace"))
 
     settings = DoorSettings(
-        max_connections=config.max_connections,
+        max_connections=max_connections or config.max_connections,
         idle_timeout=config.idle_timeout,
         flush_enabled=config.memcached_flush_all,
         max_key_bytes=config.max_key_bytes,

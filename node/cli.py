@@ -109,7 +109,7 @@ async def serve(config: Config) -> int:
         # plus this stays below Fargate's 30 s stopTimeout.
         shutdown_timeout=5.0,
     )
-    add_memcached_door(app, config)
+    add_memcached_door(app, config, max_connections=max_connections)
     try:
         await runner.setup()
     except OSError as exc:
