@@ -207,7 +207,7 @@ def _measure(
 
 def _load(target: Target, settings: Settings, plan: CorePlan, duration: int) -> LoadResult:
     if target.tool is not None:
-        return target.tool(duration, plan.load)
+        return target.tool(duration=duration, cores=plan.load)
     if target.python is not None:
         return pyload.run(target.python, duration=duration, cores=plan.load)
     streams = len(target.workload.streams) if target.workload is not None else 1
