@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
+
+from node.local_cluster import NodeProcess
 
 from . import wrk
 from .loadgen import LoadSpec
@@ -26,7 +29,7 @@ from .machine import CorePlan
 from .probes import http_request, node_stats
 from .processes import Processes
 
-__all__ = ["MemorySettings", "idle_rss", "run_memory", "warm_up"]
+__all__ = ["MemorySettings", "fresh_node", "idle_rss", "run_memory"]
 
 MiB = 1024 * 1024
 Progress = Callable[[str], None]
@@ -65,7 +68,23 @@ class _RssSampler:
         return rss
 
 
-def warm_up(url: str) -> None:
+@contextmanager
+def fresh_node(
+    processes: Processes, host: str, max_bytes: int
+) -> Iterator[tuple[NodeProcess, psutil.Process, int]]:
+    """A new node bounded by ``max_bytes``, warmed up, its process and its idle
+    RSS; stopped on leaving, so the next one starts with the memory back."""
+    node = processes.node(host, args=["--max-bytes", str(max_bytes)])
+    assert node.process is not None
+    try:
+        process = psutil.Process(node.process.pid)
+        _warm_up(node.url)
+        yield node, process, idle_rss(process)
+    finally:
+        node.stop()
+
+
+def _warm_up(url: str) -> None:
     # Touch every code path the load will use, so idle RSS includes them.
     for index in range(50):
         http_request(f"{url}/kv/warm-{index}", method="PUT", data=b"w" * 100)
@@ -92,12 +111,7 @@ def measure_one(
     progress: Progress,
 ) -> dict[str, Any]:
     """Fill one fresh node with ``factor`` x its bound of ``value_size`` values."""
-    node = processes.node(host, args=["--max-bytes", str(settings.max_bytes)])
-    assert node.process is not None
-    try:
-        process = psutil.Process(node.process.pid)
-        warm_up(node.url)
-        idle = idle_rss(process)
+    with fresh_node(processes, host, settings.max_bytes) as (node, process, idle):
         sets_before = node_stats(node.url)["store"]["sets"]
         puts = math.ceil(settings.factor * settings.max_bytes / value_size)
         progress(
@@ -121,8 +135,6 @@ def measure_one(
         time.sleep(1.0)
         settled = sampler.sample()
         store = node_stats(node.url)["store"]
-    finally:
-        node.stop()
     written = store["sets"] - sets_before
     entry = {
         "value_bytes": value_size,

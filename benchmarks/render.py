@@ -12,26 +12,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .memory_compare import render_per_entry_markdown, render_per_entry_text
-from .ring import render_ring_markdown, render_ring_text
+from .memory_compare import per_entry_blocks
+from .ring import ring_blocks
 from .staleness import render_staleness
-from .tables import markdown_table, plain_table
+from .tables import Block, Table, render, table
 
 __all__ = ["render_markdown", "render_table"]
 
 _MIB = 1024 * 1024
 Summary = dict[str, Any]
 Ratios = list[dict[str, Any]]
-Table = Callable[[Sequence[str], Sequence[Sequence[str]]], str]
-
-
-def _load_line(doc: dict[str, Any]) -> str:
-    s = doc["settings"]
-    return (
-        f"wrk (redis-benchmark, memaslap and Python clients in their own scenarios),"
-        f" {s['connections']} connections, {s['duration']} s x {s['rounds']}"
-        f" interleaved round(s) after a {s['warmup']} s warm-up"
-    )
 
 
 def _ratio_text(ratio: dict[str, Any]) -> str:
@@ -119,7 +109,7 @@ _COLUMNS: tuple[_Column, ...] = (
 )
 
 
-def _group_table(doc: dict[str, Any], summaries: list[Summary], table: Table) -> str:
+def _group_table(doc: dict[str, Any], summaries: list[Summary]) -> Table:
     ratios: dict[str, Ratios] = {}
     for ratio in doc["ratios"]:
         ratios.setdefault(ratio["scenario"], []).append(ratio)
@@ -128,7 +118,7 @@ def _group_table(doc: dict[str, Any], summaries: list[Summary], table: Table) ->
         [cell(summary, ratios.get(summary["name"], [])) for _, cell, _ in columns]
         for summary in summaries
     ]
-    return table([header for header, _, _ in columns], rows)
+    return [header for header, _, _ in columns], rows
 
 
 def _groups(doc: dict[str, Any]) -> dict[str, list[Summary]]:
@@ -138,58 +128,25 @@ def _groups(doc: dict[str, Any]) -> dict[str, list[Summary]]:
     return groups
 
 
-_MEMORY_HEADERS = [
-    "value",
-    "PUTs",
-    "payload written",
-    "bound",
-    "idle RSS",
-    "peak RSS",
-    "final RSS",
-    "peak growth / bound",
-    "peak RSS / bound",
-    "PUT/s",
+def _mib(name: str, digits: int) -> Callable[[dict[str, Any]], str]:
+    return lambda entry: f"{entry[name] / _MIB:,.{digits}f} MiB"
+
+
+_MEMORY_COLUMNS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+    ("value", lambda entry: f"{entry['value_bytes']:,} B"),
+    (
+        "PUTs",
+        lambda entry: f"{entry['puts_stored']:,}" + ("" if entry["completed"] else " (cut short)"),
+    ),
+    ("payload written", _mib("payload_written_bytes", 0)),
+    ("bound", _mib("bound_bytes", 0)),
+    ("idle RSS", _mib("idle_rss_bytes", 1)),
+    ("peak RSS", _mib("peak_rss_bytes", 1)),
+    ("final RSS", _mib("final_rss_bytes", 1)),
+    ("peak growth / bound", lambda entry: f"{entry['peak_growth_over_bound']:.2f}"),
+    ("peak RSS / bound", lambda entry: f"{entry['peak_rss_over_bound']:.2f}"),
+    ("PUT/s", lambda entry: f"{entry['puts_per_s']:,.0f}"),
 ]
-
-
-def _memory_rows(doc: dict[str, Any]) -> list[list[str]]:
-    return [
-        [
-            f"{entry['value_bytes']:,} B",
-            f"{entry['puts_stored']:,}" + ("" if entry["completed"] else " (cut short)"),
-            f"{entry['payload_written_bytes'] / _MIB:,.0f} MiB",
-            f"{entry['bound_bytes'] / _MIB:,.0f} MiB",
-            f"{entry['idle_rss_bytes'] / _MIB:,.1f} MiB",
-            f"{entry['peak_rss_bytes'] / _MIB:,.1f} MiB",
-            f"{entry['final_rss_bytes'] / _MIB:,.1f} MiB",
-            f"{entry['peak_growth_over_bound']:.2f}",
-            f"{entry['peak_rss_over_bound']:.2f}",
-            f"{entry['puts_per_s']:,.0f}",
-        ]
-        for entry in doc["memory"] or []
-    ]
-
-
-def render_table(doc: dict[str, Any]) -> str:
-    """The console summary."""
-    parts = []
-    if doc["scenarios"]:
-        parts += [f"Load:    {_load_line(doc)}", f"Pinning: {doc['pinning']['description']}"]
-        for group, summaries in _groups(doc).items():
-            parts += ["", f"== {group}", _group_table(doc, summaries, plain_table)]
-    if doc["staleness"]:
-        parts += ["", render_staleness(doc["staleness"])]
-    if doc["memory"]:
-        parts += ["", "Memory (RSS of one node while PUTs write 10x its --max-bytes):", ""]
-        parts.append(plain_table(_MEMORY_HEADERS, _memory_rows(doc)))
-    if doc["memory_per_entry"]:
-        parts += ["", render_per_entry_text(doc["memory_per_entry"])]
-    if doc["ring"]:
-        parts += ["", render_ring_text(doc["ring"])]
-    if doc["notes"]:
-        parts += ["", "Notes:", *(f"  - {note}" for note in doc["notes"])]
-    return "\n".join(parts)
-
 
 _READING = (
     "keys/s is requests/s times the keys per request (1 except for batches). Ratios"
@@ -207,46 +164,54 @@ _READING = (
 )
 
 
-def render_markdown(doc: dict[str, Any], plots: Sequence[Path] = ()) -> str:
-    """The Markdown summary written next to the JSON."""
-    machine = doc["machine"]
-    lines = [
-        f"# Benchmark {doc['started_at']} ({doc['mode']})",
-        "",
+def _blocks(doc: dict[str, Any], plots: Sequence[Path]) -> list[Block]:
+    machine, settings = doc["machine"], doc["settings"]
+    about = [
         f"- Machine: {machine['nproc']} CPUs, {machine['cpu_model']}, Linux {machine['kernel']}",
         f"- Python {machine['python']}, aiohttp {machine['aiohttp']}, uvloop {machine['uvloop']},"
         f" {machine.get('wrk') or 'wrk absent'}",
         f"- Pinning: {doc['pinning']['description']}; code: commit {machine['commit']}",
     ]
     if doc["scenarios"]:
-        lines.append(f"- Load: {_load_line(doc)}")
+        about.append(
+            f"- Load: wrk (redis-benchmark, memaslap and Python clients in their own"
+            f" scenarios), {settings['connections']} connections, {settings['duration']} s x"
+            f" {settings['rounds']} interleaved round(s) after a {settings['warmup']} s warm-up"
+        )
+    blocks: list[Block] = [f"# Benchmark {doc['started_at']} ({doc['mode']})", "\n".join(about)]
     if plots:
-        lines += ["", *(f"![{path.stem}]({path.name})" for path in plots)]
+        blocks.append("\n".join(f"![{path.stem}]({path.name})" for path in plots))
     if doc["scenarios"]:
-        lines += ["", "## Throughput and latency"]
+        blocks.append("## Throughput and latency")
         for group, summaries in _groups(doc).items():
-            lines += ["", f"### {group}", "", _group_table(doc, summaries, markdown_table)]
-        lines += ["", _READING]
+            blocks += [f"### {group}", _group_table(doc, summaries)]
+        blocks.append(_READING)
     if doc["staleness"]:
-        lines += ["", "## Near-cache staleness", "", render_staleness(doc["staleness"])]
+        blocks += ["## Near-cache staleness", render_staleness(doc["staleness"])]
     if doc["memory"]:
-        settings = doc["memory_settings"] or {}
-        lines += [
-            "",
+        memory = doc["memory_settings"] or {}
+        blocks += [
             "## Memory",
-            "",
-            f"One node with `--max-bytes {settings.get('max_bytes', 0) // _MIB}MiB`, written"
-            f" {settings.get('factor')}x that in payload with PUTs of distinct keys.",
-            "",
-            markdown_table(_MEMORY_HEADERS, _memory_rows(doc)),
-            "",
+            f"One node with `--max-bytes {memory.get('max_bytes', 0) // _MIB}MiB`, written"
+            f" {memory.get('factor')}x that in payload with PUTs of distinct keys.",
+            table(_MEMORY_COLUMNS, doc["memory"]),
             "Peak growth / bound is (peak RSS - idle RSS) / --max-bytes: how much memory the"
             " store really took per byte of its bound.",
         ]
     if doc["memory_per_entry"]:
-        lines += ["", render_per_entry_markdown(doc["memory_per_entry"])]
+        blocks += per_entry_blocks(doc["memory_per_entry"])
     if doc["ring"]:
-        lines += ["", render_ring_markdown(doc["ring"])]
+        blocks += ring_blocks(doc["ring"])
     if doc["notes"]:
-        lines += ["", "## Notes", "", *(f"- {note}" for note in doc["notes"])]
-    return "\n".join(lines) + "\n"
+        blocks += ["## Notes", "\n".join(f"- {note}" for note in doc["notes"])]
+    return blocks
+
+
+def render_table(doc: dict[str, Any]) -> str:
+    """The console summary."""
+    return render(_blocks(doc, ()), markdown=False)
+
+
+def render_markdown(doc: dict[str, Any], plots: Sequence[Path] = ()) -> str:
+    """The Markdown summary written next to the JSON."""
+    return render(_blocks(doc, plots), markdown=True)
