@@ -28,7 +28,7 @@ from itertools import chain
 from typing import Any
 
 from client import CacheClient
-from client._ring import DEFAULT_VNODES, HashRing
+from client._ring import HashRing
 
 from . import peers
 from .bare_server import value_bytes
@@ -411,7 +411,7 @@ class Fleet:
 def _key_owned_by_second(pairs: list[tuple[str, ...]]) -> str:
     # Computed with the client's ring, the same rule the nodes use; the
     # check before measuring confirms the nodes agree.
-    rings = [(HashRing(pair, vnodes=DEFAULT_VNODES), pair[1]) for pair in pairs]
+    rings = [(HashRing(pair), pair[1]) for pair in pairs]
     for index in range(10_000):
         key = f"bench-{index:04d}"
         if all(ring.owner(key) == owner for ring, owner in rings):

@@ -31,8 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from client._batch import GET_PATH, encode_keys
-from client._ring import DEFAULT_VNODES, HashRing
+from client._ring import HashRing
 from client._transport import kv_path
+
+from .bare_server import value_bytes as value_of
 
 __all__ = [
     "NO_BODY",
@@ -154,7 +156,6 @@ def kv_workload(
     popularity: str,
     value_bytes: int,
     routing: str,
-    vnodes: int = DEFAULT_VNODES,
     length: int = 20_000,
     seed: int = 1,
     zipf_s: float = 0.99,
@@ -162,9 +163,9 @@ def kv_workload(
     """GETs (``get_fraction`` of requests) and PUTs of ``value_bytes`` over ``keys``.
 
     ``routing="owner"``: ``length * len(members)`` requests are drawn and
-    each goes to the stream of its key's owner (``HashRing(members,
-    vnodes=vnodes)``), so every stream holds about ``length`` requests and
-    no node forwards. ``"entry"``: every member gets its own ``length``
+    each goes to the stream of its key's owner (``HashRing(members)``, as
+    the nodes place keys), so every stream holds about ``length`` requests
+    and no node forwards. ``"entry"``: every member gets its own ``length``
     requests drawn over all keys, so with 3 members about 2/3 of them are
     forwarded. Every PUT carries ``bodies[0]``. Raises ``ValueError`` on
     bad arguments or when a member would receive no request.
@@ -188,7 +189,7 @@ def kv_workload(
 
     if routing == "owner":
         chosen, requests = draw(length * len(members), 0)
-        owner_of_key = HashRing(members, vnodes=vnodes).owner_of_each(keys)
+        owner_of_key = HashRing(members).owner_of_each(keys)
         streams = _split_by_owner(requests, [owner_of_key[key] for key in chosen], members)
     else:
         streams = [
@@ -198,7 +199,7 @@ def kv_workload(
     uses_puts = get_fraction < 1.0
     return Workload(
         streams=tuple(streams),
-        bodies=(_value(value_bytes),) if uses_puts else (),
+        bodies=(value_of(value_bytes),) if uses_puts else (),
         description=(
             f"{get_fraction:.0%} GET / {1 - get_fraction:.0%} PUT, {popularity}"
             f"{f' s={zipf_s:g}' if popularity == 'zipf' else ''} over {len(keys):,} keys, "
@@ -220,12 +221,6 @@ def _split_by_owner(
     return [Stream(member=member, requests=tuple(owned)) for member, owned in by_member.items()]
 
 
-def _value(size: int) -> bytes:
-    """A value of ``size`` bytes that says what it is when seen in a dump."""
-    pattern = b"workload-value-"
-    return (pattern * (size // len(pattern) + 1))[:size]
-
-
 # -- batches
 
 
@@ -235,7 +230,6 @@ def batch_workload(
     *,
     batch_keys: int = 100,
     routing: str,
-    vnodes: int = DEFAULT_VNODES,
     bodies_count: int = 64,
     seed: int = 1,
 ) -> Workload:
@@ -253,7 +247,7 @@ def batch_workload(
     bodies: list[bytes] = []
     streams: list[Stream] = []
     if routing == "owner":
-        owners = HashRing(members, vnodes=vnodes).owner_of_each(keys)
+        owners = HashRing(members).owner_of_each(keys)
         for member in members:
             owned = [key for key, owner in zip(keys, owners, strict=True) if owner == member]
             if len(owned) < batch_keys:
