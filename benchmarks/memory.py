@@ -101,11 +101,10 @@ def idle_rss(process: psutil.Process) -> int:
     return max(readings)
 
 
-def measure_one(
+def _measure_one(
     processes: Processes,
     plan: CorePlan,
     settings: MemorySettings,
-    *,
     host: str,
     value_size: int,
     progress: Progress,
@@ -176,13 +175,6 @@ def run_memory(
 ) -> list[dict[str, Any]]:
     """One fresh node per value size, on ``<subnet>.10``, ``<subnet>.11``..."""
     return [
-        measure_one(
-            processes,
-            plan,
-            settings,
-            host=f"{subnet}.{10 + index}",
-            value_size=size,
-            progress=progress,
-        )
+        _measure_one(processes, plan, settings, f"{subnet}.{10 + index}", size, progress)
         for index, size in enumerate(settings.value_sizes)
     ]

@@ -41,7 +41,7 @@ import tempfile
 from dataclasses import dataclass
 
 from .loadgen import LoadResult, printable, run_tool
-from .processes import ServerProcess
+from .processes import ServerProcess, flags
 from .tools import require
 
 __all__ = [
@@ -86,8 +86,8 @@ class RedisServer(ServerProcess):
     port: int = 6379
 
     def command(self) -> list[str]:
-        flags = {"--bind": self.host, "--port": self.port, "--save": "", "--appendonly": "no"}
-        return [require("redis-server"), *_flags({**flags, "--protected-mode": "no"})]
+        options = {"--bind": self.host, "--port": self.port, "--save": "", "--appendonly": "no"}
+        return [require("redis-server"), *flags({**options, "--protected-mode": "no"})]
 
 
 @dataclass(kw_only=True)
@@ -101,18 +101,13 @@ class MemcachedServer(ServerProcess):
     threads: int = 1
 
     def command(self) -> list[str]:
-        flags = {"-l": self.host, "-p": self.port, "-U": 0, "-m": self.memory_mib}
-        command = [require("memcached"), *_flags({**flags, "-t": self.threads})]
+        options = {"-l": self.host, "-p": self.port, "-U": 0, "-m": self.memory_mib}
+        command = [require("memcached"), *flags({**options, "-t": self.threads})]
         if os.geteuid() == 0:
             # memcached will not run as root without -u; staying the same
             # user keeps it ours to stop.
             command += ["-u", pwd.getpwuid(os.geteuid()).pw_name]
         return command
-
-
-def _flags(flags: dict[str, object]) -> list[str]:
-    """``{"-p": 6379}`` as ``["-p", "6379"]``."""
-    return [str(item) for flag, value in flags.items() for item in (flag, value)]
 
 
 def _check_shape(get_fraction: float, duration: int, counts: dict[str, int]) -> None:
@@ -235,8 +230,8 @@ def _measure(
     """redis-benchmark with ``shape`` (its flags) and ``test``: ``-t <test>``, or a
     command of its own (which must come last)."""
     host, port = _host_port(member)
-    flags = _flags({"-h": host, "-p": port, "-n": requests, **shape})
-    command = [require("redis-benchmark"), *flags, "--precision", "3", "--csv", *test]
+    options = flags({"-h": host, "-p": port, "-n": requests, **shape})
+    command = [require("redis-benchmark"), *options, "--precision", "3", "--csv", *test]
     output, cpu_s = run_tool(command, cores=cores, limit_s=limit_s)
     (part,) = parse_redis_csv(output)
     return _Measured(part=part, requests=requests, cpu_s=cpu_s, output=output)

@@ -21,6 +21,7 @@ import argparse
 import json
 import math
 import sys
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,13 +37,14 @@ __all__ = ["Bar", "latency_curve", "main", "nines", "throughput_bars", "write_pl
 
 _MIB = 1024 * 1024
 _DPI = 100
-_KIND_STYLE = {
-    "node": ("tab:blue", "our node"),
-    "bare": ("tab:gray", "bare aiohttp"),
-    "redis": ("tab:red", "redis"),
-    "memcached": ("tab:green", "memcached"),
-}
-_UNKNOWN_KIND = ("tab:purple", "other")
+# (colour, legend) of each kind of server; any other kind is purple.
+_KIND_STYLE = defaultdict(
+    lambda: ("tab:purple", "other"),
+    node=("tab:blue", "our node"),
+    bare=("tab:gray", "bare aiohttp"),
+    redis=("tab:red", "redis"),
+    memcached=("tab:green", "memcached"),
+)
 _NINES_TICKS = (50.0, 90.0, 99.0, 99.9, 99.99)
 _LABEL_CHARS = 48
 
@@ -132,10 +134,6 @@ def _save(figure: Figure, path: Path) -> Path:
     return path
 
 
-def _kind_style(kind: str) -> tuple[str, str]:
-    return _KIND_STYLE.get(kind, _UNKNOWN_KIND)
-
-
 # -- throughput
 
 
@@ -148,7 +146,7 @@ def _draw_throughput(axes: Axes, group: str, bars: list[Bar]) -> None:
         [max(bar.median - bar.low, 0.0) for bar in bars],
         [max(bar.high - bar.median, 0.0) for bar in bars],
     ]
-    colours = [_kind_style(bar.kind)[0] for bar in bars]
+    colours = [_KIND_STYLE[bar.kind][0] for bar in bars]
     axes.barh(rows, medians, height=0.75, color=colours, xerr=errors, capsize=3)
     reach = max(max(bar.high, bar.median) for bar in bars) or 1.0
     for row, bar in zip(rows, bars, strict=True):
@@ -183,7 +181,7 @@ def _plot_throughput(doc: dict[str, Any], path: Path) -> Path | None:
         _draw_throughput(axes, group, group_bars)
     panels[-1, 0].set_xlabel("keys/s: median over rounds, bars span min to max")
     kinds = list(dict.fromkeys(bar.kind for bar in bars))
-    handles = [Patch(color=_kind_style(kind)[0], label=_kind_style(kind)[1]) for kind in kinds]
+    handles = [Patch(color=_KIND_STYLE[kind][0], label=_KIND_STYLE[kind][1]) for kind in kinds]
     # Outside the axes, where no bar end or printed number can sit under it.
     panels[0, 0].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     figure.suptitle(f"Throughput by scenario (each group on its own scale)\n{_run_line(doc)}")
@@ -267,9 +265,9 @@ def _draw_per_entry_panel(axes: Axes, per_entry: dict[str, Any]) -> None:
     sides = [
         (kind, float(per_entry[kind]["bytes_per_entry"] or 0)) for kind in ("node", "memcached")
     ]
-    names = [_kind_style(kind)[1] for kind, _ in sides]
+    names = [_KIND_STYLE[kind][1] for kind, _ in sides]
     values = [value for _, value in sides]
-    axes.bar(names, values, color=[_kind_style(kind)[0] for kind, _ in sides], width=0.6)
+    axes.bar(names, values, color=[_KIND_STYLE[kind][0] for kind, _ in sides], width=0.6)
     for index, value in enumerate(values):
         axes.text(index, value, f"{value:,.0f}", ha="center", va="bottom")
     axes.set_ylim(0, (max(values) or 1.0) * 1.15)

@@ -32,7 +32,12 @@ from .machine import CorePlan
 if TYPE_CHECKING:
     from .peers import MemcachedServer, RedisServer
 
-__all__ = ["Processes", "ServerProcess", "cpu_seconds", "pin", "pinned_cores"]
+__all__ = ["Processes", "ServerProcess", "cpu_seconds", "flags", "pin", "pinned_cores"]
+
+
+def flags(pairs: dict[str, object]) -> list[str]:
+    """``{"-p": 6379}`` as ``["-p", "6379"]``."""
+    return [str(item) for flag, value in pairs.items() for item in (flag, value)]
 
 
 def _ensure_free(host: str, port: int) -> None:
@@ -153,18 +158,9 @@ class BareServer(ServerProcess):
         return f"http://{self.member}"
 
     def command(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "benchmarks.bare_server",
-            "--host",
-            self.host,
-            "--port",
-            str(self.port),
-            "--value-size",
-            str(self.value_size),
-            *(f"--header={name}: {value}" for name, value in self.headers),
-        ]
+        options = flags({"--host": self.host, "--port": self.port, "--value-size": self.value_size})
+        headers = (f"--header={name}: {value}" for name, value in self.headers)
+        return [sys.executable, "-m", "benchmarks.bare_server", *options, *headers]
 
 
 class Processes:

@@ -22,6 +22,8 @@ __all__ = ["render_markdown", "render_table"]
 _MIB = 1024 * 1024
 Summary = dict[str, Any]
 Ratios = list[dict[str, Any]]
+# A table cell drawn from a scenario's summary and its ratios.
+Cell = Callable[[Summary, Ratios], str]
 
 
 def _ratio_text(ratio: dict[str, Any]) -> str:
@@ -45,8 +47,8 @@ def _forwarded_text(forwarded: dict[str, Any] | None) -> str:
     return text
 
 
-def _latency_text(latency: dict[str, float], name: str) -> str:
-    return f"{latency[name]:.2f}" if name in latency else "n/a"
+def _latency(name: str) -> Cell:
+    return lambda s, _: f"{s['latency_ms'][name]:.2f}" if name in s["latency_ms"] else "n/a"
 
 
 def _per_node_text(summary: Summary) -> str:
@@ -58,25 +60,12 @@ def _per_node_text(summary: Summary) -> str:
     )
 
 
-def _rate(summary: Summary, _: Ratios) -> str:
-    return f"{summary['keys_per_s']['median']:,.0f}"
-
-
-def _range(summary: Summary, _: Ratios) -> str:
-    rate = summary["keys_per_s"]
-    return f"{rate['min']:,.0f}-{rate['max']:,.0f}"
-
-
 def _near(summary: Summary, _: Ratios) -> str:
     share = summary["near_hits_per_request"]
     return "" if share is None else f"{share:.1%}"
 
 
-def _ratios(_: Summary, ratios: Ratios) -> str:
-    return "; ".join(_ratio_text(ratio) for ratio in ratios)
-
-
-def _figures(name: str) -> Callable[[Summary, Ratios], str]:
+def _figures(name: str) -> Cell:
     """The ratios' ``name`` figures, where they have one."""
     return lambda _, ratios: "; ".join(f"{r[name]:.3f}" for r in ratios if r[name])
 
@@ -90,20 +79,19 @@ def _hot(summary: Summary) -> bool:
 
 
 # (header, cell of a summary and its ratios, whether a scenario needs the column)
-_Column = tuple[str, Callable[[Summary, Ratios], str], Callable[[Summary], bool]]
-_COLUMNS: tuple[_Column, ...] = (
-    ("scenario", lambda summary, _: summary["name"], _always),
-    ("what", lambda summary, _: summary["title"], _always),
-    ("keys/s median", _rate, _always),
-    ("min-max", _range, _always),
-    ("p50 ms", lambda summary, _: _latency_text(summary["latency_ms"], "p50"), _always),
-    ("p99 ms", lambda summary, _: _latency_text(summary["latency_ms"], "p99"), _always),
-    ("server CPU", lambda summary, _: f"{summary['server_cores_busy']:.2f}", _always),
-    ("CPU us/req", lambda summary, _: f"{summary['server_cpu_us_per_request']:.1f}", _always),
-    ("CPU per node (* hottest key's owner)", lambda summary, _: _per_node_text(summary), _hot),
-    ("forwarded", lambda summary, _: _forwarded_text(summary["forwarded"]), _always),
-    ("near-cache hits", _near, lambda summary: bool(summary["near_hits_per_request"])),
-    ("ratio (paired median, range) [target]", _ratios, _always),
+_COLUMNS: tuple[tuple[str, Cell, Callable[[Summary], bool]], ...] = (
+    ("scenario", lambda s, _: s["name"], _always),
+    ("what", lambda s, _: s["title"], _always),
+    ("keys/s median", lambda s, _: f"{s['keys_per_s']['median']:,.0f}", _always),
+    ("min-max", lambda s, _: "{min:,.0f}-{max:,.0f}".format(**s["keys_per_s"]), _always),
+    ("p50 ms", _latency("p50"), _always),
+    ("p99 ms", _latency("p99"), _always),
+    ("server CPU", lambda s, _: f"{s['server_cores_busy']:.2f}", _always),
+    ("CPU us/req", lambda s, _: f"{s['server_cpu_us_per_request']:.1f}", _always),
+    ("CPU per node (* hottest key's owner)", lambda s, _: _per_node_text(s), _hot),
+    ("forwarded", lambda s, _: _forwarded_text(s["forwarded"]), _always),
+    ("near-cache hits", _near, lambda s: bool(s["near_hits_per_request"])),
+    ("ratio (paired median, range) [target]", lambda _, r: "; ".join(map(_ratio_text, r)), _always),
     ("CPU ratio", _figures("cpu_per_request"), _always),
     ("ratio, one core per node", _figures("one_core_per_server"), _hot),
 )

@@ -29,6 +29,7 @@ __all__ = ["LATEST", "build_document", "write_results"]
 # The stem of the files a complete run also writes: the only results kept
 # in git (benchmarks/results/.gitignore).
 LATEST = "latest"
+_SECTIONS = ("memory", "memory_settings", "memory_per_entry", "ring", "staleness")
 
 
 def _run_dict(run: Run) -> dict[str, Any]:
@@ -226,12 +227,11 @@ def build_document(
     scenarios: Sequence[Scenario],
     prepared: dict[str, Prepared],
     runs: list[Run],
-    memory: list[dict[str, Any]] | None,
-    memory_settings: dict[str, Any] | None,
-    memory_per_entry: dict[str, Any] | None = None,
-    ring: dict[str, Any] | None = None,
-    staleness: dict[str, Any] | None = None,
+    **sections: dict[str, Any] | list[dict[str, Any]] | None,
 ) -> dict[str, Any]:
+    """The result document. ``sections`` are the other benchmarks' results,
+    as they returned them: ``memory``, ``memory_settings``,
+    ``memory_per_entry``, ``ring``, ``staleness`` (None when not run)."""
     measured: dict[str, list[Run]] = {}
     for run in runs:
         if not run.warmup and not run.discarded:
@@ -258,11 +258,8 @@ def build_document(
         "ratios": ratios,
         "notes": _notes(summaries, runs),
         "runs": [_run_dict(run) for run in runs],
-        "memory": memory,
-        "memory_settings": memory_settings,
-        "memory_per_entry": memory_per_entry,
-        "ring": ring,
-        "staleness": staleness,
+        **dict.fromkeys(_SECTIONS),
+        **sections,
     }
 
 
