@@ -1,16 +1,8 @@
 """``python -m benchmarks``: set up, measure in one run, write the report.
 
-    python -m benchmarks            full: every scenario, 3 interleaved rounds of 5 s,
-                                    staleness, memory, memory per entry against
-                                    memcached, ring; also rewrites results/latest.*
-    python -m benchmarks --quick    smoke: one scenario of each kind, 1 round of 2 s,
-                                    small memory runs, quick ring (< 60 s)
-    python -m benchmarks --memory   the memory benchmarks only
-    python -m benchmarks --only owned,bare   chosen scenarios (plus ring and memory
-                                    unless --no-memory / --no-ring)
-
-See benchmarks/README.md for how to read the output. This is the only
-module that prints and configures logging.
+The modes (full, ``--quick``, ``--memory``, ``--only``...) and how to read
+the output: benchmarks/README.md. This is the only module of a run that
+prints and configures logging.
 """
 
 from __future__ import annotations

@@ -1,16 +1,8 @@
 """The servers of one load run, started once each and only when a scenario needs them.
 
-Addresses, all on ``<subnet>`` (127.0.250 by default), port 7000 unless said:
-
-    .1          bare aiohttp handler
-    .2          one node: the single-node scenarios and our client's
-    .3, .4      two nodes that always forward (coalescing and near cache off)
-    .5, .6      two nodes with the node's defaults
-    .7-.9       three nodes with the node's defaults: 3-node workloads, hot keys "both"
-    .30-.32     three nodes, coalescing and near cache off: hot keys "off"
-    .33-.35     three nodes, coalescing only: hot keys "coalescing"
-    .20:6379    redis-server
-    .21-.23     memcached, one per value size (port 11211)
+Their addresses on ``<subnet>`` (127.0.250 by default) are README.md's
+table: ``_PLACES`` for the nodes, ``bare``, ``redis`` and ``memcached``
+for the others.
 
 Nodes that serve many keys run with ``--max-bytes 1GiB`` so that every
 preloaded key stays (a miss would make a run faster and wrong); the keys

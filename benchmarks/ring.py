@@ -56,6 +56,7 @@ MOVEMENT_MEMBERS = (10, 100)
 LOOKUP_MEMBERS = 100
 REBUILD_MEMBERS = 1000
 TARGET_MAX_OVER_MEAN = 1.10  # issue 6: 10 members at the default vnodes
+Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,9 +82,6 @@ class Balance:
     stdev_over_mean: float  # population stdev of the shares
 
 
-# -- inputs ---------------------------------------------------------------------
-
-
 def ecs_member_ids(count: int, seed: int) -> list[str]:
     """``count`` distinct ``"10.0.X.Y:7000"`` ids drawn from 10.0.0.0/16.
 
@@ -96,9 +94,6 @@ def ecs_member_ids(count: int, seed: int) -> list[str]:
 def _member_set_seed(members: int, set_index: int) -> int:
     # The same seed at every vnode count: the vnode columns compare the same sets.
     return members * 100_000 + set_index
-
-
-# -- arcs -----------------------------------------------------------------------
 
 
 def arc_lengths(ring: HashRing) -> dict[str, int]:
@@ -132,9 +127,6 @@ def balance_of(shares: Sequence[float]) -> Balance:
         min_over_mean=min(shares) / mean,
         stdev_over_mean=statistics.pstdev(shares) / mean,
     )
-
-
-# -- 1. lookup ------------------------------------------------------------------
 
 
 def _timings_ns(action: Callable[[], object], repeats: int) -> list[int]:
@@ -174,10 +166,8 @@ def measure_lookup(plan: _Plan, keys: list[str]) -> dict[str, Any]:
     }
 
 
-# -- 2. balance -----------------------------------------------------------------
-
-
-def _balance_row(members: int, vnodes: int, plan: _Plan) -> dict[str, Any]:
+def measure_balance(members: int, vnodes: int, plan: _Plan, progress: Progress) -> dict[str, Any]:
+    progress(f"ring balance: {members} members, {vnodes} vnodes")
     by_arcs = [
         balance_of(list(arc_shares(HashRing(ids, vnodes=vnodes)).values()))
         for ids in (
@@ -195,18 +185,6 @@ def _balance_row(members: int, vnodes: int, plan: _Plan) -> dict[str, Any]:
         "worst_min_over_mean": min(b.min_over_mean for b in by_arcs),
         "stdev_over_mean": statistics.median(b.stdev_over_mean for b in by_arcs),
     }
-
-
-def measure_balance(plan: _Plan, progress: Callable[[str], None]) -> list[dict[str, Any]]:
-    rows = []
-    for members in BALANCE_MEMBERS:
-        for vnodes in BALANCE_VNODES:
-            progress(f"ring balance: {members} members, {vnodes} vnodes")
-            rows.append(_balance_row(members, vnodes, plan))
-    return rows
-
-
-# -- 3. movement ----------------------------------------------------------------
 
 
 def key_movement(
@@ -229,7 +207,10 @@ def key_movement(
     return moved, misplaced
 
 
-def _movement_row(event: str, members: int, keys: Sequence[str]) -> dict[str, Any]:
+def measure_movement(
+    event: str, members: int, keys: Sequence[str], progress: Progress
+) -> dict[str, Any]:
+    progress(f"ring movement: {event} at {members} members")
     # One id more than the ring holds: the joiner (a leave does not use it).
     ids = ecs_member_ids(members + 1, seed=_member_set_seed(members, 0))
     before_ids = ids[:members]
@@ -257,18 +238,6 @@ def _movement_row(event: str, members: int, keys: Sequence[str]) -> dict[str, An
     }
 
 
-def measure_movement(keys: list[str], progress: Callable[[str], None]) -> list[dict[str, Any]]:
-    rows = []
-    for members in MOVEMENT_MEMBERS:
-        for event in ("join", "leave"):
-            progress(f"ring movement: {event} at {members} members")
-            rows.append(_movement_row(event, members, keys))
-    return rows
-
-
-# -- 4. rebuild -----------------------------------------------------------------
-
-
 def measure_rebuild(plan: _Plan) -> dict[str, Any]:
     ids = ecs_member_ids(REBUILD_MEMBERS, seed=_member_set_seed(REBUILD_MEMBERS, 0))
     times = [ns / 1e9 for ns in _timings_ns(lambda: HashRing(ids), plan.rebuilds)]
@@ -281,19 +250,22 @@ def measure_rebuild(plan: _Plan) -> dict[str, Any]:
     }
 
 
-# -- the run --------------------------------------------------------------------
-
-
-def run_ring_benchmark(
-    *, quick: bool, progress: Callable[[str], None] = lambda _: None
-) -> dict[str, Any]:
+def run_ring_benchmark(*, quick: bool, progress: Progress = lambda _: None) -> dict[str, Any]:
     """Measure the ring; see the module docstring. ``quick``: a few seconds, coarser figures."""
     plan = _QUICK if quick else _FULL
     keys = [f"key-{n}" for n in range(plan.keys)]
     progress("ring lookup")
     lookup = measure_lookup(plan, keys)
-    balance = measure_balance(plan, progress)
-    movement = measure_movement(keys, progress)
+    balance = [
+        measure_balance(members, vnodes, plan, progress)
+        for members in BALANCE_MEMBERS
+        for vnodes in BALANCE_VNODES
+    ]
+    movement = [
+        measure_movement(event, members, keys, progress)
+        for members in MOVEMENT_MEMBERS
+        for event in ("join", "leave")
+    ]
     progress("ring rebuild")
     rebuild = measure_rebuild(plan)
     headline = next(r for r in balance if r["members"] == 10 and r["vnodes"] == DEFAULT_VNODES)

@@ -100,9 +100,6 @@ class Workload:
                     raise ValueError(f"request {request} refers to a missing body")
 
 
-# -- key popularity
-
-
 def key_sequence(
     key_count: int,
     length: int,
@@ -143,9 +140,6 @@ def _key_of_rank(key_count: int, seed: int) -> list[int]:
 def hottest_key(key_count: int, *, seed: int) -> int:
     """The index of the most popular key of ``key_sequence``'s Zipf draws."""
     return _key_of_rank(key_count, seed)[0]
-
-
-# -- GET/PUT mixes
 
 
 def kv_workload(
@@ -190,7 +184,15 @@ def kv_workload(
     if routing == "owner":
         chosen, requests = draw(length * len(members), 0)
         owner_of_key = HashRing(members).owner_of_each(keys)
-        streams = _split_by_owner(requests, [owner_of_key[key] for key in chosen], members)
+        by_member: dict[str, list[Request]] = {member: [] for member in members}
+        for key, request in zip(chosen, requests, strict=True):
+            by_member[owner_of_key[key]].append(request)
+        for member, owned in by_member.items():
+            if not owned:
+                raise ValueError(f"{member} owns none of the requested keys: use more keys")
+        streams = [
+            Stream(member=member, requests=tuple(owned)) for member, owned in by_member.items()
+        ]
     else:
         streams = [
             Stream(member=member, requests=tuple(draw(length, index)[1]))
@@ -206,22 +208,6 @@ def kv_workload(
             f"{value_bytes:,} B values, {routing} routing to {len(members)} node(s)"
         ),
     )
-
-
-def _split_by_owner(
-    requests: Sequence[Request], owners: Sequence[str], members: Sequence[str]
-) -> list[Stream]:
-    """One stream per member with the requests it owns (``owners[i]`` owns ``requests[i]``)."""
-    by_member: dict[str, list[Request]] = {member: [] for member in members}
-    for request, owner in zip(requests, owners, strict=True):
-        by_member[owner].append(request)
-    for member, owned in by_member.items():
-        if not owned:
-            raise ValueError(f"{member} owns none of the requested keys: use more keys")
-    return [Stream(member=member, requests=tuple(owned)) for member, owned in by_member.items()]
-
-
-# -- batches
 
 
 def batch_workload(
@@ -279,9 +265,6 @@ def _check_routing(routing: str, members: Sequence[str]) -> None:
         raise ValueError(f"routing must be one of {ROUTINGS}, got {routing!r}")
     if not members or len(set(members)) != len(members):
         raise ValueError("need at least one member, each listed once")
-
-
-# -- the files wrk reads
 
 
 def write_files(workload: Workload, directory: Path) -> None:

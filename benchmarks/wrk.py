@@ -120,7 +120,7 @@ def _run(
             if (
                 threads_to_finish is not None
                 and not interrupted
-                and _read(path).count(_DONE) >= threads_to_finish
+                and path.read_text(errors="replace").count(_DONE) >= threads_to_finish
             ):
                 process.send_signal(signal.SIGINT)
                 interrupted = True
@@ -130,16 +130,11 @@ def _run(
         if process.poll() is None:
             process.kill()
         process.wait(10)
-    raw = _read(path)
+    raw = path.read_text(errors="replace")
     cpu_s = children_cpu_seconds() - before
     if process.returncode != 0:
         raise RuntimeError(f"wrk exited with {process.returncode}:\n{raw[-2000:]}")
     return _parse(raw, cpu_s)
-
-
-def _read(path: Path) -> str:
-    with open(path, errors="replace") as handle:
-        return handle.read()
 
 
 def _parse(raw: str, cpu_s: float) -> LoadResult:
