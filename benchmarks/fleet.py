@@ -124,7 +124,6 @@ class Fleet:
         self.key = _key_owned_by_second([self.members("one-hop"), self.members("defaults")])
         self._clusters: dict[str, _Cluster] = {}
         self._keys: dict[tuple[str, int], list[str]] = {}
-        self._bare: Target | None = None
         self._redis: ServerProcess | None = None
         self._memcached: dict[int, ServerProcess] = {}
 
@@ -185,21 +184,19 @@ class Fleet:
 
     def bare(self) -> Target:
         """The bare handler, answering with the very headers the single node sends."""
-        if self._bare is None:
-            headers = hit_headers(self.owned().url or "")
-            server = self.processes.bare(
-                f"{self.subnet}.1", value_size=len(self.value), headers=headers
-            )
-            assert server.process is not None
-            url = server.url + self.path
-            check(url, self.value, node=dict(headers).get(NODE_HEADER))
-            names = ", ".join(name for name, _ in headers)
-            self._bare = Target(
-                url=url,
-                server_pids=(server.process.pid,),
-                served_by=f"{server.member} (headers copied from the node: {names})",
-            )
-        return self._bare
+        headers = hit_headers(self.owned().url or "")
+        server = self.processes.bare(
+            f"{self.subnet}.1", value_size=len(self.value), headers=headers
+        )
+        assert server.process is not None
+        url = server.url + self.path
+        check(url, self.value, node=dict(headers).get(NODE_HEADER))
+        names = ", ".join(name for name, _ in headers)
+        return Target(
+            url=url,
+            server_pids=(server.process.pid,),
+            served_by=f"{server.member} (headers copied from the node: {names})",
+        )
 
     def _checked_url(self, entry: str, owner: str) -> str:
         """The one key's URL at ``entry``, checked to be served by ``owner``

@@ -23,7 +23,7 @@ import math
 import socket
 import time
 import urllib.error
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import psutil
@@ -31,7 +31,7 @@ import psutil
 from . import wrk
 from .loadgen import LoadSpec
 from .machine import CorePlan
-from .memory import fresh_node, idle_rss
+from .memory import MiB, Progress, fresh_node, idle_rss
 from .probes import http_request, node_stats
 from .processes import Processes
 from .tables import Block, render
@@ -47,12 +47,10 @@ __all__ = [
     "render_per_entry_text",
 ]
 
-MiB = 1024 * 1024
 # Issue 6: RSS per million entries of 100 B values; ours at most this many
 # times memcached's.
 VALUE_BYTES = 100
 TARGET_RATIO = 1.5
-Progress = Callable[[str], None]
 
 # put_keys.lua's keys are "<prefix><thread>-<n>"; one wrk thread (index 0).
 _KEY_PREFIX = f"e{VALUE_BYTES}-"

@@ -114,10 +114,9 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(
-                    f"{type(self).__name__} {self.member} exited with {self.process.returncode}"
-                    f"{self._log_tail()}"
-                )
+                # Its log says why; a failed run prints the logs' tails.
+                code = self.process.returncode
+                raise RuntimeError(f"{type(self).__name__} {self.member} exited with {code}")
             with contextlib.suppress(OSError):
                 socket.create_connection((self.host, self.port), timeout=0.5).close()
                 return
@@ -134,12 +133,6 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(5)
-
-    def _log_tail(self) -> str:
-        if self.log_path is None or not os.path.exists(self.log_path):
-            return ""
-        with open(self.log_path, errors="replace") as log:
-            return ":\n" + log.read()[-1000:]
 
 
 ServerT = TypeVar("ServerT", bound=ServerProcess | NodeProcess)
