@@ -1,16 +1,8 @@
 """``python -m benchmarks``: set up, measure in one run, write the report.
 
-    python -m benchmarks            full: every scenario, 3 interleaved rounds of 5 s,
-                                    staleness, memory, memory per entry against
-                                    memcached, ring; also rewrites results/latest.*
-    python -m benchmarks --quick    smoke: one scenario of each kind, 1 round of 2 s,
-                                    small memory runs, quick ring (< 60 s)
-    python -m benchmarks --memory   the memory benchmarks only
-    python -m benchmarks --only owned,bare   chosen scenarios (plus ring and memory
-                                    unless --no-memory / --no-ring)
-
-See benchmarks/README.md for how to read the output. This is the only
-module that prints and configures logging.
+The modes (full, ``--quick``, ``--memory``, ``--only``...) and how to read
+the output: benchmarks/README.md. This is the only module of a run that
+prints and configures logging.
 """
 
 from __future__ import annotations
@@ -37,12 +29,10 @@ from .processes import Processes
 from .render import render_table
 from .report import LATEST, build_document, write_results
 from .ring import run_ring_benchmark
-from .runner import Prepared, Run, Settings, run_scenarios
+from .runner import Settings, run_scenarios
 from .scenarios import QUICK, SCENARIOS, Scenario
 from .staleness import measure_staleness
 from .tools import require
-
-log = logging.getLogger("benchmarks")
 
 _RESULTS = Path(__file__).resolve().parent / "results"
 _SUBNET = re.compile(r"^127\.\d{1,3}\.\d{1,3}$")
@@ -55,40 +45,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="smoke run, under 60 s")
-    mode.add_argument("--memory", action="store_true", help="run only the memory benchmark")
-    parser.add_argument(
-        "--no-memory", action="store_true", help="skip the memory benchmarks in a full run"
-    )
+    mode.add_argument("--memory", action="store_true", help="run only the memory benchmarks")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory benchmarks")
     parser.add_argument("--no-ring", action="store_true", help="skip the ring benchmark")
-    parser.add_argument(
-        "--only", help="comma-separated scenario names to run (see benchmarks/scenarios.py)"
-    )
-    parser.add_argument(
-        "--value-size", type=int, default=100, help="value bytes of the one-key GET group (100)"
-    )
+    parser.add_argument("--only", help="comma-separated scenario names (see scenarios.py)")
+    parser.add_argument("--value-size", type=int, default=100, help="one-key GET bytes (100)")
     parser.add_argument("--connections", type=int, default=32, help="keep-alive connections (32)")
     parser.add_argument("--threads", type=int, default=1, help="load generator threads (1)")
     parser.add_argument("--duration", type=int, help="seconds per run (5; quick 2)")
     parser.add_argument("--rounds", type=int, help="interleaved rounds (3; quick 1)")
     parser.add_argument("--warmup", type=int, help="warm-up seconds per target (1; quick 0)")
-    parser.add_argument(
-        "--retries",
-        type=int,
-        help="times a run is repeated when a neighbour starved the servers (2; quick 0)",
-    )
+    parser.add_argument("--retries", type=int, help="reruns of a starved run (2; quick 0)")
     parser.add_argument("--no-install", action="store_true", help="never run apt-get")
     parser.add_argument("--no-pin", action="store_true", help="do not pin to cores")
-    parser.add_argument(
-        "--subnet", default="127.0.250", help="servers listen on <subnet>.N:7000 (127.0.250)"
-    )
-    parser.add_argument(
-        "--memory-max-bytes",
-        default=None,
-        help="node bound for the memory run (64MiB; quick 16MiB)",
-    )
-    parser.add_argument(
-        "--memory-time-limit", type=int, default=900, help="seconds cap per value size (900)"
-    )
+    parser.add_argument("--subnet", default="127.0.250", help="servers on <subnet>.N (127.0.250)")
+    parser.add_argument("--memory-max-bytes", help="memory run's node bound (64MiB; quick 16MiB)")
+    parser.add_argument("--memory-time-limit", type=int, default=900, help="cap per size, s (900)")
     parser.add_argument("--results-dir", type=Path, default=_RESULTS, help="where files go")
     return parser
 
@@ -147,8 +119,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     _validate(parser, options)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     started = datetime.datetime.now(datetime.UTC)
-    stamp = started.strftime("%Y%m%dT%H%M%SZ")
-    mode = "memory" if options.memory else "quick" if options.quick else "full"
     plan = plan_cores(pin=not options.no_pin)
     try:
         require("wrk", install=not options.no_install)
@@ -161,12 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = None if options.memory else _settings(options)
     scenarios = _scenarios(parser, options)
     memory_settings = _memory_settings(options)
-    prepared: dict[str, Prepared] = {}
-    runs: list[Run] = []
-    memory: list[dict[str, Any]] | None = None
-    per_entry: dict[str, Any] | None = None
-    ring: dict[str, Any] | None = None
-    staleness: dict[str, Any] | None = None
+    # What build_document takes beyond the run's description; measured below.
+    measured: dict[str, Any] = {"prepared": {}, "runs": [], "memory": None}
     with (
         signals_raise_keyboard_interrupt(),
         tempfile.TemporaryDirectory(prefix="bench-logs-") as log_dir,
@@ -180,22 +146,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                         value_size=options.value_size,
                         connections=options.connections,
                     )
-                    prepared, runs = run_scenarios(scenarios, fleet, settings, plan, _progress)
+                    runs = run_scenarios(scenarios, fleet, settings, plan, _progress)
+                    measured["prepared"], measured["runs"] = runs
                     # The near cache's staleness, where a hot-key run started its nodes.
-                    if fleet.started(HOT_FEATURES["both"]) and any(
-                        scenario.name.startswith("hot-") for scenario in scenarios
-                    ):
+                    trio = HOT_FEATURES["both"]
+                    if fleet.started(trio) and any(s.name.startswith("hot-") for s in scenarios):
                         _progress("near-cache staleness")
-                        staleness = measure_staleness(fleet.members(HOT_FEATURES["both"]))
+                        measured["staleness"] = measure_staleness(fleet.members(trio))
                 if memory_settings is not None:
-                    memory = run_memory(
-                        processes,
-                        plan,
-                        memory_settings,
-                        subnet=options.subnet,
-                        progress=_progress,
+                    measured["memory"] = run_memory(
+                        processes, plan, memory_settings, subnet=options.subnet, progress=_progress
                     )
-                    per_entry = measure_per_entry(
+                    measured["memory_per_entry"] = measure_per_entry(
                         processes,
                         plan,
                         subnet=options.subnet,
@@ -204,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
             if not options.no_ring and not options.memory:
                 _progress("ring benchmark")
-                ring = run_ring_benchmark(quick=options.quick, progress=_progress)
+                measured["ring"] = run_ring_benchmark(quick=options.quick, progress=_progress)
         except KeyboardInterrupt:
             _progress("interrupted; every child process was stopped")
             return 130
@@ -215,22 +177,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     doc = build_document(
         started_at=started.isoformat(timespec="seconds"),
-        mode=mode,
+        mode="memory" if options.memory else "quick" if options.quick else "full",
         machine=machine,
         pinning=plan.describe(),
         plan={"server_cores": list(plan.server), "load_cores": list(plan.load)},
         settings=settings,
         value_size=options.value_size,
         scenarios=scenarios,
-        prepared=prepared,
-        runs=runs,
-        memory=memory,
         memory_settings=None if memory_settings is None else asdict(memory_settings),
-        memory_per_entry=per_entry,
-        ring=ring,
-        staleness=staleness,
+        **measured,
     )
-    paths = write_results(doc, options.results_dir, stamp)
+    paths = write_results(doc, options.results_dir, started.strftime("%Y%m%dT%H%M%SZ"))
     if _complete(options):
         # Only a complete run replaces the results kept in git.
         paths += write_results(doc, options.results_dir, LATEST)

@@ -32,22 +32,12 @@ def value_bytes(size: int) -> bytes:
     return (pattern * (size // len(pattern) + 1))[:size]
 
 
-def create_app(value: bytes, headers: dict[str, str]) -> web.Application:
-
+async def serve(host: str, port: int, value: bytes, headers: dict[str, str]) -> None:
     async def kv(request: web.Request) -> web.Response:
         return web.Response(body=value, headers=headers)
 
-    async def check_alive(request: web.Request) -> web.Response:
-        return web.Response(body=b'{"status":"ok"}', content_type="application/json")
-
     app = web.Application()
     app.router.add_route("GET", "/kv/{key:.*}", kv)
-    app.router.add_route("GET", "/check-alive", check_alive)
-    return app
-
-
-async def serve(host: str, port: int, value: bytes, headers: dict[str, str]) -> None:
-    app = create_app(value, headers)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=2048, reuse_address=True)

@@ -1,16 +1,8 @@
 """The servers of one load run, started once each and only when a scenario needs them.
 
-Addresses, all on ``<subnet>`` (127.0.250 by default), port 7000 unless said:
-
-    .1          bare aiohttp handler
-    .2          one node: the single-node scenarios and our client's
-    .3, .4      two nodes that always forward (coalescing and near cache off)
-    .5, .6      two nodes with the node's defaults
-    .7-.9       three nodes with the node's defaults: 3-node workloads, hot keys "both"
-    .30-.32     three nodes, coalescing and near cache off: hot keys "off"
-    .33-.35     three nodes, coalescing only: hot keys "coalescing"
-    .20:6379    redis-server
-    .21-.23     memcached, one per value size (port 11211)
+Their addresses on ``<subnet>`` (127.0.250 by default) are README.md's
+table: ``_PLACES`` for the nodes, ``bare``, ``redis`` and ``memcached``
+for the others.
 
 Every node also speaks memcached on its own address at port 11211: the
 memcached-protocol scenarios load the single node's (.2) and the first of
@@ -29,9 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
 from itertools import chain
+from typing import Any
 
 from client import CacheClient
-from client._ring import DEFAULT_VNODES, HashRing
+from client._ring import HashRing
 
 from . import peers
 from .bare_server import value_bytes
@@ -61,8 +54,8 @@ _HOT_CLIENTS = 64
 # get_many callers of the client's batch scenario.
 _BATCH_CALLERS = 16
 
-# Runs an external load tool for ``duration`` whole seconds from ``cores``.
-Tool = Callable[[int, tuple[int, ...]], LoadResult]
+# Runs an external load tool; called with ``duration`` (whole seconds) and ``cores``.
+Tool = Callable[..., LoadResult]
 
 # A node that does not own a key may answer repeated reads of it without a
 # hop: concurrent reads share one forward (coalescing) and hot keys are kept
@@ -125,9 +118,6 @@ class _Cluster:
     def urls(self) -> tuple[str, ...]:
         return tuple(f"http://{member}" for member in self.members)
 
-    def described(self, how: str) -> str:
-        return ", ".join(self.members) + f" ({how})"
-
 
 class Fleet:
     """Starts the servers of one run lazily, once each, and builds targets on them.
@@ -147,9 +137,8 @@ class Fleet:
         self.key = _key_owned_by_second([self.members("one-hop"), self.members("defaults")])
         self._clusters: dict[str, _Cluster] = {}
         self._keys: dict[tuple[str, int], list[str]] = {}
-        self._bare: Target | None = None
-        self._redis: peers.RedisServer | None = None
-        self._memcached: dict[int, peers.MemcachedServer] = {}
+        self._redis: ServerProcess | None = None
+        self._memcached: dict[int, ServerProcess] = {}
 
     def members(self, name: str) -> tuple[str, ...]:
         first, count, _ = _PLACES[name]
@@ -204,72 +193,53 @@ class Fleet:
             cluster.loaded.add(size)
         return cluster
 
-    def _redis_server(self) -> peers.RedisServer:
-        if self._redis is None:
-            self._redis = self.processes.redis(f"{self.subnet}.20")
-        return self._redis
-
-    def _memcached_server(self, size: int) -> peers.MemcachedServer:
-        """A memcached of its own per value size: memcached keeps the memory it
-        gave one slab class, so after 100 KB values a shared one missed on
-        100 B keys. memaslap uses at least 32,768 keys (1,024 per connection),
-        which at 100 KB need about 3.3 GB."""
-        if size not in self._memcached:
-            host = f"{self.subnet}.{21 + len(self._memcached)}"
-            memory_mib = 4096 if size >= 100_000 else 1024
-            self._memcached[size] = self.processes.memcached(host, memory_mib=memory_mib)
-        return self._memcached[size]
-
     # -- one key, GET
 
     def bare(self) -> Target:
         """The bare handler, answering with the very headers the single node sends."""
-        if self._bare is None:
-            headers = hit_headers(self.owned().url or "")
-            server = self.processes.bare(
-                f"{self.subnet}.1", value_size=len(self.value), headers=headers
-            )
-            assert server.process is not None
-            url = server.url + self.path
-            check(url, self.value, node=dict(headers).get(NODE_HEADER))
-            names = ", ".join(name for name, _ in headers)
-            self._bare = Target(
-                url=url,
-                server_pids=(server.process.pid,),
-                served_by=f"{server.member} (headers copied from the node: {names})",
-            )
-        return self._bare
+        headers = hit_headers(self.owned().url or "")
+        server = self.processes.bare(
+            f"{self.subnet}.1", value_size=len(self.value), headers=headers
+        )
+        assert server.process is not None
+        url = server.url + self.path
+        check(url, self.value, node=dict(headers).get(NODE_HEADER))
+        names = ", ".join(name for name, _ in headers)
+        return Target(
+            url=url,
+            server_pids=(server.process.pid,),
+            served_by=f"{server.member} (headers copied from the node: {names})",
+        )
+
+    def _checked_url(self, entry: str, owner: str) -> str:
+        """The one key's URL at ``entry``, checked to be served by ``owner``
+        (through ``entry`` when that is another node)."""
+        url = f"http://{entry}{self.path}"
+        check(url, self.value, node=owner, via=None if entry == owner else entry)
+        return url
 
     def owned(self) -> Target:
         """GET at the single node, which owns every key."""
         cluster = self._cluster("single")
-        url = f"http://{cluster.members[0]}{self.path}"
-        check(url, self.value, node=cluster.members[0])
+        url = self._checked_url(cluster.members[0], cluster.members[0])
         return Target(url=url, server_pids=cluster.pids, served_by=cluster.members[0])
 
     def direct(self) -> Target:
         """GET at B, which owns the key."""
         cluster = self._cluster("one-hop")
         owner = cluster.members[1]
-        url = f"http://{owner}{self.path}"
-        check(url, self.value, node=owner)
+        url = self._checked_url(owner, owner)
         return Target(url=url, server_pids=cluster.pids[1:], served_by=owner, settings=cluster.env)
 
-    def forwarded(self) -> Target:
-        """GET at A, which forwards every request once to B; both use the server core."""
-        return self._forwarded_target(self._cluster("one-hop"))
-
-    def forwarded_defaults(self) -> Target:
-        """GET at A with the node's defaults: after the first reads, A may
-        answer from its near cache or share forwards, as a user's node would."""
-        return self._forwarded_target(self._cluster("defaults"))
-
-    def _forwarded_target(self, cluster: _Cluster) -> Target:
+    def forwarded(self, *, place: str = "one-hop") -> Target:
+        """GET at A, which forwards to B, the owner; both use the server core.
+        On "one-hop" every request takes the hop; with the node's "defaults"
+        A may answer from its near cache or share forwards after the first
+        reads, as a user's node would."""
+        cluster = self._cluster(place)
         entry, owner = cluster.members
-        url = f"http://{entry}{self.path}"
-        check(url, self.value, node=owner, via=entry)
         return Target(
-            url=url,
+            url=self._checked_url(entry, owner),
             server_pids=cluster.pids,
             served_by=f"{owner} via {entry}",
             stats_urls=cluster.urls,
@@ -293,84 +263,71 @@ class Fleet:
         (on 3 nodes about 2/3 are forwarded); ``"owner"``: each request goes
         to its key's owner, as the smart client sends it.
         """
-        cluster = self._loaded("single" if nodes == 1 else "trio", value_bytes)
-        keys = keys_for(value_bytes)
-        workload = kv_workload(
-            keys,
-            cluster.members,
+        load = partial(
+            kv_workload,
             get_fraction=get_fraction,
             popularity=popularity,
             value_bytes=value_bytes,
             routing=routing,
-            vnodes=DEFAULT_VNODES,
         )
-        return self._keys_target(cluster, keys, value_bytes, routing, workload=workload)
+        return self._keys_target("single" if nodes == 1 else "trio", value_bytes, routing, load)
 
     def batch(self, *, nodes: int, routing: str = "entry") -> Target:
         """wrk's ``POST /batch/get`` of 100 keys of 100 B per request."""
-        cluster = self._loaded("single" if nodes == 1 else "trio", 100)
-        keys = keys_for(100)
-        workload = batch_workload(
-            keys, cluster.members, batch_keys=_BATCH_KEYS, routing=routing, vnodes=DEFAULT_VNODES
-        )
-        return self._keys_target(
-            cluster, keys, 100, routing, workload=workload, keys_per_request=_BATCH_KEYS
-        )
+        load = partial(batch_workload, batch_keys=_BATCH_KEYS, routing=routing)
+        name = "single" if nodes == 1 else "trio"
+        return self._keys_target(name, 100, routing, load, keys_per_request=_BATCH_KEYS)
 
     def smart_client(self, *, get_fraction: float, popularity: str, value_bytes: int) -> Target:
         """Our ``AsyncCacheClient`` on the 3-node cluster: it sends every request
         to the key's owner, so the nodes should forward nothing."""
-        cluster = self._loaded("trio", value_bytes)
-        keys = keys_for(value_bytes)
-        spec = PySpec(
+        load = partial(
+            PySpec,
             driver="client",
-            members=cluster.members,
-            keys=tuple(keys),
             concurrency=self.connections,
             popularity=popularity,
             get_fraction=get_fraction,
             value_bytes=value_bytes,
         )
-        return self._keys_target(cluster, keys, value_bytes, "client", python=spec)
+        return self._keys_target("trio", value_bytes, "client", load)
 
     def hot_keys(self, *, features: str, keys: int, routing: str) -> Target:
         """Zipf GETs of the first ``keys`` 100 B keys on the 3-node cluster of
         ``features`` (``HOT_FEATURES``), each sent to its key's owner or to a
         node drawn at random, by 64 closed-loop Python clients."""
         name = HOT_FEATURES[features]
-        cluster = self._loaded(name, 100)
-        chosen = self.keys(name, 100)[:keys]
-        hottest = HashRing(cluster.members).owner(chosen[hottest_key(keys, seed=1)])
-        spec = PySpec(
-            driver="http",
-            members=cluster.members,
-            keys=tuple(chosen),
-            concurrency=_HOT_CLIENTS,
-            popularity="zipf",
-            routing=routing,
-            seed=1,
+        load = partial(
+            PySpec, driver="http", concurrency=_HOT_CLIENTS, popularity="zipf", routing=routing
         )
-        target = self._keys_target(cluster, chosen, 100, f"{routing}, 64 clients", python=spec)
-        return replace(target, hot_owner=cluster.members.index(hottest))
+        target = self._keys_target(name, 100, f"{routing}, 64 clients", load, count=keys)
+        members = self._cluster(name).members
+        # The clients draw with PySpec's default seed, 1.
+        hottest = HashRing(members).owner(self.keys(name, 100)[hottest_key(keys, seed=1)])
+        return replace(target, hot_owner=members.index(hottest))
 
     def _keys_target(
         self,
-        cluster: _Cluster,
-        keys: list[str],
+        name: str,
         size: int,
         routing: str,
+        load: Callable[..., Workload | PySpec],
         *,
-        workload: Workload | None = None,
-        python: PySpec | None = None,
+        count: int | None = None,
         keys_per_request: int = 1,
     ) -> Target:
+        """``load`` (given ``keys`` and ``members``) over the first ``count``
+        preloaded keys of ``size`` bytes on cluster ``name``, checked first."""
+        cluster = self._loaded(name, size)
+        keys = tuple(self.keys(name, size)[:count])
         check_keys(cluster.members, keys, value_bytes(size))
+        made = load(keys=keys, members=cluster.members)
+        python = made if isinstance(made, PySpec) else None
         return Target(
-            workload=workload,
+            workload=made if isinstance(made, Workload) else None,
             python=python,
             tool_name=None if python is None else f"Python {python.driver} load (pyload)",
             server_pids=cluster.pids,
-            served_by=cluster.described(f"{routing} routing"),
+            served_by=", ".join(cluster.members) + f" ({routing} routing)",
             keys_per_request=keys_per_request,
             stats_urls=cluster.urls,
             settings=cluster.env,
@@ -382,7 +339,7 @@ class Fleet:
         """``AsyncCacheClient.get`` (``driver="client"``) or aiohttp's
         ``ClientSession`` (``"session"``) GETting the one-key group's key."""
         cluster = self._cluster("single")
-        check(f"http://{cluster.members[0]}{self.path}", self.value, node=cluster.members[0])
+        self._checked_url(cluster.members[0], cluster.members[0])
         spec = PySpec(
             driver=driver,
             members=cluster.members,
@@ -400,59 +357,43 @@ class Fleet:
 
     def client_get_many(self) -> Target:
         """``AsyncCacheClient.get_many`` of 100 keys of 100 B, 16 callers."""
-        cluster = self._loaded("single", 100)
-        keys = keys_for(100)
-        spec = PySpec(
-            driver="client",
-            members=cluster.members,
-            keys=tuple(keys),
-            concurrency=_BATCH_CALLERS,
-            batch=_BATCH_KEYS,
-        )
-        return self._keys_target(
-            cluster, keys, 100, "client", python=spec, keys_per_request=_BATCH_KEYS
-        )
+        load = partial(PySpec, driver="client", concurrency=_BATCH_CALLERS, batch=_BATCH_KEYS)
+        return self._keys_target("single", 100, "client", load, keys_per_request=_BATCH_KEYS)
 
     # -- the same loads on redis and memcached
 
     def redis(
         self, *, get_fraction: float, value_bytes: int, batch_keys: int = 1, pipeline: int = 1
     ) -> Target:
-        server = self._redis_server()
-        keys = len(keys_for(value_bytes))
-        run: Callable[..., LoadResult]
-        if batch_keys > 1:
-            run = partial(
-                peers.redis_multi_get,
-                server.member,
-                batch_keys=batch_keys,
-                value_bytes=value_bytes,
-                keys=keys,
+        if self._redis is None:
+            self._redis = self.processes.redis(f"{self.subnet}.20")
+        shape: dict[str, Any] = {"value_bytes": value_bytes, "keys": len(keys_for(value_bytes))}
+        tool = (
+            partial(peers.redis_multi_get, batch_keys=batch_keys, **shape)
+            if batch_keys > 1
+            else partial(
+                peers.redis_benchmark, get_fraction=get_fraction, pipeline=pipeline, **shape
             )
-        else:
-            run = partial(
-                peers.redis_benchmark,
-                server.member,
-                get_fraction=get_fraction,
-                pipeline=pipeline,
-                value_bytes=value_bytes,
-                keys=keys,
-            )
-        return self._peer_target(
-            run, server, tool_name="redis-benchmark", keys_per_request=batch_keys
         )
+        return self._peer_target(tool, self._redis, "redis-benchmark", batch_keys)
 
     def memcached(self, *, get_fraction: float, value_bytes: int, batch_keys: int = 1) -> Target:
-        server = self._memcached_server(value_bytes)
-        run = partial(
+        # A memcached of its own per value size: memcached keeps the memory it
+        # gave one slab class, so after 100 KB values a shared one missed on
+        # 100 B keys. memaslap uses at least 32,768 keys (1,024 per connection),
+        # which at 100 KB need about 3.3 GB.
+        if value_bytes not in self._memcached:
+            host = f"{self.subnet}.{21 + len(self._memcached)}"
+            memory_mib = 4096 if value_bytes >= 100_000 else 1024
+            self._memcached[value_bytes] = self.processes.memcached(host, memory_mib=memory_mib)
+        tool = partial(
             peers.memaslap,
-            server.member,
             get_fraction=get_fraction,
             value_bytes=value_bytes,
             keys=len(keys_for(value_bytes)),
             batch_keys=batch_keys,
         )
-        return self._peer_target(run, server, tool_name="memaslap", keys_per_request=batch_keys)
+        return self._peer_target(tool, self._memcached[value_bytes], "memaslap", batch_keys)
 
     def memcached_door(
         self, *, get_fraction: float, value_bytes: int, batch_keys: int = 1, nodes: int = 1
@@ -488,33 +429,24 @@ class Fleet:
         )
 
     def _peer_target(
-        self,
-        run: Callable[..., LoadResult],
-        server: ServerProcess,
-        *,
-        tool_name: str,
-        keys_per_request: int,
+        self, tool: Callable[..., LoadResult], server: ServerProcess, name: str, keys: int
     ) -> Target:
-        """A redis or memcached target, loaded by ``run`` given the load's shape."""
+        """A redis or memcached target, loaded by ``tool`` (given the load's shape)
+        with ``keys`` keys per request."""
         assert server.process is not None
-        connections = self.connections
-
-        def tool(duration: int, cores: tuple[int, ...]) -> LoadResult:
-            return run(connections=connections, duration=duration, cores=cores)
-
         return Target(
-            tool=tool,
-            tool_name=tool_name,
+            tool=partial(tool, server.member, connections=self.connections),
+            tool_name=name,
             server_pids=(server.process.pid,),
             served_by=f"{type(server).__name__} {server.member}",
-            keys_per_request=keys_per_request,
+            keys_per_request=keys,
         )
 
 
 def _key_owned_by_second(pairs: list[tuple[str, ...]]) -> str:
     # Computed with the client's ring, the same rule the nodes use; the
     # check before measuring confirms the nodes agree.
-    rings = [(HashRing(pair, vnodes=DEFAULT_VNODES), pair[1]) for pair in pairs]
+    rings = [(HashRing(pair), pair[1]) for pair in pairs]
     for index in range(10_000):
         key = f"bench-{index:04d}"
         if all(ring.owner(key) == owner for ring, owner in rings):

@@ -8,7 +8,9 @@ them alike.
 
 from __future__ import annotations
 
+import re
 import resource
+import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -23,6 +25,8 @@ __all__ = [
     "children_cpu_seconds",
     "pinned",
     "plan_streams",
+    "printable",
+    "run_tool",
 ]
 
 # The latency percentiles wrk and the Python clients report (LoadResult.percentiles_ms).
@@ -147,3 +151,42 @@ def children_cpu_seconds() -> float:
     difference across a load is its tool's CPU use."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def run_tool(
+    command: list[str], *, cores: Sequence[int], limit_s: float, stdin: bytes | None = None
+) -> tuple[str, float]:
+    """Run ``command`` pinned to ``cores`` to its end, killed past ``limit_s``.
+
+    Returns its output (stdout and stderr, ``printable``) and the CPU
+    seconds it used. Raises RuntimeError when it exits with an error.
+    """
+    before = children_cpu_seconds()
+    try:
+        completed = subprocess.run(
+            pinned(command, cores),
+            input=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=limit_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise TimeoutError(f"{command[0]} ran past {limit_s:g}s: {' '.join(command)}") from None
+    cpu_s = children_cpu_seconds() - before
+    output = printable(completed.stdout.decode(errors="replace"))
+    if completed.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(command)} exited with {completed.returncode}:\n{output[-2000:]}"
+        )
+    return output, cpu_s
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def printable(output: str) -> str:
+    """Without terminal escapes, and of each line only what follows its last \\r
+    (the tools redraw a progress line in place)."""
+    lines = (line.rsplit("\r", 1)[-1] for line in _ANSI.sub("", output).split("\n"))
+    return "\n".join(lines)

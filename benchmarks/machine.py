@@ -25,21 +25,11 @@ class CorePlan:
     server: tuple[int, ...]
     load: tuple[int, ...]
 
-    @property
-    def pinned(self) -> bool:
-        return bool(self.server and self.load)
-
     def describe(self) -> str:
-        if not self.pinned:
+        if not (self.server and self.load):
             return "not pinned (fewer than 2 usable cores): servers and load share the CPU"
-        return (
-            f"servers on core {_cores(self.server)}, load generator on core {_cores(self.load)}"
-            " (taskset)"
-        )
-
-
-def _cores(cores: tuple[int, ...]) -> str:
-    return ",".join(str(core) for core in cores)
+        server, load = (",".join(map(str, cores)) for cores in (self.server, self.load))
+        return f"servers on core {server}, load generator on core {load} (taskset)"
 
 
 def plan_cores(*, pin: bool = True) -> CorePlan:

@@ -4,21 +4,24 @@ For each value size a fresh node starts with ``--max-bytes`` (64 MiB by
 default); its idle RSS is read once its code paths are warm; then PUTs of
 keys never written before deliver ``factor`` (10) times the bound in value
 bytes, through wrk (``lua/put_keys.lua``), while RSS is sampled every
-tenth of a second. The store must evict
-all along; what we report is how much memory that costs beyond idle, as a
-fraction of the bound. Small values are the hard case: per-entry overhead
-of the interpreter's objects dwarfs 100 bytes.
+tenth of a second. The store must evict all along; what we report is how
+much memory that costs beyond idle, as a fraction of the bound. Small
+values are the hard case: per-entry overhead of the interpreter's objects
+dwarfs 100 bytes.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
+
+from node.local_cluster import NodeProcess
 
 from . import wrk
 from .loadgen import LoadSpec
@@ -26,7 +29,7 @@ from .machine import CorePlan
 from .probes import http_request, node_stats
 from .processes import Processes
 
-__all__ = ["MemorySettings", "idle_rss", "run_memory", "warm_up"]
+__all__ = ["MemorySettings", "MiB", "Progress", "fresh_node", "idle_rss", "run_memory"]
 
 MiB = 1024 * 1024
 Progress = Callable[[str], None]
@@ -65,7 +68,23 @@ class _RssSampler:
         return rss
 
 
-def warm_up(url: str) -> None:
+@contextmanager
+def fresh_node(
+    processes: Processes, host: str, max_bytes: int
+) -> Iterator[tuple[NodeProcess, psutil.Process, int]]:
+    """A new node bounded by ``max_bytes``, warmed up, its process and its idle
+    RSS; stopped on leaving, so the next one starts with the memory back."""
+    node = processes.node(host, args=["--max-bytes", str(max_bytes)])
+    assert node.process is not None
+    try:
+        process = psutil.Process(node.process.pid)
+        _warm_up(node.url)
+        yield node, process, idle_rss(process)
+    finally:
+        node.stop()
+
+
+def _warm_up(url: str) -> None:
     # Touch every code path the load will use, so idle RSS includes them.
     for index in range(50):
         http_request(f"{url}/kv/warm-{index}", method="PUT", data=b"w" * 100)
@@ -82,22 +101,16 @@ def idle_rss(process: psutil.Process) -> int:
     return max(readings)
 
 
-def measure_one(
+def _measure_one(
     processes: Processes,
     plan: CorePlan,
     settings: MemorySettings,
-    *,
     host: str,
     value_size: int,
     progress: Progress,
 ) -> dict[str, Any]:
     """Fill one fresh node with ``factor`` x its bound of ``value_size`` values."""
-    node = processes.node(host, args=["--max-bytes", str(settings.max_bytes)])
-    assert node.process is not None
-    try:
-        process = psutil.Process(node.process.pid)
-        warm_up(node.url)
-        idle = idle_rss(process)
+    with fresh_node(processes, host, settings.max_bytes) as (node, process, idle):
         sets_before = node_stats(node.url)["store"]["sets"]
         puts = math.ceil(settings.factor * settings.max_bytes / value_size)
         progress(
@@ -121,8 +134,6 @@ def measure_one(
         time.sleep(1.0)
         settled = sampler.sample()
         store = node_stats(node.url)["store"]
-    finally:
-        node.stop()
     written = store["sets"] - sets_before
     entry = {
         "value_bytes": value_size,
@@ -164,13 +175,6 @@ def run_memory(
 ) -> list[dict[str, Any]]:
     """One fresh node per value size, on ``<subnet>.10``, ``<subnet>.11``..."""
     return [
-        measure_one(
-            processes,
-            plan,
-            settings,
-            host=f"{subnet}.{10 + index}",
-            value_size=size,
-            progress=progress,
-        )
+        _measure_one(processes, plan, settings, f"{subnet}.{10 + index}", size, progress)
         for index, size in enumerate(settings.value_sizes)
     ]

@@ -23,7 +23,7 @@ import math
 import socket
 import time
 import urllib.error
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import psutil
@@ -31,29 +31,29 @@ import psutil
 from . import wrk
 from .loadgen import LoadSpec
 from .machine import CorePlan
-from .memory import idle_rss, warm_up
+from .memory import MiB, Progress, fresh_node, idle_rss
 from .probes import http_request, node_stats
 from .processes import Processes
-from .tables import markdown_table, plain_table
+from .tables import Block, render
 
 __all__ = [
-    "TARGET_RATIO",
     "fill_memcached",
     "first_key_index",
     "measure_per_entry",
     "memcached_stats",
+    "per_entry_blocks",
     "put_keys",
     "render_per_entry_markdown",
     "render_per_entry_text",
 ]
 
-MiB = 1024 * 1024
-# Issue 6: our RSS per entry at most this many times memcached's.
+# Issue 6: RSS per million entries of 100 B values; ours at most this many
+# times memcached's.
+VALUE_BYTES = 100
 TARGET_RATIO = 1.5
-Progress = Callable[[str], None]
 
 # put_keys.lua's keys are "<prefix><thread>-<n>"; one wrk thread (index 0).
-_KEY_PREFIX = "e{value_bytes}-"
+_KEY_PREFIX = f"e{VALUE_BYTES}-"
 # PUTs per wrk round trip. put_keys.lua sends whole batches, so a batch size
 # that divides ``entries`` is what makes the node receive exactly ``entries``.
 _MAX_PIPELINE = 100
@@ -66,6 +66,7 @@ _MEMCACHED_MIN_MIB = 2048
 _MEMCACHED_ITEM_ALLOWANCE = 256
 _MEMCACHED_BATCH = 1_000
 _SOCKET_TIMEOUT_S = 15.0
+_TIME_LIMIT_S = 600  # per fill
 # Time for late frees and page returns to show in RSS before it is read.
 _SETTLE_S = 1.0
 
@@ -93,15 +94,15 @@ def _pipeline_depth(entries: int) -> int:
     return max(depth for depth in range(1, _MAX_PIPELINE + 1) if entries % depth == 0)
 
 
-def _node_max_bytes(prefix: str, entries: int, value_bytes: int) -> int:
+def _node_max_bytes(entries: int) -> int:
     """A bound that holds ``entries`` entries with no eviction, in whole MiB."""
-    longest_key = f"{prefix}0-{entries + _MAX_PIPELINE}"
-    charge = len(longest_key) + value_bytes + _NODE_CHARGE_ALLOWANCE
+    longest_key = f"{_KEY_PREFIX}0-{entries + _MAX_PIPELINE}"
+    charge = len(longest_key) + VALUE_BYTES + _NODE_CHARGE_ALLOWANCE
     return math.ceil((entries * charge + _NODE_HEADROOM_BYTES) / MiB) * MiB
 
 
-def _memcached_memory_mib(entries: int, value_bytes: int) -> int:
-    need = entries * (value_bytes + _MEMCACHED_ITEM_ALLOWANCE)
+def _memcached_memory_mib(entries: int) -> int:
+    need = entries * (VALUE_BYTES + _MEMCACHED_ITEM_ALLOWANCE)
     return max(_MEMCACHED_MIN_MIB, math.ceil(2 * need / MiB))
 
 
@@ -124,8 +125,9 @@ def _connect(member: str) -> socket.socket:
     return connection
 
 
-def _read_until(connection: socket.socket, terminator: bytes) -> bytes:
-    """Bytes up to and including ``terminator``; raises when the server hangs up."""
+def _round_trip(connection: socket.socket, command: bytes, terminator: bytes) -> bytes:
+    """Send ``command``; the answer up to ``terminator``. Raises when the server hangs up."""
+    connection.sendall(command)
     received = bytearray()
     while not received.endswith(terminator):
         chunk = connection.recv(65536)
@@ -133,11 +135,6 @@ def _read_until(connection: socket.socket, terminator: bytes) -> bytes:
             raise ConnectionError(f"memcached closed the connection after {bytes(received)!r}")
         received += chunk
     return bytes(received)
-
-
-def _round_trip(connection: socket.socket, command: bytes, terminator: bytes) -> bytes:
-    connection.sendall(command)
-    return _read_until(connection, terminator)
 
 
 def memcached_stats(member: str) -> dict[str, int | str]:
@@ -200,13 +197,13 @@ def _warm_up_memcached(member: str) -> None:
 # --- the two measurements -------------------------------------------------------
 
 
-def _holds_exactly(url: str, prefix: str, entries: int, *, first: int) -> bool:
+def _holds_exactly(url: str, entries: int, *, first: int) -> bool:
     """True when the node holds the first and last of the keys memcached gets and
     neither neighbour: a cheap check that both servers hold the same keys."""
     inside = (first, first + entries - 1)
     outside = (first - 1, first + entries)
-    return all(_node_has(url, f"{prefix}0-{n}") for n in inside) and not any(
-        _node_has(url, f"{prefix}0-{n}") for n in outside
+    return all(_node_has(url, f"{_KEY_PREFIX}0-{n}") for n in inside) and not any(
+        _node_has(url, f"{_KEY_PREFIX}0-{n}") for n in outside
     )
 
 
@@ -221,27 +218,13 @@ def _node_has(url: str, key: str) -> bool:
 
 
 def _measure_node(
-    processes: Processes,
-    plan: CorePlan,
-    *,
-    host: str,
-    prefix: str,
-    entries: int,
-    value_bytes: int,
-    pipeline: int,
-    first: int,
-    time_limit: int,
-    progress: Progress,
+    processes: Processes, plan: CorePlan, host: str, entries: int, progress: Progress
 ) -> dict[str, Any]:
-    max_bytes = _node_max_bytes(prefix, entries, value_bytes)
-    node = processes.node(host, args=["--max-bytes", str(max_bytes)])
-    assert node.process is not None
-    try:
-        process = psutil.Process(node.process.pid)
-        warm_up(node.url)
-        idle = idle_rss(process)
+    max_bytes = _node_max_bytes(entries)
+    pipeline = _pipeline_depth(entries)
+    with fresh_node(processes, host, max_bytes) as (node, process, idle):
         progress(
-            f"memory per entry: {entries:,} PUTs of {value_bytes} B to {node.member}"
+            f"memory per entry: {entries:,} PUTs of {VALUE_BYTES} B to {node.member}"
             f" ({pipeline} per round trip, idle RSS {idle / MiB:.1f} MiB)"
         )
         spec = LoadSpec(
@@ -249,18 +232,16 @@ def _measure_node(
             # One connection: put_keys.lua then sends exactly ``entries`` PUTs.
             connections=1,
             threads=1,
-            duration=time_limit,
+            duration=_TIME_LIMIT_S,
             put_keys=entries,
-            body_bytes=value_bytes,
-            key_prefix=prefix,
+            body_bytes=VALUE_BYTES,
+            key_prefix=_KEY_PREFIX,
             pipeline=pipeline,
         )
         result = wrk.run(spec, cores=plan.load)
         rss = _settled_rss(process)
         store = node_stats(node.url)["store"]
-        holds_keys = _holds_exactly(node.url, prefix, entries, first=first)
-    finally:
-        node.stop()
+        holds_keys = _holds_exactly(node.url, entries, first=first_key_index(pipeline))
     return {
         "member": node.member,
         "holds_expected_keys": holds_keys,
@@ -277,16 +258,9 @@ def _measure_node(
 
 
 def _measure_memcached(
-    processes: Processes,
-    *,
-    host: str,
-    keys: Iterator[str],
-    entries: int,
-    value_bytes: int,
-    time_limit: int,
-    progress: Progress,
+    processes: Processes, host: str, keys: Iterator[str], entries: int, progress: Progress
 ) -> dict[str, Any]:
-    memory_mib = _memcached_memory_mib(entries, value_bytes)
+    memory_mib = _memcached_memory_mib(entries)
     server = processes.memcached(host, memory_mib=memory_mib)
     assert server.process is not None
     try:
@@ -294,10 +268,11 @@ def _measure_memcached(
         _warm_up_memcached(server.member)
         idle = idle_rss(process)
         progress(
-            f"memory per entry: {entries:,} sets of {value_bytes} B to memcached"
+            f"memory per entry: {entries:,} sets of {VALUE_BYTES} B to memcached"
             f" {server.member} (-m {memory_mib}, idle RSS {idle / MiB:.1f} MiB)"
         )
-        _, seconds = fill_memcached(server.member, keys, b"v" * value_bytes, time_limit=time_limit)
+        value = b"v" * VALUE_BYTES
+        _, seconds = fill_memcached(server.member, keys, value, time_limit=_TIME_LIMIT_S)
         rss = _settled_rss(process)
         stats = memcached_stats(server.member)
     finally:
@@ -338,49 +313,27 @@ def measure_per_entry(
     *,
     subnet: str,
     entries: int = 1_000_000,
-    value_bytes: int = 100,
-    time_limit: int = 600,
     progress: Progress,
 ) -> dict[str, Any]:
     """RSS growth per entry of a node (``<subnet>.12``) and of memcached (``<subnet>.13``).
 
-    ``time_limit`` (whole seconds) caps each fill. ``bytes_per_entry`` is
-    (settled RSS - idle RSS) / entries held, in bytes; ``ratio`` is node over
-    memcached, None when either held nothing. ``notes`` lists anything that
-    makes the figures suspect (entries missing, evictions, load errors).
+    Each fill is capped at 600 s. ``bytes_per_entry`` is (settled RSS - idle
+    RSS) / entries held, in bytes; ``ratio`` is node over memcached, None
+    when either held nothing. ``notes`` lists anything that makes the
+    figures suspect (entries missing, evictions, load errors).
     """
-    if entries < 1 or value_bytes < 1:
-        raise ValueError("entries and value_bytes must be positive")
-    prefix = _KEY_PREFIX.format(value_bytes=value_bytes)
-    pipeline = _pipeline_depth(entries)
-    first = first_key_index(pipeline)
-    node = _measure_node(
-        processes,
-        plan,
-        host=f"{subnet}.12",
-        prefix=prefix,
-        entries=entries,
-        value_bytes=value_bytes,
-        pipeline=pipeline,
-        first=first,
-        time_limit=time_limit,
-        progress=progress,
-    )
-    memcached = _measure_memcached(
-        processes,
-        host=f"{subnet}.13",
-        keys=put_keys(prefix, entries, first=first),
-        entries=entries,
-        value_bytes=value_bytes,
-        time_limit=time_limit,
-        progress=progress,
-    )
+    if entries < 1:
+        raise ValueError("entries must be positive")
+    first = first_key_index(_pipeline_depth(entries))
+    keys = put_keys(_KEY_PREFIX, entries, first=first)
+    node = _measure_node(processes, plan, f"{subnet}.12", entries, progress)
+    memcached = _measure_memcached(processes, f"{subnet}.13", keys, entries, progress)
     ours, theirs = node["bytes_per_entry"], memcached["bytes_per_entry"]
     ratio = round(ours / theirs, 3) if ours is not None and theirs else None
     result = {
         "entries": entries,
-        "value_bytes": value_bytes,
-        "key_example": next(put_keys(prefix, entries, first=first)),
+        "value_bytes": VALUE_BYTES,
+        "key_example": f"{_KEY_PREFIX}0-{first}",
         "node": node,
         "memcached": memcached,
         "ratio": ratio,
@@ -418,42 +371,31 @@ def _row(server: str, side: dict[str, Any]) -> list[str]:
     ]
 
 
-def _rows(result: dict[str, Any]) -> list[list[str]]:
-    node, memcached = result["node"], result["memcached"]
-    return [
-        _row(f"node (--max-bytes {node['max_bytes'] // MiB} MiB)", node),
-        _row(f"memcached (-m {memcached['memory_mib']})", memcached),
-    ]
-
-
 _HEADERS = ["server", "entries", "idle RSS", "RSS filled", "RSS per entry", "own count", "fill"]
 
 
-def render_per_entry_markdown(result: dict[str, Any]) -> str:
+def per_entry_blocks(result: dict[str, Any]) -> list[Block]:
     """A "## Memory per entry" section: the two servers side by side and the ratio."""
-    lines = [
+    node, memcached = result["node"], result["memcached"]
+    rows = [
+        _row(f"node (--max-bytes {node['max_bytes'] // MiB} MiB)", node),
+        _row(f"memcached (-m {memcached['memory_mib']})", memcached),
+    ]
+    return [
         "## Memory per entry",
-        "",
         f"{result['entries']:,} entries of {result['value_bytes']} B values"
         f" (keys like `{result['key_example']}`), the same in both servers."
         " RSS per entry is (RSS filled - idle RSS) / entries held; *own count*"
         " is the store's charged bytes (node) or memcached's `bytes` stat.",
-        "",
-        markdown_table(_HEADERS, _rows(result)),
-        "",
-        f"Node / memcached: {_verdict(result)}.",
+        (_HEADERS, rows),
+        f"Node / memcached: {_verdict(result)}."
+        + "".join(f"\n- note: {note}" for note in result["notes"]),
     ]
-    lines += [f"- note: {note}" for note in result["notes"]]
-    return "\n".join(lines) + "\n"
+
+
+def render_per_entry_markdown(result: dict[str, Any]) -> str:
+    return render(per_entry_blocks(result), markdown=True)
 
 
 def render_per_entry_text(result: dict[str, Any]) -> str:
-    """A plain table for the terminal, with the ratio and any notes below it."""
-    lines = [
-        f"Memory per entry: {result['entries']:,} x {result['value_bytes']} B values"
-        f" (keys like {result['key_example']})",
-        plain_table(_HEADERS, _rows(result)),
-        f"node / memcached: {_verdict(result)}",
-    ]
-    lines += [f"note: {note}" for note in result["notes"]]
-    return "\n".join(lines)
+    return render(per_entry_blocks(result), markdown=False)

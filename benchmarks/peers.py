@@ -31,39 +31,30 @@ What the tools cannot do, and what the drivers do about it:
 from __future__ import annotations
 
 import csv
-import logging
 import math
 import os
 import pwd
 import re
 import shutil
 import socket
-import subprocess
 import tempfile
 from dataclasses import dataclass
-from typing import ClassVar
 
-from .loadgen import LoadResult, children_cpu_seconds, pinned
-from .processes import ServerProcess
+from .loadgen import LoadResult, printable, run_tool
+from .processes import ServerProcess, flags
 from .tools import require
 
 __all__ = [
-    "REDIS_KEY",
-    "MemaslapReport",
     "MemcachedServer",
-    "RedisPart",
     "RedisServer",
     "memaslap",
     "memaslap_window",
     "parse_memaslap",
     "parse_redis_csv",
-    "preload_redis",
     "redis_benchmark",
     "redis_call",
     "redis_multi_get",
 ]
-
-log = logging.getLogger(__name__)
 
 # redis-benchmark's -r turns __rand_int__ into a 12-digit, zero-padded number
 # below -r; these are the names it reads and writes, and the ones preloaded.
@@ -85,11 +76,6 @@ _PRELOAD_BATCH_BYTES = 1 << 20
 _SOCKET_TIMEOUT_S = 30.0
 
 
-def _memaslap_binary() -> str:
-    # Debian renamed memaslap to memcaslap; other systems keep the old name.
-    return shutil.which("memaslap") or require("memcaslap")
-
-
 # -- the servers
 
 
@@ -98,12 +84,10 @@ class RedisServer(ServerProcess):
     """redis-server without persistence: a pure cache, like our node."""
 
     port: int = 6379
-    kind: ClassVar[str] = "redis-server"
 
     def command(self) -> list[str]:
-        binary = require("redis-server")
-        flags = {"--bind": self.host, "--port": self.port, "--save": "", "--appendonly": "no"}
-        return [binary, *_flags({**flags, "--protected-mode": "no"})]
+        options = {"--bind": self.host, "--port": self.port, "--save": "", "--appendonly": "no"}
+        return [require("redis-server"), *flags({**options, "--protected-mode": "no"})]
 
 
 @dataclass(kw_only=True)
@@ -115,12 +99,10 @@ class MemcachedServer(ServerProcess):
     # One worker thread by default: our node is one event loop on one core,
     # and a baseline with more threads would be measuring a different shape.
     threads: int = 1
-    kind: ClassVar[str] = "memcached"
 
     def command(self) -> list[str]:
-        binary = require("memcached")
-        flags = {"-l": self.host, "-p": self.port, "-U": 0, "-m": self.memory_mib}
-        command = [binary, *_flags({**flags, "-t": self.threads})]
+        options = {"-l": self.host, "-p": self.port, "-U": 0, "-m": self.memory_mib}
+        command = [require("memcached"), *flags({**options, "-t": self.threads})]
         if os.geteuid() == 0:
             # memcached will not run as root without -u; staying the same
             # user keeps it ours to stop.
@@ -128,56 +110,12 @@ class MemcachedServer(ServerProcess):
         return command
 
 
-# -- running a tool
-
-
-def _flags(flags: dict[str, object]) -> list[str]:
-    """``{"-p": 6379}`` as ``["-p", "6379"]``."""
-    return [str(item) for flag, value in flags.items() for item in (flag, value)]
-
-
-def _run_tool(command: list[str], *, cores: tuple[int, ...], limit_s: float) -> tuple[str, float]:
-    """Run ``command`` pinned to ``cores`` to its end, killed past ``limit_s``.
-
-    Returns its output (stdout and stderr, progress lines dropped) and the
-    CPU seconds it used. Raises RuntimeError when it exits with an error.
-    """
-    before = children_cpu_seconds()
-    try:
-        completed = subprocess.run(
-            pinned(command, cores),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            timeout=limit_s,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise TimeoutError(f"{command[0]} ran past {limit_s:g}s: {' '.join(command)}") from None
-    cpu_s = children_cpu_seconds() - before
-    output = _printable(completed.stdout.decode(errors="replace"))
-    if completed.returncode != 0:
-        raise RuntimeError(
-            f"{' '.join(command)} exited with {completed.returncode}:\n{output[-2000:]}"
-        )
-    return output, cpu_s
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-def _printable(output: str) -> str:
-    """Without terminal escapes, and of each line only what follows its last \\r
-    (the tools redraw a progress line in place)."""
-    lines = (line.rsplit("\r", 1)[-1] for line in _ANSI.sub("", output).split("\n"))
-    return "\n".join(lines)
-
-
-def _check_shape(*, get_fraction: float, connections: int, duration: int, **sizes: int) -> None:
+def _check_shape(get_fraction: float, duration: int, counts: dict[str, int]) -> None:
     if not 0.0 <= get_fraction <= 1.0:
         raise ValueError(f"get_fraction must be within 0 and 1, not {get_fraction}")
     if not 1 <= duration <= 3600:
         raise ValueError("duration must be 1 to 3600 whole seconds")
-    for name, value in {"connections": connections, **sizes}.items():
+    for name, value in counts.items():
         if value < 1:
             raise ValueError(f"{name} must be at least 1, not {value}")
 
@@ -206,7 +144,7 @@ def _resp(*args: str | bytes) -> bytes:
     )
 
 
-def preload_redis(member: str, *, keys: int, value_bytes: int) -> None:
+def _preload_redis(member: str, *, keys: int, value_bytes: int) -> None:
     """SET ``REDIS_KEY`` 0 ... ``keys - 1`` to ``value_bytes`` bytes each, so
     that redis-benchmark's GETs (and MGETs) of them all hit.
 
@@ -214,9 +152,8 @@ def preload_redis(member: str, *, keys: int, value_bytes: int) -> None:
     but OK, or when the first and last keys do not hold the value after.
     """
     value = b"x" * value_bytes
-    address = _host_port(member)
     with (
-        socket.create_connection(address, timeout=_SOCKET_TIMEOUT_S) as conn,
+        socket.create_connection(_host_port(member), timeout=_SOCKET_TIMEOUT_S) as conn,
         conn.makefile("rb") as reader,
     ):
         batch: list[bytes] = []
@@ -248,9 +185,7 @@ class RedisPart:
     latency_ms: dict[str, float]
 
 
-_CSV_LATENCIES = {"avg": "mean", "min": "min", "p50": "p50", "p95": "p95", "p99": "p99"}
-_CSV_LATENCIES["max"] = "max"
-_SERVER_ERROR = "Error from server"
+_CSV_LATENCIES = {"avg": "mean", **{name: name for name in ("min", "p50", "p95", "p99", "max")}}
 
 
 def parse_redis_csv(output: str) -> list[RedisPart]:
@@ -264,26 +199,13 @@ def parse_redis_csv(output: str) -> list[RedisPart]:
     parts = []
     for row in rows[1:]:
         cells = dict(zip(rows[0], row, strict=True))
+        latency = {
+            ours: float(cells[f"{theirs}_latency_ms"]) for theirs, ours in _CSV_LATENCIES.items()
+        }
         parts.append(
-            RedisPart(
-                test=cells["test"],
-                requests_per_s=float(cells["rps"]),
-                latency_ms={
-                    ours: float(cells[f"{theirs}_latency_ms"])
-                    for theirs, ours in _CSV_LATENCIES.items()
-                },
-            )
+            RedisPart(test=cells["test"], requests_per_s=float(cells["rps"]), latency_ms=latency)
         )
     return parts
-
-
-def _redis_command(member: str, shape: dict[str, int], requests: int, tail: list[str]) -> list[str]:
-    """redis-benchmark with ``shape`` (value_bytes, keys, connections, pipeline)
-    and ``tail``: ``-t <tests>``, or a command of its own (which must come last)."""
-    host, port = _host_port(member)
-    flags = {"-h": host, "-p": port, "-c": shape["connections"], "-n": requests}
-    flags |= {"-d": shape["value_bytes"], "-r": shape["keys"], "-P": shape.get("pipeline", 1)}
-    return [require("redis-benchmark"), *_flags(flags), "--precision", "3", "--csv", *tail]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -292,7 +214,6 @@ class _Measured:
 
     part: RedisPart
     requests: int
-    server_errors: int
     cpu_s: float
     output: str
 
@@ -301,34 +222,59 @@ def _measure(
     member: str,
     shape: dict[str, int],
     requests: int,
-    tail: list[str],
+    test: list[str],
     *,
     cores: tuple[int, ...],
     limit_s: float,
-) -> list[_Measured]:
-    command = _redis_command(member, shape, requests, tail)
-    output, cpu_s = _run_tool(command, cores=cores, limit_s=limit_s)
-    parts = parse_redis_csv(output)
-    errors = output.count(_SERVER_ERROR)
-    return [
-        _Measured(part=part, requests=requests, server_errors=errors, cpu_s=cpu_s, output=output)
-        for part in parts
-    ]
+) -> _Measured:
+    """redis-benchmark with ``shape`` (its flags) and ``test``: ``-t <test>``, or a
+    command of its own (which must come last)."""
+    host, port = _host_port(member)
+    options = flags({"-h": host, "-p": port, "-n": requests, **shape})
+    command = [require("redis-benchmark"), *options, "--precision", "3", "--csv", *test]
+    output, cpu_s = run_tool(command, cores=cores, limit_s=limit_s)
+    (part,) = parse_redis_csv(output)
+    return _Measured(part=part, requests=requests, cpu_s=cpu_s, output=output)
 
 
-def _calibrated_rates(
-    member: str, shape: dict[str, int], tail: list[str], *, cores: tuple[int, ...], duration: int
-) -> dict[str, float]:
-    """Requests per second of each test in one short run, by lower-case test
-    name (redis-benchmark runs -t tests in its own order)."""
-    requests = max(_CALIBRATION_MIN, _CALIBRATION_PER_CONNECTION * shape["connections"])
-    runs = _measure(member, shape, requests, tail, cores=cores, limit_s=duration + _GRACE_S)
-    return {run.part.test.lower(): run.part.requests_per_s for run in runs}
-
-
-def _part_limit_s(requests: int, rate: float) -> float:
-    # Three times the calibrated time: slow enough to show a stall, never unbounded.
-    return 3.0 * requests / rate + _GRACE_S
+def _redis_load(
+    member: str,
+    parts: dict[str, tuple[float, list[str]]],
+    shape: dict[str, int],
+    *,
+    duration: int,
+    cores: tuple[int, ...],
+) -> LoadResult:
+    """``parts`` (name: share of the requests, redis-benchmark's test) back to
+    back, about ``duration`` s in all, after preloading every key."""
+    _preload_redis(member, keys=shape["-r"], value_bytes=shape["-d"])
+    calibration = max(_CALIBRATION_MIN, _CALIBRATION_PER_CONNECTION * shape["-c"])
+    rates = {
+        name: _measure(
+            member, shape, calibration, test, cores=cores, limit_s=duration + _GRACE_S
+        ).part.requests_per_s
+        for name, (_, test) in parts.items()
+    }
+    mixed_rate = 1.0 / sum(share / rates[name] for name, (share, _) in parts.items())
+    total = min(_MAX_PART_REQUESTS, max(1, round(mixed_rate * duration)))
+    runs = []
+    for name, (share, test) in parts.items():
+        requests = max(1, round(total * share))
+        # Three times the calibrated time: slow enough to show a stall, never unbounded.
+        limit_s = 3.0 * requests / rates[name] + _GRACE_S
+        runs.append(_measure(member, shape, requests, test, cores=cores, limit_s=limit_s))
+    # The larger part speaks for latency; max() keeps the first (GET) on a tie.
+    main = max(runs, key=lambda run: run.requests).part
+    return LoadResult(
+        requests=sum(run.requests for run in runs),
+        duration_s=sum(run.requests / run.part.requests_per_s for run in runs),
+        latency_ms=main.latency_ms,
+        percentiles_ms={name: main.latency_ms[f"p{name}"] for name in ("50", "95", "99")},
+        errors={"server": sum(run.output.count("Error from server") for run in runs)},
+        generator_cpu_s=sum(run.cpu_s for run in runs),
+        connections=shape["-c"],
+        raw="\n".join(run.output for run in runs),
+    )
 
 
 def redis_benchmark(
@@ -348,27 +294,13 @@ def redis_benchmark(
     ``duration`` s, ``pipeline`` requests per round trip (``-P``). See the
     module docstring for how the mix is made.
     """
-    shape = {"value_bytes": value_bytes, "keys": keys, "connections": connections}
-    _check_shape(get_fraction=get_fraction, duration=duration, pipeline=pipeline, **shape)
-    shape["pipeline"] = pipeline
-    preload_redis(member, keys=keys, value_bytes=value_bytes)
+    counts = {"connections": connections, "value_bytes": value_bytes, "keys": keys}
+    _check_shape(get_fraction, duration, {**counts, "pipeline": pipeline})
+    shape = {"-c": connections, "-d": value_bytes, "-r": keys, "-P": pipeline}
     # GET first: on a tie (0.5) the GET part speaks for latency.
-    both = {"get": get_fraction, "set": 1.0 - get_fraction}
-    shares = {name: share for name, share in both.items() if share > 0}
-    tail = ["-t", ",".join(shares)]
-    rates = _calibrated_rates(member, shape, tail, cores=cores, duration=duration)
-    mixed_rate = 1.0 / sum(share / rates[name] for name, share in shares.items())
-    total = min(_MAX_PART_REQUESTS, max(1, round(mixed_rate * duration)))
-    runs: dict[str, _Measured] = {}
-    for name, share in shares.items():
-        requests = max(1, round(total * share))
-        limit_s = _part_limit_s(requests, rates[name])
-        (runs[name],) = _measure(
-            member, shape, requests, ["-t", name], cores=cores, limit_s=limit_s
-        )
-    # The larger part speaks for latency; max() keeps the first (GET) on a tie.
-    main = runs[max(shares, key=shares.__getitem__)]
-    return _result(list(runs.values()), main.part, connections)
+    shares = {"get": get_fraction, "set": 1.0 - get_fraction}
+    parts = {name: (share, ["-t", name]) for name, share in shares.items() if share > 0}
+    return _redis_load(member, parts, shape, duration=duration, cores=cores)
 
 
 def redis_multi_get(
@@ -384,30 +316,11 @@ def redis_multi_get(
     """MGET of ``batch_keys`` random keys (of ``keys``, all preloaded with
     ``value_bytes`` bytes) per request, for about ``duration`` s.
     ``requests`` counts MGETs, not keys."""
-    shape = {"value_bytes": value_bytes, "keys": keys, "connections": connections}
-    _check_shape(get_fraction=1.0, duration=duration, batch_keys=batch_keys, **shape)
-    preload_redis(member, keys=keys, value_bytes=value_bytes)
+    counts = {"connections": connections, "value_bytes": value_bytes, "keys": keys}
+    _check_shape(1.0, duration, {**counts, "batch_keys": batch_keys})
+    shape = {"-c": connections, "-d": value_bytes, "-r": keys, "-P": 1}
     mget = ["mget", *["key:__rand_int__"] * batch_keys]
-    (rate,) = _calibrated_rates(member, shape, mget, cores=cores, duration=duration).values()
-    requests = min(_MAX_PART_REQUESTS, max(1, round(rate * duration)))
-    limit_s = _part_limit_s(requests, rate)
-    (run,) = _measure(member, shape, requests, mget, cores=cores, limit_s=limit_s)
-    return _result([run], run.part, connections)
-
-
-def _result(runs: list[_Measured], main: RedisPart, connections: int) -> LoadResult:
-    """The runs as one load: their requests over their summed time."""
-    percentiles = {name: main.latency_ms[f"p{name}"] for name in ("50", "95", "99")}
-    return LoadResult(
-        requests=sum(run.requests for run in runs),
-        duration_s=sum(run.requests / run.part.requests_per_s for run in runs),
-        latency_ms=main.latency_ms,
-        percentiles_ms=percentiles,
-        errors={"server": sum(run.server_errors for run in runs)},
-        generator_cpu_s=sum(run.cpu_s for run in runs),
-        connections=connections,
-        raw="\n".join(run.output for run in runs),
-    )
+    return _redis_load(member, {"mget": (1.0, mget)}, shape, duration=duration, cores=cores)
 
 
 # -- memcached: memaslap
@@ -448,12 +361,13 @@ _MS_BLOCK = re.compile(
 )
 _MS_COUNTER = re.compile(r"^([a-z_]+): (\d+)\s*$", re.MULTILINE)
 _MS_RUN = re.compile(r"Run time: [\d.]+s Ops: (\d+) TPS: (\d+)")
+_MS_LATENCIES = {"min": "min", "mean": "avg", "max": "max"}
 
 
 def parse_memaslap(output: str) -> MemaslapReport:
     """memaslap's final report; RuntimeError when its totals or its
     statistics (printed only with -S) are missing."""
-    output = _printable(output)
+    output = printable(output)
     run = _MS_RUN.search(output)
     blocks = {match["kind"]: match for match in _MS_BLOCK.finditer(output)}
     if run is None or "Total" not in blocks:
@@ -468,16 +382,6 @@ def parse_memaslap(output: str) -> MemaslapReport:
         ops=int(run[1]),
         ops_per_s=float(run[2]),
     )
-
-
-def _memaslap_config(path: str, *, get_fraction: float, value_bytes: int) -> None:
-    # Fixed key and value sizes; command 0 is set, 1 is get.
-    with open(path, "w") as config:
-        config.write(
-            f"key\n{_MEMASLAP_KEY_BYTES} {_MEMASLAP_KEY_BYTES} 1\n"
-            f"value\n{value_bytes} {value_bytes} 1\n"
-            f"cmd\n0 {1 - get_fraction:.6f}\n1 {get_fraction:.6f}\n"
-        )
 
 
 def memaslap(
@@ -498,26 +402,21 @@ def memaslap(
     ``requests`` counts commands (a multi-get is one); ``latency_ms`` has
     min, mean and max only. See the module docstring for the key count.
     """
-    _check_shape(
-        get_fraction=get_fraction,
-        connections=connections,
-        duration=duration,
-        value_bytes=value_bytes,
-        keys=keys,
-        batch_keys=batch_keys,
-    )
+    counts = {"connections": connections, "value_bytes": value_bytes, "keys": keys}
+    _check_shape(get_fraction, duration, {**counts, "batch_keys": batch_keys})
     window = memaslap_window(keys, connections)
-    if window * connections != keys:
-        log.info(
-            "memaslap uses %d keys, not %d (1024 per connection at least)",
-            window * connections,
-            keys,
-        )
     with tempfile.TemporaryDirectory(prefix="memaslap-") as scratch:
         config = os.path.join(scratch, "config")
-        _memaslap_config(config, get_fraction=get_fraction, value_bytes=value_bytes)
+        with open(config, "w") as file:
+            # Fixed key and value sizes; command 0 is set, 1 is get.
+            file.write(
+                f"key\n{_MEMASLAP_KEY_BYTES} {_MEMASLAP_KEY_BYTES} 1\n"
+                f"value\n{value_bytes} {value_bytes} 1\n"
+                f"cmd\n0 {1 - get_fraction:.6f}\n1 {get_fraction:.6f}\n"
+            )
         command = [
-            _memaslap_binary(),
+            # Debian renamed memaslap to memcaslap; other systems keep the old name.
+            shutil.which("memaslap") or require("memcaslap"),
             f"--servers={member}",
             f"--cfg_cmd={config}",
             f"--time={duration}s",
@@ -528,17 +427,13 @@ def memaslap(
             f"--win_size={window // _MEMASLAP_WINDOW_UNIT}k",
             f"--division={batch_keys}",
         ]
-        output, cpu_s = _run_tool(command, cores=cores, limit_s=duration + _GRACE_S)
+        output, cpu_s = run_tool(command, cores=cores, limit_s=duration + _GRACE_S)
     report = parse_memaslap(output)
     total = report.latency_us["Total"]
     return LoadResult(
         requests=report.events["Total"],
         duration_s=report.duration_s,
-        latency_ms={
-            "min": total["min"] / 1000,
-            "mean": total["avg"] / 1000,
-            "max": total["max"] / 1000,
-        },
+        latency_ms={name: total[theirs] / 1000 for name, theirs in _MS_LATENCIES.items()},
         errors={"get_misses": report.counters.get("get_misses", 0)},
         generator_cpu_s=cpu_s,
         connections=connections,

@@ -21,6 +21,7 @@ import argparse
 import json
 import math
 import sys
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,13 +37,14 @@ __all__ = ["Bar", "latency_curve", "main", "nines", "throughput_bars", "write_pl
 
 _MIB = 1024 * 1024
 _DPI = 100
-_KIND_STYLE = {
-    "node": ("tab:blue", "our node"),
-    "bare": ("tab:gray", "bare aiohttp"),
-    "redis": ("tab:red", "redis"),
-    "memcached": ("tab:green", "memcached"),
-}
-_UNKNOWN_KIND = ("tab:purple", "other")
+# (colour, legend) of each kind of server; any other kind is purple.
+_KIND_STYLE = defaultdict(
+    lambda: ("tab:purple", "other"),
+    node=("tab:blue", "our node"),
+    bare=("tab:gray", "bare aiohttp"),
+    redis=("tab:red", "redis"),
+    memcached=("tab:green", "memcached"),
+)
 _NINES_TICKS = (50.0, 90.0, 99.0, 99.9, 99.99)
 _LABEL_CHARS = 48
 
@@ -59,9 +61,6 @@ class Bar:
     median: float
     low: float
     high: float
-
-
-# -- data: what each plot draws
 
 
 def _label(scenario: dict[str, Any]) -> str:
@@ -107,9 +106,6 @@ def latency_curve(scenario: dict[str, Any]) -> Curve:
     return sorted((percentile, ms) for percentile, ms in points if ms > 0)
 
 
-# -- figure helpers
-
-
 def _run_line(doc: dict[str, Any]) -> str:
     machine = doc["machine"]
     return (
@@ -132,13 +128,6 @@ def _save(figure: Figure, path: Path) -> Path:
     return path
 
 
-def _kind_style(kind: str) -> tuple[str, str]:
-    return _KIND_STYLE.get(kind, _UNKNOWN_KIND)
-
-
-# -- throughput
-
-
 def _draw_throughput(axes: Axes, group: str, bars: list[Bar]) -> None:
     """One group's bars, top to bottom, on an x scale of its own: a batch's
     millions of keys/s would flatten single-key bars on a shared one."""
@@ -148,7 +137,7 @@ def _draw_throughput(axes: Axes, group: str, bars: list[Bar]) -> None:
         [max(bar.median - bar.low, 0.0) for bar in bars],
         [max(bar.high - bar.median, 0.0) for bar in bars],
     ]
-    colours = [_kind_style(bar.kind)[0] for bar in bars]
+    colours = [_KIND_STYLE[bar.kind][0] for bar in bars]
     axes.barh(rows, medians, height=0.75, color=colours, xerr=errors, capsize=3)
     reach = max(max(bar.high, bar.median) for bar in bars) or 1.0
     for row, bar in zip(rows, bars, strict=True):
@@ -183,24 +172,11 @@ def _plot_throughput(doc: dict[str, Any], path: Path) -> Path | None:
         _draw_throughput(axes, group, group_bars)
     panels[-1, 0].set_xlabel("keys/s: median over rounds, bars span min to max")
     kinds = list(dict.fromkeys(bar.kind for bar in bars))
-    handles = [Patch(color=_kind_style(kind)[0], label=_kind_style(kind)[1]) for kind in kinds]
+    handles = [Patch(color=_KIND_STYLE[kind][0], label=_KIND_STYLE[kind][1]) for kind in kinds]
     # Outside the axes, where no bar end or printed number can sit under it.
     panels[0, 0].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     figure.suptitle(f"Throughput by scenario (each group on its own scale)\n{_run_line(doc)}")
     return _save(figure, path)
-
-
-# -- latency
-
-
-def _latency_groups(doc: dict[str, Any]) -> dict[str, list[tuple[dict[str, Any], Curve]]]:
-    groups: dict[str, list[tuple[dict[str, Any], Curve]]] = {}
-    for scenario in doc["scenarios"] or []:
-        curve = latency_curve(scenario)
-        # One point is not a distribution (memaslap reports no percentile at all).
-        if len(curve) >= 2:
-            groups.setdefault(scenario["group"], []).append((scenario, curve))
-    return groups
 
 
 def _draw_latency_panel(axes: Axes, group: str, curves: list[tuple[dict[str, Any], Curve]]) -> None:
@@ -225,7 +201,12 @@ def _draw_latency_panel(axes: Axes, group: str, curves: list[tuple[dict[str, Any
 
 
 def _plot_latency(doc: dict[str, Any], path: Path) -> Path | None:
-    groups = _latency_groups(doc)
+    groups: dict[str, list[tuple[dict[str, Any], Curve]]] = {}
+    for scenario in doc["scenarios"] or []:
+        curve = latency_curve(scenario)
+        # One point is not a distribution (memaslap reports no percentile at all).
+        if len(curve) >= 2:
+            groups.setdefault(scenario["group"], []).append((scenario, curve))
     if not groups:
         return None
     columns = min(3, len(groups))
@@ -239,9 +220,6 @@ def _plot_latency(doc: dict[str, Any], path: Path) -> Path | None:
         axes.set_visible(False)
     figure.suptitle(f"Latency distribution by group\n{_run_line(doc)}")
     return _save(figure, path)
-
-
-# -- memory
 
 
 def _draw_rss_panel(axes: Axes, entry: dict[str, Any]) -> None:
@@ -267,9 +245,9 @@ def _draw_per_entry_panel(axes: Axes, per_entry: dict[str, Any]) -> None:
     sides = [
         (kind, float(per_entry[kind]["bytes_per_entry"] or 0)) for kind in ("node", "memcached")
     ]
-    names = [_kind_style(kind)[1] for kind, _ in sides]
+    names = [_KIND_STYLE[kind][1] for kind, _ in sides]
     values = [value for _, value in sides]
-    axes.bar(names, values, color=[_kind_style(kind)[0] for kind, _ in sides], width=0.6)
+    axes.bar(names, values, color=[_KIND_STYLE[kind][0] for kind, _ in sides], width=0.6)
     for index, value in enumerate(values):
         axes.text(index, value, f"{value:,.0f}", ha="center", va="bottom")
     axes.set_ylim(0, (max(values) or 1.0) * 1.15)
@@ -283,11 +261,10 @@ def _draw_per_entry_panel(axes: Axes, per_entry: dict[str, Any]) -> None:
 def _plot_memory(doc: dict[str, Any], path: Path) -> Path | None:
     entries = doc["memory"] or []
     per_entry = doc["memory_per_entry"]
-    has_per_entry = per_entry is not None
-    if not entries and not has_per_entry:
+    if not entries and per_entry is None:
         return None
     # Each value size gets its own time axis: runs differ by 100x in length.
-    widths = [3.0] * len(entries) + ([1.8] if has_per_entry else [])
+    widths = [3.0] * len(entries) + ([1.8] if per_entry is not None else [])
     figure = _new_figure(1.0 + 1.7 * sum(widths), 4.6)
     grid = figure.subplots(1, len(widths), squeeze=False, width_ratios=widths)[0]
     for axes, entry in zip(grid, entries, strict=False):
@@ -298,18 +275,13 @@ def _plot_memory(doc: dict[str, Any], path: Path) -> Path | None:
     return _save(figure, path)
 
 
-# -- ring
-
-
-def _label_bar(axes: Axes, x: float, value: float, inside: bool) -> None:
-    # Inside a tall bar, where the worst-case marker above it cannot cover the number.
-    if inside:
-        axes.text(x, value, f"{value:.2f} ", ha="center", va="top", fontsize=7, color="white")
-    else:
-        axes.text(x, value, f"{value:.2f}", ha="center", va="bottom", fontsize=7)
-
-
-def _draw_ring(axes: Axes, rows: list[dict[str, Any]], target: float) -> None:
+def _plot_ring(doc: dict[str, Any], path: Path) -> Path | None:
+    if not doc["ring"]:
+        return None
+    # The target's "value" is the measured headline, not the threshold.
+    rows, target = doc["ring"]["balance"], doc["ring"]["target"]["threshold"]
+    figure = _new_figure(8.0, 4.8)
+    axes = figure.add_subplot()
     members = sorted({row["members"] for row in rows})
     vnodes = sorted({row["vnodes"] for row in rows})
     width = 0.8 / len(vnodes)
@@ -334,7 +306,11 @@ def _draw_ring(axes: Axes, rows: list[dict[str, Any]], target: float) -> None:
             label="worst member set" if index == 0 else None,
         )
         for x, value in zip(xs, values, strict=True):
-            _label_bar(axes, x, value, inside=value - 1.0 > 0.12 * (ceiling - 1.0))
+            # Inside a tall bar, where the worst-case marker above it cannot cover the number.
+            if value - 1.0 > 0.12 * (ceiling - 1.0):
+                axes.text(x, value, f"{value:.2f} ", ha="center", va="top", fontsize=7, color="w")
+            else:
+                axes.text(x, value, f"{value:.2f}", ha="center", va="bottom", fontsize=7)
     axes.axhline(target, color="tab:red", linestyle="--", label=f"target {target:.2f}")
     axes.set_xticks(range(len(members)), [f"{size:,}" for size in members])
     axes.set_xlabel("ring members")
@@ -343,21 +319,8 @@ def _draw_ring(axes: Axes, rows: list[dict[str, Any]], target: float) -> None:
     axes.grid(axis="y", color="0.9")
     axes.set_axisbelow(True)
     axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-
-
-def _plot_ring(doc: dict[str, Any], path: Path) -> Path | None:
-    if not doc["ring"]:
-        return None
-    # The target's "value" is the measured headline, not the threshold.
-    rows, target = doc["ring"]["balance"], doc["ring"]["target"]["threshold"]
-    figure = _new_figure(8.0, 4.8)
-    axes = figure.add_subplot()
-    _draw_ring(axes, rows, target)
     axes.set_title(f"Ring balance by members and virtual nodes\n{_run_line(doc)}")
     return _save(figure, path)
-
-
-# -- public
 
 
 def write_plots(doc: dict[str, Any], directory: Path, stamp: str) -> list[Path]:

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from client._ring import DEFAULT_VNODES, HashRing
+from client._ring import HashRing
 
 __all__ = [
     "check",
@@ -101,7 +101,7 @@ def check_memcached(member: str) -> None:
 def check_keys(members: Sequence[str], keys: Sequence[str], value: bytes) -> None:
     """A sample of ``keys`` read at their owner (the one the client's ring
     names) and through another node: the right bytes, from the right node."""
-    ring = HashRing(members, vnodes=DEFAULT_VNODES)
+    ring = HashRing(members)
     for key in keys[:: max(1, len(keys) // 8)]:
         owner = ring.owner(key)
         check(f"http://{owner}/kv/{key}", value, node=owner)

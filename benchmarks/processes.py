@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import psutil
 
@@ -33,21 +32,19 @@ from .machine import CorePlan
 if TYPE_CHECKING:
     from .peers import MemcachedServer, RedisServer
 
-__all__ = [
-    "BareServer",
-    "Processes",
-    "ServerProcess",
-    "cpu_seconds",
-    "ensure_free",
-    "pin",
-    "pinned_cores",
-]
+__all__ = ["Processes", "ServerProcess", "cpu_seconds", "flags", "pin", "pinned_cores"]
 
 
-def ensure_free(host: str, port: int) -> None:
+def flags(pairs: dict[str, object]) -> list[str]:
+    """``{"-p": 6379}`` as ``["-p", "6379"]``."""
+    return [str(item) for flag, value in pairs.items() for item in (flag, value)]
+
+
+def _ensure_free(host: str, port: int) -> None:
     """Refuse to start when ``host:port`` is taken: a benchmark that measured
     somebody else's server would be worse than none."""
-    _require_loopback(host)
+    if not host.startswith("127."):
+        raise ValueError(f"benchmarks only use 127.0.0.0/8, not {host}")
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -58,19 +55,9 @@ def ensure_free(host: str, port: int) -> None:
 
 def pin(pid: int, cores: Sequence[int]) -> None:
     """Pin every thread of ``pid`` to ``cores`` (``taskset -a``); later threads inherit."""
-    if not cores:
-        return
-    if shutil.which("taskset"):
-        subprocess.run(
-            ["taskset", "-a", "-p", "-c", ",".join(map(str, cores)), str(pid)],
-            check=True,
-            capture_output=True,
-            timeout=10,
-        )
-        return
-    for task in glob.glob(f"/proc/{pid}/task/*"):
-        with contextlib.suppress(ProcessLookupError):
-            os.sched_setaffinity(int(os.path.basename(task)), set(cores))
+    if cores:
+        command = ["taskset", "-a", "-p", "-c", ",".join(map(str, cores)), str(pid)]
+        subprocess.run(command, check=True, capture_output=True, timeout=10)
 
 
 def pinned_cores(pid: int) -> list[int]:
@@ -92,18 +79,14 @@ def cpu_seconds(pid: int) -> float:
 class ServerProcess:
     """One server that is not a node: a command, a TCP port, a log file.
 
-    Subclasses say which command (``command``) and, if needed, which extra
-    environment (``environment``). Ready means the port accepts a TCP
-    connection: every such server binds its port only once it can serve.
+    Subclasses say which command (``command``). Ready means the port accepts
+    a TCP connection: every such server binds its port only once it can serve.
     """
 
     host: str
     port: int
     log_path: str | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-
-    # What the server is called in error messages.
-    kind: ClassVar[str] = "server"
 
     @property
     def member(self) -> str:
@@ -112,36 +95,33 @@ class ServerProcess:
     def command(self) -> list[str]:
         raise NotImplementedError
 
-    def environment(self) -> dict[str, str] | None:
-        """The child's environment; None inherits ours unchanged."""
-        return None
-
     def start(self) -> None:
         """Start the command; its output goes to ``log_path`` (or nowhere)."""
-        _require_loopback(self.host)
+        # Like NodeProcess: a Python child finds this checkout even when not installed.
+        root = str(Path(__file__).resolve().parent.parent)
+        path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
         with open(self.log_path or os.devnull, "ab") as output:
             self.process = subprocess.Popen(
                 self.command(),
-                env=self.environment(),
+                env={**os.environ, "PYTHONPATH": path},
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 preexec_fn=die_with_parent,
             )
 
-    def wait_ready(self, timeout: float = 20.0) -> None:
+    def wait_alive(self, timeout: float = 20.0) -> None:
         """Poll until the port accepts; raise if the process exits or time runs out."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(
-                    f"{self.kind} {self.member} exited with {self.process.returncode}"
-                    f"{self._log_tail()}"
-                )
+                # Its log says why; a failed run prints the logs' tails.
+                code = self.process.returncode
+                raise RuntimeError(f"{type(self).__name__} {self.member} exited with {code}")
             with contextlib.suppress(OSError):
                 socket.create_connection((self.host, self.port), timeout=0.5).close()
                 return
             time.sleep(0.05)
-        raise TimeoutError(f"{self.kind} {self.member} did not accept within {timeout:g}s")
+        raise TimeoutError(f"{type(self).__name__} {self.member} did not accept in {timeout:g}s")
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, wait up to ``timeout``, then SIGKILL."""
@@ -154,19 +134,8 @@ class ServerProcess:
             self.process.kill()
             self.process.wait(5)
 
-    def _log_tail(self) -> str:
-        if self.log_path is None or not os.path.exists(self.log_path):
-            return ""
-        with open(self.log_path, errors="replace") as log:
-            return ":\n" + log.read()[-1000:]
 
-
-ServerT = TypeVar("ServerT", bound=ServerProcess)
-
-
-def _require_loopback(host: str) -> None:
-    if not host.startswith("127."):
-        raise ValueError(f"benchmarks only use 127.0.0.0/8, not {host}")
+ServerT = TypeVar("ServerT", bound=ServerProcess | NodeProcess)
 
 
 @dataclass(kw_only=True)
@@ -176,35 +145,19 @@ class BareServer(ServerProcess):
     value_size: int
     headers: Sequence[tuple[str, str]] = ()
     port: int = 7000
-    kind: ClassVar[str] = "bare server"
 
     @property
     def url(self) -> str:
         return f"http://{self.member}"
 
     def command(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "benchmarks.bare_server",
-            "--host",
-            self.host,
-            "--port",
-            str(self.port),
-            "--value-size",
-            str(self.value_size),
-            *(f"--header={name}: {value}" for name, value in self.headers),
-        ]
-
-    def environment(self) -> dict[str, str]:
-        # Like NodeProcess: the child finds this checkout even when not installed.
-        root = str(Path(__file__).resolve().parent.parent)
-        path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
-        return {**os.environ, "PYTHONPATH": path}
+        options = flags({"--host": self.host, "--port": self.port, "--value-size": self.value_size})
+        headers = (f"--header={name}: {value}" for name, value in self.headers)
+        return [sys.executable, "-m", "benchmarks.bare_server", *options, *headers]
 
 
 class Processes:
-    """Starts servers pinned to ``plan.server`` and stops them all on ``close()``."""
+    """Starts servers pinned to ``plan.server`` and stops them all on leaving ``with``."""
 
     def __init__(self, plan: CorePlan, *, log_dir: str) -> None:
         self.plan = plan
@@ -215,45 +168,34 @@ class Processes:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
         self._stack.close()
 
-    def _log(self, name: str) -> str:
-        return os.path.join(self.log_dir, f"{name}.log")
-
-    def _pin(self, pid: int | None) -> None:
-        if pid is not None:
-            pin(pid, self.plan.server)
+    def _pin(self, process: subprocess.Popen[bytes] | None) -> None:
+        if process is not None:
+            pin(process.pid, self.plan.server)
 
     def _start(self, server: ServerT) -> ServerT:
         """Refuse a taken address, register the stop first, start, pin, wait."""
-        ensure_free(server.host, server.port)
+        _ensure_free(server.host, server.port)
+        name = f"{type(server).__name__}-{server.host}.log"
+        server.log_path = os.path.join(self.log_dir, name)
         self._stack.callback(server.stop)
         server.start()
-        self._pin(server.process.pid if server.process else None)
-        server.wait_ready()
+        self._pin(server.process)
+        server.wait_alive()
         return server
 
     def bare(
         self, host: str, *, value_size: int, headers: Sequence[tuple[str, str]] = ()
     ) -> BareServer:
-        return self._start(
-            BareServer(
-                host=host,
-                value_size=value_size,
-                headers=headers,
-                log_path=self._log(f"bare-{host}"),
-            )
-        )
+        return self._start(BareServer(host=host, value_size=value_size, headers=headers))
 
     def redis(self, host: str, *, port: int = 6379) -> RedisServer:
         """redis-server on ``host:port``, without persistence (installed if missing)."""
         # peers builds its servers on ServerProcess, so it is imported when used.
         from .peers import RedisServer
 
-        return self._start(RedisServer(host=host, port=port, log_path=self._log(f"redis-{host}")))
+        return self._start(RedisServer(host=host, port=port))
 
     def memcached(
         self, host: str, *, port: int = 11211, memory_mib: int = 1024, threads: int = 1
@@ -261,23 +203,11 @@ class Processes:
         """memcached on ``host:port`` (TCP only) with ``memory_mib`` of item memory."""
         from .peers import MemcachedServer
 
-        server = MemcachedServer(
-            host=host,
-            port=port,
-            memory_mib=memory_mib,
-            threads=threads,
-            log_path=self._log(f"memcached-{host}"),
-        )
+        server = MemcachedServer(host=host, port=port, memory_mib=memory_mib, threads=threads)
         return self._start(server)
 
     def node(self, host: str, *, args: Sequence[str] = ()) -> NodeProcess:
-        ensure_free(host, 7000)
-        node = NodeProcess(host=host, args=list(args), log_path=self._log(f"node-{host}"))
-        self._stack.callback(node.stop)
-        node.start()
-        self._pin(node.process.pid if node.process else None)
-        node.wait_alive()
-        return node
+        return self._start(NodeProcess(host=host, args=list(args)))
 
     def cluster(
         self, subnet: str, first: int, count: int, *, env: Mapping[str, str] | None = None
@@ -287,7 +217,7 @@ class Processes:
         ``env`` holds extra ``CACHE_*`` settings for every node.
         """
         for index in range(count):
-            ensure_free(f"{subnet}.{first + index}", 7000)
+            _ensure_free(f"{subnet}.{first + index}", 7000)
         cluster = LocalCluster.on_loopback(
             count, subnet=subnet, first=first, env=env, log_dir=self.log_dir
         )
@@ -295,7 +225,7 @@ class Processes:
         # Pin as each process starts, then wait the way LocalCluster.start does.
         for node in cluster.nodes:
             node.start()
-            self._pin(node.process.pid if node.process else None)
+            self._pin(node.process)
         for node in cluster.nodes:
             node.wait_alive()
         cluster.wait_converged()

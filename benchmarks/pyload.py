@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import json
 import random
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -36,7 +35,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any, cast
 
-from .loadgen import PERCENTILES, LoadResult, children_cpu_seconds, pinned
+from .loadgen import PERCENTILES, LoadResult, run_tool
 from .workload import POPULARITIES, key_sequence
 
 __all__ = ["DRIVERS", "PySpec", "run"]
@@ -88,26 +87,12 @@ class PySpec:
 
 def run(spec: PySpec, *, duration: int, cores: tuple[int, ...] = ()) -> LoadResult:
     """Run ``spec`` for ``duration`` seconds in a worker pinned to ``cores``."""
-    command = pinned([sys.executable, "-m", "benchmarks.pyload"], cores)
-    before = children_cpu_seconds()
-    try:
-        # Through stdin: the keys are too long for a command line.
-        completed = subprocess.run(
-            command,
-            input=json.dumps({"spec": asdict(spec), "duration": duration}),
-            capture_output=True,
-            text=True,
-            timeout=duration + _GRACE_S,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise TimeoutError(f"a Python load ran past {duration + _GRACE_S:g}s") from None
-    cpu_s = children_cpu_seconds() - before
-    if completed.returncode != 0:
-        raise RuntimeError(
-            f"a Python load exited with {completed.returncode}: {completed.stderr[-2000:]}"
-        )
-    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    # Through stdin: the keys are too long for a command line.
+    order = json.dumps({"spec": asdict(spec), "duration": duration}).encode()
+    command = [sys.executable, "-m", "benchmarks.pyload"]
+    output, cpu_s = run_tool(command, cores=cores, limit_s=duration + _GRACE_S, stdin=order)
+    # The report is the last JSON line: anything on stderr is mixed in.
+    report = json.loads(next(line for line in reversed(output.splitlines()) if line[:1] == "{"))
     percentiles = report["percentiles_ms"]
     return LoadResult(
         requests=report["requests"],
@@ -128,11 +113,7 @@ _SUMMARY = {"p50": "50", "p90": "90", "p99": "99", "p99_9": "99.9"}
 
 
 class _Failed(Exception):
-    """A request that did not do what it should; ``kind`` names its error count."""
-
-    def __init__(self, kind: str) -> None:
-        super().__init__(kind)
-        self.kind = kind
+    """A request that did not do what it should; its message names its error count."""
 
 
 async def _measure(spec: PySpec, duration: float) -> dict[str, Any]:
@@ -152,7 +133,7 @@ async def _measure(spec: PySpec, duration: float) -> dict[str, Any]:
                 try:
                     await operation(task, position)
                 except _Failed as failed:
-                    errors[failed.kind] += 1
+                    errors[str(failed)] += 1
                 except OSError:  # the connection is gone: so is this task
                     errors["connection"] += 1
                     return

@@ -12,26 +12,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .memory_compare import render_per_entry_markdown, render_per_entry_text
-from .ring import render_ring_markdown, render_ring_text
+from .memory_compare import per_entry_blocks
+from .ring import ring_blocks
 from .staleness import render_staleness
-from .tables import markdown_table, plain_table
+from .tables import Block, Table, render, table
 
 __all__ = ["render_markdown", "render_table"]
 
 _MIB = 1024 * 1024
 Summary = dict[str, Any]
 Ratios = list[dict[str, Any]]
-Table = Callable[[Sequence[str], Sequence[Sequence[str]]], str]
-
-
-def _load_line(doc: dict[str, Any]) -> str:
-    s = doc["settings"]
-    return (
-        f"wrk (redis-benchmark, memaslap and Python clients in their own scenarios),"
-        f" {s['connections']} connections, {s['duration']} s x {s['rounds']}"
-        f" interleaved round(s) after a {s['warmup']} s warm-up"
-    )
+# A table cell drawn from a scenario's summary and its ratios.
+Cell = Callable[[Summary, Ratios], str]
 
 
 def _ratio_text(ratio: dict[str, Any]) -> str:
@@ -55,8 +47,8 @@ def _forwarded_text(forwarded: dict[str, Any] | None) -> str:
     return text
 
 
-def _latency_text(latency: dict[str, float], name: str) -> str:
-    return f"{latency[name]:.2f}" if name in latency else "n/a"
+def _latency(name: str) -> Cell:
+    return lambda s, _: f"{s['latency_ms'][name]:.2f}" if name in s["latency_ms"] else "n/a"
 
 
 def _per_node_text(summary: Summary) -> str:
@@ -68,25 +60,12 @@ def _per_node_text(summary: Summary) -> str:
     )
 
 
-def _rate(summary: Summary, _: Ratios) -> str:
-    return f"{summary['keys_per_s']['median']:,.0f}"
-
-
-def _range(summary: Summary, _: Ratios) -> str:
-    rate = summary["keys_per_s"]
-    return f"{rate['min']:,.0f}-{rate['max']:,.0f}"
-
-
 def _near(summary: Summary, _: Ratios) -> str:
     share = summary["near_hits_per_request"]
     return "" if share is None else f"{share:.1%}"
 
 
-def _ratios(_: Summary, ratios: Ratios) -> str:
-    return "; ".join(_ratio_text(ratio) for ratio in ratios)
-
-
-def _figures(name: str) -> Callable[[Summary, Ratios], str]:
+def _figures(name: str) -> Cell:
     """The ratios' ``name`` figures, where they have one."""
     return lambda _, ratios: "; ".join(f"{r[name]:.3f}" for r in ratios if r[name])
 
@@ -100,26 +79,25 @@ def _hot(summary: Summary) -> bool:
 
 
 # (header, cell of a summary and its ratios, whether a scenario needs the column)
-_Column = tuple[str, Callable[[Summary, Ratios], str], Callable[[Summary], bool]]
-_COLUMNS: tuple[_Column, ...] = (
-    ("scenario", lambda summary, _: summary["name"], _always),
-    ("what", lambda summary, _: summary["title"], _always),
-    ("keys/s median", _rate, _always),
-    ("min-max", _range, _always),
-    ("p50 ms", lambda summary, _: _latency_text(summary["latency_ms"], "p50"), _always),
-    ("p99 ms", lambda summary, _: _latency_text(summary["latency_ms"], "p99"), _always),
-    ("server CPU", lambda summary, _: f"{summary['server_cores_busy']:.2f}", _always),
-    ("CPU us/req", lambda summary, _: f"{summary['server_cpu_us_per_request']:.1f}", _always),
-    ("CPU per node (* hottest key's owner)", lambda summary, _: _per_node_text(summary), _hot),
-    ("forwarded", lambda summary, _: _forwarded_text(summary["forwarded"]), _always),
-    ("near-cache hits", _near, lambda summary: bool(summary["near_hits_per_request"])),
-    ("ratio (paired median, range) [target]", _ratios, _always),
+_COLUMNS: tuple[tuple[str, Cell, Callable[[Summary], bool]], ...] = (
+    ("scenario", lambda s, _: s["name"], _always),
+    ("what", lambda s, _: s["title"], _always),
+    ("keys/s median", lambda s, _: f"{s['keys_per_s']['median']:,.0f}", _always),
+    ("min-max", lambda s, _: "{min:,.0f}-{max:,.0f}".format(**s["keys_per_s"]), _always),
+    ("p50 ms", _latency("p50"), _always),
+    ("p99 ms", _latency("p99"), _always),
+    ("server CPU", lambda s, _: f"{s['server_cores_busy']:.2f}", _always),
+    ("CPU us/req", lambda s, _: f"{s['server_cpu_us_per_request']:.1f}", _always),
+    ("CPU per node (* hottest key's owner)", lambda s, _: _per_node_text(s), _hot),
+    ("forwarded", lambda s, _: _forwarded_text(s["forwarded"]), _always),
+    ("near-cache hits", _near, lambda s: bool(s["near_hits_per_request"])),
+    ("ratio (paired median, range) [target]", lambda _, r: "; ".join(map(_ratio_text, r)), _always),
     ("CPU ratio", _figures("cpu_per_request"), _always),
     ("ratio, one core per node", _figures("one_core_per_server"), _hot),
 )
 
 
-def _group_table(doc: dict[str, Any], summaries: list[Summary], table: Table) -> str:
+def _group_table(doc: dict[str, Any], summaries: list[Summary]) -> Table:
     ratios: dict[str, Ratios] = {}
     for ratio in doc["ratios"]:
         ratios.setdefault(ratio["scenario"], []).append(ratio)
@@ -128,7 +106,7 @@ def _group_table(doc: dict[str, Any], summaries: list[Summary], table: Table) ->
         [cell(summary, ratios.get(summary["name"], [])) for _, cell, _ in columns]
         for summary in summaries
     ]
-    return table([header for header, _, _ in columns], rows)
+    return [header for header, _, _ in columns], rows
 
 
 def _groups(doc: dict[str, Any]) -> dict[str, list[Summary]]:
@@ -138,58 +116,25 @@ def _groups(doc: dict[str, Any]) -> dict[str, list[Summary]]:
     return groups
 
 
-_MEMORY_HEADERS = [
-    "value",
-    "PUTs",
-    "payload written",
-    "bound",
-    "idle RSS",
-    "peak RSS",
-    "final RSS",
-    "peak growth / bound",
-    "peak RSS / bound",
-    "PUT/s",
+def _mib(name: str, digits: int) -> Callable[[dict[str, Any]], str]:
+    return lambda entry: f"{entry[name] / _MIB:,.{digits}f} MiB"
+
+
+_MEMORY_COLUMNS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+    ("value", lambda entry: f"{entry['value_bytes']:,} B"),
+    (
+        "PUTs",
+        lambda entry: f"{entry['puts_stored']:,}" + ("" if entry["completed"] else " (cut short)"),
+    ),
+    ("payload written", _mib("payload_written_bytes", 0)),
+    ("bound", _mib("bound_bytes", 0)),
+    ("idle RSS", _mib("idle_rss_bytes", 1)),
+    ("peak RSS", _mib("peak_rss_bytes", 1)),
+    ("final RSS", _mib("final_rss_bytes", 1)),
+    ("peak growth / bound", lambda entry: f"{entry['peak_growth_over_bound']:.2f}"),
+    ("peak RSS / bound", lambda entry: f"{entry['peak_rss_over_bound']:.2f}"),
+    ("PUT/s", lambda entry: f"{entry['puts_per_s']:,.0f}"),
 ]
-
-
-def _memory_rows(doc: dict[str, Any]) -> list[list[str]]:
-    return [
-        [
-            f"{entry['value_bytes']:,} B",
-            f"{entry['puts_stored']:,}" + ("" if entry["completed"] else " (cut short)"),
-            f"{entry['payload_written_bytes'] / _MIB:,.0f} MiB",
-            f"{entry['bound_bytes'] / _MIB:,.0f} MiB",
-            f"{entry['idle_rss_bytes'] / _MIB:,.1f} MiB",
-            f"{entry['peak_rss_bytes'] / _MIB:,.1f} MiB",
-            f"{entry['final_rss_bytes'] / _MIB:,.1f} MiB",
-            f"{entry['peak_growth_over_bound']:.2f}",
-            f"{entry['peak_rss_over_bound']:.2f}",
-            f"{entry['puts_per_s']:,.0f}",
-        ]
-        for entry in doc["memory"] or []
-    ]
-
-
-def render_table(doc: dict[str, Any]) -> str:
-    """The console summary."""
-    parts = []
-    if doc["scenarios"]:
-        parts += [f"Load:    {_load_line(doc)}", f"Pinning: {doc['pinning']['description']}"]
-        for group, summaries in _groups(doc).items():
-            parts += ["", f"== {group}", _group_table(doc, summaries, plain_table)]
-    if doc["staleness"]:
-        parts += ["", render_staleness(doc["staleness"])]
-    if doc["memory"]:
-        parts += ["", "Memory (RSS of one node while PUTs write 10x its --max-bytes):", ""]
-        parts.append(plain_table(_MEMORY_HEADERS, _memory_rows(doc)))
-    if doc["memory_per_entry"]:
-        parts += ["", render_per_entry_text(doc["memory_per_entry"])]
-    if doc["ring"]:
-        parts += ["", render_ring_text(doc["ring"])]
-    if doc["notes"]:
-        parts += ["", "Notes:", *(f"  - {note}" for note in doc["notes"])]
-    return "\n".join(parts)
-
 
 _READING = (
     "keys/s is requests/s times the keys per request (1 except for batches). Ratios"
@@ -207,46 +152,54 @@ _READING = (
 )
 
 
-def render_markdown(doc: dict[str, Any], plots: Sequence[Path] = ()) -> str:
-    """The Markdown summary written next to the JSON."""
-    machine = doc["machine"]
-    lines = [
-        f"# Benchmark {doc['started_at']} ({doc['mode']})",
-        "",
+def _blocks(doc: dict[str, Any], plots: Sequence[Path]) -> list[Block]:
+    machine, settings = doc["machine"], doc["settings"]
+    about = [
         f"- Machine: {machine['nproc']} CPUs, {machine['cpu_model']}, Linux {machine['kernel']}",
         f"- Python {machine['python']}, aiohttp {machine['aiohttp']}, uvloop {machine['uvloop']},"
         f" {machine.get('wrk') or 'wrk absent'}",
         f"- Pinning: {doc['pinning']['description']}; code: commit {machine['commit']}",
     ]
     if doc["scenarios"]:
-        lines.append(f"- Load: {_load_line(doc)}")
+        about.append(
+            f"- Load: wrk (redis-benchmark, memaslap and Python clients in their own"
+            f" scenarios), {settings['connections']} connections, {settings['duration']} s x"
+            f" {settings['rounds']} interleaved round(s) after a {settings['warmup']} s warm-up"
+        )
+    blocks: list[Block] = [f"# Benchmark {doc['started_at']} ({doc['mode']})", "\n".join(about)]
     if plots:
-        lines += ["", *(f"![{path.stem}]({path.name})" for path in plots)]
+        blocks.append("\n".join(f"![{path.stem}]({path.name})" for path in plots))
     if doc["scenarios"]:
-        lines += ["", "## Throughput and latency"]
+        blocks.append("## Throughput and latency")
         for group, summaries in _groups(doc).items():
-            lines += ["", f"### {group}", "", _group_table(doc, summaries, markdown_table)]
-        lines += ["", _READING]
+            blocks += [f"### {group}", _group_table(doc, summaries)]
+        blocks.append(_READING)
     if doc["staleness"]:
-        lines += ["", "## Near-cache staleness", "", render_staleness(doc["staleness"])]
+        blocks += ["## Near-cache staleness", render_staleness(doc["staleness"])]
     if doc["memory"]:
-        settings = doc["memory_settings"] or {}
-        lines += [
-            "",
+        memory = doc["memory_settings"] or {}
+        blocks += [
             "## Memory",
-            "",
-            f"One node with `--max-bytes {settings.get('max_bytes', 0) // _MIB}MiB`, written"
-            f" {settings.get('factor')}x that in payload with PUTs of distinct keys.",
-            "",
-            markdown_table(_MEMORY_HEADERS, _memory_rows(doc)),
-            "",
+            f"One node with `--max-bytes {memory.get('max_bytes', 0) // _MIB}MiB`, written"
+            f" {memory.get('factor')}x that in payload with PUTs of distinct keys.",
+            table(_MEMORY_COLUMNS, doc["memory"]),
             "Peak growth / bound is (peak RSS - idle RSS) / --max-bytes: how much memory the"
             " store really took per byte of its bound.",
         ]
     if doc["memory_per_entry"]:
-        lines += ["", render_per_entry_markdown(doc["memory_per_entry"])]
+        blocks += per_entry_blocks(doc["memory_per_entry"])
     if doc["ring"]:
-        lines += ["", render_ring_markdown(doc["ring"])]
+        blocks += ring_blocks(doc["ring"])
     if doc["notes"]:
-        lines += ["", "## Notes", "", *(f"- {note}" for note in doc["notes"])]
-    return "\n".join(lines) + "\n"
+        blocks += ["## Notes", "\n".join(f"- {note}" for note in doc["notes"])]
+    return blocks
+
+
+def render_table(doc: dict[str, Any]) -> str:
+    """The console summary."""
+    return render(_blocks(doc, ()), markdown=False)
+
+
+def render_markdown(doc: dict[str, Any], plots: Sequence[Path] = ()) -> str:
+    """The Markdown summary written next to the JSON."""
+    return render(_blocks(doc, plots), markdown=True)

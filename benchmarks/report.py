@@ -29,6 +29,7 @@ __all__ = ["LATEST", "build_document", "write_results"]
 # The stem of the files a complete run also writes: the only results kept
 # in git (benchmarks/results/.gitignore).
 LATEST = "latest"
+_SECTIONS = ("memory", "memory_settings", "memory_per_entry", "ring", "staleness")
 
 
 def _run_dict(run: Run) -> dict[str, Any]:
@@ -46,21 +47,12 @@ def _run_dict(run: Run) -> dict[str, Any]:
         "server_cpu_s": [round(cpu, 3) for cpu in run.server_cpu_each],
         "forwards": run.forwards,
         "near_hits": run.near_hits,
-        "server_cpu_us_per_request": round(_cpu_us(run), 3),
+        "server_cpu_us_per_request": round(run.cpu_us_per_request, 3),
         "server_cores_busy": round(run.server_cores_busy, 3),
         "generator_cpu_s": round(result.generator_cpu_s, 3),
         "generator_cores_busy": round(run.generator_cores_busy, 3),
         "generator_output": result.raw,
     }
-
-
-def _cpu_us(run: Run) -> float:
-    """Server CPU microseconds per request: less sensitive to neighbours than req/s."""
-    return run.server_cpu_s / run.result.requests * 1e6 if run.result.requests else 0.0
-
-
-def _cpu_us_per_key(run: Run) -> float:
-    return _cpu_us(run) / run.keys_per_request
 
 
 def _spread(values: list[float]) -> dict[str, float]:
@@ -85,7 +77,7 @@ def _median(values: list[float], digits: int = 3) -> float:
 
 
 def _forwarded(scenario: Scenario, runs: list[Run]) -> dict[str, Any] | None:
-    shares = [share for run in runs if (share := run.forwarded_share) is not None]
+    shares = [share for run in runs if (share := run.per_request(run.forwards)) is not None]
     if not shares:
         return None
     share = statistics.median(shares)
@@ -101,7 +93,7 @@ def _forwarded(scenario: Scenario, runs: list[Run]) -> dict[str, Any] | None:
 
 def _summary(scenario: Scenario, runs: list[Run], prepared: Prepared) -> dict[str, Any]:
     target = prepared.target
-    near = [share for run in runs if (share := run.near_hit_share) is not None]
+    near = [share for run in runs if (share := run.per_request(run.near_hits)) is not None]
     return {
         "name": scenario.name,
         "title": scenario.title,
@@ -134,22 +126,13 @@ def _summary(scenario: Scenario, runs: list[Run], prepared: Prepared) -> dict[st
             for index in range(len(target.server_pids))
         ],
         "hot_owner": target.hot_owner,
-        "server_cpu_us_per_request": _median([_cpu_us(run) for run in runs]),
+        "server_cpu_us_per_request": _median([run.cpu_us_per_request for run in runs]),
         "generator_cores_busy": _median([run.generator_cores_busy for run in runs]),
         "generator_cpu_us_per_request": _median(
             [run.result.generator_cpu_s / run.result.requests * 1e6 for run in runs]
         ),
         "errors": sum(run.result.error_count for run in runs),
     }
-
-
-def _ratios(scenario: Scenario, measured: dict[str, list[Run]]) -> list[dict[str, Any]]:
-    ratios = []
-    for index, baseline in enumerate(scenario.baselines):
-        if baseline in measured:
-            target = scenario.target if index == 0 else None
-            ratios.append(_ratio(scenario, baseline, target, measured))
-    return ratios
 
 
 def _ratio(
@@ -171,8 +154,10 @@ def _ratio(
         per_core = _median([mine_core[r] / base_core[r] for r in mine_core if base_core.get(r)], 4)
     # The same comparison in server CPU per request: a neighbour on the server
     # core moves it much less than req/s, so it is the check on a noisy run.
-    mine_cpu = statistics.median(_cpu_us_per_key(run) for run in measured[scenario.name])
-    base_cpu = statistics.median(_cpu_us_per_key(run) for run in measured[baseline])
+    mine_cpu, base_cpu = (
+        statistics.median(run.cpu_us_per_request / run.keys_per_request for run in measured[name])
+        for name in (scenario.name, baseline)
+    )
     return {
         "scenario": scenario.name,
         "baseline": baseline,
@@ -242,12 +227,11 @@ def build_document(
     scenarios: Sequence[Scenario],
     prepared: dict[str, Prepared],
     runs: list[Run],
-    memory: list[dict[str, Any]] | None,
-    memory_settings: dict[str, Any] | None,
-    memory_per_entry: dict[str, Any] | None = None,
-    ring: dict[str, Any] | None = None,
-    staleness: dict[str, Any] | None = None,
+    **sections: dict[str, Any] | list[dict[str, Any]] | None,
 ) -> dict[str, Any]:
+    """The result document. ``sections`` are the other benchmarks' results,
+    as they returned them: ``memory``, ``memory_settings``,
+    ``memory_per_entry``, ``ring``, ``staleness`` (None when not run)."""
     measured: dict[str, list[Run]] = {}
     for run in runs:
         if not run.warmup and not run.discarded:
@@ -257,7 +241,13 @@ def build_document(
         for scenario in scenarios
         if scenario.name in measured
     ]
-    ratios = [ratio for scenario in scenarios for ratio in _ratios(scenario, measured)]
+    # The scenario's target is against its first baseline.
+    ratios = [
+        _ratio(scenario, baseline, scenario.target if index == 0 else None, measured)
+        for scenario in scenarios
+        for index, baseline in enumerate(scenario.baselines)
+        if baseline in measured
+    ]
     return {
         "started_at": started_at,
         "mode": mode,
@@ -268,11 +258,8 @@ def build_document(
         "ratios": ratios,
         "notes": _notes(summaries, runs),
         "runs": [_run_dict(run) for run in runs],
-        "memory": memory,
-        "memory_settings": memory_settings,
-        "memory_per_entry": memory_per_entry,
-        "ring": ring,
-        "staleness": staleness,
+        **dict.fromkeys(_SECTIONS),
+        **sections,
     }
 
 

@@ -19,8 +19,8 @@ logic), in this process, with no servers and no network:
    joiner, or away from the leaver).
 4. **rebuild**: seconds to construct a 1,000-member ring at the default vnodes.
 
-``run_ring_benchmark`` returns a JSON-ready dict; ``render_ring_markdown``
-and ``render_ring_text`` turn it into a report section. Nothing here prints.
+``run_ring_benchmark`` returns a JSON-ready dict; ``ring_blocks`` turn it
+into a report section. Nothing here prints.
 """
 
 from __future__ import annotations
@@ -29,14 +29,13 @@ import gc
 import random
 import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from client._ring import DEFAULT_VNODES, HashRing
 
-from .tables import markdown_table, plain_table
+from .tables import Block, cell, render, table
 
 __all__ = [
     "arc_lengths",
@@ -46,6 +45,7 @@ __all__ = [
     "key_movement",
     "render_ring_markdown",
     "render_ring_text",
+    "ring_blocks",
     "run_ring_benchmark",
 ]
 
@@ -56,35 +56,21 @@ MOVEMENT_MEMBERS = (10, 100)
 LOOKUP_MEMBERS = 100
 REBUILD_MEMBERS = 1000
 TARGET_MAX_OVER_MEAN = 1.10  # issue 6: 10 members at the default vnodes
+Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Plan:
-    """How much work one run does; ``quick`` trades precision for time."""
+    """How much work one run does; the quick one trades precision for time."""
 
-    lookup_keys: int
-    lookup_repeats: int
+    keys: int  # looked up, and moved or not
+    repeats: int  # lookup passes
+    rebuilds: int
     sets: dict[int, int]  # member count -> member sets drawn for the balance table
-    movement_keys: int
-    rebuild_repeats: int
 
-    @classmethod
-    def for_run(cls, *, quick: bool) -> _Plan:
-        if quick:
-            return cls(
-                lookup_keys=20_000,
-                lookup_repeats=3,
-                sets={10: 10, 100: 5, 1000: 1},
-                movement_keys=20_000,
-                rebuild_repeats=3,
-            )
-        return cls(
-            lookup_keys=200_000,
-            lookup_repeats=5,
-            sets={10: 50, 100: 20, 1000: 8},
-            movement_keys=200_000,
-            rebuild_repeats=7,
-        )
+
+_FULL = _Plan(keys=200_000, repeats=5, rebuilds=7, sets={10: 50, 100: 20, 1000: 8})
+_QUICK = _Plan(keys=20_000, repeats=3, rebuilds=3, sets={10: 10, 100: 5, 1000: 1})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,9 +80,6 @@ class Balance:
     max_over_mean: float
     min_over_mean: float
     stdev_over_mean: float  # population stdev of the shares
-
-
-# -- inputs ---------------------------------------------------------------------
 
 
 def ecs_member_ids(count: int, seed: int) -> list[str]:
@@ -113,23 +96,6 @@ def _member_set_seed(members: int, set_index: int) -> int:
     return members * 100_000 + set_index
 
 
-def _keys(count: int) -> list[str]:
-    return [f"key-{n}" for n in range(count)]
-
-
-# -- arcs -----------------------------------------------------------------------
-
-
-def _sorted_points(ring: HashRing) -> tuple[Sequence[int], Sequence[str]]:
-    """The ring's points in ascending order and the member at each.
-
-    Read from the ring itself (rather than recomputed with ``vnode_point``),
-    so the tie rule and every other detail are the ring's, not a copy of them.
-    """
-    points = ring.points()
-    return [point for point, _ in points], [member for _, member in points]
-
-
 def arc_lengths(ring: HashRing) -> dict[str, int]:
     """Positions (out of 2^32) each member owns; members with no point get 0.
 
@@ -137,10 +103,12 @@ def arc_lengths(ring: HashRing) -> dict[str, int]:
     owns ``(p[i-1], p[i]]``; the first point also owns the wrap-around,
     ``(p[-1], 2^32)`` and ``[0, p[0]]``. The lengths sum to exactly 2^32.
     """
-    points, owners = _sorted_points(ring)
+    # The ring's own sorted points (rather than recomputed with ``vnode_point``),
+    # so the tie rule and every other detail are the ring's, not a copy of them.
+    points = ring.points()
     lengths = dict.fromkeys(ring.members, 0)
-    previous = points[-1] - HASH_SPACE  # the last point, one turn back
-    for point, owner in zip(points, owners, strict=True):
+    previous = points[-1][0] - HASH_SPACE  # the last point, one turn back
+    for point, owner in points:
         lengths[owner] += point - previous
         previous = point
     return lengths
@@ -161,59 +129,45 @@ def balance_of(shares: Sequence[float]) -> Balance:
     )
 
 
-# -- 1. lookup ------------------------------------------------------------------
-
-
-@contextmanager
-def _no_gc() -> Iterator[None]:
-    """Keep the collector out of a timed section, as ``timeit`` does."""
+def _timings_ns(action: Callable[[], object], repeats: int) -> list[int]:
+    """ns of each of ``repeats`` runs of ``action``, the collector kept out as
+    ``timeit`` does; the fastest is the least disturbed by neighbours."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        yield
+        timings = []
+        for _ in range(repeats):
+            started = time.perf_counter_ns()
+            action()
+            timings.append(time.perf_counter_ns() - started)
+        return timings
     finally:
         if was_enabled:
             gc.enable()
 
 
-def _best_ns(action: Callable[[], object], repeats: int) -> int:
-    """The fastest of ``repeats`` runs of ``action``, in ns: the least disturbed by neighbours."""
-    best = None
-    for _ in range(repeats):
-        with _no_gc():
-            started = time.perf_counter_ns()
-            action()
-            elapsed = time.perf_counter_ns() - started
-        best = elapsed if best is None else min(best, elapsed)
-    assert best is not None
-    return best
-
-
-def measure_lookup(plan: _Plan) -> dict[str, Any]:
+def measure_lookup(plan: _Plan, keys: list[str]) -> dict[str, Any]:
     ring = HashRing(ecs_member_ids(LOOKUP_MEMBERS, seed=1))
-    keys = _keys(plan.lookup_keys)
 
     def one_by_one() -> None:
         owner = ring.owner
         for key in keys:
             owner(key)
 
-    per_owner = _best_ns(one_by_one, plan.lookup_repeats)
-    batch = _best_ns(lambda: ring.owner_of_each(keys), plan.lookup_repeats)
+    per_owner = min(_timings_ns(one_by_one, plan.repeats))
+    batch = min(_timings_ns(lambda: ring.owner_of_each(keys), plan.repeats))
     return {
         "members": LOOKUP_MEMBERS,
         "vnodes": DEFAULT_VNODES,
         "ns_per_owner": per_owner / len(keys),
         "ns_per_key_batch": batch / len(keys),
         "keys": len(keys),
-        "repeats": plan.lookup_repeats,
+        "repeats": plan.repeats,
     }
 
 
-# -- 2. balance -----------------------------------------------------------------
-
-
-def _balance_row(members: int, vnodes: int, plan: _Plan) -> dict[str, Any]:
+def measure_balance(members: int, vnodes: int, plan: _Plan, progress: Progress) -> dict[str, Any]:
+    progress(f"ring balance: {members} members, {vnodes} vnodes")
     by_arcs = [
         balance_of(list(arc_shares(HashRing(ids, vnodes=vnodes)).values()))
         for ids in (
@@ -231,18 +185,6 @@ def _balance_row(members: int, vnodes: int, plan: _Plan) -> dict[str, Any]:
         "worst_min_over_mean": min(b.min_over_mean for b in by_arcs),
         "stdev_over_mean": statistics.median(b.stdev_over_mean for b in by_arcs),
     }
-
-
-def measure_balance(plan: _Plan, progress: Callable[[str], None]) -> list[dict[str, Any]]:
-    rows = []
-    for members in BALANCE_MEMBERS:
-        for vnodes in BALANCE_VNODES:
-            progress(f"ring balance: {members} members, {vnodes} vnodes")
-            rows.append(_balance_row(members, vnodes, plan))
-    return rows
-
-
-# -- 3. movement ----------------------------------------------------------------
 
 
 def key_movement(
@@ -265,7 +207,10 @@ def key_movement(
     return moved, misplaced
 
 
-def _movement_row(event: str, members: int, keys: Sequence[str]) -> dict[str, Any]:
+def measure_movement(
+    event: str, members: int, keys: Sequence[str], progress: Progress
+) -> dict[str, Any]:
+    progress(f"ring movement: {event} at {members} members")
     # One id more than the ring holds: the joiner (a leave does not use it).
     ids = ecs_member_ids(members + 1, seed=_member_set_seed(members, 0))
     before_ids = ids[:members]
@@ -293,27 +238,9 @@ def _movement_row(event: str, members: int, keys: Sequence[str]) -> dict[str, An
     }
 
 
-def measure_movement(plan: _Plan, progress: Callable[[str], None]) -> list[dict[str, Any]]:
-    keys = _keys(plan.movement_keys)
-    rows = []
-    for members in MOVEMENT_MEMBERS:
-        for event in ("join", "leave"):
-            progress(f"ring movement: {event} at {members} members")
-            rows.append(_movement_row(event, members, keys))
-    return rows
-
-
-# -- 4. rebuild -----------------------------------------------------------------
-
-
 def measure_rebuild(plan: _Plan) -> dict[str, Any]:
     ids = ecs_member_ids(REBUILD_MEMBERS, seed=_member_set_seed(REBUILD_MEMBERS, 0))
-    times = []
-    for _ in range(plan.rebuild_repeats):
-        with _no_gc():
-            started = time.perf_counter_ns()
-            HashRing(ids)
-            times.append((time.perf_counter_ns() - started) / 1e9)
+    times = [ns / 1e9 for ns in _timings_ns(lambda: HashRing(ids), plan.rebuilds)]
     return {
         "members": REBUILD_MEMBERS,
         "vnodes": DEFAULT_VNODES,
@@ -323,18 +250,22 @@ def measure_rebuild(plan: _Plan) -> dict[str, Any]:
     }
 
 
-# -- the run --------------------------------------------------------------------
-
-
-def run_ring_benchmark(
-    *, quick: bool, progress: Callable[[str], None] = lambda _: None
-) -> dict[str, Any]:
+def run_ring_benchmark(*, quick: bool, progress: Progress = lambda _: None) -> dict[str, Any]:
     """Measure the ring; see the module docstring. ``quick``: a few seconds, coarser figures."""
-    plan = _Plan.for_run(quick=quick)
+    plan = _QUICK if quick else _FULL
+    keys = [f"key-{n}" for n in range(plan.keys)]
     progress("ring lookup")
-    lookup = measure_lookup(plan)
-    balance = measure_balance(plan, progress)
-    movement = measure_movement(plan, progress)
+    lookup = measure_lookup(plan, keys)
+    balance = [
+        measure_balance(members, vnodes, plan, progress)
+        for members in BALANCE_MEMBERS
+        for vnodes in BALANCE_VNODES
+    ]
+    movement = [
+        measure_movement(event, members, keys, progress)
+        for members in MOVEMENT_MEMBERS
+        for event in ("join", "leave")
+    ]
     progress("ring rebuild")
     rebuild = measure_rebuild(plan)
     headline = next(r for r in balance if r["members"] == 10 and r["vnodes"] == DEFAULT_VNODES)
@@ -355,74 +286,63 @@ def run_ring_benchmark(
 
 # -- rendering ------------------------------------------------------------------
 
-_BALANCE_HEADERS = ["members", "vnodes", "sets", "max/mean", "worst max/mean", "min/mean"]
-_BALANCE_HEADERS += ["worst min/mean", "stdev/mean"]
-_BALANCE_FIGURES = ("max_over_mean", "worst_max_over_mean", "min_over_mean")
-_BALANCE_FIGURES += ("worst_min_over_mean", "stdev_over_mean")
-_MOVEMENT_HEADERS = ["change", "keys", "moved", "ideal", "arc share", "misplaced"]
+_BALANCE_COLUMNS = [
+    ("members", cell("members")),
+    ("vnodes", cell("vnodes")),
+    ("sets", cell("sets")),
+    ("max/mean", cell("max_over_mean", ".3f")),
+    ("worst max/mean", cell("worst_max_over_mean", ".3f")),
+    ("min/mean", cell("min_over_mean", ".3f")),
+    ("worst min/mean", cell("worst_min_over_mean", ".3f")),
+    ("stdev/mean", cell("stdev_over_mean", ".3f")),
+]
 
 
-def _balance_rows(ring: dict[str, Any]) -> list[list[str]]:
-    return [
-        [str(row["members"]), str(row["vnodes"]), str(row["sets"])]
-        + [f"{row[name]:.3f}" for name in _BALANCE_FIGURES]
-        for row in ring["balance"]
-    ]
+def _change(row: dict[str, Any]) -> str:
+    after = row["members_before"] + (1 if row["event"] == "join" else -1)
+    return f"{row['event']} {row['members_before']} -> {after}"
 
 
-def _movement_rows(ring: dict[str, Any]) -> list[list[str]]:
-    return [
-        [
-            f"{row['event']} {row['members_before']} -> "
-            f"{row['members_before'] + (1 if row['event'] == 'join' else -1)}",
-            f"{row['keys']:,}",
-            f"{row['moved_fraction']:.4f}",
-            f"{row['ideal']:.4f}",
-            f"{row['arc_share_of_changed']:.4f}",
-            str(row["misplaced_moves"]),
-        ]
-        for row in ring["movement"]
-    ]
+_MOVEMENT_COLUMNS = [
+    ("change", _change),
+    ("keys", cell("keys", ",")),
+    ("moved", cell("moved_fraction", ".4f")),
+    ("ideal", cell("ideal", ".4f")),
+    ("arc share", cell("arc_share_of_changed", ".4f")),
+    ("misplaced", cell("misplaced_moves")),
+]
 
 
-def _summary_lines(ring: dict[str, Any]) -> list[str]:
+def ring_blocks(ring: dict[str, Any]) -> list[Block]:
+    """A "## Ring" section: the summary and the balance and movement tables."""
     lookup, rebuild, target = ring["lookup"], ring["rebuild"], ring["target"]
-    return [
-        f"Lookup, {lookup['members']} members at {lookup['vnodes']} vnodes, best of "
+    summary = [
+        f"- Lookup, {lookup['members']} members at {lookup['vnodes']} vnodes, best of "
         f"{lookup['repeats']} passes over {lookup['keys']:,} keys: "
         f"{lookup['ns_per_owner']:.0f} ns per owner(key), "
         f"{lookup['ns_per_key_batch']:.0f} ns per key with owner_of_each(keys).",
-        f"Rebuild, {rebuild['members']:,} members at {rebuild['vnodes']} vnodes: "
+        f"- Rebuild, {rebuild['members']:,} members at {rebuild['vnodes']} vnodes: "
         f"best {rebuild['best_s'] * 1000:.1f} ms, median {rebuild['median_s'] * 1000:.1f} ms "
         f"of {rebuild['repeats']}.",
-        f"Target, {target['what']}: {target['value']:.3f}, "
+        f"- Target, {target['what']}: {target['value']:.3f}, "
         f"{'met' if target['met'] else 'not met'}.",
+    ]
+    return [
+        "## Ring",
+        "\n".join(summary),
+        "Balance: exact arc shares of the 2^32 hash space; median over the member sets, "
+        "worst set beside it.",
+        table(_BALANCE_COLUMNS, ring["balance"]),
+        "Movement at the default vnodes: moved = fraction of keys whose owner changed; "
+        "arc share = the joiner's (leaver's) exact share, what should move; "
+        "misplaced = moves not to the joiner (not from the leaver), must be 0.",
+        table(_MOVEMENT_COLUMNS, ring["movement"]),
     ]
 
 
-_BALANCE_NOTE = (
-    "Balance: exact arc shares of the 2^32 hash space; median over the member sets, "
-    "worst set beside it."
-)
-_MOVEMENT_NOTE = (
-    "Movement at the default vnodes: moved = fraction of keys whose owner changed; "
-    "arc share = the joiner's (leaver's) exact share, what should move; "
-    "misplaced = moves not to the joiner (not from the leaver), must be 0."
-)
-
-
 def render_ring_markdown(ring: dict[str, Any]) -> str:
-    """A ``## Ring`` Markdown section with the summary lines and both tables."""
-    lines = [f"- {line}" for line in _summary_lines(ring)]
-    return _render(ring, ["## Ring", "", *lines], markdown_table)
+    return render(ring_blocks(ring), markdown=True)
 
 
 def render_ring_text(ring: dict[str, Any]) -> str:
-    """The same as ``render_ring_markdown``, in plain columns for the console."""
-    return _render(ring, ["Ring", "", *_summary_lines(ring)], plain_table)
-
-
-def _render(ring: dict[str, Any], head: list[str], table: Callable[..., str]) -> str:
-    parts = [*head, "", _BALANCE_NOTE, "", table(_BALANCE_HEADERS, _balance_rows(ring)), ""]
-    parts += [_MOVEMENT_NOTE, "", table(_MOVEMENT_HEADERS, _movement_rows(ring))]
-    return "\n".join(parts) + "\n"
+    return render(ring_blocks(ring), markdown=False)

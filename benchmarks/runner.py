@@ -67,20 +67,15 @@ class Run:
     def keys_per_s(self) -> float:
         return self.result.requests_per_s * self.keys_per_request
 
-    @property
-    def forwarded_share(self) -> float | None:
-        """Forwards per request; None when the servers are not our nodes."""
-        return self._per_request(self.forwards)
+    def per_request(self, count: int | None) -> float | None:
+        """``count`` (``forwards``, ``near_hits``) per request; None when the
+        servers are not our nodes."""
+        return None if count is None or not self.result.requests else count / self.result.requests
 
     @property
-    def near_hit_share(self) -> float | None:
-        """Near-cache hits per request; None when the servers are not our nodes."""
-        return self._per_request(self.near_hits)
-
-    def _per_request(self, count: int | None) -> float | None:
-        if count is None or not self.result.requests:
-            return None
-        return count / self.result.requests
+    def cpu_us_per_request(self) -> float:
+        """Server CPU microseconds per request: less sensitive to neighbours than req/s."""
+        return self.server_cpu_s / self.result.requests * 1e6 if self.result.requests else 0.0
 
     @property
     def requests_per_busiest_cpu_s(self) -> float:
@@ -167,7 +162,7 @@ def _bar(done: int, total: int, width: int = 20) -> str:
 def _describe(run: Run) -> str:
     result = run.result
     unit = "keys/s" if run.keys_per_request > 1 else "req/s"
-    share = run.forwarded_share
+    share = run.per_request(run.forwards)
     return (
         f"{run.scenario:<18} {run.keys_per_s:>9,.0f} {unit}"
         f"  p50 {_ms(result.latency_ms.get('p50'))}  p99 {_ms(result.latency_ms.get('p99'))}"
@@ -207,7 +202,7 @@ def _measure(
 
 def _load(target: Target, settings: Settings, plan: CorePlan, duration: int) -> LoadResult:
     if target.tool is not None:
-        return target.tool(duration, plan.load)
+        return target.tool(duration=duration, cores=plan.load)
     if target.python is not None:
         return pyload.run(target.python, duration=duration, cores=plan.load)
     streams = len(target.workload.streams) if target.workload is not None else 1

@@ -58,7 +58,7 @@ class Scenario:
     name: str
     title: str
     group: str
-    kind: str
+    kind: str = "node"
     prepare: Callable[[Fleet], Target] = field(repr=False)
     baselines: tuple[str, ...] = ()
     target: float | None = None
@@ -66,12 +66,10 @@ class Scenario:
 
 
 def _in(group: str) -> Callable[..., Scenario]:
-    """A ``Scenario`` maker for ``group``: name, title, kind, prepare, then keywords."""
+    """A ``Scenario`` maker for ``group``: name, title, prepare, then keywords."""
 
-    def make(
-        name: str, title: str, kind: str, prepare: Callable[[Fleet], Target], **more: Any
-    ) -> Scenario:
-        return Scenario(name=name, title=title, group=group, kind=kind, prepare=prepare, **more)
+    def make(name: str, title: str, prepare: Callable[[Fleet], Target], **more: Any) -> Scenario:
+        return Scenario(name=name, title=title, group=group, prepare=prepare, **more)
 
     return make
 
@@ -86,16 +84,17 @@ def _mix(get_percent: int, size: int, label: str) -> tuple[Scenario, ...]:
         make(
             f"node-{suffix}",
             f"node (1), {what}",
-            "node",
             partial(Fleet.mix, nodes=1, popularity="uniform", **shape),
             baselines=(f"redis-{suffix}", f"memcached-{suffix}"),
         ),
-        make(f"redis-{suffix}", f"redis-server, {what}", "redis", partial(Fleet.redis, **shape)),
+        make(
+            f"redis-{suffix}", f"redis-server, {what}", partial(Fleet.redis, **shape), kind="redis"
+        ),
         make(
             f"memcached-{suffix}",
             f"memcached, {what}",
-            "memcached",
             partial(Fleet.memcached, **shape),
+            kind="memcached",
         ),
     )
 
@@ -109,14 +108,12 @@ def _three_nodes(popularity: str) -> tuple[Scenario, ...]:
         make(
             f"{name}-entry",
             f"3 nodes, {popularity}, entering at any node (forwarded to the owner)",
-            "node",
             partial(mix, routing="entry"),
             baselines=(f"{name}-owner",),
         ),
         make(
             f"{name}-owner",
             f"3 nodes, {popularity}, sent to the owner (smart routing, wrk)",
-            "node",
             partial(mix, routing="owner"),
             max_forwarded=0.01,
         ),
@@ -124,7 +121,7 @@ def _three_nodes(popularity: str) -> tuple[Scenario, ...]:
     if popularity == "zipf":
         client = partial(Fleet.smart_client, **shape)
         title = "3 nodes, zipf, our AsyncCacheClient (Python)"
-        scenarios.append(make(f"{name}-client", title, "node", client, max_forwarded=0.01))
+        scenarios.append(make(f"{name}-client", title, client, max_forwarded=0.01))
     return tuple(scenarios)
 
 
@@ -141,7 +138,6 @@ def _hot_keys(keys: int) -> tuple[Scenario, ...]:
             make(
                 f"{name}-random",
                 f"{features}, entering at a random node",
-                "node",
                 partial(load, routing="random"),
                 baselines=(f"{name}-owner",),
                 target=target,
@@ -149,7 +145,6 @@ def _hot_keys(keys: int) -> tuple[Scenario, ...]:
             make(
                 f"{name}-owner",
                 f"{features}, sent to the owner",
-                "node",
                 partial(load, routing="owner"),
                 max_forwarded=0.01,
             ),
@@ -163,20 +158,18 @@ _client = _in("Our Python client, 1 node, 100 B (keys/s)")
 _GET: dict[str, Any] = {"get_fraction": 1.0, "value_bytes": 100}
 
 SCENARIOS: tuple[Scenario, ...] = (
-    _one("bare", "bare aiohttp handler", "bare", Fleet.bare),
+    _one("bare", "bare aiohttp handler", Fleet.bare, kind="bare"),
     _one(
         "owned",
         "node GET, key owned (1 node)",
-        "node",
         Fleet.owned,
         baselines=("bare", "redis-get", "memcached-get"),
         target=0.85,
     ),
-    _one("direct", "GET at the owner (2 nodes)", "node", Fleet.direct, baselines=("bare",)),
+    _one("direct", "GET at the owner (2 nodes)", Fleet.direct, baselines=("bare",)),
     _one(
         "forwarded",
         "GET at a non-owner, 1 hop every time (2 nodes)",
-        "node",
         Fleet.forwarded,
         baselines=("direct",),
         target=0.35,
@@ -184,18 +177,20 @@ SCENARIOS: tuple[Scenario, ...] = (
     _one(
         "fwd-defaults",
         "GET at a non-owner, node defaults (near cache, coalescing)",
-        "node",
-        Fleet.forwarded_defaults,
+        partial(Fleet.forwarded, place="defaults"),
         baselines=("direct",),
     ),
     _one(
-        "redis-get", "redis-server GET, 100 B, 10,000 keys", "redis", partial(Fleet.redis, **_GET)
+        "redis-get",
+        "redis-server GET, 100 B, 10,000 keys",
+        partial(Fleet.redis, **_GET),
+        kind="redis",
     ),
     _one(
         "memcached-get",
         "memcached GET, 100 B, 10,000 keys",
-        "memcached",
         partial(Fleet.memcached, **_GET),
+        kind="memcached",
     ),
     *_mix(90, 100, "100 B"),
     *_mix(50, 100, "100 B"),
@@ -206,42 +201,38 @@ SCENARIOS: tuple[Scenario, ...] = (
     _batch(
         "batch-1n",
         "node (1), POST /batch/get",
-        "node",
         partial(Fleet.batch, nodes=1),
         baselines=("redis-mget", "memcached-mget"),
     ),
     _batch(
         "batch-3n-entry",
         "3 nodes, batch entering at any node (split by owner there)",
-        "node",
         partial(Fleet.batch, nodes=3, routing="entry"),
         baselines=("batch-3n-owner",),
     ),
     _batch(
         "batch-3n-owner",
         "3 nodes, batches split by owner (smart routing)",
-        "node",
         partial(Fleet.batch, nodes=3, routing="owner"),
         max_forwarded=0.01,
     ),
     _batch(
         "redis-mget",
         "redis-server MGET of 100 keys",
-        "redis",
         partial(Fleet.redis, **_GET, batch_keys=100),
+        kind="redis",
     ),
     _batch(
         "memcached-mget",
         "memcached multi-get of 100 keys",
-        "memcached",
         partial(Fleet.memcached, **_GET, batch_keys=100),
+        kind="memcached",
     ),
     *_hot_keys(10_000),
     *_hot_keys(1_000),
     _client(
         "client-get",
         "AsyncCacheClient.get, one key, 32 tasks",
-        "node",
         partial(Fleet.client_get, driver="client"),
         baselines=("session-get",),
         target=0.9,
@@ -249,13 +240,11 @@ SCENARIOS: tuple[Scenario, ...] = (
     _client(
         "session-get",
         "aiohttp ClientSession GET, one key, 32 tasks",
-        "node",
         partial(Fleet.client_get, driver="session"),
     ),
     _client(
         "client-get-many",
         "AsyncCacheClient.get_many of 100 keys, 16 tasks",
-        "node",
         Fleet.client_get_many,
         baselines=("redis-get-p16",),
         target=1.0,
@@ -263,8 +252,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     _client(
         "redis-get-p16",
         "redis-server GET, 16 pipelined per connection (redis-benchmark -P 16)",
-        "redis",
         partial(Fleet.redis, **_GET, pipeline=16),
+        kind="redis",
     ),
 )
 

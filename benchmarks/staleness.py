@@ -27,21 +27,13 @@ _GIVE_UP_S = 2.0
 _MAKE_HOT_TRIES = 50
 
 
-class _Connection:
-    """One keep-alive HTTP connection to a node."""
-
-    def __init__(self, member: str) -> None:
-        host, port = member.rsplit(":", 1)
-        self._connection = http.client.HTTPConnection(host, int(port), timeout=5)
-
-    def request(self, method: str, key: str, body: bytes | None = None) -> tuple[bytes, bool]:
-        """The answer's body and whether it came from a near cache."""
-        self._connection.request(method, kv_path(key), body=body)
-        answer = self._connection.getresponse()
-        return answer.read(), answer.getheader(_NEAR_COPY_HEADER) is not None
-
-    def close(self) -> None:
-        self._connection.close()
+def _request(
+    node: http.client.HTTPConnection, method: str, key: str, body: bytes | None = None
+) -> tuple[bytes, bool]:
+    """The answer's body and whether it came from a near cache."""
+    node.request(method, kv_path(key), body=body)
+    answer = node.getresponse()
+    return answer.read(), answer.getheader(_NEAR_COPY_HEADER) is not None
 
 
 def measure_staleness(members: Sequence[str], *, samples: int = 20) -> dict[str, Any]:
@@ -53,16 +45,17 @@ def measure_staleness(members: Sequence[str], *, samples: int = 20) -> dict[str,
     ring = HashRing(members)
     keys = (f"stale-{n}" for n in range(100_000))
     owned = [key for key in keys if ring.owner(key) == owner][:samples]
-    nodes = {member: _Connection(member) for member in members}
+    # One keep-alive connection to each node ("host:port" is read as such).
+    nodes = {member: http.client.HTTPConnection(member, timeout=5) for member in members}
     delays: list[float] = []
     try:
         for key in owned:
-            nodes[owner].request("PUT", key, b"old")
-            if not any(nodes[reader].request("GET", key)[1] for _ in range(_MAKE_HOT_TRIES)):
+            _request(nodes[owner], "PUT", key, b"old")
+            if not any(_request(nodes[reader], "GET", key)[1] for _ in range(_MAKE_HOT_TRIES)):
                 raise RuntimeError(f"{reader} kept no near-cache copy of {key}")
-            nodes[writer].request("PUT", key, b"new")
+            _request(nodes[writer], "PUT", key, b"new")
             written = time.perf_counter()
-            while nodes[reader].request("GET", key)[0] != b"new":
+            while _request(nodes[reader], "GET", key)[0] != b"new":
                 if time.perf_counter() - written > _GIVE_UP_S:
                     raise RuntimeError(f"{reader} served the old {key} for over {_GIVE_UP_S} s")
             delays.append(time.perf_counter() - written)

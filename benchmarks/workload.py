@@ -31,8 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from client._batch import GET_PATH, encode_keys
-from client._ring import DEFAULT_VNODES, HashRing
+from client._ring import HashRing
 from client._transport import kv_path
+
+from .bare_server import value_bytes as value_of
 
 __all__ = [
     "NO_BODY",
@@ -98,9 +100,6 @@ class Workload:
                     raise ValueError(f"request {request} refers to a missing body")
 
 
-# -- key popularity
-
-
 def key_sequence(
     key_count: int,
     length: int,
@@ -143,9 +142,6 @@ def hottest_key(key_count: int, *, seed: int) -> int:
     return _key_of_rank(key_count, seed)[0]
 
 
-# -- GET/PUT mixes
-
-
 def kv_workload(
     keys: Sequence[str],
     members: Sequence[str],
@@ -154,7 +150,6 @@ def kv_workload(
     popularity: str,
     value_bytes: int,
     routing: str,
-    vnodes: int = DEFAULT_VNODES,
     length: int = 20_000,
     seed: int = 1,
     zipf_s: float = 0.99,
@@ -162,9 +157,9 @@ def kv_workload(
     """GETs (``get_fraction`` of requests) and PUTs of ``value_bytes`` over ``keys``.
 
     ``routing="owner"``: ``length * len(members)`` requests are drawn and
-    each goes to the stream of its key's owner (``HashRing(members,
-    vnodes=vnodes)``), so every stream holds about ``length`` requests and
-    no node forwards. ``"entry"``: every member gets its own ``length``
+    each goes to the stream of its key's owner (``HashRing(members)``, as
+    the nodes place keys), so every stream holds about ``length`` requests
+    and no node forwards. ``"entry"``: every member gets its own ``length``
     requests drawn over all keys, so with 3 members about 2/3 of them are
     forwarded. Every PUT carries ``bodies[0]``. Raises ``ValueError`` on
     bad arguments or when a member would receive no request.
@@ -188,8 +183,16 @@ def kv_workload(
 
     if routing == "owner":
         chosen, requests = draw(length * len(members), 0)
-        owner_of_key = HashRing(members, vnodes=vnodes).owner_of_each(keys)
-        streams = _split_by_owner(requests, [owner_of_key[key] for key in chosen], members)
+        owner_of_key = HashRing(members).owner_of_each(keys)
+        by_member: dict[str, list[Request]] = {member: [] for member in members}
+        for key, request in zip(chosen, requests, strict=True):
+            by_member[owner_of_key[key]].append(request)
+        for member, owned in by_member.items():
+            if not owned:
+                raise ValueError(f"{member} owns none of the requested keys: use more keys")
+        streams = [
+            Stream(member=member, requests=tuple(owned)) for member, owned in by_member.items()
+        ]
     else:
         streams = [
             Stream(member=member, requests=tuple(draw(length, index)[1]))
@@ -198,7 +201,7 @@ def kv_workload(
     uses_puts = get_fraction < 1.0
     return Workload(
         streams=tuple(streams),
-        bodies=(_value(value_bytes),) if uses_puts else (),
+        bodies=(value_of(value_bytes),) if uses_puts else (),
         description=(
             f"{get_fraction:.0%} GET / {1 - get_fraction:.0%} PUT, {popularity}"
             f"{f' s={zipf_s:g}' if popularity == 'zipf' else ''} over {len(keys):,} keys, "
@@ -207,35 +210,12 @@ def kv_workload(
     )
 
 
-def _split_by_owner(
-    requests: Sequence[Request], owners: Sequence[str], members: Sequence[str]
-) -> list[Stream]:
-    """One stream per member with the requests it owns (``owners[i]`` owns ``requests[i]``)."""
-    by_member: dict[str, list[Request]] = {member: [] for member in members}
-    for request, owner in zip(requests, owners, strict=True):
-        by_member[owner].append(request)
-    for member, owned in by_member.items():
-        if not owned:
-            raise ValueError(f"{member} owns none of the requested keys: use more keys")
-    return [Stream(member=member, requests=tuple(owned)) for member, owned in by_member.items()]
-
-
-def _value(size: int) -> bytes:
-    """A value of ``size`` bytes that says what it is when seen in a dump."""
-    pattern = b"workload-value-"
-    return (pattern * (size // len(pattern) + 1))[:size]
-
-
-# -- batches
-
-
 def batch_workload(
     keys: Sequence[str],
     members: Sequence[str],
     *,
     batch_keys: int = 100,
     routing: str,
-    vnodes: int = DEFAULT_VNODES,
     bodies_count: int = 64,
     seed: int = 1,
 ) -> Workload:
@@ -253,7 +233,7 @@ def batch_workload(
     bodies: list[bytes] = []
     streams: list[Stream] = []
     if routing == "owner":
-        owners = HashRing(members, vnodes=vnodes).owner_of_each(keys)
+        owners = HashRing(members).owner_of_each(keys)
         for member in members:
             owned = [key for key, owner in zip(keys, owners, strict=True) if owner == member]
             if len(owned) < batch_keys:
@@ -285,9 +265,6 @@ def _check_routing(routing: str, members: Sequence[str]) -> None:
         raise ValueError(f"routing must be one of {ROUTINGS}, got {routing!r}")
     if not members or len(set(members)) != len(members):
         raise ValueError("need at least one member, each listed once")
-
-
-# -- the files wrk reads
 
 
 def write_files(workload: Workload, directory: Path) -> None:

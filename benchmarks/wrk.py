@@ -13,7 +13,6 @@ connects to its stream's node and replays its requests.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import tempfile
@@ -48,53 +47,35 @@ _TICK_S = 0.1
 def run(spec: LoadSpec, *, cores: tuple[int, ...] = (), tick: Tick | None = None) -> LoadResult:
     """Run ``spec`` with wrk pinned (``taskset``) to ``cores``; ``tick`` is called
     every 0.1 s while it runs."""
-    if spec.workload is not None:
-        return _run_workload(spec, spec.workload, cores, tick)
-    script = (_LUA / "report.lua").read_text()
-    extra: list[str] = []
-    url = spec.url
-    if spec.put_keys is not None:
-        script = (_LUA / "put_keys.lua").read_text() + "\n" + script
-        parts = urlsplit(spec.url)
-        url = f"{parts.scheme}://{parts.netloc}/"
-        extra = ["--", str(spec.body_bytes), str(spec.put_keys), spec.key_prefix]
-        extra += [str(spec.threads), str(spec.pipeline)]
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
-        handle.write(script)
-        script_path = handle.name
-    try:
-        command = _command(
-            cores, spec.threads, spec.connections, spec.duration, script_path, url, extra
-        )
-        threads_to_finish = spec.threads if spec.put_keys is not None else None
-        result = _run(command, spec.duration + _GRACE_S, tick, threads_to_finish)
-    finally:
-        os.unlink(script_path)
-    return replace(result, connections=spec.connections)
-
-
-def _run_workload(
-    spec: LoadSpec, workload: Workload, cores: tuple[int, ...], tick: Tick | None
-) -> LoadResult:
-    plan = plan_streams(workload, connections=spec.connections, workers=spec.threads)
-    with tempfile.TemporaryDirectory(prefix="wrk-mix-") as scratch:
+    threads, connections, url, arguments = spec.threads, spec.connections, spec.url, []
+    with tempfile.TemporaryDirectory(prefix="wrk-") as scratch:
         directory = Path(scratch)
-        write_files(workload, directory)
-        _write_thread_plan(workload, plan, directory)
-        script = directory / "script.lua"
-        script.write_text(
-            f"mix_dir = [==[{scratch}]==]\n"
-            + (_LUA / "mix.lua").read_text()
-            + "\n"
-            + (_LUA / "report.lua").read_text()
+        script = ""
+        if spec.workload is not None:
+            plan = plan_streams(spec.workload, connections=connections, workers=threads)
+            threads, connections = plan.workers, plan.connections
+            write_files(spec.workload, directory)
+            _write_thread_plan(spec.workload, plan, directory)
+            script = f"mix_dir = [==[{scratch}]==]\n" + (_LUA / "mix.lua").read_text()
+            # The URL only has to parse: every thread's setup() replaces its address.
+            url = f"http://{spec.workload.streams[0].member}/"
+        elif spec.put_keys is not None:
+            script = (_LUA / "put_keys.lua").read_text()
+            parts = urlsplit(spec.url)
+            url = f"{parts.scheme}://{parts.netloc}/"
+            arguments = ["--", str(spec.body_bytes), str(spec.put_keys), spec.key_prefix]
+            arguments += [str(spec.threads), str(spec.pipeline)]
+        (directory / "script.lua").write_text(script + "\n" + (_LUA / "report.lua").read_text())
+        flags = [f"-t{threads}", f"-c{connections}", f"-d{spec.duration}s", "--timeout", "5s"]
+        command = ["wrk", *flags, "--latency", "-s", str(directory / "script.lua"), url]
+        result = _run(
+            pinned([*command, *arguments], cores),
+            directory / "output",
+            spec.duration + _GRACE_S,
+            tick,
+            spec.threads if spec.put_keys is not None else None,
         )
-        # The URL only has to parse: every thread's setup() replaces its address.
-        url = f"http://{workload.streams[0].member}/"
-        command = _command(
-            cores, plan.workers, plan.connections, spec.duration, str(script), url, []
-        )
-        result = _run(command, spec.duration + _GRACE_S, tick, None)
-    return replace(result, connections=plan.connections)
+    return replace(result, connections=connections)
 
 
 def _write_thread_plan(workload: Workload, plan: StreamPlan, directory: Path) -> None:
@@ -113,76 +94,47 @@ def _write_thread_plan(workload: Workload, plan: StreamPlan, directory: Path) ->
     (directory / "threads").write_text("".join(lines))
 
 
-def _command(
-    cores: tuple[int, ...],
-    threads: int,
-    connections: int,
-    duration: int,
-    script_path: str,
-    url: str,
-    extra: list[str],
-) -> list[str]:
-    return pinned(
-        [
-            "wrk",
-            f"-t{threads}",
-            f"-c{connections}",
-            f"-d{duration}s",
-            "--timeout",
-            "5s",
-            "--latency",
-            "-s",
-            script_path,
-            url,
-            *extra,
-        ],
-        cores,
-    )
-
-
 def _run(
-    command: list[str], limit_s: float, tick: Tick | None, threads_to_finish: int | None
+    command: list[str],
+    path: Path,
+    limit_s: float,
+    tick: Tick | None,
+    threads_to_finish: int | None,
 ) -> LoadResult:
-    """Run wrk to its end; with ``threads_to_finish``, interrupt it (SIGINT, on
-    which wrk still reports) as soon as that many threads said they are done."""
+    """Run wrk to its end, its output in ``path``; with ``threads_to_finish``,
+    interrupt it (SIGINT, on which wrk still reports) as soon as that many
+    threads said they are done."""
     before = children_cpu_seconds()
-    with tempfile.TemporaryDirectory(prefix="wrk-") as scratch:
-        path = os.path.join(scratch, "output")
-        # wrk writes through its own handle; we read through another, so our
-        # reads never move its write position.
-        with open(path, "w") as output:
-            process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + limit_s
-            interrupted = False
-            while process.poll() is None:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"wrk ran past {limit_s:g}s: {' '.join(command)}")
-                if tick is not None:
-                    tick()
-                if (
-                    threads_to_finish is not None
-                    and not interrupted
-                    and _read(path).count(_DONE) >= threads_to_finish
-                ):
-                    process.send_signal(signal.SIGINT)
-                    interrupted = True
-                time.sleep(_TICK_S)
-        finally:
-            # On Ctrl-C or a timeout wrk must not outlive us.
-            if process.poll() is None:
-                process.kill()
-            process.wait(10)
-        raw = _read(path)
+    # wrk writes through its own handle; we read through another, so our
+    # reads never move its write position.
+    with open(path, "w") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + limit_s
+        interrupted = False
+        while process.poll() is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"wrk ran past {limit_s:g}s: {' '.join(command)}")
+            if tick is not None:
+                tick()
+            if (
+                threads_to_finish is not None
+                and not interrupted
+                and path.read_text(errors="replace").count(_DONE) >= threads_to_finish
+            ):
+                process.send_signal(signal.SIGINT)
+                interrupted = True
+            time.sleep(_TICK_S)
+    finally:
+        # On Ctrl-C or a timeout wrk must not outlive us.
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+    raw = path.read_text(errors="replace")
     cpu_s = children_cpu_seconds() - before
     if process.returncode != 0:
         raise RuntimeError(f"wrk exited with {process.returncode}:\n{raw[-2000:]}")
     return _parse(raw, cpu_s)
-
-
-def _read(path: str) -> str:
-    with open(path, errors="replace") as handle:
-        return handle.read()
 
 
 def _parse(raw: str, cpu_s: float) -> LoadResult:

@@ -349,7 +349,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(field="near_cache_ttl", parse=_seconds(0.01, 60), shown_default="1",
             fallback_env=("CACHE_HOT_CACHE_TTL",),
             help="Seconds a copy is served at most, counted from its fetch and never past "
-                 "the entry's own TTL: the staleness bound."),
+                 "the entry's own TTL; a write waits this long for a copy holder it cannot tell."),
     Setting(field="near_cache_threshold", parse=_int_in(1, 1_000_000), shown_default="4",
             fallback_env=("CACHE_HOT_CACHE_THRESHOLD",),
             help="GETs of a key within one second at a node that does not own it before "

@@ -67,6 +67,7 @@ def fargate_task_definition(
     create_log_group: bool = True,
     memcached_port: int = MEMCACHED_PORT,
     auth_token_secret_arn: str | None = None,
+    peer_token_secret_arn: str | None = None,
 ) -> dict[str, Any]:
     """A RegisterTaskDefinition input for one cache container on Fargate.
 
@@ -75,7 +76,10 @@ def fargate_task_definition(
     ``create_log_group`` lets awslogs create the group on first start (the
     CloudFormation stack creates it itself, with a retention). With
     ``auth_token_secret_arn``, ECS reads ``CACHE_AUTH_TOKEN`` from that
-    Secrets Manager secret at start (the execution role must be allowed to).
+    Secrets Manager secret at start, and with ``peer_token_secret_arn``
+    ``CACHE_PEER_TOKEN`` (the execution role must be allowed to read each).
+    Give both: with a client token and no peer token, any client can act as
+    a node (README: Security).
     deploy/cloudformation.yaml holds the same definition; a test keeps the two equal.
     """
     log_options = {
@@ -115,8 +119,16 @@ def fargate_task_definition(
         "ulimits": [{"name": "nofile", "softLimit": 65536, "hardLimit": 65536}],
         "logConfiguration": {"logDriver": "awslogs", "options": log_options},
     }
-    if auth_token_secret_arn:
-        container["secrets"] = [{"name": "CACHE_AUTH_TOKEN", "valueFrom": auth_token_secret_arn}]
+    secrets = [
+        {"name": name, "valueFrom": arn}
+        for name, arn in (
+            ("CACHE_AUTH_TOKEN", auth_token_secret_arn),
+            ("CACHE_PEER_TOKEN", peer_token_secret_arn),
+        )
+        if arn
+    ]
+    if secrets:
+        container["secrets"] = secrets
     return {
         "family": family,
         "networkMode": "awsvpc",
@@ -264,6 +276,13 @@ def _parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         help="Secrets Manager secret whose value becomes CACHE_AUTH_TOKEN "
         "(the execution role needs secretsmanager:GetSecretValue on it)",
     )
+    sub.add_argument(
+        "--peer-token-secret-arn",
+        help="Secrets Manager secret whose value becomes CACHE_PEER_TOKEN, the token "
+        "nodes prove to each other they are peers with (the execution role needs "
+        "secretsmanager:GetSecretValue on it); without it, any client with a token "
+        "can act as a node",
+    )
     return parser
 
 
@@ -359,6 +378,7 @@ def main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
                     memory_mib=args.memory,
                     log_group=args.log_group,
                     auth_token_secret_arn=args.auth_token_secret_arn,
+                    peer_token_secret_arn=args.peer_token_secret_arn,
                 )
             )
             return 0

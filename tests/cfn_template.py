@@ -2,9 +2,14 @@
 
 ``load()`` reads the template, short-form tags (``!Ref``, ``!Sub``...) as
 their long forms. ``Stack`` evaluates the intrinsic functions the template
-uses (Ref, Fn::GetAtt, Fn::Sub, Fn::If, Fn::Equals, Fn::Not, Fn::FindInMap)
-for given parameter values, so that a test can read a resource's properties
-as CloudFormation would send them to the service. A reference to another
+uses (Ref, Fn::GetAtt, Fn::Sub, Fn::If, Fn::Equals, Fn::Not, Fn::Or,
+Fn::FindInMap, and ``Condition: Name`` inside a condition) for given
+parameter values, so that a test can read a resource's properties as
+CloudFormation would send them to the service. ``AWS::NoValue`` leaves a
+property out, and an item of a list (``[!If [C, item, !Ref AWS::NoValue]]``
+is ``[item]`` or ``[]``), as CloudFormation does. ``broken_rules`` checks the
+template's Rules, which CloudFormation checks before it creates anything.
+A reference to another
 resource evaluates to ``<LogicalId>`` (``<LogicalId.Attribute>`` for GetAtt):
 the physical names do not exist until a real deployment.
 
@@ -89,6 +94,16 @@ class Stack:
     def condition(self, name: str) -> bool:
         return bool(self.evaluate(self.template["Conditions"][name]))
 
+    def broken_rules(self) -> list[str]:
+        """The AssertDescription of every rule assertion that fails for these values."""
+        broken = []
+        for name, rule in self.template.get("Rules", {}).items():
+            assert "RuleCondition" not in rule, f"{name}: RuleCondition is not evaluated here"
+            for assertion in rule["Assertions"]:
+                if not self.evaluate(assertion["Assert"]):
+                    broken.append(str(assertion.get("AssertDescription", name)))
+        return broken
+
     def resources(self) -> dict[str, dict[str, Any]]:
         """The resources this stack creates (their Condition holds), properties evaluated."""
         return {
@@ -134,6 +149,9 @@ class Stack:
             return left == right
         if name == "Fn::Not":
             return not self.evaluate(argument[0])
+        if name == "Fn::Or":
+            assert 2 <= len(argument) <= 10, "Fn::Or takes 2 to 10 conditions"
+            return any(bool(self.evaluate(condition)) for condition in argument)
         if name == "Fn::FindInMap":
             mapping, top, second = (str(self.evaluate(part)) for part in argument)
             return self.template["Mappings"][mapping][top][second]

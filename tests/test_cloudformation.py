@@ -36,9 +36,18 @@ REQUIRED = {
 }
 CLIENT_GROUP = "sg-0c1d2e3f4a5b6c7d8"
 SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:cache-token-AbCdEf"
+PEER_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:cache-peer-token-GhIjKl"
+# Neither secret, the client token's, the peer token's, both.
+SECRET_CHOICES = {
+    "no-secret": {},
+    "auth-secret": {"AuthTokenSecretArn": SECRET},
+    "peer-secret": {"PeerTokenSecretArn": PEER_SECRET},
+    "both-secrets": {"AuthTokenSecretArn": SECRET, "PeerTokenSecretArn": PEER_SECRET},
+}
 EVERY_OPTION = {
     "ClientSecurityGroupId": CLIENT_GROUP,
     "AuthTokenSecretArn": SECRET,
+    "PeerTokenSecretArn": PEER_SECRET,
     "EnableAutoScaling": "true",
     "TaskCpu": "1024",
     "TaskMemory": "4096",
@@ -138,7 +147,11 @@ def api_shape(node: Any, *, keep_keys: bool = False) -> Any:
     return node
 
 
-@pytest.mark.parametrize("options", [{}, EVERY_OPTION], ids=["defaults", "every-option"])
+@pytest.mark.parametrize(
+    "options",
+    [{}, EVERY_OPTION, SECRET_CHOICES["auth-secret"], SECRET_CHOICES["peer-secret"]],
+    ids=["defaults", "every-option", "auth-secret", "peer-secret"],
+)
 def test_the_task_definition_is_the_one_the_cli_prints(options: dict[str, str]) -> None:
     deployed = stack(**options)
     values = deployed.values
@@ -157,6 +170,7 @@ def test_the_task_definition_is_the_one_the_cli_prints(options: dict[str, str]) 
         create_log_group=False,
         memcached_port=int(values["MemcachedPort"]),
         auth_token_secret_arn=values["AuthTokenSecretArn"] or None,
+        peer_token_secret_arn=values["PeerTokenSecretArn"] or None,
     )
 
     assert api_shape(deployed.properties("TaskDefinition")) == api_shape(built)
@@ -261,16 +275,49 @@ def test_only_ecs_tasks_assume_the_roles() -> None:
         assert trust["Action"] == "sts:AssumeRole"
 
 
-def test_the_auth_token_comes_from_the_named_secret_and_only_then() -> None:
-    without, with_secret = stack(), stack(AuthTokenSecretArn=SECRET)
-
-    assert "Secrets" not in container(without)
-    assert statements(without.properties("ExecutionRole")) == []
-    assert container(with_secret)["Secrets"] == [{"Name": "CACHE_AUTH_TOKEN", "ValueFrom": SECRET}]
-    assert statements(with_secret.properties("ExecutionRole")) == [
-        {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": SECRET}
+@pytest.mark.parametrize("secrets", SECRET_CHOICES.values(), ids=SECRET_CHOICES.keys())
+def test_the_tokens_come_from_the_named_secrets_and_only_those(secrets: dict[str, str]) -> None:
+    deployed = stack(**secrets)
+    variables = {"AuthTokenSecretArn": "CACHE_AUTH_TOKEN", "PeerTokenSecretArn": "CACHE_PEER_TOKEN"}
+    expected = [
+        {"Name": variable, "ValueFrom": secrets[parameter]}
+        for parameter, variable in variables.items()
+        if parameter in secrets
     ]
-    assert "CACHE_AUTH_TOKEN" not in environment(with_secret)
+    execution_role = deployed.properties("ExecutionRole")
+
+    assert container(deployed).get("Secrets") == (expected or None)
+    if expected:
+        # One statement: reading exactly the secrets given, nothing else.
+        assert statements(execution_role) == [
+            {
+                "Effect": "Allow",
+                "Action": "secretsmanager:GetSecretValue",
+                "Resource": list(secrets.values()),
+            }
+        ]
+    else:
+        assert "Policies" not in execution_role
+    # The tokens never appear in the task definition itself.
+    assert not set(variables.values()) & set(environment(deployed))
+    for variable in variables.values():
+        assert variable in {setting.env for setting in node_config.SETTINGS}
+
+
+def test_the_peer_token_must_be_another_secret_than_the_client_token() -> None:
+    assert stack(**SECRET_CHOICES["both-secrets"]).broken_rules() == []
+    assert stack().broken_rules() == []
+    assert stack(AuthTokenSecretArn=SECRET, PeerTokenSecretArn=SECRET).broken_rules() == [
+        "PeerTokenSecretArn must name another secret than AuthTokenSecretArn: a peer token "
+        "every client holds makes every client a node."
+    ]
+
+
+def test_the_memcached_port_must_not_be_the_http_port() -> None:
+    assert stack(MemcachedPort="11311").broken_rules() == []
+    assert stack(MemcachedPort="7000").broken_rules() == [
+        "MemcachedPort must differ from 7000, the HTTP port."
+    ]
 
 
 # -- the security group
@@ -358,6 +405,53 @@ def test_cpu_autoscaling_exists_only_when_enabled() -> None:
 
 def test_the_outputs_name_the_cluster_the_service_and_the_security_group() -> None:
     assert set(load()["Outputs"]) == {"ClusterName", "ServiceName", "SecurityGroupId"}
+
+
+# -- the evaluator (tests/cfn_template.py) on a template of its own
+
+
+def test_the_evaluator_drops_novalue_items_from_lists_and_reads_fn_or() -> None:
+    template = {
+        "Parameters": {"A": {"Type": "String", "Default": ""}, "B": {"Type": "String"}},
+        "Conditions": {
+            "HasA": {"Fn::Not": [{"Fn::Equals": [{"Ref": "A"}, ""]}]},
+            "HasB": {"Fn::Not": [{"Fn::Equals": [{"Ref": "B"}, ""]}]},
+            "HasAny": {"Fn::Or": [{"Condition": "HasA"}, {"Condition": "HasB"}]},
+        },
+        "Resources": {
+            "Thing": {
+                "Type": "AWS::Test::Thing",
+                "Properties": {
+                    "Items": [
+                        {"Fn::If": ["HasA", {"Ref": "A"}, {"Ref": "AWS::NoValue"}]},
+                        "always",
+                        {"Fn::If": ["HasB", {"Name": {"Ref": "B"}}, {"Ref": "AWS::NoValue"}]},
+                    ],
+                    "Maybe": {"Fn::If": ["HasAny", "some", {"Ref": "AWS::NoValue"}]},
+                },
+            }
+        },
+    }
+
+    def thing(a: str, b: str) -> dict[str, Any]:
+        return Stack(template=template, parameters={"A": a, "B": b}).properties("Thing")
+
+    assert thing("", "") == {"Items": ["always"]}
+    assert thing("a", "") == {"Items": ["a", "always"], "Maybe": "some"}
+    assert thing("", "b") == {"Items": ["always", {"Name": "b"}], "Maybe": "some"}
+    assert thing("a", "b") == {"Items": ["a", "always", {"Name": "b"}], "Maybe": "some"}
+
+
+def test_the_evaluator_refuses_a_function_it_does_not_know() -> None:
+    template = {
+        "Parameters": {},
+        "Resources": {
+            "Thing": {"Type": "AWS::Test::Thing", "Properties": {"X": {"Fn::Base64": "x"}}}
+        },
+    }
+
+    with pytest.raises(KeyError, match="Fn::Base64"):
+        Stack(template=template).properties("Thing")
 
 
 # -- deployed on the emulator

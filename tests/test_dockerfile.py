@@ -283,16 +283,42 @@ def test_task_definition_environment_is_a_valid_ecs_node_configuration(
     assert container["logConfiguration"]["options"]["awslogs-region"] == "eu-west-1"
 
 
-def test_task_definition_reads_the_auth_token_from_a_named_secret(
-    capsys: pytest.CaptureFixture[str],
+AUTH_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:cache-token-AbCdEf"
+PEER_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:cache-peer-token-GhIjKl"
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        {"--auth-token-secret-arn": AUTH_SECRET},
+        {"--peer-token-secret-arn": PEER_SECRET},
+        {"--auth-token-secret-arn": AUTH_SECRET, "--peer-token-secret-arn": PEER_SECRET},
+    ],
+    ids=["auth-secret", "peer-secret", "both-secrets"],
+)
+def test_task_definition_reads_the_tokens_from_the_named_secrets(
+    capsys: pytest.CaptureFixture[str], flags: dict[str, str]
 ) -> None:
-    arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:cache-token-AbCdEf"
-    document = printed_task_definition(capsys, [*PLACEHOLDER_ARGS, "--auth-token-secret-arn", arn])
+    variables = {
+        "--auth-token-secret-arn": "CACHE_AUTH_TOKEN",
+        "--peer-token-secret-arn": "CACHE_PEER_TOKEN",
+    }
+    args = [*PLACEHOLDER_ARGS, *(part for pair in flags.items() for part in pair)]
+    document = printed_task_definition(capsys, args)
     [container] = document["containerDefinitions"]
 
-    assert container["secrets"] == [{"name": "CACHE_AUTH_TOKEN", "valueFrom": arn}]
-    # The token never appears in the definition itself.
-    assert all(pair["name"] != "CACHE_AUTH_TOKEN" for pair in container["environment"])
+    assert container["secrets"] == [
+        {"name": variables[flag], "valueFrom": arn} for flag, arn in flags.items()
+    ]
+    # The tokens never appear in the definition itself.
+    names = {pair["name"] for pair in container["environment"]}
+    assert not names & set(variables.values())
+
+
+def test_task_definition_without_secrets_has_none(capsys: pytest.CaptureFixture[str]) -> None:
+    [container] = printed_task_definition(capsys, PLACEHOLDER_ARGS)["containerDefinitions"]
+
+    assert "secrets" not in container
 
 
 def test_task_definition_without_an_image_is_bad_usage(capsys: pytest.CaptureFixture[str]) -> None:

@@ -37,7 +37,7 @@ from .http_call import Answer, call
 from .placement import key_owned_by
 
 NEAR_COPY_OF = "x-cache-near-copy-of"
-# The default CACHE_NEAR_CACHE_TTL: the stated staleness bound.
+# The default CACHE_NEAR_CACHE_TTL: how long a copy lives at most.
 BOUND_S = 1.0
 # Scheduling slack on a shared 2-core machine.
 MARGIN_S = 0.5
@@ -627,26 +627,28 @@ def test_the_owner_tells_every_node_with_a_near_copy_when_a_key_changes(
     assert _stats(b)["invalidations"]["received"] >= 1
 
 
-def test_no_node_serves_the_old_value_past_the_bound(clusters: dict[str, LocalCluster]) -> None:
-    cluster = clusters["default"]  # default CACHE_NEAR_CACHE_TTL: the bound is 1 s
+def test_no_node_serves_the_old_value_once_the_write_is_acknowledged(
+    clusters: dict[str, LocalCluster],
+) -> None:
+    cluster = clusters["default"]
     owner, b, c = cluster.members
     key = key_owned_by(cluster.members, owner, prefix="bound")
     call(owner, "PUT", kv_path(key), b"old")
     _copy_near(b, key)
     _copy_near(c, key)
     assert call(c, "PUT", kv_path(key), b"new").status == 204
+    # The copies were dropped before the acknowledgement: from now on, and
+    # past the copies' own TTL, every node answers the new value.
     acknowledged = time.monotonic()
     stale_seen_at: dict[str, float] = {}
-    # Watch well past the bound: an old value seen after it fails the test.
-    while time.monotonic() < acknowledged + BOUND_S + 3 * MARGIN_S:
+    while time.monotonic() < acknowledged + BOUND_S + MARGIN_S:
         for member in cluster.members:
             answer = call(member, "GET", kv_path(key))
             assert answer.status == 200
             if answer.body != b"new":
                 stale_seen_at[member] = time.monotonic() - acknowledged
         time.sleep(0.01)
-    late = {member: at for member, at in stale_seen_at.items() if at > BOUND_S + MARGIN_S}
-    assert not late, f"old value served after the bound: {late}"
+    assert not stale_seen_at, f"old value served after the write was acknowledged: {stale_seen_at}"
 
 
 def test_with_replicas_only_non_owners_copy_near(clusters: dict[str, LocalCluster]) -> None:
@@ -661,10 +663,7 @@ def test_with_replicas_only_non_owners_copy_near(clusters: dict[str, LocalCluste
             answer = call(owner, "GET", kv_path(key))
             assert answer.served_by == owner and NEAR_COPY_OF not in answer.headers
     assert call(owners[1], "PUT", kv_path(key), b"new").status == 204
-    deadline = time.monotonic() + 2.0
-    while call(other, "GET", kv_path(key)).body != b"new":
-        assert time.monotonic() < deadline, "a near copy kept the old value"
-        time.sleep(0.01)
+    assert call(other, "GET", kv_path(key)).body == b"new"  # its copy was dropped first
 
 
 async def test_both_features_can_be_turned_off(clusters: dict[str, LocalCluster]) -> None:
