@@ -413,16 +413,11 @@ class Fleet:
             keys=len(keys_for(value_bytes)),
             batch_keys=batch_keys,
         )
-        connections = self.connections
-
-        def tool(duration: int, cores: tuple[int, ...]) -> LoadResult:
-            return run(connections=connections, duration=duration, cores=cores)
-
         return Target(
-            tool=tool,
+            tool=partial(run, connections=self.connections),
             tool_name="memaslap",
             server_pids=cluster.pids,
-            served_by=cluster.described(f"memcached protocol, entering at {member}"),
+            served_by=", ".join(cluster.members) + f" (memcached protocol, entering at {member})",
             keys_per_request=batch_keys,
             stats_urls=cluster.urls,
             settings=cluster.env,

@@ -268,7 +268,6 @@ SCENARIOS += (
     _mc(
         "mc-node-90",
         "node (1), memcached port, 90% GET",
-        "node",
         partial(Fleet.memcached_door, **_MC_90),
         baselines=("memcached-90-100b",),
         target=0.6,
@@ -276,14 +275,12 @@ SCENARIOS += (
     _mc(
         "mc-node-50",
         "node (1), memcached port, 50% GET",
-        "node",
         partial(Fleet.memcached_door, **_MC_50),
         baselines=("memcached-50-100b",),
     ),
     _mc(
         "mc-node-mget",
         "node (1), memcached port, multi-get of 100 keys (keys/s)",
-        "node",
         partial(Fleet.memcached_door, **_MC_MGET),
         baselines=("memcached-mget",),
         target=0.5,
@@ -291,14 +288,12 @@ SCENARIOS += (
     _mc(
         "mc-3n-90",
         "3 nodes, entering at one node's memcached port, 90% GET",
-        "node",
         partial(Fleet.memcached_door, **_MC_90, nodes=3),
         baselines=("mc-node-90",),
     ),
     _mc(
         "mc-3n-mget",
         "3 nodes, entering at one node's memcached port, multi-get of 100 keys",
-        "node",
         partial(Fleet.memcached_door, **_MC_MGET, nodes=3),
         baselines=("mc-node-mget",),
     ),
