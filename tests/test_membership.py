@@ -43,15 +43,19 @@ class Seeds:
 
 
 class Network:
-    """Delivers gossip between keepers; a member in ``down`` does not answer."""
+    """Delivers gossip between keepers; a member in ``down`` does not answer,
+    and a pair in ``cut`` cannot reach each other (either way)."""
 
     def __init__(self) -> None:
         self.keepers: dict[str, MembershipKeeper] = {}
         self.down: set[str] = set()
+        self.cut: set[frozenset[str]] = set()
 
     async def exchange(self, sender: str, member: str, message: bytes) -> bytes:
         if member in self.down or sender in self.down or member not in self.keepers:
             raise ConnectionRefusedError(f"{member} is down")
+        if frozenset((sender, member)) in self.cut:
+            raise ConnectionRefusedError(f"{sender} cannot reach {member}")
         return self.keepers[member].receive(message)
 
     def add(
@@ -102,6 +106,7 @@ def test_at_one_incarnation_the_graver_status_wins_in_any_order() -> None:
     heard = [
         MemberRecord(3, Status.ALIVE),
         MemberRecord(3, Status.DEAD),
+        MemberRecord(3, Status.SUSPECT),
         MemberRecord(3, Status.LEAVING),
     ]
     for order in (heard, heard[::-1]):
@@ -116,6 +121,13 @@ def test_a_node_called_dead_refutes_with_a_higher_incarnation() -> None:
     assert table.merge({A: MemberRecord(5, Status.DEAD)})
     assert table.own == MemberRecord(6, Status.ALIVE)
     assert table.was_declared_dead
+
+
+def test_a_suspected_node_refutes_without_emptying_its_store() -> None:
+    table = MemberTable(A, incarnation=5)
+    assert table.merge({A: MemberRecord(5, Status.SUSPECT)})
+    assert table.own == MemberRecord(6, Status.ALIVE)
+    assert not table.was_declared_dead
 
 
 def test_a_forged_leave_of_another_node_is_refuted_by_that_node() -> None:
@@ -191,17 +203,78 @@ async def test_a_node_waits_for_an_unreachable_seed_then_is_ready_without_it() -
     assert network.keepers[A].membership.ring.members == {A}
 
 
-async def test_a_dead_member_leaves_every_ring_after_its_failed_checks() -> None:
-    clock, network = FakeClock(), Network()
+async def three_ready(clock: FakeClock) -> Network:
+    network = Network()
     await started(network, clock, {A: [A, B, C], B: [A, B, C], C: [A, B, C]})
     await network.rounds(2)
+    return network
+
+
+def rings(network: Network, *members: str) -> list[set[str]]:
+    return [set(network.keepers[member].membership.ring.members) for member in members]
+
+
+# The keepers' suspicion timeout: health_interval 0.5 s x health_failures 3.
+SUSPICION_S = 1.5
+
+
+async def test_a_dead_member_is_suspect_then_leaves_every_ring_unrefuted() -> None:
+    clock = FakeClock()
+    network = await three_ready(clock)
     network.down.add(C)
     await network.rounds(3)
+    for member in (A, B):
+        assert network.keepers[member].table.status_of(C) is Status.SUSPECT
+    assert rings(network, A, B) == [{A, B, C}] * 2  # a suspect is still a member
+    clock.now += SUSPICION_S
+    await network.rounds(1)
     for member in (A, B):
         keeper = network.keepers[member]
         assert keeper.membership.ring.members == {A, B}
         assert keeper.table.status_of(C) is Status.DEAD
         assert C in keeper.membership.dead
+
+
+async def test_a_suspect_that_answers_again_refutes_and_stays() -> None:
+    clock = FakeClock()
+    network = await three_ready(clock)
+    network.down.add(C)  # a busy machine: C misses three checks
+    await network.rounds(3)
+    network.down.discard(C)
+    await network.rounds(1)
+    clock.now += SUSPICION_S
+    await network.rounds(2)
+    assert rings(network, A, B, C) == [{A, B, C}] * 3
+    for member in (A, B):
+        assert network.keepers[member].table.status_of(C) is Status.ALIVE
+    assert not network.keepers[C].table.was_declared_dead
+
+
+async def test_a_member_cut_off_from_one_node_only_is_never_declared_dead() -> None:
+    clock = FakeClock()
+    network = await three_ready(clock)
+    network.cut.add(frozenset((A, C)))  # B still reaches both
+    for _ in range(6):
+        await network.rounds(2)
+        clock.now += SUSPICION_S
+    assert rings(network, A, B, C) == [{A, B, C}] * 3
+    assert not network.keepers[C].table.was_declared_dead
+
+
+async def test_a_node_whose_own_loop_stalled_waits_a_whole_timeout_more() -> None:
+    clock = FakeClock()
+    network = await three_ready(clock)
+    network.down.add(C)
+    await network.rounds(3)
+    clock.now += SUSPICION_S - 0.1
+    for member in (A, B):
+        network.keepers[member].stalled = clock.now  # their own loops were late
+    clock.now += 0.2
+    await network.rounds(1)
+    assert rings(network, A, B) == [{A, B, C}] * 2
+    clock.now += SUSPICION_S
+    await network.rounds(1)
+    assert rings(network, A, B) == [{A, B}] * 2
 
 
 async def test_a_leaving_member_is_out_of_every_ring_after_its_own_round() -> None:
@@ -225,6 +298,8 @@ async def test_a_node_declared_dead_empties_its_store_and_rejoins() -> None:
     await network.rounds(2)
     network.down.add(B)  # frozen: it hears nothing and says nothing
     await network.rounds(3)
+    clock.now += SUSPICION_S
+    await network.rounds(1)
     assert network.keepers[A].membership.ring.members == {A}
     network.down.discard(B)
     await network.keepers[B].gossip_round()  # B hears it was declared dead

@@ -4,14 +4,24 @@ Every ``health_interval`` a node exchanges its member table (``members``)
 with every member it knows and every member discovery lists that it has
 not met yet: ``POST /internal/gossip`` carries the table one way and the
 answer carries the peer's back, each with the sender's ring version,
-settled version and readiness. This exchange is the health check too:
-``health_failures`` failed exchanges in a row and the peer is dead, which
-the next round tells everyone. So:
+settled version and readiness. This exchange is the health check too,
+with SWIM's suspicion (as memberlist does it): ``health_failures`` failed
+exchanges in a row and the peer is *suspect*, which the next round tells
+everyone; it stays on the ring. A suspect that is only slow, or cut off
+from one node but not from the others, hears it is suspected and refutes
+(a higher incarnation). One that does not within ``health_interval x
+health_failures`` more is declared dead by the node that suspects it, and
+leaves every ring; the timeout starts again whenever this node's own event
+loop stalls (Lifeguard's local health awareness, simply). A busy machine
+that delays answers past the timeout a few times therefore does not throw
+a node out of the cluster. So:
 
 - **Seeds.** A node given one member learns every member from it in one
   exchange, and every member learns the new node in the round after.
 - **Leaves and deaths** are known everywhere within a round of the first
-  node that knew (a leaving node tells everyone itself).
+  node that knew (a leaving node tells everyone itself). A death is known
+  ``2 x health_interval x health_failures`` (plus the timeouts) after the
+  member stopped answering.
 - **Discovery** only names members to meet. Under ECS, only ``POLLERS``
   members (chosen by the ring, the same on every node) poll the ECS API
   after their first poll at start, and what they learn spreads by gossip:
@@ -23,8 +33,8 @@ the next round tells everyone. So:
 - **Stability.** While any member (of the current or a previous ring) is on
   another ring or still pushing entries, reads ask previous owners too;
   once all report the current ring as settled, ``Membership.settle()``.
-- **Pauses.** If this process was stopped longer than the failure
-  detection period (SIGSTOP, a frozen VM), the others have moved on: it is
+- **Pauses.** If this process was stopped longer than it takes to be
+  suspected (SIGSTOP, a frozen VM), the others may have moved on: it is
   not ready again until it has caught up, and if it hears it was declared
   dead, it empties its store (what it holds may be older than writes made
   meanwhile) and rejoins.
@@ -64,6 +74,9 @@ _DEAD_RETENTION_S = 60.0
 _MAX_DISCOVERY_BACKOFF = 60.0
 # The watchdog's tick: how finely a stopped process notices it was stopped.
 _WATCHDOG_S = 0.1
+# A tick this late means this node's own loop stalled (a busy machine, a
+# blocking call): its checks of others failing then say little about them.
+_STALL_S = 0.25
 _MEMBER = re.compile(r"^[A-Za-z0-9.\-\[\]:]{1,300}:\d{1,5}$")
 _STATUSES = {status.value: status for status in Status}
 
@@ -127,6 +140,10 @@ class MembershipKeeper:
         self.rounds = 0
         self._waiting_since = clock()
         self._dead_since: dict[str, float] = {}
+        # Members this node suspects, since when, at which incarnation.
+        self._suspected: dict[str, tuple[float, int]] = {}
+        # When the watchdog last saw this node's own event loop stall.
+        self.stalled = float("-inf")
         self._discovery_failing = False
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -190,6 +207,7 @@ class MembershipKeeper:
         known = {m for m, r in table.records.items() if r.status is not Status.DEAD}
         targets = sorted((known | self.listed) - {self.self_id})
         await asyncio.gather(*(self._exchange_with(member) for member in targets))
+        self._declare_unrefuted_suspects_dead()
         self.rounds += 1
         self._forget_the_long_dead()
         self._apply()
@@ -211,21 +229,59 @@ class MembershipKeeper:
             view.failures_in_row += 1
             if view.failures_in_row == 1 and member not in self.table.records:
                 log.warning("listed peer %s is down: not reached yet (%s)", member, exc)
-            elif view.failures_in_row == self.health_failures and self.table.mark(
-                member, Status.DEAD
-            ):
-                self._dead_since[member] = self._clock()
-                log.warning(
-                    "peer %s is down after %d failed exchanges in a row (%s)",
-                    member,
-                    view.failures_in_row,
-                    exc,
-                )
+            elif view.failures_in_row >= self.health_failures:
+                self._suspect(member, exc)
             return
         if view.failures_in_row >= self.health_failures:
             log.info("peer %s answers again", member)
         view.failures_in_row = 0
         self.met.add(member)
+
+    def _suspect(self, member: str, reason: Exception) -> None:
+        """``member`` failed its checks: suspect (if not already), and this
+        node's clock for declaring it dead starts, whoever suspected it first."""
+        record = self.table.records.get(member)
+        if record is None or record.status not in (Status.ALIVE, Status.SUSPECT):
+            return
+        if member in self._suspected:
+            return
+        self.table.mark(member, Status.SUSPECT)
+        self._suspected[member] = (self._clock(), record.incarnation)
+        log.warning(
+            "peer %s is suspect after %d failed exchanges in a row (%s): dead unless it "
+            "answers within %.1fs",
+            member,
+            self.health_failures,
+            reason,
+            self._suspicion_timeout,
+        )
+
+    @property
+    def _suspicion_timeout(self) -> float:
+        return self.health_interval * self.health_failures
+
+    def _declare_unrefuted_suspects_dead(self) -> None:
+        now = self._clock()
+        for member, (since, incarnation) in list(self._suspected.items()):
+            record = self.table.records.get(member)
+            if record is None or record.incarnation != incarnation:
+                del self._suspected[member]  # refuted (or forgotten)
+                if record is not None and record.status is Status.ALIVE:
+                    log.info("peer %s refuted the suspicion: alive", member)
+                continue
+            if record.status is not Status.SUSPECT:
+                del self._suspected[member]  # dead or leaving, by someone's word
+                continue
+            # Lifeguard's local health, simply: only a whole suspicion timeout
+            # in which this node itself ran smoothly declares a peer dead.
+            if now - max(since, self.stalled) < self._suspicion_timeout:
+                continue
+            del self._suspected[member]
+            self.table.mark(member, Status.DEAD)
+            self._dead_since[member] = now
+            log.warning(
+                "peer %s is down: suspect for %.1fs without refuting it", member, now - since
+            )
 
     def _absorb(self, body: bytes) -> str:
         """Merge a gossip message; the sender's id."""
@@ -252,7 +308,7 @@ class MembershipKeeper:
         for member, record in table.records.items():
             if record.status is Status.DEAD:
                 self._dead_since.setdefault(member, self._clock())
-        leaving = table.own.status is not Status.ALIVE
+        leaving = table.own.status is Status.LEAVING
         self.membership.dead = frozenset(
             member for member, record in table.records.items() if record.status is Status.DEAD
         )
@@ -357,12 +413,15 @@ class MembershipKeeper:
         return True
 
     async def _watchdog(self) -> None:
-        """Notices that the process was stopped long enough for peers to move on."""
+        """Notices that the process was stopped long enough for peers to move on,
+        and when its own event loop stalls (``stalled``)."""
         limit = self.health_interval * self.health_failures
         last = self._clock()
         while True:
             await asyncio.sleep(_WATCHDOG_S)
             now = self._clock()
+            if now - last > _WATCHDOG_S + _STALL_S:
+                self.stalled = now
             if now - last > limit and self.ready:
                 log.warning(
                     "this process was paused for %.1fs: catching up before serving", now - last

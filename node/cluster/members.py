@@ -6,12 +6,14 @@ a restarted node outranks its old records); others only change the status
 they heard. Tables merge by two rules (SWIM's, as in memberlist):
 
 - a higher incarnation wins;
-- at the same incarnation, the graver status wins: dead over leaving over alive.
+- at the same incarnation, the graver status wins: dead over leaving over
+  suspect over alive.
 
 So any two nodes that have heard the same records hold the same table,
 whatever the order they heard them in. A node that hears itself called
-dead or leaving when it is not raises its incarnation and is alive again
-(a refutation). Pure: no I/O, no clock but the one given.
+suspect, dead or leaving when it is not raises its incarnation and is alive
+again (a refutation). A suspect is still a member: it stays on the ring
+until someone declares it dead (``node.cluster.keeper``). Pure: no I/O, no clock but the one given.
 """
 
 from __future__ import annotations
@@ -25,11 +27,14 @@ __all__ = ["MemberRecord", "MemberTable", "Status"]
 
 class Status(enum.StrEnum):
     ALIVE = "alive"
+    SUSPECT = "suspect"  # failed a node's checks; on the ring until declared dead
     LEAVING = "leaving"  # handing its entries over; out of the ring
     DEAD = "dead"  # failed its checks, or gone from discovery
 
 
-_GRAVITY = {Status.ALIVE: 0, Status.LEAVING: 1, Status.DEAD: 2}
+_GRAVITY = {Status.ALIVE: 0, Status.SUSPECT: 1, Status.LEAVING: 2, Status.DEAD: 3}
+# Statuses of members on the ring.
+_ON_RING = frozenset({Status.ALIVE, Status.SUSPECT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +66,8 @@ class MemberTable:
         return self.records[self.self_id]
 
     def alive(self) -> set[str]:
-        return {m for m, record in self.records.items() if record.status is Status.ALIVE}
+        """Members on the ring: alive, or suspected and not yet declared dead."""
+        return {m for m, record in self.records.items() if record.status in _ON_RING}
 
     def status_of(self, member: str) -> Status | None:
         record = self.records.get(member)
