@@ -291,7 +291,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(field="health_timeout", parse=_seconds(0.01, 60), shown_default="0.5",
             help="Seconds a health check may take before it counts as failed."),
     Setting(field="health_failures", parse=_int_in(1, 100), shown_default="3",
-            help="Failed checks in a row before a peer leaves the ring."),
+            help="Failed checks in a row before a peer is suspect; it leaves the ring "
+                 "unless it refutes within as many intervals more."),
     Setting(field="breaker_failures", parse=_int_in(1, 1000), shown_default="3",
             help="Failed forwards in a row that open a peer's circuit breaker."),
     Setting(field="breaker_cooldown", parse=_seconds(0.01, 600), shown_default="1",

@@ -120,7 +120,10 @@ def test_a_joining_node_takes_its_share_and_every_key_stays_readable(
     subnet = next_subnet()
     members = [f"{subnet}.{i}:7000" for i in range(1, 7)]
     peers = ",".join(members)  # the sixth is listed but not started yet
-    nodes = [node_factory(f"{subnet}.{i}", "--peers", peers) for i in range(1, 6)]
+    # Started together: each waits out its ready timeout for the missing sixth.
+    nodes = [node_factory(f"{subnet}.{i}", "--peers", peers, wait=False) for i in range(1, 6)]
+    for node in nodes:
+        node.wait_alive()
     _wait_members(nodes[0].member, members[:5])
     items = _items(10_000, "chaos-c")
     urls = [node.url for node in nodes]
