@@ -277,6 +277,18 @@ async def test_a_node_whose_own_loop_stalled_waits_a_whole_timeout_more() -> Non
     assert rings(network, A, B) == [{A, B}] * 2
 
 
+async def test_a_member_that_left_and_stopped_answering_is_dead_without_suspicion() -> None:
+    clock = FakeClock()
+    network = await three_ready(clock)
+    await network.keepers[C].leave()
+    network.down.add(C)  # it exited
+    await network.rounds(3)
+    for member in (A, B):
+        keeper = network.keepers[member]
+        assert keeper.table.status_of(C) is Status.DEAD
+        assert C in keeper.membership.dead  # readers stop asking it
+
+
 async def test_a_leaving_member_is_out_of_every_ring_after_its_own_round() -> None:
     clock, network = FakeClock(), Network()
     await started(network, clock, {A: [A, B, C], B: [A, B, C], C: [A, B, C]})

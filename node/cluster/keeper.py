@@ -239,11 +239,18 @@ class MembershipKeeper:
 
     def _suspect(self, member: str, reason: Exception) -> None:
         """``member`` failed its checks: suspect (if not already), and this
-        node's clock for declaring it dead starts, whoever suspected it first."""
+        node's clock for declaring it dead starts, whoever suspected it first.
+        A member that said it was leaving is dead at once."""
         record = self.table.records.get(member)
-        if record is None or record.status not in (Status.ALIVE, Status.SUSPECT):
+        if record is None or member in self._suspected:
             return
-        if member in self._suspected:
+        if record.status is Status.LEAVING:
+            # It said it was going, and now it is gone: nothing to refute.
+            if self.table.mark(member, Status.DEAD):
+                self._dead_since[member] = self._clock()
+                log.info("peer %s left and no longer answers: dead", member)
+            return
+        if record.status is Status.DEAD:
             return
         self.table.mark(member, Status.SUSPECT)
         self._suspected[member] = (self._clock(), record.incarnation)

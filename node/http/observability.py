@@ -95,6 +95,8 @@ class ObservabilityRoutes:
             "ring_version": ring.version,
             "ring_members": len(ring),
             "ring_changes": service.membership.changes,
+            # Keys may still be on the owners of earlier rings (reads ask them too).
+            "keys_moving": bool(service.membership.history),
             "peers": {
                 peer: {"up": health.up, "checks": health.checks, "failures": health.failures}
                 for peer, health in sorted(self.keeper.peer_health.items())
