@@ -34,10 +34,11 @@ a node out of the cluster. So:
   another ring or still pushing entries, reads ask previous owners too;
   once all report the current ring as settled, ``Membership.settle()``.
 - **Pauses.** If this process was stopped longer than it takes to be
-  suspected (SIGSTOP, a frozen VM), the others may have moved on: it is
-  not ready again until it has caught up, and if it hears it was declared
-  dead, it empties its store (what it holds may be older than writes made
-  meanwhile) and rejoins.
+  suspected (SIGSTOP, a frozen VM), the others may have moved on: it
+  empties its store (what it holds may be older than writes made
+  meanwhile), rejoins at a higher incarnation, and is not ready again
+  until it has caught up. A node that was not paused but cut off does the
+  same when it hears it was declared dead.
 """
 
 from __future__ import annotations
@@ -429,10 +430,19 @@ class MembershipKeeper:
             now = self._clock()
             if now - last > _WATCHDOG_S + _STALL_S:
                 self.stalled = now
-            if now - last > limit and self.ready:
+            if now - last > limit and self.ready and self.table.own.status is Status.ALIVE:
+                # Long enough to be suspected, so perhaps declared dead, and
+                # the news may never reach this node: the first message it
+                # reads may be a suspicion from before the death, which it
+                # refutes, and that refutation outranks the death everywhere.
+                # So it does what a node told it was dead does.
                 log.warning(
-                    "this process was paused for %.1fs: catching up before serving", now - last
+                    "this process was paused for %.1fs, long enough to be declared dead: "
+                    "emptying its store, rejoining",
+                    now - last,
                 )
+                self.table.rejoin()
+                self.on_rejoin()
                 self.ready = False
                 self._waiting_since = now
                 self.rounds = 0

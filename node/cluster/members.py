@@ -107,6 +107,12 @@ class MemberTable:
         own = self.own
         self.records[self.self_id] = MemberRecord(own.incarnation, Status.LEAVING)
 
+    def rejoin(self) -> None:
+        """This node starts over (its store emptied): alive at a higher
+        incarnation, which outranks whatever was said of it meanwhile."""
+        own = self.own
+        self.records[self.self_id] = MemberRecord(own.incarnation + 1, Status.ALIVE)
+
     def forget(self, members: Iterable[str]) -> None:
         """Drop the records of long-dead members (never this node's own)."""
         for member in members:
