@@ -261,6 +261,23 @@ async def test_a_member_cut_off_from_one_node_only_is_never_declared_dead() -> N
     assert not network.keepers[C].table.was_declared_dead
 
 
+async def test_a_node_cut_off_from_everyone_declares_no_one_dead_and_empties_itself() -> None:
+    clock = FakeClock()
+    network = await three_ready(clock)
+    emptied: list[str] = []
+    for member, keeper in network.keepers.items():
+        keeper.on_rejoin = lambda member=member: emptied.append(member)
+    network.cut |= {frozenset((A, B)), frozenset((A, C))}
+    for _ in range(4):  # 6 s: B and C declare A dead; A, alone, waits
+        await network.rounds(2)
+        clock.now += SUSPICION_S
+    assert rings(network, A, B, C) == [{A, B, C}, {B, C}, {B, C}]
+    network.cut.clear()
+    await network.rounds(3)
+    assert emptied == [A]  # A hears it was declared dead; B and C hear nothing of the kind
+    assert rings(network, A, B, C) == [{A, B, C}] * 3
+
+
 async def test_a_node_whose_own_loop_stalled_waits_a_whole_timeout_more() -> None:
     clock = FakeClock()
     network = await three_ready(clock)

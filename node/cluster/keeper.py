@@ -12,9 +12,11 @@ from one node but not from the others, hears it is suspected and refutes
 (a higher incarnation). One that does not within ``health_interval x
 health_failures`` more is declared dead by the node that suspects it, and
 leaves every ring; the timeout starts again whenever this node's own event
-loop stalls (Lifeguard's local health awareness, simply). A busy machine
-that delays answers past the timeout a few times therefore does not throw
-a node out of the cluster. So:
+loop stalls (Lifeguard's local health awareness, simply), and a node that
+hears from no peer at all (of two or more) waits ten timeouts: it is more
+likely the one cut off. A busy machine that delays answers past the
+timeout a few times therefore does not throw a node out of the cluster,
+and one node cut off does not make the others empty their stores. So:
 
 - **Seeds.** A node given one member learns every member from it in one
   exchange, and every member learns the new node in the round after.
@@ -78,6 +80,9 @@ _WATCHDOG_S = 0.1
 # A tick this late means this node's own loop stalled (a busy machine, a
 # blocking call): its checks of others failing then say little about them.
 _STALL_S = 0.25
+# A node cut off from every peer declares none of them dead for this many
+# suspicion timeouts (they may all have died at once: it must end sometime).
+_CUT_OFF_PATIENCE = 10
 _MEMBER = re.compile(r"^[A-Za-z0-9.\-\[\]:]{1,300}:\d{1,5}$")
 _STATUSES = {status.value: status for status in Status}
 
@@ -145,6 +150,8 @@ class MembershipKeeper:
         self._suspected: dict[str, tuple[float, int]] = {}
         # When the watchdog last saw this node's own event loop stall.
         self.stalled = float("-inf")
+        # When this node last exchanged gossip with any peer, either way.
+        self._heard_from_a_peer = clock()
         self._discovery_failing = False
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -192,6 +199,7 @@ class MembershipKeeper:
         ``GossipError`` for a body that is not a gossip message."""
         sender = self._absorb(body)
         self.met.add(sender)
+        self._heard_from_a_peer = self._clock()
         self._apply()
         return self.message()
 
@@ -237,6 +245,7 @@ class MembershipKeeper:
             log.info("peer %s answers again", member)
         view.failures_in_row = 0
         self.met.add(member)
+        self._heard_from_a_peer = self._clock()
 
     def _suspect(self, member: str, reason: Exception) -> None:
         """``member`` failed its checks: suspect (if not already), and this
@@ -284,12 +293,22 @@ class MembershipKeeper:
             # in which this node itself ran smoothly declares a peer dead.
             if now - max(since, self.stalled) < self._suspicion_timeout:
                 continue
+            if self._cut_off(now) and now - since < _CUT_OFF_PATIENCE * self._suspicion_timeout:
+                continue
             del self._suspected[member]
             self.table.mark(member, Status.DEAD)
             self._dead_since[member] = now
             log.warning(
                 "peer %s is down: suspect for %.1fs without refuting it", member, now - since
             )
+
+    def _cut_off(self, now: float) -> bool:
+        """Whether this node, with two peers or more, heard from none of them
+        for a whole suspicion timeout. Then it is more likely the one cut
+        off than they all dead, and declaring them dead would make each of
+        them, once the network heals, hear it and empty its store."""
+        peers = len(self.table.alive()) - 1
+        return peers >= 2 and now - self._heard_from_a_peer >= self._suspicion_timeout
 
     def _absorb(self, body: bytes) -> str:
         """Merge a gossip message; the sender's id."""
