@@ -165,7 +165,12 @@ def run_healthcheck(env: dict[str, str]) -> int:
 def image_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str]]]:
     """``python -m node`` with the image's environment, on 127.0.0.1 and a free port."""
     env = {"PATH": os.environ.get("PATH", ""), **image_env()}
-    env.update(CACHE_HOST="127.0.0.1", CACHE_PORT=str(free_port("127.0.0.1")))
+    # Free ports: another test's node or memcached may hold 11211 on 127.0.0.1.
+    env.update(
+        CACHE_HOST="127.0.0.1",
+        CACHE_PORT=str(free_port("127.0.0.1")),
+        CACHE_MEMCACHED_PORT=str(free_port("127.0.0.1")),
+    )
     log = (tmp_path / "node.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, *json.loads(only("CMD"))[1:]],

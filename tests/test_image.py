@@ -119,13 +119,19 @@ def request(method: str, url: str, body: bytes | None = None) -> tuple[int, byte
 class Running:
     container: Container
     url: str
+    memcached_port: int
 
 
 @pytest.fixture(scope="module")
 def running(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     """One container of the image, its default command serving on 127.0.0.1."""
-    port = free_port()
-    env = {"CACHE_HOST": "127.0.0.1", "CACHE_PORT": str(port)}
+    port, memcached_port = free_port(), free_port()
+    # Free ports: the host's network is shared, and 11211 may be taken there.
+    env = {
+        "CACHE_HOST": "127.0.0.1",
+        "CACHE_PORT": str(port),
+        "CACHE_MEMCACHED_PORT": str(memcached_port),
+    }
     log_path = tmp_path_factory.mktemp("image-run") / "node.log"
     name = f"ecs-kv-cache-check-{port}"
     with (
@@ -144,7 +150,7 @@ def running(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             time.sleep(0.1)
         else:
             raise AssertionError(f"no 200 from /check-alive in 60 s:\n{log_path.read_text()}")
-        yield Running(container, url)
+        yield Running(container, url, memcached_port)
 
 
 def healthcheck_command(config: dict[str, Any]) -> list[str]:
@@ -175,11 +181,12 @@ def test_the_image_adds_little_to_its_base(built: Built) -> None:
     assert 0 < added <= MAX_ADDED_BYTES
 
 
-def test_by_default_the_node_listens_on_every_address_at_port_7000(built: Built) -> None:
+def test_by_default_the_node_listens_on_every_address_at_7000_and_11211(built: Built) -> None:
     env = dict(item.split("=", 1) for item in built.config["Env"])
 
     assert (env["CACHE_HOST"], env["CACHE_PORT"]) == ("0.0.0.0", "7000")
-    assert "7000/tcp" in built.config["ExposedPorts"]
+    assert env["CACHE_MEMCACHED_PORT"] == "11211"
+    assert {"7000/tcp", "11211/tcp"} <= set(built.config["ExposedPorts"])
     assert built.config["Cmd"] == ["python", "-m", "node"]
 
 
@@ -198,6 +205,19 @@ def test_the_default_command_answers_check_alive(running: Running) -> None:
 
     assert status == 200
     assert b'"ok"' in body
+
+
+def test_the_memcached_door_serves_what_http_stored(running: Running) -> None:
+    assert request("PUT", f"{running.url}/kv/through-http", b"both doors")[0] == 204
+    with socket.create_connection(("127.0.0.1", running.memcached_port), timeout=5) as sock:
+        sock.sendall(b"get through-http\r\n")
+        answer = b""
+        while not answer.endswith(b"END\r\n"):
+            chunk = sock.recv(4096)
+            assert chunk, answer
+            answer += chunk
+
+    assert answer == b"VALUE through-http 0 10\r\nboth doors\r\nEND\r\n"
 
 
 def test_a_value_put_is_got_back(running: Running) -> None:
