@@ -229,4 +229,5 @@ class Processes:
         for node in cluster.nodes:
             node.wait_alive()
         cluster.wait_converged()
+        cluster.wait_settled()  # a forward count measures steady state
         return cluster

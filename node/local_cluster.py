@@ -244,6 +244,19 @@ class LocalCluster:
             time.sleep(0.05)
         raise TimeoutError(f"rings did not converge on {wanted} within {timeout:g}s")
 
+    def wait_settled(self, timeout: float = 30.0) -> None:
+        """Wait until no node reports keys moving (``/stats`` ``keys_moving``):
+        every member has settled on the ring, so a read asks its owner only.
+        About a gossip round after ready; what measures steady state (a
+        benchmark's forward count) waits for it, a user need not."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            stats = [_http_json(f"{node.url}/stats", 0.5, node.token) for node in self.nodes]
+            if all(view is not None and view.get("keys_moving") is False for view in stats):
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"keys still moving after {timeout:g}s")
+
     def stop(self) -> None:
         for node in self.nodes:
             if node.process is not None and node.process.poll() is None:

@@ -68,23 +68,6 @@ def wait_for(probe: Callable[[], T | None], *, within: float, what: str, every: 
         time.sleep(every)
 
 
-def wait_settled(members: Iterable[str], within: float = 10.0) -> None:
-    """Until no member reports keys moving (``/stats`` ``keys_moving``).
-
-    For about a gossip round after a ring changes, even at a fresh start, a
-    read also asks the owners under the previous ring and fails rather than
-    guess when none of them answers (README, Membership). Tests of what a
-    client sees when an owner dies once the cluster runs wait this out
-    first; the tests of that window itself are in test_history.py.
-    """
-    for member in members:
-        wait_for(
-            lambda member=member: not call(member, "GET", "/stats").json()["keys_moving"],
-            within=within,
-            what=f"{member} settling its ring",
-        )
-
-
 async def eventually(
     probe: Callable[[], Awaitable[T | None]], *, within: float, what: str, every: float = 0.05
 ) -> T:

@@ -243,6 +243,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         2, subnet="127.0.244", first=1, args=["--max-bytes", "64MiB"], log_dir=str(logs)
     )
     nodes.start()
+    nodes.wait_settled()  # the tests count forwards: steady state
     try:
         with CacheClient(nodes.members) as client:
             client.set_many({key: b"v" * 100 for key in KEYS})
