@@ -86,19 +86,12 @@ class Reads:
         """
         if not key.isascii() or not 0 < len(key) <= self.max_key_bytes:
             return Local.ELSEWHERE
-        if self.placement.moving:
+        if not self._answers_alone(key):
             return Local.ELSEWHERE
-        ring = self.membership.ring
-        store = self.store
-        if self.replicas == 1:
-            if ring.owner(key) != self.self_id:
-                return Local.ELSEWHERE
-            entry = store.get_entry(key)
-            return Local.MISS if entry is None else entry
-        # With replicas, a local miss may be another owner's hit: get() looks.
-        if self.self_id not in ring.owners(key, self.replicas) or store.peek(key) is None:
-            return Local.ELSEWHERE
-        return store.get_entry(key) or Local.ELSEWHERE
+        entry = self.store.get_entry(key)
+        if entry is None:
+            return Local.MISS if self.replicas == 1 else Local.ELSEWHERE
+        return entry
 
     def read_item_owned(self, key: str) -> Item | Local:
         """``read_owned`` with the entry's version and flags (memcached's reads).
@@ -110,18 +103,23 @@ class Reads:
             return Local.ELSEWHERE
         if not 0 < size <= self.max_key_bytes:
             return Local.ELSEWHERE
+        if not self._answers_alone(key):
+            return Local.ELSEWHERE
+        item = self.store.get_item(key)
+        if item is None:
+            return Local.MISS if self.replicas == 1 else Local.ELSEWHERE
+        return item
+
+    def _answers_alone(self, key: str) -> bool:
+        """Whether this node's store alone answers ``key``: it owns the key
+        and keys are not moving. With replicas only a hit does (a local
+        miss may be another owner's hit: ``get`` looks there)."""
         if self.placement.moving:
-            return Local.ELSEWHERE
+            return False
         ring = self.membership.ring
-        store = self.store
         if self.replicas == 1:
-            if ring.owner(key) != self.self_id:
-                return Local.ELSEWHERE
-            item = store.get_item(key)
-            return Local.MISS if item is None else item
-        if self.self_id not in ring.owners(key, self.replicas) or store.peek(key) is None:
-            return Local.ELSEWHERE
-        return store.get_item(key) or Local.ELSEWHERE
+            return ring.owner(key) == self.self_id
+        return self.self_id in ring.owners(key, self.replicas) and self.store.peek(key) is not None
 
     async def for_peer(self, key: str, peer: str, *, near_ttl: float | None, local: bool) -> Found:
         """A read a peer sent here: this node's own entry (see the module docstring)."""
