@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import typing
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,25 +29,8 @@ from node.memcached.commands import (
 )
 from node.memcached.parser import Parser
 
-COMMAND_TYPES = (
-    Arith,
-    Close,
-    Delete,
-    FlushAll,
-    MetaArith,
-    MetaDelete,
-    MetaGet,
-    MetaNoop,
-    MetaSet,
-    Quit,
-    Reply,
-    Retrieve,
-    Stats,
-    Store,
-    Touch,
-    Verbosity,
-    Version,
-)
+# Every kind of command the parser may give: what Command is a union of.
+COMMAND_TYPES = typing.get_args(Command)
 
 
 def parser(max_value: int = 1024) -> Parser:
