@@ -37,8 +37,6 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any],
             "-m",
             "benchmarks",
             "--quick",
-            "--duration",  # a smoke test: one second a run is enough to tell
-            "1",
             "--subnet",
             next_subnet(),
             "--results-dir",
