@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import struct
 import time
+from pathlib import Path
 
 import pytest
 
@@ -170,3 +171,40 @@ def test_a_stopping_node_refuses_writes_and_fails_its_health_check(
         b.signal(signal.SIGCONT)
     assert a.process is not None
     assert a.process.wait(timeout=15) == 0
+
+
+def test_a_stopping_node_hands_off_to_a_peer_that_was_down_when_it_began(
+    make_cluster: ClusterFactory,
+) -> None:
+    # The peer that takes the entries is restarting when the drain begins
+    # (a new task not listening yet looks the same): the first pushes are
+    # refused and open its circuit, and the drain pushes them again.
+    cluster = make_cluster(2, args=["--drain-timeout", "10", "--health-failures", "100"])
+    a, b = cluster.nodes
+    keys = [key_owned_by(cluster.members, a.member, prefix=f"handed-{n}") for n in range(5)]
+    for key in keys:
+        assert call(a.member, "PUT", f"/kv/{key}", key.encode()).status == 204
+    b.kill()
+    a.signal(signal.SIGTERM)
+    assert a.log_path is not None
+    deadline = time.monotonic() + 5
+    while "transfer of" not in Path(a.log_path).read_text():  # a push was refused
+        assert time.monotonic() < deadline, "the drain never tried to push"
+        time.sleep(0.02)
+    b.start()  # listening soon, ready or not: peers may hand it entries either way
+    assert a.process is not None
+    assert a.process.wait(timeout=15) == 0
+    deadline = time.monotonic() + 10
+    while not _answers(b.member):  # 503 starting is an answer
+        assert time.monotonic() < deadline, "the restarted peer never listened"
+        time.sleep(0.02)
+    for key in keys:
+        assert call(b.member, "GET", f"/kv/{key}", headers=OWN_COPY).body == key.encode()
+
+
+def _answers(member: str) -> bool:
+    try:
+        call(member, "GET", "/check-alive")
+    except ConnectionRefusedError:
+        return False
+    return True

@@ -67,6 +67,8 @@ class MoveReport:
     failed: int = 0
     dropped: int = 0
     seconds: float = 0.0
+    # The keys whose entries some target did not take (to push again).
+    failed_keys: set[str] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -172,10 +174,25 @@ class EntryMover:
     # -- handoff
 
     async def hand_off(self, ring_without_self: HashRing) -> MoveReport:
-        """Push every live entry and tombstone to its owners under ``ring_without_self``."""
+        """Push every live entry and tombstone to its owners under
+        ``ring_without_self``; what failed is pushed again every
+        ``_RETRY_AFTER_S`` until it is taken (the caller bounds the time). A
+        target may just have started, or its circuit be open for a moment:
+        giving up at the first refusal would lose what only this node holds."""
         replicas = self.replicas
-        report = await self._move(lambda key: ring_without_self.owners(key, replicas), drop_if=None)
+
+        def targets(key: str) -> list[str]:
+            return ring_without_self.owners(key, replicas)
+
+        report = await self._move(targets, drop_if=None)
         self.last_report = report
+        failed = report.failed_keys
+        while failed:
+            await asyncio.sleep(_RETRY_AFTER_S)
+            again = await self._move(targets, drop_if=None, only=failed)
+            report.sent += again.sent
+            report.failed = again.failed
+            failed = again.failed_keys
         self.membership.mark_settled(ring_without_self)
         return report
 
@@ -186,12 +203,15 @@ class EntryMover:
         targets_of: Callable[[str], Iterable[str]],
         *,
         drop_if: Callable[[str], bool] | None,
+        only: set[str] | None = None,
     ) -> MoveReport:
+        """One pass over the store (or over the keys ``only`` names)."""
         work = _Pass()
         started = self._clock()
         now = started
         store = self.store
-        for index, key in enumerate(store.keys_snapshot()):
+        keys, tombstones = self._snapshot(only)
+        for index, key in enumerate(keys):
             if index % _KEYS_PER_SLICE == 0:
                 await asyncio.sleep(0)  # let requests in
                 now = self._clock()
@@ -200,7 +220,7 @@ class EntryMover:
                 if drop_if is not None and drop_if(key):
                     work.to_drop[key] = planned[1].version
                 await self._queue(work, *planned)
-        for key, version in store.tombstones_snapshot():
+        for key, version in tombstones:
             targets = [t for t in targets_of(key) if t != self.self_id]
             if targets:
                 await self._queue(work, targets, Entry(key, None, None, version))
@@ -211,7 +231,15 @@ class EntryMover:
             if key not in work.failed_keys and store.discard_if_version(key, version):
                 work.report.dropped += 1
         work.report.seconds = self._clock() - started
+        work.report.failed_keys = work.failed_keys
         return work.report
+
+    def _snapshot(self, only: set[str] | None) -> tuple[list[str], list[tuple[str, int]]]:
+        """The keys and the tombstones to move: all, or those ``only`` names."""
+        tombstones = self.store.tombstones_snapshot()
+        if only is None:
+            return self.store.keys_snapshot(), tombstones
+        return list(only), [(key, version) for key, version in tombstones if key in only]
 
     def _plan(
         self,
