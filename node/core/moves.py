@@ -46,6 +46,8 @@ _KEYS_PER_SLICE = 500
 _TRANSFER_TIMEOUT = 10.0
 # A pass with failed batches is run again after this long (same ring).
 _RETRY_AFTER_S = 0.5
+# How long a stopping node keeps pushing what a peer did not take.
+_HANDOFF_RETRY_S = 3.0
 
 
 @dataclass(slots=True)
@@ -176,18 +178,20 @@ class EntryMover:
     async def hand_off(self, ring_without_self: HashRing) -> MoveReport:
         """Push every live entry and tombstone to its owners under
         ``ring_without_self``; what failed is pushed again every
-        ``_RETRY_AFTER_S`` until it is taken (the caller bounds the time). A
-        target may just have started, or its circuit be open for a moment:
-        giving up at the first refusal would lose what only this node holds."""
+        ``_RETRY_AFTER_S`` for ``_HANDOFF_RETRY_S``. A target may just have
+        started, or its circuit be open for a moment: giving up at the first
+        refusal would lose what only this node holds. (Not longer: when the
+        whole service stops, the targets are stopping too.)"""
         replicas = self.replicas
 
         def targets(key: str) -> list[str]:
             return ring_without_self.owners(key, replicas)
 
+        give_up_at = self._clock() + _HANDOFF_RETRY_S
         report = await self._move(targets, drop_if=None)
         self.last_report = report
         failed = report.failed_keys
-        while failed:
+        while failed and self._clock() < give_up_at:
             await asyncio.sleep(_RETRY_AFTER_S)
             again = await self._move(targets, drop_if=None, only=failed)
             report.sent += again.sent
