@@ -13,7 +13,8 @@ So any two nodes that have heard the same records hold the same table,
 whatever the order they heard them in. A node that hears itself called
 suspect, dead or leaving when it is not raises its incarnation and is alive
 again (a refutation). A suspect is still a member: it stays on the ring
-until someone declares it dead (``node.cluster.keeper``). Pure: no I/O, no clock but the one given.
+until someone declares it dead (``node.cluster.keeper``). Pure: no I/O, no
+clock but the one given.
 """
 
 from __future__ import annotations
