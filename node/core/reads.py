@@ -23,7 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from ..cache.store import Item, Store
 from ..errors import NodeError, NotOwner, OwnersUnavailable, ValueTooLarge
@@ -36,6 +37,8 @@ from .replication import read_with_failover
 from .writes import Resync
 
 __all__ = ["Local", "Reads"]
+
+T = TypeVar("T")
 
 # Keys of a batch read one by one (while keys move) at a time.
 _MOVING_BATCH_CONCURRENCY = 64
@@ -263,7 +266,7 @@ class Reads:
         """The outcome of each key at ``indexes`` (in order): its value, None, or its error."""
         wanted = [keys[index] for index in indexes]
         if self.placement.moving:
-            return await self._get_each(wanted)
+            return await self._each(wanted, _value_of)
         choices = [
             self.placement.read_order(owners) for owners in self.placement.owners_of_each(wanted)
         ]
@@ -278,7 +281,7 @@ class Reads:
         found = await read_with_failover(choices, ask, is_hit=_is_value)
         refused = await self._learn_refusals(found)
         if refused:  # rings disagree: read those keys one by one
-            again = await self._get_each([wanted[i] for i in refused])
+            again = await self._each([wanted[i] for i in refused], _value_of)
             for position, outcome in zip(refused, again, strict=True):
                 found[position] = outcome
         return found
@@ -297,7 +300,7 @@ class Reads:
         keys read without waiting for anything."""
         wanted = [keys[index] for index in indexes]
         if self.placement.moving:
-            return await self._items_each(wanted)
+            return await self._each(wanted, _hit_of)
         hit_here = self.hit_here
         if self.replicas == 1:
             owners = self.membership.ring.owner_of_each(wanted)
@@ -317,7 +320,7 @@ class Reads:
         found = await read_with_failover(choices, ask, is_hit=_is_item)
         refused = await self._learn_refusals(found)
         if refused:
-            again = await self._items_each([wanted[i] for i in refused])
+            again = await self._each([wanted[i] for i in refused], _hit_of)
             for position, outcome in zip(refused, again, strict=True):
                 found[position] = outcome
         return found
@@ -327,33 +330,17 @@ class Reads:
         item = self.store.get_item(key)
         return None if item is None else Hit(item.value, item.flags, item.version)
 
-    async def _items_each(self, keys: Sequence[str]) -> list[HitOutcome]:
-        """Each key through ``get`` (while keys move), a bounded number at a time."""
+    async def _each(self, keys: Sequence[str], answer: Callable[[Found], T]) -> list[T | NodeError]:
+        """Each key through ``get`` (while keys move, or where rings disagree), a
+        bounded number at a time; each found copy as ``answer`` makes it."""
         gate = asyncio.Semaphore(_MOVING_BATCH_CONCURRENCY)
 
-        async def one(key: str) -> HitOutcome:
+        async def one(key: str) -> T | NodeError:
             async with gate:
                 try:
-                    found = await self.get(key, count=False)
+                    return answer(await self.get(key, count=False))
                 except NodeError as exc:
                     return exc
-                if found.value is None:
-                    return None
-                return Hit(found.value, found.flags, found.version)
-
-        return list(await asyncio.gather(*(one(key) for key in keys)))
-
-    async def _get_each(self, keys: Sequence[str]) -> list[KeyOutcome]:
-        """Each key through ``get``, a bounded number at a time."""
-        gate = asyncio.Semaphore(_MOVING_BATCH_CONCURRENCY)
-
-        async def one(key: str) -> KeyOutcome:
-            async with gate:
-                try:
-                    found = await self.get(key, count=False)
-                except NodeError as exc:
-                    return exc
-                return None if found.value is None else found.value
 
         return list(await asyncio.gather(*(one(key) for key in keys)))
 
@@ -369,6 +356,14 @@ class Reads:
 
 def _is_hit(found: Found) -> bool:
     return found.value is not None
+
+
+def _value_of(found: Found) -> bytes | memoryview | None:
+    return found.value
+
+
+def _hit_of(found: Found) -> Hit | None:
+    return None if found.value is None else Hit(found.value, found.flags, found.version)
 
 
 def _is_value(outcome: KeyOutcome) -> bool:
