@@ -78,16 +78,11 @@ def make_cluster(tmp_path: Path) -> Iterator[ClusterFactory]:
 
 @pytest.fixture(scope="module")
 def cluster3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    """Three nodes shared by a module's tests that do not stop or freeze nodes.
-
-    Handed over once the ring settled: these tests count forwards, and for
-    about a gossip round after ready a read also asks the previous ring's
-    owner. That window is what test_history.py's fresh start and the
-    instant-ready tests of test_forwarding.py load on purpose."""
+    """Three nodes shared by a module's tests that do not stop or freeze nodes,
+    handed over the instant they are ready (a test that counts forwards waits
+    for ``wait_settled`` itself)."""
     make, started = _cluster_factory(tmp_path_factory.mktemp("cluster3"))
-    cluster = make(3)
-    cluster.wait_settled()
-    yield cluster
+    yield make(3)
     for cluster in started:
         cluster.stop()
 
