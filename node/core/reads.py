@@ -205,21 +205,23 @@ class Reads:
 
     async def _read_moving(self, key: str, owner_sets: list[list[str]]) -> Found:
         """The newest copy among the owners under every ring since the last
-        stable one; each ring must have an owner that answered."""
+        stable one; each ring must have an owner that answered.
+
+        The owners are asked all at once, so a miss may be an entry in
+        transit: the new owner answered before the push reached it, the
+        previous owner after it dropped the entry (it drops only once the
+        push is acknowledged). A miss is therefore confirmed by asking again
+        one member at a time, from the oldest ring to the current one: a
+        member that has dropped the entry has already handed it to one
+        asked after it."""
         members = list(dict.fromkeys(member for owners in owner_sets for member in owners))
         answers = await asyncio.gather(*(self._own_copy(member, key) for member in members))
-        found = {m: a for m, a in zip(members, answers, strict=True) if isinstance(a, Found)}
-        for owners in owner_sets:
-            if not any(member in found for member in owners):
-                error = next(
-                    (a for m, a in zip(members, answers, strict=True) if m in owners), None
-                )
-                raise (
-                    error
-                    if isinstance(error, NodeError)
-                    else OwnersUnavailable("No owner of this key under one of the rings answered.")
-                )
-        best = max(found.values(), key=lambda answer: answer.version)
+        best = _newest(owner_sets, dict(zip(members, answers, strict=True)))
+        if best.value is None:
+            again = {m: await self._own_copy(m, key) for m in _oldest_ring_first(owner_sets)}
+            confirmed = _newest(owner_sets, again)
+            if confirmed.version > best.version:
+                best = confirmed
         if best.value is not None and best.node != self.self_id and self.self_id in owner_sets[0]:
             self._repair(key, best)
         return best
@@ -352,6 +354,27 @@ class Reads:
         for index in indexes:
             entry = get_entry(keys[index])
             outcomes[index] = None if entry is None else entry[0]
+
+
+def _newest(owner_sets: list[list[str]], answers: dict[str, Found | NodeError]) -> Found:
+    """The newest copy among ``answers`` (member -> its copy or its error);
+    raises when no owner under one of the rings answered."""
+    found = {member: answer for member, answer in answers.items() if isinstance(answer, Found)}
+    for owners in owner_sets:
+        if not any(member in found for member in owners):
+            for member in owners:
+                if isinstance(error := answers.get(member), NodeError):
+                    raise error
+            raise OwnersUnavailable("No owner of this key under one of the rings answered.")
+    return max(found.values(), key=lambda answer: answer.version)
+
+
+def _oldest_ring_first(owner_sets: list[list[str]]) -> list[str]:
+    """The members of ``owner_sets`` (current ring first, then the earlier
+    rings oldest first) from the oldest ring to the current one; a member in
+    several rings at its latest place."""
+    in_order = [member for owners in (*owner_sets[1:], owner_sets[0]) for member in owners]
+    return list(reversed(dict.fromkeys(reversed(in_order))))
 
 
 def _is_hit(found: Found) -> bool:
