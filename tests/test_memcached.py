@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ from pymemcache.exceptions import MemcacheClientError, MemcacheServerError
 
 from node.local_cluster import LocalCluster, NodeProcess
 
+from .conftest import ClusterFactory, NodeFactory
 from .http_call import call
 
 pytestmark = pytest.mark.slow
@@ -403,6 +405,51 @@ def test_any_bytes_get_answers_then_a_clean_close_and_the_node_serves_on(
 
     assert answer == b"" or answer.endswith(b"\r\n")
     assert talk(nodes[2], b"mn\r\n", until=b"MN\r\n") == b"MN\r\n"
+
+
+# -- while the cluster changes
+
+
+def test_add_refuses_every_existing_key_while_a_node_joins(
+    make_cluster: ClusterFactory, node_factory: NodeFactory
+) -> None:
+    # The joiner owns some keys before their entries reach it: an add decided
+    # against that absence would succeed and overwrite the value.
+    cluster = make_cluster(3)
+    keys = [f"join/{n}" for n in range(20_000)]
+    loader = client_of(cluster.nodes[0])
+    for start in range(0, len(keys), 500):
+        assert (
+            loader.set_many(dict.fromkeys(keys[start : start + 500], b"kept"), noreply=False) == []
+        )
+    stop = threading.Event()
+    added: list[str] = []
+
+    def add_again(node: NodeProcess, part: list[str]) -> None:
+        client = client_of(node)
+        while not stop.is_set():
+            added.extend(key for key in part[:200] if client.add(key, b"new", noreply=False))
+            part = part[200:] + part[:200]
+
+    workers = [
+        threading.Thread(target=add_again, args=(cluster.nodes[n % 3], keys[n::6]))
+        for n in range(6)
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        subnet = cluster.nodes[0].host.rpartition(".")[0]
+        node_factory(f"{subnet}.4", "--peers", cluster.members[0])  # returns once it is ready
+        stop.wait(1.0)  # keys are still moving to it
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join()
+
+    assert added == []
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        assert loader.get_many(chunk) == dict.fromkeys(chunk, b"kept")
 
 
 # -- the whole cluster at once (last: it empties the cache)

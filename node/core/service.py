@@ -107,6 +107,8 @@ class KeyService:
             peers=peers,
             invalidations=invalidations,
             clock=clock,
+            # Reads while keys move keep the newest copy they find here.
+            catch_up=lambda key: self.reads.get(key, count=False),
             resync=resync,
         )
 

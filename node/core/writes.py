@@ -11,7 +11,11 @@
   owner out of the ring, writes go to the new owners.
 - **Conditional writes** (add, cas, incr...) go to the key's primary owner,
   which decides them against its entry (``mutations.decide``), stamps the
-  result and writes it to the other owners as a plain set or delete.
+  result and writes it to the other owners as a plain set or delete. While
+  keys move, the primary first reads the newest copy from the owners under
+  the earlier rings into its store (``catch_up``): the entry may still be on
+  its way to it, and an ``add`` decided against that absence would
+  overwrite a value that exists.
 - An owner that holds a newer version than a write refuses it
   (``StaleVersion``); the writer stamps again, past that version, and
   retries. A node that does not own the key under its ring refuses a peer's
@@ -37,12 +41,15 @@ from .placement import Placement
 from .replication import merge_writes
 from .versions import VersionClock
 
-__all__ = ["Pending", "Resync", "Writes"]
+__all__ = ["CatchUp", "Pending", "Resync", "Writes"]
 
 log = logging.getLogger(__name__)
 
 # Learns the ring of a member that said this node's ring is out of date.
 Resync = Callable[[str], Awaitable[None]]
+# Brings the newest copy of a key from its owners under earlier rings into
+# this node's store (a read while keys move does: ``Reads.get``).
+CatchUp = Callable[[str], Awaitable[object]]
 # Near-cache notices a write owes before it is acknowledged: member -> its
 # keys, and the moment its copies lapse (node.peers.invalidation).
 Pending = dict[str, tuple[list[str], float]]
@@ -67,6 +74,7 @@ class Writes:
         peers: PeerClient,
         invalidations: Invalidations,
         clock: VersionClock,
+        catch_up: CatchUp,
         resync: Resync = _no_resync,
     ) -> None:
         self.placement = placement
@@ -75,6 +83,7 @@ class Writes:
         self.peers = peers
         self.invalidations = invalidations
         self.clock = clock
+        self.catch_up = catch_up
         self.resync = resync
 
     # -- the store
@@ -249,6 +258,8 @@ class Writes:
     async def decide_here(self, key: str, mutation: Mutation, owners: list[str]) -> Written:
         """Decide a conditional write against this node's entry (this node is the
         primary), then write the result to every owner."""
+        if self.placement.moving:
+            await self.catch_up(key)
         item = self.store.peek(key)
         ttl_left = self.store.ttl_remaining(item.expires_at) if item is not None else None
         decision = decide(mutation, item, ttl_left)
