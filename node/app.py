@@ -5,7 +5,8 @@ arguments, the parts are built bottom up (cache, peers, cluster, core) and
 the HTTP door is put around the core. Resources with a lifetime (the peer
 transport, the membership keeper, the entry mover, the expiry sweeper) are
 ``cleanup_ctx`` generators: set up before ``yield``, torn down after it, in
-reverse order. Nothing lives at module level, so several apps can run in
+reverse order; the gossip alone starts later, once the node listens
+(``begin_gossip``). Nothing lives at module level, so several apps can run in
 one process.
 """
 
@@ -59,6 +60,7 @@ __all__ = [
     "MOVER",
     "SERVICE",
     "add_memcached_door",
+    "begin_gossip",
     "create_app",
     "drain",
     "peer_addresses",
@@ -162,6 +164,13 @@ def create_app(config: Config, *, self_id: str) -> web.Application:
     app[MOVER] = node.mover
     app.cleanup_ctx.extend(_lifecycle(node, sweep_interval=config.sweep_interval))
     return app
+
+
+def begin_gossip(app: web.Application) -> None:
+    """Start meeting the peers; call once the node listens. A peer that hears
+    of this node pushes entries to it at once, and a push refused because
+    nothing listened yet would have to wait for a retry."""
+    app[KEEPER].start()
 
 
 def add_memcached_door(
@@ -319,8 +328,7 @@ def _lifecycle(node: _Node, *, sweep_interval: float) -> list[CleanupContext]:
         await node.transport.close()
 
     async def membership_keeper(app: web.Application) -> AsyncIterator[None]:
-        node.keeper.start()
-        yield
+        yield  # started by ``begin_gossip``, once the node listens
         await node.keeper.stop()
 
     async def entry_mover(app: web.Application) -> AsyncIterator[None]:

@@ -24,6 +24,7 @@ from . import config as config_module
 from .app import (
     CONNECTIONS,
     add_memcached_door,
+    begin_gossip,
     create_app,
     drain,
     peer_addresses,
@@ -131,6 +132,7 @@ async def serve(config: Config) -> int:
         await runner.cleanup()
         return 1
     log.info("node %s listening on %s:%d", self_id, config.host, config.port)
+    begin_gossip(app)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
