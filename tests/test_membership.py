@@ -278,6 +278,26 @@ async def test_a_node_cut_off_from_everyone_declares_no_one_dead_and_empties_its
     assert rings(network, A, B, C) == [{A, B, C}] * 3
 
 
+async def test_a_node_cut_off_for_long_takes_back_its_verdicts_when_it_hears_again() -> None:
+    clock = FakeClock()
+    network = await three_ready(clock)
+    emptied: list[str] = []
+    for member, keeper in network.keepers.items():
+        keeper.on_rejoin = lambda member=member: emptied.append(member)
+    network.cut |= {frozenset((A, B)), frozenset((A, C))}
+    for _ in range(12):  # 18 s: past A's patience, A declares B and C dead
+        await network.rounds(2)
+        clock.now += SUSPICION_S
+    assert rings(network, A, B, C) == [{A}, {B, C}, {B, C}]
+    network.cut.clear()
+    await network.rounds(3)
+    # A was the one gone: it starts over, and B and C keep their entries.
+    assert emptied == [A]
+    assert rings(network, A, B, C) == [{A, B, C}] * 3
+    for member in (B, C):
+        assert network.keepers[member].table.status_of(member) is Status.ALIVE
+
+
 async def test_a_node_whose_own_loop_stalled_waits_a_whole_timeout_more() -> None:
     clock = FakeClock()
     network = await three_ready(clock)

@@ -14,7 +14,8 @@ health_failures`` more is declared dead by the node that suspects it, and
 leaves every ring; the timeout starts again whenever this node's own event
 loop stalls (Lifeguard's local health awareness, simply), and a node that
 hears from no peer at all (of two or more) waits ten timeouts: it is more
-likely the one cut off. A busy machine that delays answers past the
+likely the one cut off, so what it declares then it keeps to itself, and
+takes back once it hears from a peer again. A busy machine that delays answers past the
 timeout a few times therefore does not throw a node out of the cluster,
 and one node cut off does not make the others empty their stores. So:
 
@@ -152,6 +153,9 @@ class MembershipKeeper:
         self.stalled = float("-inf")
         # When this node last exchanged gossip with any peer, either way.
         self._heard_from_a_peer = clock()
+        # Members this node declared dead while it heard from no peer: its own
+        # opinion, never told, and taken back once it hears from one again.
+        self._verdicts_while_cut_off: set[str] = set()
         self._discovery_failing = False
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -187,6 +191,7 @@ class MembershipKeeper:
                 "members": {
                     member: [record.incarnation, record.status.value]
                     for member, record in self.table.records.items()
+                    if member not in self._verdicts_while_cut_off
                 },
                 "ring": self.membership.ring.version,
                 "settled": self.membership.settled_version,
@@ -279,6 +284,7 @@ class MembershipKeeper:
 
     def _declare_unrefuted_suspects_dead(self) -> None:
         now = self._clock()
+        cut_off = self._cut_off(now)  # before any verdict shrinks the peers it counts
         for member, (since, incarnation) in list(self._suspected.items()):
             record = self.table.records.get(member)
             if record is None or record.incarnation != incarnation:
@@ -293,11 +299,13 @@ class MembershipKeeper:
             # in which this node itself ran smoothly declares a peer dead.
             if now - max(since, self.stalled) < self._suspicion_timeout:
                 continue
-            if self._cut_off(now) and now - since < _CUT_OFF_PATIENCE * self._suspicion_timeout:
+            if cut_off and now - since < _CUT_OFF_PATIENCE * self._suspicion_timeout:
                 continue
             del self._suspected[member]
             self.table.mark(member, Status.DEAD)
             self._dead_since[member] = now
+            if cut_off:
+                self._verdicts_while_cut_off.add(member)
             log.warning(
                 "peer %s is down: suspect for %.1fs without refuting it", member, now - since
             )
@@ -314,6 +322,7 @@ class MembershipKeeper:
         """Merge a gossip message; the sender's id."""
         sender, records, ring, settled, ready = _parse(body)
         table = self.table
+        self._take_back_verdicts_while_cut_off()
         table.merge(records)
         view = self.views.setdefault(sender, PeerView())
         view.ring, view.settled, view.ready = ring, settled, ready
@@ -324,6 +333,21 @@ class MembershipKeeper:
             self._waiting_since = self._clock()
             self.on_rejoin()
         return sender
+
+    def _take_back_verdicts_while_cut_off(self) -> None:
+        """This node hears from a peer again after hearing from none long
+        enough to declare them dead: it was the one cut off. It forgets what
+        it declared (the peers' own records come back with their gossip)
+        rather than tell them they are dead, which would make each of them
+        empty its store. Having been declared dead itself, it starts over."""
+        if not self._verdicts_while_cut_off:
+            return
+        taken_back = sorted(self._verdicts_while_cut_off)
+        self._verdicts_while_cut_off.clear()
+        self.table.forget(taken_back)
+        for member in taken_back:
+            self._dead_since.pop(member, None)
+        log.warning("a peer answers again: taking back declaring %s dead while cut off", taken_back)
 
     # -- the ring, readiness, stability
 
@@ -387,6 +411,7 @@ class MembershipKeeper:
         now = self._clock()
         gone = [m for m, since in self._dead_since.items() if now - since > _DEAD_RETENTION_S]
         self.table.forget(gone)
+        self._verdicts_while_cut_off.difference_update(gone)
         for member in gone:
             self._dead_since.pop(member, None)
             self.views.pop(member, None)
