@@ -389,6 +389,17 @@ async def test_the_ring_is_not_stable_while_a_previous_owner_still_pushes() -> N
     assert not network.keepers[A].membership.history
 
 
+async def test_a_record_with_a_status_from_a_newer_build_is_skipped_and_the_rest_merged() -> None:
+    clock, network = FakeClock(), Network()
+    keeper = network.add(A, [A], clock)
+    keeper.receive(
+        b'{"from": "10.0.0.2:7000", "members": {"10.0.0.2:7000": [5, "alive"],'
+        b' "10.0.0.3:7000": [5, "resting"]}, "ring": "", "settled": "", "ready": true}'
+    )
+    assert keeper.table.status_of(B) is Status.ALIVE
+    assert keeper.table.status_of(C) is None
+
+
 @pytest.mark.parametrize(
     "body",
     [
@@ -397,6 +408,8 @@ async def test_the_ring_is_not_stable_while_a_previous_owner_still_pushes() -> N
         b'{"from": "10.0.0.9:7000", "members": {"x": [1, "alive"]}, "ring": "", "settled": "",'
         b' "ready": true}',
         b'{"from": "10.0.0.9:7000", "members": {"10.0.0.8:7000": [-1, "alive"]}, "ring": "",'
+        b' "settled": "", "ready": true}',
+        b'{"from": "10.0.0.9:7000", "members": {"10.0.0.8:7000": [1, 2]}, "ring": "",'
         b' "settled": "", "ready": true}',
     ],
 )

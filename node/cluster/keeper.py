@@ -517,7 +517,11 @@ def _parse(body: bytes) -> tuple[str, dict[str, MemberRecord], str, str, bool]:
         incarnation, status = fields
         if not (isinstance(incarnation, int) and 0 <= incarnation < 1 << 63):
             raise GossipError(f"bad incarnation for {member[:60]!r}")
-        if status not in _STATUSES:
+        if not isinstance(status, str):
             raise GossipError(f"bad status for {member[:60]!r}")
+        if status not in _STATUSES:
+            # A status a newer build added: its record is skipped, the rest
+            # merged, so gossip goes on through a rolling upgrade.
+            continue
         records[member] = MemberRecord(incarnation, _STATUSES[status])
     return sender, records, ring[:64], settled[:64], ready
