@@ -137,8 +137,7 @@ def test_a_bad_gossip_message_is_400_and_changes_nothing(cluster3: LocalCluster)
         b"[]",
         b'{"from": "x"}',
         b"not json",
-        b'{"from": "a:1", "members": {"b:2": [1, 7]}, "ring": "", "settled": "", '
-        b'"ready": true}',
+        b'{"from": "a:1", "members": {"b:2": [1, 7]}, "ring": "", "settled": "", "ready": true}',
     )
     for body in bad:
         answer = call(cluster3.members[0], "POST", "/internal/gossip", body)
