@@ -314,6 +314,30 @@ async def test_a_node_whose_own_loop_stalled_waits_a_whole_timeout_more() -> Non
     assert rings(network, A, B) == [{A, B}] * 2
 
 
+async def test_a_node_back_from_a_pause_is_ready_only_once_peers_answer_its_new_incarnation() -> (
+    None
+):
+    clock = FakeClock()
+    network = await three_ready(clock)
+    frozen = network.keepers[B]
+    # What A and C told B just before it froze, read from its sockets when it wakes.
+    sent_before = [network.keepers[member].message() for member in (A, C)]
+    network.down.add(B)
+    await network.rounds(3)
+    clock.now += SUSPICION_S
+    await network.rounds(1)
+    assert rings(network, A, C) == [{A, C}] * 2
+    frozen.paused(5.0)  # what its watchdog does on waking
+    for message in sent_before:
+        frozen.receive(message)
+    await frozen.gossip_round()  # its own exchanges fail: it is not back yet
+    assert not frozen.ready  # the old messages agree with its ring, but are old news
+    network.down.discard(B)
+    await network.rounds(2)
+    assert frozen.ready
+    assert rings(network, A, B, C) == [{A, B, C}] * 3
+
+
 async def test_a_member_that_left_and_stopped_answering_is_dead_without_suspicion() -> None:
     clock = FakeClock()
     network = await three_ready(clock)

@@ -40,8 +40,10 @@ and one node cut off does not make the others empty their stores. So:
   suspected (SIGSTOP, a frozen VM), the others may have moved on: it
   empties its store (what it holds may be older than writes made
   meanwhile), rejoins at a higher incarnation, and is not ready again
-  until it has caught up. A node that was not paused but cut off does the
-  same when it hears it was declared dead.
+  until its peers answer to that incarnation (what it reads first was sent
+  before the pause): readiness and stability count only messages that
+  carry this node's current incarnation. A node that was not paused but
+  cut off does the same when it hears it was declared dead.
 """
 
 from __future__ import annotations
@@ -99,6 +101,9 @@ class PeerView:
     ring: str = ""
     settled: str = ""
     ready: bool = False
+    # This node's incarnation as the peer's last message gave it: a message
+    # sent before this node started over (one read after a pause) is old news.
+    knows_me: int = 0
     failures_in_row: int = 0
     checks: int = 0
     failures: int = 0
@@ -326,6 +331,8 @@ class MembershipKeeper:
         table.merge(records)
         view = self.views.setdefault(sender, PeerView())
         view.ring, view.settled, view.ready = ring, settled, ready
+        me = records.get(self.self_id)
+        view.knows_me = me.incarnation if me is not None else 0
         if table.was_declared_dead:
             table.was_declared_dead = False
             log.warning("this node was declared dead while cut off: emptying its store, rejoining")
@@ -372,7 +379,7 @@ class MembershipKeeper:
             return
         version = self.membership.ring.version
         others = self.membership.ring.members - {self.self_id}
-        disagreeing = sorted(m for m in others if self.views.get(m, PeerView()).ring != version)
+        disagreeing = sorted(m for m in others if not self._agrees(m, version))
         # Listed members not met yet may be starting too: wait for them, a while.
         unmet = sorted(self.listed - self.met - {self.self_id})
         waited = self._clock() - self._waiting_since
@@ -402,10 +409,20 @@ class MembershipKeeper:
         for member in involved:
             if table.status_of(member) in (None, Status.DEAD):
                 continue  # nothing to wait for: it holds nothing any more
-            view = self.views.get(member)
-            if view is None or view.ring != version or view.settled != version:
+            if not self._agrees(member, version, settled=True):
                 return
         membership.settle()
+
+    def _agrees(self, member: str, version: str, *, settled: bool = False) -> bool:
+        """Whether ``member`` last said it is on ring ``version`` (and settled on
+        it), in a message sent since it heard of this node's incarnation."""
+        view = self.views.get(member)
+        return (
+            view is not None
+            and view.ring == version
+            and (view.settled == version or not settled)
+            and view.knows_me >= self.table.own.incarnation
+        )
 
     def _forget_the_long_dead(self) -> None:
         now = self._clock()
@@ -464,6 +481,28 @@ class MembershipKeeper:
                 self._apply()
         return True
 
+    def paused(self, seconds: float) -> None:
+        """This process was stopped for ``seconds`` (the watchdog saw it):
+        long enough to be suspected, so perhaps declared dead, and the news
+        may never reach this node: the first message it reads may be a
+        suspicion from before the death, which it refutes, and that
+        refutation outranks the death everywhere. So it does what a node
+        told it was dead does: it starts over, and is ready again only once
+        its peers answer to its new incarnation (what it reads first was
+        sent before the pause)."""
+        if not self.ready or self.table.own.status is not Status.ALIVE:
+            return
+        log.warning(
+            "this process was paused for %.1fs, long enough to be declared dead: "
+            "emptying its store, rejoining",
+            seconds,
+        )
+        self.table.rejoin()
+        self.on_rejoin()
+        self.ready = False
+        self._waiting_since = self._clock()
+        self.rounds = 0
+
     async def _watchdog(self) -> None:
         """Notices that the process was stopped long enough for peers to move on,
         and when its own event loop stalls (``stalled``)."""
@@ -474,22 +513,8 @@ class MembershipKeeper:
             now = self._clock()
             if now - last > _WATCHDOG_S + _STALL_S:
                 self.stalled = now
-            if now - last > limit and self.ready and self.table.own.status is Status.ALIVE:
-                # Long enough to be suspected, so perhaps declared dead, and
-                # the news may never reach this node: the first message it
-                # reads may be a suspicion from before the death, which it
-                # refutes, and that refutation outranks the death everywhere.
-                # So it does what a node told it was dead does.
-                log.warning(
-                    "this process was paused for %.1fs, long enough to be declared dead: "
-                    "emptying its store, rejoining",
-                    now - last,
-                )
-                self.table.rejoin()
-                self.on_rejoin()
-                self.ready = False
-                self._waiting_since = now
-                self.rounds = 0
+            if now - last > limit:
+                self.paused(now - last)
             last = now
 
 
