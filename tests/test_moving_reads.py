@@ -16,10 +16,11 @@ from node.cluster.membership import Membership
 from node.core.placement import Placement
 from node.core.reads import Reads
 from node.core.remote_reads import RemoteReads
+from node.core.writes import Resync
 from node.peers.invalidation import Invalidations
 from node.results import Found
 
-OLD_OWNER, NEW_OWNER, READER = (f"10.0.0.{n}:7000" for n in (1, 2, 3))
+OLD_OWNER, NEW_OWNER, READER, NEWEST_OWNER = (f"10.0.0.{n}:7000" for n in (1, 2, 3, 4))
 
 
 class Network:
@@ -40,7 +41,9 @@ class Network:
         return await self.nodes[member].for_peer(key, READER, near_ttl=near_ttl, local=local)
 
 
-def node(network: Network, member: str, *rings: list[str]) -> tuple[Reads, Store]:
+def node(
+    network: Network, member: str, *rings: list[str], resync: Resync | None = None
+) -> tuple[Reads, Store]:
     """A member that went through ``rings`` in turn, the last one unsettled."""
     membership = Membership(member, vnodes=16)
     for members in rings:
@@ -54,7 +57,7 @@ def node(network: Network, member: str, *rings: list[str]) -> tuple[Reads, Store
         remote_reads=RemoteReads(near=None, coalesce=False),
         invalidations=Invalidations(_no_notices),
         max_key_bytes=250,
-        resync=_no_resync,
+        resync=resync or _no_resync,
     )
     network.nodes[member] = reads
     return reads, store
@@ -68,15 +71,17 @@ async def _no_resync(member: str) -> None:
     return None
 
 
-def key_moving(before: list[str], after: list[str]) -> str:
-    """A key the old owner held under ``before`` and the new one under ``after``."""
-    old, new = Membership(READER, vnodes=16), Membership(READER, vnodes=16)
-    old.set_members(before)
-    new.set_members(after)
+def key_moving(*owners_by_ring: tuple[list[str], str]) -> str:
+    """A key owned under each ring by the member paired with it."""
+    rings = []
+    for members, owner in owners_by_ring:
+        membership = Membership(READER, vnodes=16)
+        membership.set_members(members)
+        rings.append((membership.ring, owner))
     return next(
         key
         for key in (f"key-{n}" for n in range(10_000))
-        if old.ring.owner(key) == OLD_OWNER and new.ring.owner(key) == NEW_OWNER
+        if all(ring.owner(key) == owner for ring, owner in rings)
     )
 
 
@@ -86,7 +91,7 @@ async def test_an_entry_pushed_between_the_two_answers_is_read() -> None:
     reader, _ = node(network, READER, before, after)
     _, old_store = node(network, OLD_OWNER, before, after)
     _, new_store = node(network, NEW_OWNER, after)
-    key = key_moving(before, after)
+    key = key_moving((before, OLD_OWNER), (after, NEW_OWNER))
     old_store.set(key, b"acknowledged", ttl=None, version=7)
 
     def push() -> None:
@@ -110,9 +115,31 @@ async def test_a_key_absent_everywhere_is_a_miss_after_asking_again() -> None:
     reader, _ = node(network, READER, before, after)
     node(network, OLD_OWNER, before, after)
     node(network, NEW_OWNER, after)
-    key = key_moving(before, after)
+    key = key_moving((before, OLD_OWNER), (after, NEW_OWNER))
 
     found = await reader.get(key, count=True)
 
     assert found.value is None
     assert sorted(network.asked) == sorted([OLD_OWNER, NEW_OWNER] * 2)
+
+
+async def test_a_miss_from_a_member_on_a_newer_ring_sends_the_reader_to_learn_it() -> None:
+    # The new owner has handed the entry on to a member the reader has not
+    # heard of yet, and dropped its own copy.
+    before, after = [OLD_OWNER, READER], [OLD_OWNER, NEW_OWNER, READER]
+    newest = [*after, NEWEST_OWNER]
+    network = Network()
+
+    async def learn(member: str) -> None:
+        reader.membership.set_members(newest)
+
+    reader, _ = node(network, READER, before, after, resync=learn)
+    node(network, OLD_OWNER, before, after)
+    node(network, NEW_OWNER, after, newest)
+    _, newest_store = node(network, NEWEST_OWNER, newest)
+    key = key_moving((before, OLD_OWNER), (after, NEW_OWNER), (newest, NEWEST_OWNER))
+    newest_store.set(key, b"handed on", ttl=None, version=7)
+
+    found = await reader.get(key, count=True)
+
+    assert (found.value, found.node) == (b"handed on", NEWEST_OWNER)

@@ -216,15 +216,35 @@ class Reads:
         asked after it."""
         members = list(dict.fromkeys(member for owners in owner_sets for member in owners))
         answers = await asyncio.gather(*(self._own_copy(member, key) for member in members))
-        best = _newest(owner_sets, dict(zip(members, answers, strict=True)))
+        best = self._newest(owner_sets, dict(zip(members, answers, strict=True)))
         if best.value is None:
             again = {m: await self._own_copy(m, key) for m in _oldest_ring_first(owner_sets)}
-            confirmed = _newest(owner_sets, again)
+            confirmed = self._newest(owner_sets, again)
             if confirmed.version > best.version:
                 best = confirmed
         if best.value is not None and best.node != self.self_id and self.self_id in owner_sets[0]:
             self._repair(key, best)
         return best
+
+    def _newest(self, owner_sets: list[list[str]], answers: dict[str, Found | NodeError]) -> Found:
+        """The newest copy among ``answers``; raises ``NotOwner`` when a member
+        on a ring this node has not heard of says it has none (it may have
+        handed the entry to a member this node does not know yet: ``get``
+        learns that ring and reads again)."""
+        known = {self.membership.ring.version, *(r.version for r in self.membership.history)}
+        for member, answer in answers.items():
+            if (
+                isinstance(answer, Found)
+                and answer.value is None
+                and answer.ring
+                and answer.ring not in known
+            ):
+                raise NotOwner(
+                    f"{member} is on ring {answer.ring}, newer than this node's.",
+                    ring=answer.ring,
+                    member=member,
+                )
+        return _newest(owner_sets, answers)
 
     async def _own_copy(self, member: str, key: str) -> Found | NodeError:
         if member == self.self_id:
