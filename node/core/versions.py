@@ -36,6 +36,10 @@ class VersionClock:
         self._wall_ns = wall_ns
         self._last_us = 0
 
+    def wall_us(self) -> int:
+        """The wall clock now, in the microseconds versions carry."""
+        return self._wall_ns() // 1000
+
     def next(self) -> int:
         """A version larger than every one this clock stamped or observed."""
         now_us = self._wall_ns() // 1000

@@ -18,8 +18,13 @@
   overwrite a value that exists.
 - An owner that holds a newer version than a write refuses it
   (``StaleVersion``); the writer stamps again, past that version, and
-  retries. A node that does not own the key under its ring refuses a peer's
-  write (``NotOwner``): the writer learns the ring from it and retries.
+  retries, as long as that version is one the clocks' skew explains. One
+  stamped well after the write began is a later write, and the write is
+  refused rather than stamped past it: a write held up that long (its
+  node was paused or stalled; its client has likely given up) would
+  otherwise overwrite writes made since. A node that does not own the key
+  under its ring refuses a peer's write (``NotOwner``): the writer learns
+  the ring from it and retries.
 
 ``apply_here`` is the one place a write changes this node's store; it also
 tells the nodes holding near-cache copies of the key.
@@ -39,7 +44,7 @@ from ..results import KeyOutcome, Written
 from .mutations import Change, Decision, Mutation, Outcome, blind_change, decide
 from .placement import Placement
 from .replication import merge_writes
-from .versions import VersionClock
+from .versions import TAG_BITS, VersionClock
 
 __all__ = ["CatchUp", "Pending", "Resync", "Writes"]
 
@@ -57,6 +62,10 @@ Pending = dict[str, tuple[list[str], float]]
 # Stamps (or rings) a write may go through before it gives up: each retry
 # follows news (a newer version, a newer ring), so few are ever needed.
 _ATTEMPTS = 3
+# How much later than a write's start another version may be stamped and
+# still be taken for clock skew (which re-stamping corrects): far above the
+# skew of synchronised clocks, well below a failure-detection period.
+_SKEW_US = 500_000
 
 
 async def _no_resync(member: str) -> None:
@@ -152,6 +161,7 @@ class Writes:
         """Apply ``mutation`` to ``key`` at its owners, stamping and retrying as
         the module docstring says. Raises ``NodeError``s."""
         last: NodeError = OwnersUnavailable("No owner of this key could take the write.")
+        began_us = self.clock.wall_us()
         for _ in range(_ATTEMPTS):
             owners = self.placement.owners(key)
             try:
@@ -159,6 +169,8 @@ class Writes:
                     return await self._at_primary(key, mutation, owners)
                 return await self._everywhere(key, mutation, owners)
             except StaleVersion as exc:
+                if _superseded(exc, began_us):
+                    raise
                 self.clock.observe(exc.current)
                 last = exc
             except NotOwner as exc:
@@ -314,9 +326,10 @@ class Writes:
         their owners; each key's outcome lands in ``outcomes``. Keys refused
         for a stale version or an old ring are stamped and sent again."""
         pending = list(indexes)
+        began_us = self.clock.wall_us()
         for attempt in range(_ATTEMPTS):
             version = self.clock.next()
-            again = await self._write_round(keys, values, ttl, pending, version, outcomes)
+            again = await self._write_round(keys, values, ttl, pending, version, outcomes, began_us)
             if not again or attempt + 1 == _ATTEMPTS:
                 return
             pending = again
@@ -329,6 +342,7 @@ class Writes:
         indexes: Sequence[int],
         version: int,
         outcomes: list[KeyOutcome],
+        began_us: int,
     ) -> list[int]:
         groups: dict[tuple[str, bool], list[int]] = {}
         owners_of = self.placement.owners_of_each([keys[index] for index in indexes])
@@ -345,7 +359,9 @@ class Writes:
         for (_, group), answer in zip(members, answers, strict=True):
             for index, outcome in zip(group, answer, strict=True):
                 per_key[index].append(_as_write(outcome))
-        again = self._merge_round(per_key, deleting=not values, outcomes=outcomes)
+        again = self._merge_round(
+            per_key, deleting=not values, outcomes=outcomes, began_us=began_us
+        )
         refused = {
             member
             for ((member, _), _), answer in zip(members, answers, strict=True)
@@ -361,13 +377,14 @@ class Writes:
         *,
         deleting: bool,
         outcomes: list[KeyOutcome],
+        began_us: int,
     ) -> list[int]:
         """Each key's outcome from its owners'; the keys to send again (a stale
         version, an owner on another ring)."""
         again: list[int] = []
         for index, owner_outcomes in per_key.items():
             merged = merge_writes(owner_outcomes, deleting=deleting)
-            if isinstance(merged, StaleVersion):
+            if isinstance(merged, StaleVersion) and not _superseded(merged, began_us):
                 self.clock.observe(merged.current)
                 again.append(index)
             elif isinstance(merged, NotOwner):
@@ -449,3 +466,9 @@ def _as_write(outcome: KeyOutcome) -> bool | NodeError | None:
     if outcome is True or outcome is None or isinstance(outcome, NodeError):
         return outcome
     return True  # a value where "done" was due: the owner stored it
+
+
+def _superseded(stale: StaleVersion, began_us: int) -> bool:
+    """Whether the version an owner holds was stamped well after a write that
+    began at ``began_us`` (wall microseconds): a later write, not skew."""
+    return (stale.current >> TAG_BITS) - began_us > _SKEW_US

@@ -1,0 +1,142 @@
+"""Versions of writes: an owner keeps the newer one, and a writer stamps again
+past a newer version only when clock skew explains it.
+
+The nodes here are real ``KeyService``s over real stores, one per member.
+What stands in for the network is ``Network``, which delivers a peer write
+to the member's ``KeyService.write`` as the HTTP door would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from node.cache.store import Store
+from node.cluster.membership import Membership
+from node.core import KeyService, Limits, Placement, RemoteReads, VersionClock
+from node.core.mutations import Mutation, Op
+from node.errors import StaleVersion
+from node.peers.invalidation import Invalidations
+from node.results import KeyOutcome, Written
+
+OWNER, WRITER = "10.0.0.1:7000", "10.0.0.2:7000"
+MEMBERS = [OWNER, WRITER]
+TAG_BITS = 10
+
+
+class Network:
+    """Peer writes between in-process nodes."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, KeyService] = {}
+
+    async def write(
+        self,
+        member: str,
+        key: str,
+        value: bytes | None,
+        *,
+        ttl: float | None,
+        flags: int,
+        version: int,
+        previous: bool = False,
+    ) -> Written:
+        if value is None:
+            mutation = Mutation(op=Op.DELETE)
+        else:
+            mutation = Mutation(op=Op.SET, value=value, ttl=ttl, flags=flags)
+        service = self.nodes[member]
+        return await service.write(key, mutation, peer=WRITER, version=version, previous=previous)
+
+    async def batch(
+        self,
+        member: str,
+        op: str,
+        keys: list[str],
+        values: Sequence[bytes],
+        ttl: float | None,
+        *,
+        version: int,
+        previous: bool = False,
+    ) -> list[KeyOutcome]:
+        service = self.nodes[member]
+        if op == "set":
+            return await service.set_many(
+                keys, values, ttl=ttl, peer=WRITER, version=version, previous=previous
+            )
+        return await service.delete_many(keys, peer=WRITER, version=version, previous=previous)
+
+
+def node(network: Network, member: str) -> KeyService:
+    membership = Membership(member, vnodes=16)
+    membership.set_members(MEMBERS)
+    membership.settle()
+    service = KeyService(
+        placement=Placement(membership, replicas=1),
+        store=Store(max_bytes=1 << 20),
+        peers=network,  # type: ignore[arg-type]
+        remote_reads=RemoteReads(near=None, coalesce=False),
+        invalidations=Invalidations(_no_notices),
+        limits=Limits(max_key_bytes=250, max_value_bytes=1024),
+        clock=VersionClock(member),
+    )
+    network.nodes[member] = service
+    return service
+
+
+async def _no_notices(member: str, keys: list[str]) -> None:
+    return None
+
+
+def owned_key(service: KeyService) -> str:
+    ring = service.placement.ring
+    return next(key for key in (f"key-{n}" for n in range(1000)) if ring.owner(key) == OWNER)
+
+
+def stamped_in(service: KeyService, seconds: float) -> int:
+    """A version another node stamped ``seconds`` from now (by this node's clock)."""
+    return (service.clock.wall_us() + int(seconds * 1e6)) << TAG_BITS | 1
+
+
+async def test_a_write_refused_for_a_version_within_the_skew_is_stamped_again_and_lands() -> None:
+    network = Network()
+    owner, writer = node(network, OWNER), node(network, WRITER)
+    key = owned_key(owner)
+    # Written a moment ago through a node whose clock runs 2 ms ahead.
+    skewed = stamped_in(owner, 0.002)
+    owner.store.set(key, b"before", ttl=None, version=skewed)
+
+    written = await writer.set(key, b"after")
+
+    assert owner.store.peek(key).value == b"after"  # type: ignore[union-attr]
+    assert written.version > skewed
+
+
+async def test_a_write_older_than_a_later_one_is_refused_not_stamped_past_it() -> None:
+    # What a write does when its node was paused between stamping it and
+    # sending it: meanwhile another node wrote the key, seconds later.
+    network = Network()
+    owner, writer = node(network, OWNER), node(network, WRITER)
+    key = owned_key(owner)
+    later = stamped_in(owner, 3.0)
+    owner.store.set(key, b"written since", ttl=None, version=later)
+
+    with pytest.raises(StaleVersion):
+        await writer.set(key, b"held up")
+
+    assert owner.store.peek(key).value == b"written since"  # type: ignore[union-attr]
+    assert owner.store.version_of(key) == later
+
+
+async def test_a_batch_write_keeps_a_later_version_too() -> None:
+    network = Network()
+    owner, writer = node(network, OWNER), node(network, WRITER)
+    key = owned_key(owner)
+    owner.store.set(key, b"written since", ttl=None, version=stamped_in(owner, 3.0))
+    outcomes: list[object] = [None]
+
+    await writer.writes.write_many([key], [b"held up"], None, [0], outcomes)  # type: ignore[arg-type]
+
+    assert isinstance(outcomes[0], StaleVersion)
+    assert owner.store.peek(key).value == b"written since"  # type: ignore[union-attr]
