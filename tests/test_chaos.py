@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
+import socket
 import statistics
 import time
 
@@ -21,6 +22,7 @@ from client._transport import kv_path
 from .conftest import ClusterFactory, NodeFactory, next_subnet
 from .http_call import call
 from .load import get_all, missing, put_all
+from .placement import key_owned_by
 
 pytestmark = pytest.mark.slow
 
@@ -176,6 +178,42 @@ def test_a_frozen_node_does_not_slow_keys_it_does_not_own(make_cluster: ClusterF
         f"{len(before)} and {len(during)} requests"
     )
     assert asyncio.run(get_all(urls, keys))  # and the frozen node is back in every ring
+
+
+def test_a_write_that_waited_out_a_freeze_in_the_socket_is_refused(
+    make_cluster: ClusterFactory,
+) -> None:
+    # A node woken from a pause long enough to be declared dead empties its
+    # store. A write read from a socket where it waited out the pause must
+    # not be acknowledged first (and then emptied away), nor stamped now and
+    # overwrite what was written elsewhere meanwhile. (The watchdog that
+    # notices the pause runs before the node reads its sockets: uvloop runs
+    # due timers first.)
+    cluster = make_cluster(3)
+    frozen, owner = cluster.nodes[0], cluster.nodes[1]
+    own_key = key_owned_by(cluster.members, frozen.member, prefix="chaos-paused")
+    other_key = key_owned_by(cluster.members, owner.member, prefix="chaos-paused")
+    body = b"from before the freeze"
+    memcached = socket.create_connection((frozen.host, frozen.memcached_port), timeout=15)
+    http = socket.create_connection((frozen.host, frozen.port), timeout=15)
+    with memcached, http:
+        frozen.signal(signal.SIGSTOP)
+        try:
+            memcached.sendall(f"set {own_key} 0 0 {len(body)}\r\n".encode() + body + b"\r\n")
+            head = f"PUT {kv_path(other_key)} HTTP/1.1\r\nHost: cache\r\nConnection: close\r\n"
+            http.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            time.sleep(2.5)  # longer than a peer takes to suspect it (1.5 s)
+            assert call(owner.member, "PUT", kv_path(other_key), b"newer").status == 204
+        finally:
+            frozen.signal(signal.SIGCONT)
+        memcached_answer = memcached.recv(4096)
+        http_answer = b""
+        while chunk := http.recv(65536):
+            http_answer += chunk
+    assert memcached_answer.startswith(b"SERVER_ERROR starting"), memcached_answer
+    assert http_answer.startswith(b"HTTP/1.1 503"), http_answer[:200]
+    assert b'"error":"starting"' in http_answer
+    assert call(owner.member, "GET", kv_path(other_key)).body == b"newer"
 
 
 def test_different_member_lists_become_one_ring_and_never_make_a_second_hop(

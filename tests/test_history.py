@@ -95,8 +95,10 @@ def run(scenario: Scenario, name: str, during: Callable[[Workload], Awaitable[ob
             f"{workload.history.reads} reads acknowledged; {len(anomalies.stale_reads)} stale "
             f"reads, {len(anomalies.lost_writes)} lost writes; rings agreed after {agreed}"
         )
-        assert not anomalies.stale_reads, _around(workload, anomalies.stale_reads[0])
-        assert not anomalies.lost_writes, anomalies.lost_writes[:5]
+        assert not anomalies.stale_reads, "\n\n".join(
+            _around(workload, read) for read in anomalies.stale_reads[:3]
+        )
+        assert not anomalies.lost_writes, _changes_of(workload, anomalies.lost_writes[0], final)
 
     asyncio.run(go())
 
@@ -230,6 +232,20 @@ def _around(workload: Workload, read: object) -> str:
         for op in ops
     ]
     wall = time.time() - (time.monotonic() - start)
-    return f"the read began at {time.strftime('%H:%M:%S', time.localtime(wall))}." + (
-        f"{wall % 1:.3f}"[1:] + "\n" + "\n".join(lines)
+    began = time.strftime("%H:%M:%S", time.localtime(wall)) + f"{wall % 1:.3f}"[1:]
+    return f"{key}: the read began at {began}\n" + "\n".join(lines)
+
+
+def _changes_of(workload: Workload, key: str, final: dict[str, dict[str, int]]) -> str:
+    """A lost write's key: its last writes and deletes, and what each node read at the end."""
+    ops = [op for op in workload.history.ops if op.key == key and op.kind != "read"][-12:]
+    end = max(op.end for op in workload.history.ops)
+    lines = [
+        f"{op.kind} {op.seq} {op.start - end:+.4f}..{op.end - end:+.4f} {op.outcome} "
+        f"via {op.member}: {op.answer}"
+        for op in ops
+    ]
+    seen = {member: values.get(key) for member, values in final.items()}
+    return (
+        f"{key} (times before the load ended):\n" + "\n".join(lines) + f"\nread at the end: {seen}"
     )
