@@ -261,16 +261,23 @@ async def test_a_member_cut_off_from_one_node_only_is_never_declared_dead() -> N
     assert not network.keepers[C].table.was_declared_dead
 
 
-async def test_a_node_cut_off_from_everyone_declares_no_one_dead_and_empties_itself() -> None:
-    clock = FakeClock()
+async def a_cut_off(clock: FakeClock, periods: int) -> tuple[Network, list[str]]:
+    """Three ready members, then A cut off from B and C for ``periods``
+    suspicion timeouts; also the members that emptied their stores since."""
     network = await three_ready(clock)
     emptied: list[str] = []
     for member, keeper in network.keepers.items():
         keeper.on_rejoin = lambda member=member: emptied.append(member)
     network.cut |= {frozenset((A, B)), frozenset((A, C))}
-    for _ in range(4):  # 6 s: B and C declare A dead; A, alone, waits
+    for _ in range(periods):
         await network.rounds(2)
         clock.now += SUSPICION_S
+    return network, emptied
+
+
+async def test_a_node_cut_off_from_everyone_declares_no_one_dead_and_empties_itself() -> None:
+    # 6 s: B and C declare A dead; A, alone, waits.
+    network, emptied = await a_cut_off(FakeClock(), 4)
     assert rings(network, A, B, C) == [{A, B, C}, {B, C}, {B, C}]
     network.cut.clear()
     await network.rounds(3)
@@ -279,15 +286,8 @@ async def test_a_node_cut_off_from_everyone_declares_no_one_dead_and_empties_its
 
 
 async def test_a_node_cut_off_for_long_takes_back_its_verdicts_when_it_hears_again() -> None:
-    clock = FakeClock()
-    network = await three_ready(clock)
-    emptied: list[str] = []
-    for member, keeper in network.keepers.items():
-        keeper.on_rejoin = lambda member=member: emptied.append(member)
-    network.cut |= {frozenset((A, B)), frozenset((A, C))}
-    for _ in range(12):  # 18 s: past A's patience, A declares B and C dead
-        await network.rounds(2)
-        clock.now += SUSPICION_S
+    # 18 s: past A's patience, A declares B and C dead.
+    network, emptied = await a_cut_off(FakeClock(), 12)
     assert rings(network, A, B, C) == [{A}, {B, C}, {B, C}]
     network.cut.clear()
     await network.rounds(3)

@@ -94,18 +94,20 @@ def owned_key(service: KeyService) -> str:
     return next(key for key in (f"key-{n}" for n in range(1000)) if ring.owner(key) == OWNER)
 
 
-def stamped_in(service: KeyService, seconds: float) -> int:
-    """A version another node stamped ``seconds`` from now (by this node's clock)."""
-    return (service.clock.wall_us() + int(seconds * 1e6)) << TAG_BITS | 1
-
-
-async def test_a_write_refused_for_a_version_within_the_skew_is_stamped_again_and_lands() -> None:
+def owner_holding(value: bytes, *, stamped_in_s: float) -> tuple[KeyService, KeyService, str, int]:
+    """The owner and a writer; the owner holds ``value`` for a key it owns, at a
+    version another node stamped ``stamped_in_s`` from now (by its clock)."""
     network = Network()
     owner, writer = node(network, OWNER), node(network, WRITER)
     key = owned_key(owner)
+    version = (owner.clock.wall_us() + int(stamped_in_s * 1e6)) << TAG_BITS | 1
+    owner.store.set(key, value, ttl=None, version=version)
+    return owner, writer, key, version
+
+
+async def test_a_write_refused_for_a_version_within_the_skew_is_stamped_again_and_lands() -> None:
     # Written a moment ago through a node whose clock runs 2 ms ahead.
-    skewed = stamped_in(owner, 0.002)
-    owner.store.set(key, b"before", ttl=None, version=skewed)
+    owner, writer, key, skewed = owner_holding(b"before", stamped_in_s=0.002)
 
     written = await writer.set(key, b"after")
 
@@ -116,11 +118,7 @@ async def test_a_write_refused_for_a_version_within_the_skew_is_stamped_again_an
 async def test_a_write_older_than_a_later_one_is_refused_not_stamped_past_it() -> None:
     # What a write does when its node was paused between stamping it and
     # sending it: meanwhile another node wrote the key, seconds later.
-    network = Network()
-    owner, writer = node(network, OWNER), node(network, WRITER)
-    key = owned_key(owner)
-    later = stamped_in(owner, 3.0)
-    owner.store.set(key, b"written since", ttl=None, version=later)
+    owner, writer, key, later = owner_holding(b"written since", stamped_in_s=3.0)
 
     with pytest.raises(StaleVersion):
         await writer.set(key, b"held up")
@@ -130,10 +128,7 @@ async def test_a_write_older_than_a_later_one_is_refused_not_stamped_past_it() -
 
 
 async def test_a_batch_write_keeps_a_later_version_too() -> None:
-    network = Network()
-    owner, writer = node(network, OWNER), node(network, WRITER)
-    key = owned_key(owner)
-    owner.store.set(key, b"written since", ttl=None, version=stamped_in(owner, 3.0))
+    owner, writer, key, _ = owner_holding(b"written since", stamped_in_s=3.0)
     outcomes: list[object] = [None]
 
     await writer.writes.write_many([key], [b"held up"], None, [0], outcomes)  # type: ignore[arg-type]
