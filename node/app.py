@@ -267,7 +267,7 @@ def _build(config: Config, self_id: str, peer_headers: dict[str, str] | None) ->
         ),
         limits=Limits(max_key_bytes=config.max_key_bytes, max_value_bytes=config.max_value_bytes),
         clock=clock,
-        lifecycle=Lifecycle(is_ready=lambda: keeper.ready),
+        lifecycle=Lifecycle(is_ready=keeper.serving),
         resync=keeper.sync_with,
     )
     # Owners may change with the ring, and a new owner does not know who holds

@@ -156,6 +156,8 @@ class MembershipKeeper:
         self._suspected: dict[str, tuple[float, int]] = {}
         # When the watchdog last saw this node's own event loop stall.
         self.stalled = float("-inf")
+        # When the watchdog last ran (``serving``); None while it does not run.
+        self._watched_at: float | None = None
         # When this node last exchanged gossip with any peer, either way.
         self._heard_from_a_peer = clock()
         # Members this node declared dead while it heard from no peer: its own
@@ -174,6 +176,7 @@ class MembershipKeeper:
         ]
 
     async def stop(self) -> None:
+        self._watched_at = None
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -503,14 +506,26 @@ class MembershipKeeper:
         self._waiting_since = self._clock()
         self.rounds = 0
 
+    def serving(self) -> bool:
+        """Whether clients may be served: ready, and not just woken from a pause
+        the watchdog has not seen yet. Bytes that waited out the pause in a
+        socket may be read before the watchdog runs again (which of the two
+        comes first depends on where the event loop was when the process
+        stopped); a write among them, acknowledged then, would be emptied
+        away a moment later with the rest of the store."""
+        watched_at = self._watched_at
+        if watched_at is None:
+            return self.ready
+        return self.ready and self._clock() - watched_at <= self._suspicion_timeout
+
     async def _watchdog(self) -> None:
         """Notices that the process was stopped long enough for peers to move on,
         and when its own event loop stalls (``stalled``)."""
-        limit = self.health_interval * self.health_failures
-        last = self._clock()
+        limit = self._suspicion_timeout
+        last = self._watched_at = self._clock()
         while True:
             await asyncio.sleep(_WATCHDOG_S)
-            now = self._clock()
+            now = self._watched_at = self._clock()
             if now - last > _WATCHDOG_S + _STALL_S:
                 self.stalled = now
             if now - last > limit:
