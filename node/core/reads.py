@@ -244,7 +244,7 @@ class Reads:
                     ring=answer.ring,
                     member=member,
                 )
-        return _newest(owner_sets, answers)
+        return _newest_answer(owner_sets, answers)
 
     async def _own_copy(self, member: str, key: str) -> Found | NodeError:
         if member == self.self_id:
@@ -376,7 +376,7 @@ class Reads:
             outcomes[index] = None if entry is None else entry[0]
 
 
-def _newest(owner_sets: list[list[str]], answers: dict[str, Found | NodeError]) -> Found:
+def _newest_answer(owner_sets: list[list[str]], answers: dict[str, Found | NodeError]) -> Found:
     """The newest copy among ``answers`` (member -> its copy or its error);
     raises when no owner under one of the rings answered."""
     found = {member: answer for member, answer in answers.items() if isinstance(answer, Found)}
