@@ -15,9 +15,10 @@ leaves every ring; the timeout starts again whenever this node's own event
 loop stalls (Lifeguard's local health awareness, simply), and a node that
 hears from no peer at all (of two or more) waits ten timeouts: it is more
 likely the one cut off, so what it declares then it keeps to itself, and
-takes back once it hears from a peer again. A busy machine that delays answers past the
-timeout a few times therefore does not throw a node out of the cluster,
-and one node cut off does not make the others empty their stores. So:
+takes back once it hears from a peer again. A busy machine that delays
+answers past the timeout a few times therefore does not throw a node out of
+the cluster, and one node cut off does not make the others empty their
+stores. So:
 
 - **Seeds.** A node given one member learns every member from it in one
   exchange, and every member learns the new node in the round after.
@@ -339,9 +340,7 @@ class MembershipKeeper:
         if table.was_declared_dead:
             table.was_declared_dead = False
             log.warning("this node was declared dead while cut off: emptying its store, rejoining")
-            self.ready = False
-            self._waiting_since = self._clock()
-            self.on_rejoin()
+            self._start_over()
         return sender
 
     def _take_back_verdicts_while_cut_off(self) -> None:
@@ -501,10 +500,16 @@ class MembershipKeeper:
             seconds,
         )
         self.table.rejoin()
+        self._start_over()
+        self.rounds = 0
+
+    def _start_over(self) -> None:
+        """Empty the store (``on_rejoin``) and wait to be ready again: declared
+        dead, or paused long enough to be, this node may hold what was
+        overwritten meanwhile."""
         self.on_rejoin()
         self.ready = False
         self._waiting_since = self._clock()
-        self.rounds = 0
 
     def serving(self) -> bool:
         """Whether clients may be served: ready, and not just woken from a pause
