@@ -18,6 +18,7 @@ import pytest
 
 from client import HashRing
 from client._transport import kv_path
+from node.local_cluster import NodeProcess
 
 from .conftest import ClusterFactory, NodeFactory, next_subnet
 from .http_call import call
@@ -38,6 +39,8 @@ def test_kill_9_with_two_replicas_loses_no_acknowledged_write(
     victim = cluster.nodes[2]
     entries = [node.url for node in cluster.nodes if node is not victim]
     acknowledged: dict[str, bytes] = {}
+    since_kill: list[str] = []  # keys whose write began after the kill and was acknowledged
+    killed_at: list[float] = []
     outcomes = {"ok": 0, "failed": 0}
 
     async def workload() -> None:
@@ -51,6 +54,7 @@ def test_kill_9_with_two_replicas_loses_no_acknowledged_write(
                     n = next(counter)
                     key, value = f"chaos-a-{n}", f"v{n}".encode()
                     url = random.choice(entries) + kv_path(key)
+                    after_kill = bool(killed_at)
                     try:
                         async with session.put(url, data=value) as response:
                             ok = response.status == 204
@@ -59,6 +63,8 @@ def test_kill_9_with_two_replicas_loses_no_acknowledged_write(
                     outcomes["ok" if ok else "failed"] += 1
                     if ok:
                         acknowledged[key] = value
+                        if after_kill:
+                            since_kill.append(key)
 
             async def reader() -> None:
                 while time.monotonic() < stop_at:
@@ -75,6 +81,7 @@ def test_kill_9_with_two_replicas_loses_no_acknowledged_write(
 
             async def killer() -> None:
                 await asyncio.sleep(1.5)
+                killed_at.append(time.monotonic())
                 victim.kill()
 
             await asyncio.gather(
@@ -88,9 +95,15 @@ def test_kill_9_with_two_replicas_loses_no_acknowledged_write(
     total = outcomes["ok"] + outcomes["failed"]
     print(
         f"\n[chaos a] R=2, kill -9 of 1 of 5 under load: {len(acknowledged)} acknowledged "
-        f"writes, {len(lost)} lost; {outcomes['failed']} of {total} requests failed "
-        f"({outcomes['failed'] / total:.2%}) during failover"
+        f"writes ({len(since_kill)} begun after the kill), {len(lost)} lost; "
+        f"{outcomes['failed']} of {total} requests failed ({outcomes['failed'] / total:.2%}) "
+        "during failover"
     )
+    # Nothing lost means something only if writes were acknowledged, and
+    # after the kill too (a cluster refusing writes loses none). A tenth or
+    # less of what a busy 2-core machine reaches.
+    assert len(acknowledged) >= 100
+    assert len(since_kill) >= 20
     assert not lost
 
 
@@ -126,13 +139,14 @@ def test_a_joining_node_takes_its_share_and_every_key_stays_readable(
     nodes = [node_factory(f"{subnet}.{i}", "--peers", peers, wait=False) for i in range(1, 6)]
     for node in nodes:
         node.wait_alive()
-    _wait_members(nodes[0].member, members[:5])
+    # Ready means the rings agree: the five, without the sixth nobody reached.
+    assert _rings(members[:5]) == {member: sorted(members[:5]) for member in members[:5]}
     items = _items(10_000, "chaos-c")
     urls = [node.url for node in nodes]
     assert set(asyncio.run(put_all(urls, items, concurrency=64)).values()) == {204}
     joiner = node_factory(f"{subnet}.6", "--peers", peers)
-    for member in members:
-        _wait_members(member, members)
+    # The joiner is ready only once every member's ring holds it.
+    assert _rings(members) == {member: sorted(members) for member in members}
     expected_share = sum(HashRing(members).owner(key) == joiner.member for key in items)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -152,6 +166,10 @@ def test_a_joining_node_takes_its_share_and_every_key_stays_readable(
 
 
 def test_a_frozen_node_does_not_slow_keys_it_does_not_own(make_cluster: ClusterFactory) -> None:
+    # A GET that waited on the frozen node would end in 504 after the peer
+    # timeout, or at least show as a forward to it: so every GET answered 200
+    # with its value, and no forward to the frozen node, is the claim checked
+    # by outcome. The latencies are printed, never asserted.
     cluster = make_cluster(5, args=["--peer-timeout", "0.5"])
     frozen = cluster.nodes[4]
     others = [node for node in cluster.nodes if node is not frozen]
@@ -161,23 +179,32 @@ def test_a_frozen_node_does_not_slow_keys_it_does_not_own(make_cluster: ClusterF
     urls = [node.url for node in others]
     assert set(asyncio.run(put_all(urls, items)).values()) == {204}
 
-    def latencies() -> list[float]:
-        return asyncio.run(_timed_gets(urls, keys, seconds=2.0))
+    def latencies() -> tuple[list[float], list[int]]:
+        return asyncio.run(_timed_gets(urls, items, seconds=2.0))
 
-    before = latencies()
+    before, _ = latencies()
+    calls_before = _calls_to(frozen.member, others)
     frozen.signal(signal.SIGSTOP)
     try:
-        during = latencies()
+        during, statuses = latencies()
+        calls_during = _calls_to(frozen.member, others)
     finally:
         frozen.signal(signal.SIGCONT)
-    cluster.wait_converged(timeout=15)
     p99_before, p99_during = _p99(before), _p99(during)
     print(
         f"\n[chaos d] SIGSTOP of 1 of 5: p99 of GETs for other keys {p99_before * 1e3:.2f} ms "
         f"before, {p99_during * 1e3:.2f} ms frozen ({p99_during / p99_before:.2f}x); "
         f"{len(before)} and {len(during)} requests"
     )
-    assert asyncio.run(get_all(urls, keys))  # and the frozen node is back in every ring
+    assert during and set(statuses) == {200}
+    assert calls_during == calls_before
+    # Woken, the node says it is ready again, is in every ring, and serves
+    # the keys it owns.
+    frozen.wait_alive(15)
+    cluster.wait_converged(timeout=15)
+    own_key = key_owned_by(cluster.members, frozen.member, prefix="chaos-d-back")
+    assert call(others[0].member, "PUT", kv_path(own_key), b"back").status == 204
+    assert call(frozen.member, "GET", kv_path(own_key)).body == b"back"
 
 
 def test_a_write_that_waited_out_a_freeze_in_the_socket_is_refused(
@@ -247,8 +274,14 @@ def test_different_member_lists_become_one_ring_and_never_make_a_second_hop(
     assert sent == served
 
 
-async def _timed_gets(urls: list[str], keys: list[str], *, seconds: float) -> list[float]:
+async def _timed_gets(
+    urls: list[str], items: dict[str, bytes], *, seconds: float
+) -> tuple[list[float], list[int]]:
+    """GETs of ``items`` for ``seconds``: each one's latency, and every status
+    (a wrong body counts as status 0)."""
+    keys = list(items)
     timings: list[float] = []
+    statuses: list[int] = []
     stop_at = time.monotonic() + seconds
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
 
@@ -258,23 +291,29 @@ async def _timed_gets(urls: list[str], keys: list[str], *, seconds: float) -> li
                 key = keys[n % len(keys)]
                 started = time.perf_counter()
                 async with session.get(urls[n % len(urls)] + kv_path(key)) as response:
-                    await response.read()
-                    assert response.status == 200
+                    body = await response.read()
                 timings.append(time.perf_counter() - started)
+                statuses.append(response.status if body == items[key] else 0)
                 n += 7
 
         await asyncio.gather(*(worker(i) for i in range(8)))
-    return timings
+    return timings, statuses
 
 
 def _p99(samples: list[float]) -> float:
     return statistics.quantiles(samples, n=100)[98]
 
 
-def _wait_members(member: str, members: list[str], within: float = 15.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if call(member, "GET", "/cluster").json()["members"] == sorted(members):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{member} did not see {sorted(members)} within {within}s")
+def _calls_to(peer: str, nodes: list[NodeProcess]) -> int:
+    """Forwards to ``peer``, and failed ones, that ``nodes`` have made so far."""
+    total = 0
+    for node in nodes:
+        stats = call(node.member, "GET", "/stats").json()
+        total += stats["forwards_by_peer"].get(peer, 0)
+        total += stats["forward_errors_by_peer"].get(peer, 0)
+    return total
+
+
+def _rings(members: list[str]) -> dict[str, list[str]]:
+    """Each member's ring, as its ``/cluster`` says now."""
+    return {member: call(member, "GET", "/cluster").json()["members"] for member in members}
