@@ -70,6 +70,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SERVICE = web.AppKey("service", KeyService)
+# Its counters are the ones /stats, /metrics and memcached's `stats` show.
+FORWARDER = web.AppKey("forwarder", Forwarder)
 KEEPER = web.AppKey("keeper", MembershipKeeper)
 MOVER = web.AppKey("mover", EntryMover)
 CONNECTIONS = web.AppKey("connections", ConnectionStats)
@@ -114,6 +116,7 @@ class _Node:
     transport: Transport
     keeper: MembershipKeeper
     service: KeyService
+    forwarder: Forwarder
     mover: EntryMover
     transfer_stats: TransferStats
 
@@ -154,12 +157,14 @@ def create_app(config: Config, *, self_id: str) -> web.Application:
         app,
         guard=guard,
         service=node.service,
+        forwarder=node.forwarder,
         keeper=node.keeper,
         transfer_stats=node.transfer_stats,
         connections=app[CONNECTIONS],
         body_timeout=config.body_timeout,
     )
     app[SERVICE] = node.service
+    app[FORWARDER] = node.forwarder
     app[KEEPER] = node.keeper
     app[MOVER] = node.mover
     app.cleanup_ctx.extend(_lifecycle(node, sweep_interval=config.sweep_interval))
@@ -201,7 +206,9 @@ def add_memcached_door(
         max_answer_bytes=max_batch_bytes(config.max_value_bytes),
         version=MEMCACHED_VERSION,
     )
-    door = MemcachedServer(app[SERVICE], settings=settings, accepts=accepts)
+    door = MemcachedServer(
+        app[SERVICE], forwarder=app[FORWARDER], settings=settings, accepts=accepts
+    )
 
     async def memcached_listener(app: web.Application) -> AsyncIterator[None]:
         await door.start(config.host, config.memcached_port)
@@ -230,9 +237,8 @@ def _build(config: Config, self_id: str, peer_headers: dict[str, str] | None) ->
         failures_to_open=config.breaker_failures, cooldown=config.breaker_cooldown
     )
     clock = VersionClock(self_id)
-    peers = PeerClient(
-        Forwarder(transport, self_id=self_id, breakers=breakers), observe=clock.observe
-    )
+    forwarder = Forwarder(transport, self_id=self_id, breakers=breakers)
+    peers = PeerClient(forwarder, observe=clock.observe)
     membership = Membership(self_id, vnodes=config.vnodes)
 
     async def exchange(member: str, message: bytes) -> bytes:
@@ -286,6 +292,7 @@ def _build(config: Config, self_id: str, peer_headers: dict[str, str] | None) ->
         transport=transport,
         keeper=keeper,
         service=service,
+        forwarder=forwarder,
         mover=mover,
         transfer_stats=transfer_stats,
     )
@@ -381,7 +388,7 @@ async def drain(app: web.Application, *, timeout: float) -> MoveReport | None:
     ring = service.membership.ring
     try:
         async with asyncio.timeout(timeout):
-            report = await mover.hand_off(ring)
+            report = await mover.hand_off(ring, gone=keeper.has_left)
             await keeper.gossip_round()  # "settled": readers stop asking this node
     except TimeoutError:
         log.error("drain gave up after %.1fs; entries not yet handed off are lost", timeout)

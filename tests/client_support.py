@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
 from client import HashRing
@@ -12,10 +13,13 @@ from client import HashRing
 from .http_call import call
 
 __all__ = [
+    "TOKEN",
     "dead_member",
     "eventually",
+    "forwarding",
     "forwards",
     "keys_by_owner",
+    "keys_where",
     "raw_batch",
     "store_stats",
     "wait_for",
@@ -23,10 +27,13 @@ __all__ = [
 
 T = TypeVar("T")
 
+# The client token of the README's examples, for clusters started with auth on.
+TOKEN = "s3cret"
+
 
 def forwards(members: Iterable[str]) -> int:
     """Requests the members forwarded to owners, summed from their /stats."""
-    return sum(call(member, "GET", "/stats").json()["forwarding"]["forwards"] for member in members)
+    return sum(forwarding(member)["forwards"] for member in members)
 
 
 def forwarding(member: str) -> dict[str, int]:
@@ -56,30 +63,46 @@ def keys_by_owner(
     raise AssertionError(f"could not find {count} keys for every member")
 
 
-def wait_for(probe: Callable[[], T | None], *, within: float, what: str, every: float = 0.05) -> T:
-    """Poll ``probe`` until it returns something truthy; fail after ``within`` seconds."""
+def keys_where(wanted: Callable[[str], bool], count: int, *, prefix: str) -> list[str]:
+    """The first ``count`` keys ``<prefix>-<n>`` for which ``wanted`` holds
+    (a rule about their owners, say); fails when too few are found."""
+    candidates = (f"{prefix}-{n}" for n in range(10_000 * count))
+    found = list(itertools.islice(filter(wanted, candidates), count))
+    if len(found) < count:
+        raise AssertionError(f"only {len(found)} of {count} keys found")
+    return found
+
+
+def _polls(within: float, what: str) -> Iterator[None]:
+    """Yields once per try, the first at once; fails naming ``what`` once a
+    try ends after ``within`` seconds."""
     deadline = time.monotonic() + within
     while True:
+        yield
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what} did not happen within {within}s")
+
+
+def wait_for(probe: Callable[[], T | None], *, within: float, what: str, every: float = 0.05) -> T:
+    """Poll ``probe`` until it returns something truthy; fail after ``within`` seconds."""
+    for _ in _polls(within, what):
         result = probe()
         if result:
             return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what} did not happen within {within}s")
         time.sleep(every)
+    raise AssertionError("unreachable")
 
 
 async def eventually(
     probe: Callable[[], Awaitable[T | None]], *, within: float, what: str, every: float = 0.05
 ) -> T:
     """``wait_for`` for async tests: awaits ``probe`` without blocking the loop."""
-    deadline = time.monotonic() + within
-    while True:
+    for _ in _polls(within, what):
         result = await probe()
         if result:
             return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what} did not happen within {within}s")
         await asyncio.sleep(every)
+    raise AssertionError("unreachable")
 
 
 def dead_member(subnet: str) -> str:

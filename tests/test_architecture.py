@@ -1,7 +1,7 @@
 """The shape of the code: imports run one way, doors around one core.
 
     top     node.app, node.cli, node.config, node.logs, node.local_cluster, node.ecs_cli
-    doors   node.http (and later node.memcached)
+    doors   node.http, node.memcached
     core    node.core
     parts   node.cache, node.peers, node.cluster
     leaves  node.errors, node.results, node.request_id
@@ -16,10 +16,9 @@ from the source with ``ast``, so nothing is executed.
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from functools import cache
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,55 +86,86 @@ def layer_of(module: str) -> int:
 NODE_MODULES = list(modules("node"))
 
 
-def test_every_node_module_is_checked() -> None:
+@cache
+def node_imports() -> Mapping[str, frozenset[str]]:
+    """Each node module's imports, parsed once for all the rules."""
+    return {name: frozenset(imports_of(name, path)) for name, path in NODE_MODULES}
+
+
+def layer_violation(name: str, target: str) -> str | None:
+    """Why module ``name`` may not import ``target``; None when it may."""
+    if not target.startswith("node.") or is_leaf(target):
+        return None
+    own_package, own_layer = package_of(name), layer_of(name)
+    target_package = package_of(target)
+    if own_layer == TOP or target_package == own_package:
+        return None
+    target_layer = layer_of(target)
+    if target_layer >= own_layer:
+        return f"{name} (layer {own_layer}) imports {target} (layer {target_layer})"
+    if own_layer == 0 and target_package not in PART_IMPORTS[own_package]:
+        return f"{name} (a part) imports {target} (a part it may not use)"
+    return None
+
+
+# Each rule below reads every module it applies to and names every offender,
+# so that one run shows them all.
+
+
+def test_every_layer_and_leaf_has_modules_to_check() -> None:
+    # A package or leaf renamed away would leave its rule nothing to check.
     names = {name for name, _ in NODE_MODULES}
     assert {"node.core.service", "node.http.kv", "node.cache.store", "node.app"} <= names
+    assert set(LAYERS) <= {package_of(name) for name in names if "." in name}
+    assert names >= LEAVES
 
 
-@pytest.mark.parametrize(("name", "path"), NODE_MODULES, ids=[name for name, _ in NODE_MODULES])
-def test_imports_run_down_the_layers(name: str, path: Path) -> None:
-    own_package = package_of(name)
-    own_layer = layer_of(name)
-    for target in imports_of(name, path):
-        if not target.startswith("node.") or is_leaf(target):
-            continue
-        target_package = package_of(target)
-        if target_package == own_package or (target_package not in LAYERS and own_layer == TOP):
-            continue
-        target_layer = layer_of(target)
-        assert target_layer < own_layer or own_layer == TOP, (
-            f"{name} (layer {own_layer}) imports {target} (layer {target_layer}): "
-            "imports run one way, doors -> core -> parts"
-        )
-        if own_layer == 0:
-            assert target_package in PART_IMPORTS[own_package], f"{name} imports {target}"
+def test_imports_run_down_the_layers() -> None:
+    offenders = [
+        problem
+        for name, imported in node_imports().items()
+        for target in sorted(imported)
+        if (problem := layer_violation(name, target)) is not None
+    ]
+    assert not offenders, "imports run one way, doors -> core -> parts:\n" + "\n".join(offenders)
 
 
-@pytest.mark.parametrize(("name", "path"), NODE_MODULES, ids=[name for name, _ in NODE_MODULES])
-def test_leaves_import_no_other_node_module(name: str, path: Path) -> None:
-    if name not in LEAVES:
-        return
-    node_imports = {t for t in imports_of(name, path) if t.startswith("node.")}
-    others = {target for target in node_imports if not is_leaf(target)}
-    assert not others, f"{name} is a leaf but imports {others}"
+def test_leaves_import_no_other_node_module() -> None:
+    imports = node_imports()
+    offenders = {
+        leaf: others
+        for leaf in sorted(LEAVES)
+        if (others := {t for t in imports[leaf] if t.startswith("node.") and not is_leaf(t)})
+    }
+    assert not offenders, f"leaves that import other node modules: {offenders}"
 
 
-@pytest.mark.parametrize(("name", "path"), NODE_MODULES, ids=[name for name, _ in NODE_MODULES])
-def test_only_the_doors_and_the_app_use_aiohttp_web(name: str, path: Path) -> None:
-    uses_web = any(
-        target in {"aiohttp.web", "aiohttp.web_protocol"} for target in imports_of(name, path)
-    )
-    if uses_web:
-        assert name.startswith(WEB_ALLOWED), f"{name} imports aiohttp.web below the doors"
+def test_only_the_doors_and_the_app_use_aiohttp_web() -> None:
+    offenders = [
+        name
+        for name, imported in node_imports().items()
+        if imported & {"aiohttp.web", "aiohttp.web_protocol"} and not name.startswith(WEB_ALLOWED)
+    ]
+    assert not offenders, f"these import aiohttp.web below the doors: {offenders}"
 
 
 def test_the_client_never_imports_the_node() -> None:
-    for name, path in modules("client"):
-        node_imports = {t for t in imports_of(name, path) if t == "node" or t.startswith("node.")}
-        assert not node_imports, f"{name} imports {node_imports}"
+    client = list(modules("client"))
+    assert client, "no client modules found"
+    offenders = {
+        name: node
+        for name, path in client
+        if (node := {t for t in imports_of(name, path) if t == "node" or t.startswith("node.")})
+    }
+    assert not offenders, f"client modules that import the node: {offenders}"
 
 
 def test_the_core_is_protocol_free() -> None:
-    for name, path in modules("node/core"):
-        imported = imports_of(name, path)
-        assert not {t for t in imported if t.startswith("aiohttp")}, f"{name} imports aiohttp"
+    core = {name: imported for name, imported in node_imports().items() if layer_of(name) == 1}
+    assert "node.core.service" in core
+    offenders = {
+        name: web
+        for name, imported in core.items()
+        if (web := {t for t in imported if t.startswith("aiohttp")})
+    }
+    assert not offenders, f"core modules that import aiohttp: {offenders}"

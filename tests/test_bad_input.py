@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -189,6 +190,27 @@ def test_malformed_requests_are_not_logged_one_by_one(node_factory: NodeFactory)
         with socket.create_connection((host, int(port)), timeout=5) as sock:
             sock.sendall(garbage)
             assert sock.recv(65536).split(b" ", 2)[1] == b"400"
+    node.stop()
+    assert node.log_path is not None
+    log = Path(node.log_path).read_text()
+    assert "Traceback" not in log
+    assert "ERROR" not in log
+
+
+def test_a_client_hanging_up_mid_body_is_not_logged_as_a_crash(node_factory: NodeFactory) -> None:
+    node = node_factory(f"{next_subnet()}.1")
+    host, port = node.member.rsplit(":", 1)
+    head = b"PUT /kv/gone HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+    for chunked in (False, True):
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            if chunked:
+                sock.sendall(head.replace(b"Content-Length: 100000", b"Transfer-Encoding: chunked"))
+                sock.sendall(b"400\r\n" + b"x" * 512)
+            else:
+                sock.sendall(head + b"x" * 512)
+            # A reset, not a polite close: what a crashed or killed client sends.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    assert call(node.member, "GET", "/kv/gone").status == 404
     node.stop()
     assert node.log_path is not None
     log = Path(node.log_path).read_text()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -28,6 +28,21 @@ from .conftest import require_tools
 SUBNET = "127.0.243"
 UNPINNED = CorePlan(server=(), load=())
 REDIS_LATENCY_KEYS = {"min", "mean", "p50", "p95", "p99", "max"}
+
+# The load each test puts on a real server for one second, unpinned: the
+# options its driver in benchmarks/peers.py is given besides those two.
+Shape = dict[str, float]
+REDIS_MIX: Shape = {"get_fraction": 0.9, "value_bytes": 100, "keys": 500, "connections": 8}
+REDIS_GETS_ONLY: Shape = {"get_fraction": 1.0, "value_bytes": 10, "keys": 100, "connections": 4}
+REDIS_MULTI_GET: Shape = {"batch_keys": 10, "value_bytes": 100, "keys": 1_000, "connections": 8}
+MEMASLAP_MIX: Shape = {"get_fraction": 0.9, "value_bytes": 100, "keys": 1_000, "connections": 8}
+MEMASLAP_MULTI_GET: Shape = {
+    "get_fraction": 1.0,
+    "value_bytes": 100,
+    "keys": 1_000,
+    "connections": 4,
+    "batch_keys": 10,
+}
 
 # -- captured output
 
@@ -156,29 +171,13 @@ def test_ensure_package_installs_nothing_unless_asked() -> None:
     assert "not requested" in how
 
 
-def test_drivers_refuse_a_fraction_outside_zero_to_one() -> None:
+def test_drivers_refuse_a_fraction_or_batch_size_out_of_range() -> None:
     # Raised before any connection: no server listens here.
+    tiny = {"value_bytes": 10, "keys": 10, "connections": 1, "duration": 1}
     with pytest.raises(ValueError, match="get_fraction"):
-        peers.redis_benchmark(
-            f"{SUBNET}.250:6379",
-            get_fraction=1.5,
-            value_bytes=10,
-            keys=10,
-            connections=1,
-            duration=1,
-            cores=(),
-        )
+        peers.redis_benchmark(f"{SUBNET}.250:6379", get_fraction=1.5, cores=(), **tiny)
     with pytest.raises(ValueError, match="batch_keys"):
-        peers.memaslap(
-            f"{SUBNET}.250:11211",
-            get_fraction=1.0,
-            value_bytes=10,
-            keys=10,
-            connections=1,
-            duration=1,
-            cores=(),
-            batch_keys=0,
-        )
+        peers.memaslap(f"{SUBNET}.250:11211", get_fraction=1.0, cores=(), batch_keys=0, **tiny)
 
 
 # -- real servers
@@ -232,27 +231,23 @@ def _split(member: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _assert_measured(result: LoadResult, *, connections: int) -> None:
+def _one_second_of(driver: Callable[..., LoadResult], member: str, shape: Shape) -> LoadResult:
+    """``driver`` (a function of ``peers``) run unpinned for one second against
+    ``member`` with ``shape``, checked to have measured: requests, time, no
+    errors, the tool's CPU, its raw output."""
+    result = driver(member, duration=1, cores=(), **shape)
     assert result.requests > 0
     assert result.duration_s > 0
     assert result.error_count == 0, result.errors
     assert result.generator_cpu_s > 0
-    assert result.connections == connections
+    assert result.connections == shape["connections"]
     assert result.raw
+    return result
 
 
 def test_redis_mix_measures_hits_on_the_preloaded_keys(redis: peers.RedisServer) -> None:
     misses_before = _redis_stat(redis.member, "keyspace_misses")
-    result = peers.redis_benchmark(
-        redis.member,
-        get_fraction=0.9,
-        value_bytes=100,
-        keys=500,
-        connections=8,
-        duration=1,
-        cores=(),
-    )
-    _assert_measured(result, connections=8)
+    result = _one_second_of(peers.redis_benchmark, redis.member, REDIS_MIX)
     assert result.latency_ms.keys() == REDIS_LATENCY_KEYS
     latency = result.latency_ms
     assert latency["min"] <= latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"]
@@ -260,20 +255,11 @@ def test_redis_mix_measures_hits_on_the_preloaded_keys(redis: peers.RedisServer)
     assert '"GET"' in result.raw and '"SET"' in result.raw
     # Every GET hit, and redis-benchmark's random keys are exactly the preloaded ones.
     assert _redis_stat(redis.member, "keyspace_misses") == misses_before
-    assert peers.redis_call(redis.member, "DBSIZE") == b":500"
+    assert peers.redis_call(redis.member, "DBSIZE") == b":%d" % REDIS_MIX["keys"]
 
 
 def test_redis_gets_only_runs_no_set_part(redis: peers.RedisServer) -> None:
-    result = peers.redis_benchmark(
-        redis.member,
-        get_fraction=1.0,
-        value_bytes=10,
-        keys=100,
-        connections=4,
-        duration=1,
-        cores=(),
-    )
-    _assert_measured(result, connections=4)
+    result = _one_second_of(peers.redis_benchmark, redis.member, REDIS_GETS_ONLY)
     assert '"GET"' in result.raw
     assert '"SET"' not in result.raw
 
@@ -281,56 +267,30 @@ def test_redis_gets_only_runs_no_set_part(redis: peers.RedisServer) -> None:
 def test_redis_multi_get_counts_requests_not_keys(redis: peers.RedisServer) -> None:
     hits_before = _redis_stat(redis.member, "keyspace_hits")
     misses_before = _redis_stat(redis.member, "keyspace_misses")
-    result = peers.redis_multi_get(
-        redis.member,
-        batch_keys=10,
-        value_bytes=100,
-        keys=1_000,
-        connections=8,
-        duration=1,
-        cores=(),
-    )
-    _assert_measured(result, connections=8)
+    result = _one_second_of(peers.redis_multi_get, redis.member, REDIS_MULTI_GET)
     assert result.latency_ms.keys() == REDIS_LATENCY_KEYS
     hits = _redis_stat(redis.member, "keyspace_hits") - hits_before
-    # The calibration's MGETs hit too, so at least ten hits per measured request.
-    assert hits >= 10 * result.requests
+    # The calibration's MGETs hit too, so at least batch_keys hits per measured request.
+    assert hits >= REDIS_MULTI_GET["batch_keys"] * result.requests
     assert _redis_stat(redis.member, "keyspace_misses") == misses_before
 
 
 def test_memaslap_mix_sets_and_gets(memcached: peers.MemcachedServer) -> None:
     sets_before = _memcached_stat(memcached.member, "cmd_set")
-    result = peers.memaslap(
-        memcached.member,
-        get_fraction=0.9,
-        value_bytes=100,
-        keys=1_000,
-        connections=8,
-        duration=1,
-        cores=(),
-    )
-    _assert_measured(result, connections=8)
+    result = _one_second_of(peers.memaslap, memcached.member, MEMASLAP_MIX)
     assert set(result.latency_ms) == {"min", "mean", "max"}
     assert 0 < result.latency_ms["min"] <= result.latency_ms["mean"] <= result.latency_ms["max"]
     assert _memcached_stat(memcached.member, "cmd_set") > sets_before
+    # memaslap's window is whole kibikeys per connection: 8 x 1024 for 1,000 keys.
     assert "8192 in all (1000 asked)" in result.raw
 
 
 def test_memaslap_multi_get_counts_commands_not_keys(memcached: peers.MemcachedServer) -> None:
     hits_before = _memcached_stat(memcached.member, "get_hits")
-    result = peers.memaslap(
-        memcached.member,
-        get_fraction=1.0,
-        value_bytes=100,
-        keys=1_000,
-        connections=4,
-        duration=1,
-        cores=(),
-        batch_keys=10,
-    )
-    _assert_measured(result, connections=4)
+    result = _one_second_of(peers.memaslap, memcached.member, MEMASLAP_MULTI_GET)
     hits = _memcached_stat(memcached.member, "get_hits") - hits_before
-    assert hits >= 10 * result.requests * 0.99  # the last multi-gets may be cut short
+    # The last multi-gets may be cut short.
+    assert hits >= MEMASLAP_MULTI_GET["batch_keys"] * result.requests * 0.99
 
 
 # -- the servers' lifecycle

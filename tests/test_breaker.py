@@ -4,13 +4,7 @@ from __future__ import annotations
 
 from node.peers.breaker import CircuitBreakers
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from .clock import FakeClock
 
 
 def _breakers(clock: FakeClock) -> CircuitBreakers:

@@ -129,6 +129,30 @@ def test_sigterm_hands_off_every_key_with_one_replica(make_cluster: ClusterFacto
     assert not lost
 
 
+def test_two_nodes_stopped_at_once_hand_off_every_key_with_one_replica(
+    make_cluster: ClusterFactory,
+) -> None:
+    # ECS stops several tasks of a scale-in together. A stopping node must not
+    # hand its entries to another that is stopping too (that one's own
+    # handoff may be over already), but to the next owner that stays.
+    cluster = make_cluster(5)
+    items = _items(10_000, "chaos-two")
+    urls = [node.url for node in cluster.nodes]
+    assert set(asyncio.run(put_all(urls, items, concurrency=64)).values()) == {204}
+    leaving = [cluster.nodes[1], cluster.nodes[3]]
+    held = sum(call(node.member, "GET", "/stats").json()["store"]["items"] for node in leaving)
+    for node in leaving:
+        node.signal(signal.SIGTERM)
+    for node in leaving:
+        assert node.process is not None
+        assert node.process.wait(timeout=30) == 0
+    survivors = [node.url for node in cluster.nodes if node not in leaving]
+    lost = missing(asyncio.run(get_all(survivors, list(items), concurrency=64)), items)
+    print(f"\n[chaos two] R=1, SIGTERM of 2 of 5 at once holding {held} keys: {len(lost)} lost")
+    assert held > 0
+    assert not lost
+
+
 def test_a_joining_node_takes_its_share_and_every_key_stays_readable(
     node_factory: NodeFactory,
 ) -> None:

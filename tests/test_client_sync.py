@@ -15,11 +15,12 @@ from client import (
     ClusterUnavailable,
     InvalidKey,
     PeerUnavailable,
+    Unauthorized,
     ValueTooLarge,
 )
 from node.local_cluster import LocalCluster
 
-from .client_support import dead_member, forwards, keys_by_owner, wait_for
+from .client_support import TOKEN, dead_member, forwards, keys_by_owner, wait_for
 from .conftest import ClusterFactory, next_subnet
 
 THREADS = 8
@@ -44,8 +45,9 @@ def test_set_get_delete_and_batches_block_until_done(cluster3: LocalCluster) -> 
 
 
 def test_many_threads_share_one_client(cluster3: LocalCluster) -> None:
-    # Counts forwards: for about a gossip round after ready a read also asks
-    # the previous ring's owner (README, Membership), a forward of its own.
+    # Steady state, so it waits for it: this counts forwards, and while keys
+    # move a read also asks the previous ring's owner (README, Membership),
+    # a forward of its own.
     cluster3.wait_settled()
     members = cluster3.members
     before = forwards(members)
@@ -93,8 +95,10 @@ def test_a_batch_with_an_unreachable_owner_raises_batch_error_with_the_rest(
     owned = keys_by_owner(cluster.members, 5, prefix="partial")
     with CacheClient(alive.member, options=ClientOptions(retries=1)) as cache:
         cache.set_many({key: b"v" for keys in owned.values() for key in keys})
-        # Once the ring settled: before, a read also asks the previous ring's
-        # owner, and fails rather than guess without it (README, Membership).
+        # A node of a running cluster dies: steady state, so this waits for it.
+        # While keys still move, a read of the live node's keys may also need
+        # the dead one, an owner under an earlier ring, and fail (README,
+        # Membership): test_a_read_fails_while_no_owner_under_an_earlier_ring_answers.
         cluster.wait_settled()
         dead.kill()
         with pytest.raises(BatchError) as raised:
@@ -102,6 +106,35 @@ def test_a_batch_with_an_unreachable_owner_raises_batch_error_with_the_rest(
     assert raised.value.partial == dict.fromkeys(owned[alive.member], b"v")
     assert set(raised.value.errors) == set(owned[dead.member])
     assert all(isinstance(error, PeerUnavailable) for error in raised.value.errors.values())
+    alive.kill()  # not stopped: its drain would retry handing off to the dead node for 3 s
+
+
+def test_a_secured_cluster_serves_the_right_token_and_refuses_others(
+    make_cluster: ClusterFactory,
+) -> None:
+    cluster = make_cluster(2, token=TOKEN)
+    url = f"http://{cluster.members[0]}"
+    # client/README's example (Options), but for the address and the default
+    # timeout, whose margin a busy machine needs.
+    options = ClientOptions(retries=3, token="s3cret", pool_size=64)
+    with CacheClient(url, options=options) as cache:
+        # Every node checks it, not only the seed the view was read from.
+        owned = keys_by_owner(cluster.members, 2, prefix="secured")
+        items = {key: member.encode() for member, keys in owned.items() for key in keys}
+        cache.set_many(items)
+        assert cache.get_many(items) == items
+        for key, value in items.items():
+            assert cache.get(key) == value
+        assert TOKEN not in repr(cache)
+    for wrong in (ClientOptions(token="not-" + TOKEN), ClientOptions()):
+        with CacheClient(url, options=wrong) as cache:
+            with pytest.raises(Unauthorized) as raised:
+                cache.get_many(items)
+            assert (raised.value.status, raised.value.error) == (401, "unauthorized")
+            with pytest.raises(Unauthorized):
+                cache.delete_many(items)
+    with CacheClient(url, options=options) as cache:
+        assert cache.get_many(items) == items
 
 
 def test_close_stops_the_thread_and_later_calls_fail(cluster3: LocalCluster) -> None:

@@ -20,6 +20,7 @@ import os
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -131,7 +132,7 @@ def fuzzed_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProces
 
 @schema.parametrize()
 def test_every_answer_conforms_to_the_document(
-    case: schemathesis.Case, fuzzed_node: NodeProcess
+    case: schemathesis.Case[Any], fuzzed_node: NodeProcess
 ) -> None:
     give_one_ttl(case)
     response = case.call(base_url=fuzzed_node.url)
@@ -139,7 +140,7 @@ def test_every_answer_conforms_to_the_document(
     case.validate_response(response, transport_kwargs={"base_url": fuzzed_node.url})
 
 
-def give_one_ttl(case: schemathesis.Case) -> None:
+def give_one_ttl(case: schemathesis.Case[Any]) -> None:
     """``?ttl=`` and ``X-Cache-TTL`` may both be given only when equal, a rule the
     document states but JSON Schema cannot: a valid case that draws two
     different TTLs sends the query's in both places."""

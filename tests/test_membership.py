@@ -9,6 +9,7 @@ another's ``receive`` (or fails, for a member that is down). Time is a
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 
 import pytest
 
@@ -16,15 +17,9 @@ from node.cluster.keeper import MembershipKeeper
 from node.cluster.members import MemberRecord, MemberTable, Status
 from node.cluster.membership import Membership
 
+from .clock import FakeClock
+
 A, B, C, D = (f"10.0.0.{n}:7000" for n in (1, 2, 3, 4))
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Seeds:
@@ -267,7 +262,7 @@ async def a_cut_off(clock: FakeClock, periods: int) -> tuple[Network, list[str]]
     network = await three_ready(clock)
     emptied: list[str] = []
     for member, keeper in network.keepers.items():
-        keeper.on_rejoin = lambda member=member: emptied.append(member)
+        keeper.on_rejoin = partial(emptied.append, member)
     network.cut |= {frozenset((A, B)), frozenset((A, C))}
     for _ in range(periods):
         await network.rounds(2)

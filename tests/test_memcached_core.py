@@ -16,14 +16,7 @@ from node.cache.store import Item, Store
 from node.core.mutations import Mutation, Op, Outcome, decide
 from node.memcached.expiry import EXPIRED, THIRTY_DAYS, ttl_of
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
+from .clock import FakeClock
 
 # -- Store.flush
 

@@ -4,7 +4,9 @@ The nodes here are real ``Reads`` over real stores and memberships, one per
 member. What stands in for the network is ``Network``, which delivers a
 peer read to the member's ``Reads.for_peer`` and lets the test run
 something (a push between owners) just before a member answers: the
-interleaving a loaded machine produces now and then, made certain.
+interleaving a loaded machine produces now and then, made certain. It is a
+``PeerCalls``, the interface ``PeerClient`` serves, so mypy checks it
+against that.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Callable
 
 from node.cache.store import Store
 from node.cluster.membership import Membership
+from node.core.peer_calls import NoPeers
 from node.core.placement import Placement
 from node.core.reads import Reads
 from node.core.remote_reads import RemoteReads
@@ -23,9 +26,9 @@ from node.results import Found
 OLD_OWNER, NEW_OWNER, READER, NEWEST_OWNER = (f"10.0.0.{n}:7000" for n in (1, 2, 3, 4))
 
 
-class Network:
+class Network(NoPeers):
     """Peer reads between in-process nodes; ``before[member]`` runs just
-    before that member answers."""
+    before that member answers (any other call: unreachable)."""
 
     def __init__(self) -> None:
         self.nodes: dict[str, Reads] = {}
@@ -53,7 +56,7 @@ def node(
     reads = Reads(
         placement=Placement(membership, replicas=1),
         store=store,
-        peers=network,  # type: ignore[arg-type]
+        peers=network,
         remote_reads=RemoteReads(near=None, coalesce=False),
         invalidations=Invalidations(_no_notices),
         max_key_bytes=250,

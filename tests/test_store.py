@@ -23,17 +23,7 @@ from node.cache.charge import ENTRY_OVERHEAD, TRAILER_BYTES, TTL_OVERHEAD, entry
 from node.cache.store import TOMBSTONE_SECONDS, Store, StoreStats
 from node.errors import ValueTooLarge
 
-START = 1_000.0
-
-
-class FakeClock:
-    """Seconds that move only when a test says so."""
-
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from .clock import START, FakeClock
 
 
 def live_items(store: Store) -> list[tuple[str, bytes, float]]:
@@ -53,7 +43,7 @@ def live_items(store: Store) -> list[tuple[str, bytes, float]]:
 def value_of(store: Store, key: str) -> bytes | None:
     """What a read of ``key`` returns (counted, refreshing recency)."""
     entry = store.get_entry(key)
-    return None if entry is None else entry[0]
+    return None if entry is None else bytes(entry[0])
 
 
 def stored_charge(key: str, value: bytes, expires_at: float) -> int:

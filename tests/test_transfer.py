@@ -146,7 +146,7 @@ def test_a_bad_gossip_message_is_400_and_changes_nothing(cluster3: LocalCluster)
     assert call(cluster3.members[0], "GET", "/cluster").json()["members"] == before
 
 
-def test_a_stopping_node_refuses_writes_and_fails_its_health_check(
+def test_a_stopping_node_refuses_writes_and_handed_entries_and_fails_its_health_check(
     make_cluster: ClusterFactory,
 ) -> None:
     # A drain that cannot finish quickly: its only peer is frozen.
@@ -165,6 +165,11 @@ def test_a_stopping_node_refuses_writes_and_fails_its_health_check(
         assert (alive.status, alive.json()["error"]) == (503, "draining")
         put = call(a.member, "PUT", "/kv/during-stop", b"v", headers={"X-Cache-Hop": "t"})
         assert (put.status, put.headers["retry-after"]) == (503, "1")
+        # Nor does it take entries another stopping node hands it: it could
+        # not hand them on, so the sender must find another owner.
+        handed = encode_entries([Entry("handed-late", b"v", None, 1)])
+        transfer = call(a.member, "POST", "/internal/transfer", handed)
+        assert (transfer.status, transfer.json()["error"]) == (503, "draining")
         assert call(a.member, "GET", f"/kv/{before_stop}", headers=OWN_COPY).status == 200
     finally:
         b.signal(signal.SIGCONT)

@@ -235,6 +235,11 @@ class MembershipKeeper:
         self._forget_the_long_dead()
         self._apply()
 
+    def has_left(self, member: str) -> bool:
+        """Whether ``member`` is known to be leaving or dead (gossip still
+        arrives after ``stop``: a draining node hears others go too)."""
+        return self.table.status_of(member) in (Status.LEAVING, Status.DEAD)
+
     async def leave(self) -> None:
         """This node is stopping: out of its own ring, and everyone told at once."""
         self.table.leave()

@@ -32,7 +32,7 @@ from client._ring import HashRing
 
 from ..cache.store import Store
 from ..cluster.membership import Membership
-from ..errors import NodeError
+from ..errors import Draining, NodeError
 from ..peers.client import PeerClient
 from ..peers.transfer import BATCH_BYTES, Entry
 
@@ -71,6 +71,8 @@ class MoveReport:
     seconds: float = 0.0
     # The keys whose entries some target did not take (to push again).
     failed_keys: set[str] = field(default_factory=set)
+    # Targets that refused because they are stopping too.
+    leaving: set[str] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -175,28 +177,46 @@ class EntryMover:
 
     # -- handoff
 
-    async def hand_off(self, ring_without_self: HashRing) -> MoveReport:
+    async def hand_off(
+        self, ring_without_self: HashRing, *, gone: Callable[[str], bool] = lambda member: False
+    ) -> MoveReport:
         """Push every live entry and tombstone to its owners under
         ``ring_without_self``; what failed is pushed again every
         ``_RETRY_AFTER_S`` for ``_HANDOFF_RETRY_S``. A target may just have
         started, or its circuit be open for a moment: giving up at the first
-        refusal would lose what only this node holds. (Not longer: when the
-        whole service stops, the targets are stopping too.)"""
+        refusal would lose what only this node holds.
+
+        A target that is stopping too (it refused as draining, or ``gone``
+        says the membership heard it leave or die) is taken out of the ring
+        and its share goes to the next owner at once: when ECS stops several
+        tasks together, none hands its entries to another that is going
+        away, and when every peer is going there is no one to wait for."""
         replicas = self.replicas
+        ring = ring_without_self
 
         def targets(key: str) -> list[str]:
-            return ring_without_self.owners(key, replicas)
+            return ring.owners(key, replicas)
 
         give_up_at = self._clock() + _HANDOFF_RETRY_S
         report = await self._move(targets, drop_if=None)
         self.last_report = report
-        failed = report.failed_keys
+        failed, leaving = report.failed_keys, set(report.leaving)
         while failed and self._clock() < give_up_at:
-            await asyncio.sleep(_RETRY_AFTER_S)
+            leaving |= {member for member in ring.members if gone(member)}
+            if leaving & ring.members:
+                if not ring.members - leaving:
+                    log.warning(
+                        "every peer is stopping too: %d entries cannot be handed off", len(failed)
+                    )
+                    break
+                ring = HashRing(ring.members - leaving, vnodes=ring.vnodes)
+            else:
+                await asyncio.sleep(_RETRY_AFTER_S)
             again = await self._move(targets, drop_if=None, only=failed)
             report.sent += again.sent
             report.failed = again.failed
             failed = again.failed_keys
+            leaving |= again.leaving
         self.membership.mark_settled(ring_without_self)
         return report
 
@@ -282,13 +302,18 @@ class EntryMover:
             return
         batch, outbox.entries, outbox.size = outbox.entries, [], 0
         outbox.in_flight_batch = batch
-        outbox.in_flight = asyncio.create_task(self._send(target, batch))
+        outbox.in_flight = asyncio.create_task(self._send(target, batch, work.report))
 
-    async def _send(self, target: str, batch: list[Entry]) -> bool:
+    async def _send(self, target: str, batch: list[Entry], report: MoveReport) -> bool:
         """One batch to ``target``; True when it acknowledged. Failures are
         counted and logged, never raised, so the move carries on."""
         try:
             await self.peers.transfer(target, batch, timeout=_TRANSFER_TIMEOUT)
+        except Draining:
+            report.leaving.add(target)
+            self.stats.batches_failed += 1
+            log.info("%s is stopping too: %d entries go to another owner", target, len(batch))
+            return False
         except NodeError as exc:
             self.stats.batches_failed += 1
             log.warning("transfer of %d entries to %s failed: %s", len(batch), target, exc)

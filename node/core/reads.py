@@ -28,9 +28,9 @@ from typing import TypeVar
 
 from ..cache.store import Item, Store
 from ..errors import NodeError, NotOwner, OwnersUnavailable, ValueTooLarge
-from ..peers.client import PeerClient
 from ..peers.invalidation import Invalidations
 from ..results import Found, Hit, HitOutcome, KeyOutcome
+from .peer_calls import PeerCalls
 from .placement import Placement
 from .remote_reads import RemoteReads
 from .replication import read_with_failover
@@ -61,7 +61,7 @@ class Reads:
         *,
         placement: Placement,
         store: Store,
-        peers: PeerClient,
+        peers: PeerCalls,
         remote_reads: RemoteReads,
         invalidations: Invalidations,
         max_key_bytes: int,

@@ -8,6 +8,8 @@
   that could not take part (unreachable, timed out, breaker open): an owner
   that missed an acknowledged write would serve the old value once it is
   back, and a near-cache copy it handed out would never hear of the change.
+  When no owner of several could take part, the answer says so
+  (``OwnersUnavailable``) rather than naming the first one's failure.
   The caller retries; once the failure detector takes a dead owner out of
   the ring, the key's new owners take the write.
 - **Reads** fail over: ``read_with_failover`` asks each key's owners in turn,
@@ -42,7 +44,13 @@ def merge_writes(
     errors = [outcome for outcome in outcomes if isinstance(outcome, NodeError)]
     if errors:
         refused = [error for error in errors if not isinstance(error, Unavailable)]
-        return refused[0] if refused else errors[0]
+        if refused:
+            return refused[0]
+        if len(errors) > 1 and len(errors) == len(outcomes):
+            return OwnersUnavailable(
+                f"None of the key's {len(errors)} owners could take the write ({errors[0]})."
+            )
+        return errors[0]
     if not outcomes:
         return OwnersUnavailable("No owner of this key could take the write.")
     if deleting:

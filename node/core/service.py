@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 
 from ..cache.store import Item, Store
 from ..errors import Draining, NodeError, Starting, ValueTooLarge
-from ..peers.client import PeerClient
 from ..peers.invalidation import Invalidations
 from ..peers.transfer import Entry
 from ..results import Found, HitOutcome, KeyOutcome, Written
 from .limits import Limits, check_key, check_value_size
 from .mutations import Mutation, Op, blind_change
+from .peer_calls import PeerCalls
 from .placement import Placement
 from .reads import Local, Reads
 from .remote_reads import RemoteReads
@@ -72,7 +72,7 @@ class KeyService:
         *,
         placement: Placement,
         store: Store,
-        peers: PeerClient,
+        peers: PeerCalls,
         remote_reads: RemoteReads,
         invalidations: Invalidations,
         limits: Limits,
@@ -444,12 +444,19 @@ class KeyService:
         """Keep the entries a peer handed over that are newer than this node's
         (a value written here meanwhile wins over a copy in transit; a
         deletion travels as a tombstone), yielding to other work every few
-        thousand. Returns how many were kept."""
+        thousand. Returns how many were kept. Raises ``Draining`` once this
+        node is stopping: it could not hand them on, so the sender must find
+        another owner."""
         store = self.store
         stored = 0
+        self.check_writable()
         for number, (key, value, ttl, version, flags) in enumerate(entries, 1):
             if number % _ENTRIES_PER_SLICE == 0:
                 await asyncio.sleep(0)
+                # A node that began to stop meanwhile may have taken the
+                # snapshot it hands off: what it kept from here on would be
+                # lost with it. What it kept so far is in that snapshot.
+                self.check_writable()
             self.clock.observe(version)
             if version <= store.version_of(key):
                 continue

@@ -38,10 +38,10 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from ..cache.store import Store
 from ..errors import NodeError, NotOwner, OwnersUnavailable, StaleVersion
-from ..peers.client import PeerClient
 from ..peers.invalidation import Invalidations, gather_notices
 from ..results import KeyOutcome, Written
 from .mutations import Change, Decision, Mutation, Outcome, blind_change, decide
+from .peer_calls import PeerCalls
 from .placement import Placement
 from .replication import merge_writes
 from .versions import TAG_BITS, VersionClock
@@ -80,7 +80,7 @@ class Writes:
         *,
         placement: Placement,
         store: Store,
-        peers: PeerClient,
+        peers: PeerCalls,
         invalidations: Invalidations,
         clock: VersionClock,
         catch_up: CatchUp,

@@ -17,6 +17,7 @@ from client._protocol import NODE_HEADER
 
 from ..cluster.keeper import MembershipKeeper
 from ..core import KeyService, TransferStats
+from ..peers.forwarder import Forwarder
 from .errors import allow
 from .guard import RouteGuard
 from .metrics import Family, per_label, render_prometheus, simple
@@ -31,12 +32,14 @@ class ObservabilityRoutes:
     def __init__(
         self,
         service: KeyService,
+        forwarder: Forwarder,
         keeper: MembershipKeeper,
         transfer_stats: TransferStats,
         guard: RouteGuard,
         connections: ConnectionStats,
     ) -> None:
         self.service = service
+        self.forwarder = forwarder
         self.keeper = keeper
         self.transfer_stats = transfer_stats
         self.guard = guard
@@ -52,7 +55,7 @@ class ObservabilityRoutes:
     def snapshot(self) -> dict[str, Any]:
         """Every counter of the node, as ``/stats`` shows it."""
         service = self.service
-        forwarder = service.peers.forwarder
+        forwarder = self.forwarder
         ring = service.membership.ring
         remote_reads = service.remote_reads
         near = remote_reads.near
@@ -122,7 +125,7 @@ class ObservabilityRoutes:
     def _families(self) -> list[Family]:
         service = self.service
         store = service.store.stats
-        forwarder = service.peers.forwarder
+        forwarder = self.forwarder
         transfer = self.transfer_stats
         ring = service.membership.ring
         health = self.keeper.peer_health

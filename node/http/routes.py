@@ -8,6 +8,7 @@ from client._batch import DELETE_PATH, GET_PATH, SET_PATH
 
 from ..cluster.keeper import MembershipKeeper
 from ..core import KeyService, TransferStats
+from ..peers.forwarder import Forwarder
 from ..peers.protocol import (
     FLUSH_PATH,
     GOSSIP_PATH,
@@ -33,6 +34,7 @@ def add_routes(
     *,
     guard: RouteGuard,
     service: KeyService,
+    forwarder: Forwarder,
     keeper: MembershipKeeper,
     transfer_stats: TransferStats,
     connections: ConnectionStats,
@@ -44,7 +46,9 @@ def add_routes(
     kv = KvRoute(service, limits=limits, is_peer=guard.is_peer)
     batch = BatchRoutes(service, limits=limits, is_peer=guard.is_peer)
     internal = InternalRoutes(service, keeper, transfer_stats, limits=limits)
-    observability = ObservabilityRoutes(service, keeper, transfer_stats, guard, connections)
+    observability = ObservabilityRoutes(
+        service, forwarder, keeper, transfer_stats, guard, connections
+    )
     add = guard.add_route
     add(app, "/check-alive", cluster.check_alive, public=True)
     add(app, "/cluster", cluster.cluster)

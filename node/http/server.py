@@ -83,10 +83,12 @@ _TOO_MANY_CONNECTIONS = _refusal("too_many_connections", "This node is at its co
 _TOO_MANY_FROM_ADDRESS = _refusal(
     "too_many_connections", "This node is at its connection limit for your address."
 )
+_HEAD_TIMEOUT_BODY = b'{"error":"head_timeout","detail":"The request head did not arrive in time."}'
 _HEAD_TIMEOUT = (
     b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
-    b"Connection: close\r\nContent-Length: 73\r\n\r\n"
-    b'{"error":"head_timeout","detail":"The request head did not arrive in time."}'
+    b"Connection: close\r\n"
+    + f"Content-Length: {len(_HEAD_TIMEOUT_BODY)}\r\n\r\n".encode()
+    + _HEAD_TIMEOUT_BODY
 )
 
 

@@ -132,20 +132,27 @@ async def _read_within(
         try:
             return await request.content.readexactly(declared) if declared else b""
         except asyncio.IncompleteReadError as exc:
-            raise HttpError(
-                400,
-                "incomplete_body",
-                f"The body ended after {len(exc.partial)} of {declared} declared bytes.",
-            ) from None
+            raise _incomplete(f"after {len(exc.partial)} of {declared} declared bytes") from None
+        except ConnectionResetError:
+            # The client went away mid-body: nobody is left to answer, and
+            # anyone can do it, so it is no crash to log (a 400, quietly).
+            raise _incomplete("with the connection") from None
     chunks: list[bytes] = []
     size = 0
-    while chunk := await request.content.readany():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(size, limit, at_least=True)
-        _reserve(request, budget, len(chunk))
-        chunks.append(chunk)
+    try:
+        while chunk := await request.content.readany():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(size, limit, at_least=True)
+            _reserve(request, budget, len(chunk))
+            chunks.append(chunk)
+    except ConnectionResetError:
+        raise _incomplete("with the connection") from None
     return b"".join(chunks)
+
+
+def _incomplete(how: str) -> HttpError:
+    return HttpError(400, "incomplete_body", f"The body ended {how}.")
 
 
 def _reserve(request: web.Request, budget: InflightBudget | None, size: int) -> None:

@@ -22,6 +22,7 @@ from typing import Any, cast
 
 from ..core import KeyService, Local, Mutation, Op
 from ..errors import NodeError
+from ..peers.forwarder import Forwarder
 from ..results import Hit, Value, Written
 from .commands import (
     Arith,
@@ -96,12 +97,14 @@ class Executor:
         self,
         service: KeyService,
         *,
+        forwarder: Forwarder,
         settings: DoorSettings,
         stats: DoorStats,
         schedule_flush: Callable[[float], None],
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.service = service
+        self.forwarder = forwarder
         self.settings = settings
         self.stats = stats
         self.schedule_flush = schedule_flush
@@ -363,6 +366,7 @@ class Executor:
         return render_stats(
             self.stats,
             self.service,
+            self.forwarder.stats,
             started=self.started,
             version=self.settings.version,
             max_connections=self.settings.max_connections,

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..core import KeyService
 from ..errors import NodeError
+from ..peers.forwarder import Forwarder
 from .connection import MemcachedConnection
 from .executor import DoorSettings, Executor
 from .parser import max_line_bytes
@@ -39,7 +40,12 @@ class MemcachedServer:
     """The memcached door of one node. ``accepts`` None: no authentication."""
 
     def __init__(
-        self, service: KeyService, *, settings: DoorSettings, accepts: TokenCheck | None = None
+        self,
+        service: KeyService,
+        *,
+        forwarder: Forwarder,
+        settings: DoorSettings,
+        accepts: TokenCheck | None = None,
     ) -> None:
         self.service = service
         self.settings = settings
@@ -47,7 +53,11 @@ class MemcachedServer:
         self.stats = DoorStats()
         self.max_line = max_line_bytes(settings.max_key_bytes)
         self.executor = Executor(
-            service, settings=settings, stats=self.stats, schedule_flush=self.schedule_flush
+            service,
+            forwarder=forwarder,
+            settings=settings,
+            stats=self.stats,
+            schedule_flush=self.schedule_flush,
         )
         self.connections: set[MemcachedConnection] = set()
         self.address: tuple[str, int] | None = None

@@ -1,12 +1,12 @@
 """The memcached door's counters, and memcached's ``stats`` command made of them.
 
 The door counts what memcached counts per command (gets, hits, sets...);
-the store's counters (items, bytes, evictions) and the forwarder's come
-from the core. ``stats`` shows a subset of memcached's general statistics
-with memcached's names, so tools that read them (memstat, dashboards) find
-them, plus a few of this node's own (``forwards``...). Counters are this
-node's alone: any node answers for the whole key space, but each counts
-its own work.
+the store's counters (items, bytes, evictions) come from the core, the
+forwarder's from the peer layer. ``stats`` shows a subset of memcached's
+general statistics with memcached's names, so tools that read them
+(memstat, dashboards) find them, plus a few of this node's own
+(``forwards``...). Counters are this node's alone: any node answers for
+the whole key space, but each counts its own work.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import time
 from dataclasses import asdict, dataclass, fields
 
 from ..core import KeyService
+from ..peers.forwarder import ForwardStats
 
 __all__ = ["DoorStats", "render_stats"]
 
@@ -62,6 +63,7 @@ class DoorStats:
 def render_stats(
     stats: DoorStats,
     service: KeyService,
+    forwarder: ForwardStats,
     *,
     started: float,
     version: str,
@@ -71,7 +73,6 @@ def render_stats(
     now = time.time()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     store = service.store.stats
-    forwarder = service.peers.forwarder.stats
     lines: dict[str, object] = {
         "pid": os.getpid(),
         "uptime": int(now - started),

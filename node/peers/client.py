@@ -66,7 +66,9 @@ _ITEMS = {ITEMS_HEADER: "1"}
 
 class PeerClient:
     """The calls one node makes to the others. ``observe`` hears every version a
-    peer reports (the node's version clock keeps up with them)."""
+    peer reports (the node's version clock keeps up with them). Its calls for
+    the key service are ``node.core.PeerCalls``, matched structurally: mypy
+    checks it where ``node.app`` hands it to the core."""
 
     def __init__(
         self, forwarder: Forwarder, *, observe: Callable[[int], None] | None = None
