@@ -27,7 +27,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from ..errors import NodeError, OwnersUnavailable, Unavailable
+from ..errors import NodeError, OwnersUnavailable, StaleVersion, Unavailable
 
 __all__ = ["Ask", "merge_writes", "read_with_failover"]
 
@@ -44,8 +44,12 @@ def merge_writes(
     errors = [outcome for outcome in outcomes if isinstance(outcome, NodeError)]
     if errors:
         refused = [error for error in errors if not isinstance(error, Unavailable)]
-        if refused:
-            return refused[0]
+        stale = [error for error in refused if isinstance(error, StaleVersion)]
+        if len(stale) < len(refused):
+            return next(error for error in refused if not isinstance(error, StaleVersion))
+        if stale:
+            # The newest version an owner holds: the writer stamps past it.
+            return max(stale, key=lambda error: error.current)
         if len(errors) > 1 and len(errors) == len(outcomes):
             return OwnersUnavailable(
                 f"None of the key's {len(errors)} owners could take the write ({errors[0]})."

@@ -22,7 +22,9 @@
   stamped well after the write began is a later write, and the write is
   refused rather than stamped past it: a write held up that long (its
   node was paused or stalled; its client has likely given up) would
-  otherwise overwrite writes made since. A node that does not own the key
+  otherwise overwrite writes made since. A blind write refused again after
+  it was stamped past the owner's version lost to a concurrent write, and
+  is acknowledged as overwritten by it (``_overtaken``). A node that does not own the key
   under its ring refuses a peer's write (``NotOwner``): the writer learns
   the ring from it and retries.
 
@@ -40,7 +42,7 @@ from ..cache.store import Store
 from ..errors import NodeError, NotOwner, OwnersUnavailable, StaleVersion
 from ..peers.invalidation import Invalidations, gather_notices
 from ..results import KeyOutcome, Written
-from .mutations import Change, Decision, Mutation, Outcome, blind_change, decide
+from .mutations import Change, Decision, Mutation, Op, Outcome, blind_change, decide
 from .peer_calls import PeerCalls
 from .placement import Placement
 from .replication import merge_writes
@@ -162,8 +164,11 @@ class Writes:
         the module docstring says. Raises ``NodeError``s."""
         last: NodeError = OwnersUnavailable("No owner of this key could take the write.")
         began_us = self.clock.wall_us()
+        # The members asked when this write was last stamped past a refusal.
+        stamped_past: tuple[list[str], list[str]] | None = None
         for _ in range(_ATTEMPTS):
             owners = self.placement.owners(key)
+            asked = (owners, self._previous_owners(key, owners))
             try:
                 if mutation.conditional:
                     return await self._at_primary(key, mutation, owners)
@@ -171,12 +176,33 @@ class Writes:
             except StaleVersion as exc:
                 if _superseded(exc, began_us):
                     raise
+                if asked == stamped_past and not mutation.conditional:
+                    return self._overtaken(key, mutation, exc, owners)
                 self.clock.observe(exc.current)
+                stamped_past = asked
                 last = exc
             except NotOwner as exc:
                 last = exc
                 await self.resync(exc.member or owners[0])
         raise last
+
+    def _overtaken(
+        self, key: str, mutation: Mutation, stale: StaleVersion, owners: list[str]
+    ) -> Written:
+        """A blind write refused again by the same owners after it was stamped
+        past the newest version any of them held.
+
+        Every write acknowledged before this one began is at those owners
+        (at every owner of the key, and while keys move at the owners under
+        each ring since the last stable one), so the new stamp was past all
+        of them; what beat it this time was stored after it was stamped
+        again, by a write made while this one was in flight. Two concurrent
+        writes may take effect in either order: this one took effect just
+        before the other, which overwrote it. Refusing it instead would fail
+        writes for contention alone (409s under a hot key)."""
+        log.debug("write of %r overtaken by a concurrent one (version %d)", key, stale.current)
+        outcome = Outcome.DELETED if mutation.op is Op.DELETE else Outcome.STORED
+        return self._written(outcome, stale.current, owners, 0)
 
     async def _everywhere(self, key: str, mutation: Mutation, owners: list[str]) -> Written:
         version = self.clock.next()
