@@ -22,7 +22,7 @@ import pytest
 from benchmarks.tools import TOOLS
 from node.local_cluster import LocalCluster, NodeProcess
 
-from .aws_emulator import AwsEmulator
+from .aws_emulator import AwsEmulator, EcsService
 
 _RUN_OCTET = 100 + os.getpid() % 150
 _next_block = itertools.count(1)
@@ -77,14 +77,21 @@ def make_cluster(tmp_path: Path) -> Iterator[ClusterFactory]:
 
 
 @pytest.fixture(scope="module")
-def cluster3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+def make_module_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterFactory]:
+    """``make_cluster`` for clusters that a module's tests share; all are
+    stopped after the module's last test."""
+    make, started = _cluster_factory(tmp_path_factory.mktemp("module-clusters"))
+    yield make
+    for cluster in started:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster3(make_module_cluster: ClusterFactory) -> LocalCluster:
     """Three nodes shared by a module's tests that do not stop or freeze nodes,
     handed over the instant they are ready (a test that counts forwards waits
     for ``wait_settled`` itself)."""
-    make, started = _cluster_factory(tmp_path_factory.mktemp("cluster3"))
-    yield make(3)
-    for cluster in started:
-        cluster.stop()
+    return make_module_cluster(3)
 
 
 @pytest.fixture
@@ -125,6 +132,13 @@ def emulator(aws: AwsEmulator, monkeypatch: pytest.MonkeyPatch) -> AwsEmulator:
     for name, value in aws.env().items():
         monkeypatch.setenv(name, value)
     return aws
+
+
+@pytest.fixture
+def ecs_service(emulator: AwsEmulator) -> EcsService:
+    """The clean emulator holding a cluster, a task definition and a service without
+    tasks (``emulator.run_tasks`` starts them), named as in deploy/README.md."""
+    return emulator.create_ecs_service()
 
 
 # -- programs the benchmark tests drive (wrk, redis, memcached)

@@ -199,20 +199,27 @@ def test_batch_routes_take_only_post(cluster3: LocalCluster) -> None:
 
 
 def test_a_batch_ttl_applies_to_every_key(cluster3: LocalCluster) -> None:
+    # A long TTL is reported on each key (a margin no pause of a busy machine
+    # comes near); a fraction of a second ends every key (waited for).
     member = cluster3.members[1]
-    keys = [f"ttl-batch-{n}" for n in range(30)]
+    kept = [f"ttl-batch-kept-{n}" for n in range(30)]
     status, _, _ = raw_batch(
-        member, SET_PATH, encode_items(keys, [b"v"] * 30), headers={"X-Cache-TTL": "0.3"}
+        member, SET_PATH, encode_items(kept, [b"v"] * 30), headers={"X-Cache-TTL": "3600"}
     )
     assert status == 200
-    for key in keys[:5]:
-        assert 0 < float(call(member, "GET", kv_path(key)).headers["x-cache-ttl"]) <= 0.3
+    for key in kept:
+        assert 3000 < float(call(member, "GET", kv_path(key)).headers["x-cache-ttl"]) <= 3600
+    keys = [f"ttl-batch-{n}" for n in range(30)]
+    status, _, _ = raw_batch(
+        member, SET_PATH, encode_items(keys, [b"v"] * 30), headers={"X-Cache-TTL": "0.2"}
+    )
+    assert status == 200
 
     def all_gone() -> bool:
         _, _, body = raw_batch(member, GET_PATH, encode_keys(keys))
         return decode_results(body, len(keys))[0] == [404] * len(keys)
 
-    wait_for(all_gone, within=5, what="every key expiring")
+    wait_for(all_gone, within=30, what="every key expiring")
 
 
 async def test_an_answer_over_its_size_limit_is_finished_in_more_rounds(
@@ -250,7 +257,7 @@ async def test_with_two_replicas_batches_write_both_owners_and_survive_one_loss(
         async def all_read() -> bool:
             return await cache.get_many(items) == items
 
-        await eventually(all_read, within=10, what="reads failing over to the other owner")
+        await eventually(all_read, within=30, what="reads failing over to the other owner")
 
 
 def test_placing_a_batch_follows_the_single_key_rule() -> None:

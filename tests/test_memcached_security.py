@@ -6,11 +6,7 @@ and ``--memcached-flush-all false``, shared by the module's tests.
 
 from __future__ import annotations
 
-import socket
-import time
-from collections.abc import Iterator
 from contextlib import ExitStack
-from pathlib import Path
 
 import pytest
 from pymemcache.client.base import Client
@@ -18,7 +14,8 @@ from pymemcache.exceptions import MemcacheClientError
 
 from node.local_cluster import NodeProcess
 
-from .conftest import _cluster_factory
+from .conftest import ClusterFactory
+from .memcached_socket import ANSWER_TIMEOUT, address, closed_within, connect, read_until
 
 pytestmark = pytest.mark.slow
 
@@ -27,37 +24,9 @@ AUTH = b"set auth 0 0 %d\r\nops %b\r\n" % (len(TOKEN) + 4, TOKEN.encode())
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    make, started = _cluster_factory(Path(tmp_path_factory.mktemp("memcached-guards")))
+def node(make_module_cluster: ClusterFactory) -> NodeProcess:
     args = ["--max-connections", "16", "--idle-timeout", "1", "--memcached-flush-all", "false"]
-    cluster = make(1, args=args, token=TOKEN)
-    yield cluster.nodes[0]
-    for each in started:
-        each.stop()
-
-
-def connect(node: NodeProcess) -> socket.socket:
-    return socket.create_connection((node.host, node.memcached_port), timeout=5)
-
-
-def read_until(connection: socket.socket, end: bytes, within: float = 5.0) -> bytes:
-    answer = b""
-    deadline = time.monotonic() + within
-    while not answer.endswith(end) and time.monotonic() < deadline:
-        chunk = connection.recv(65536)
-        if not chunk:
-            break
-        answer += chunk
-    return answer
-
-
-def closed_within(connection: socket.socket, seconds: float) -> bool:
-    """True when the node closes ``connection`` within ``seconds``."""
-    connection.settimeout(seconds)
-    try:
-        return connection.recv(1) == b""
-    except TimeoutError:
-        return False
+    return make_module_cluster(1, args=args, token=TOKEN).nodes[0]
 
 
 def test_nothing_is_served_before_the_client_authenticates(node: NodeProcess) -> None:
@@ -76,7 +45,7 @@ def test_a_wrong_token_is_refused_and_the_connection_closed(node: NodeProcess) -
         connection.sendall(b"set auth 0 0 9\r\nops wrong\r\nget k\r\n")
 
         assert read_until(connection, b"\r\n") == b"CLIENT_ERROR authentication failure\r\n"
-        assert closed_within(connection, 5)
+        assert closed_within(connection, ANSWER_TIMEOUT)
 
 
 def test_an_unauthenticated_client_cannot_send_large_values(node: NodeProcess) -> None:
@@ -87,7 +56,7 @@ def test_an_unauthenticated_client_cannot_send_large_values(node: NodeProcess) -
 
 
 def test_pymemcache_authenticates_with_its_first_set(node: NodeProcess) -> None:
-    client = Client((node.host, node.memcached_port), timeout=5, default_noreply=False)
+    client = Client(address(node), timeout=ANSWER_TIMEOUT, default_noreply=False)
     try:
         with pytest.raises(MemcacheClientError, match="unauthenticated"):
             client.get("k")
@@ -124,7 +93,7 @@ def test_connections_beyond_the_cap_are_told_and_closed(node: NodeProcess) -> No
         extra = stack.enter_context(connect(node))
 
         assert read_until(extra, b"\r\n") == b"SERVER_ERROR Too many open connections\r\n"
-        assert closed_within(extra, 5)
+        assert closed_within(extra, ANSWER_TIMEOUT)
     # Once they are gone, new connections are served again.
     with connect(node) as connection:
         connection.sendall(AUTH)
@@ -137,4 +106,6 @@ def test_a_connection_that_completes_no_command_is_closed_after_the_idle_timeout
     with connect(node) as slow:
         slow.sendall(b"get never-fin")  # no end of line
 
-        assert closed_within(slow, 5)
+        # Due after 1 s (the server looks every quarter second): ten seconds
+        # without a close mean the idle timeout never fired.
+        assert closed_within(slow, ANSWER_TIMEOUT)
