@@ -37,9 +37,10 @@ import json
 import logging
 import threading
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 import boto3  # type: ignore[import-untyped]
 from moto.core.models import DEFAULT_ACCOUNT_ID
@@ -47,6 +48,10 @@ from moto.ecs.models import ecs_backends
 from moto.server import ThreadedMotoServer
 
 REGION = "us-east-1"
+# The names deploy/README.md uses: the tests' ECS cluster, service and task family.
+CLUSTER = "cache"
+SERVICE = "cache-svc"
+FAMILY = "ecs-kv-cache"
 ECS_TARGET_PREFIX = "AmazonEC2ContainerServiceV20141113."
 # Real ECS limits the proxy enforces.
 LIST_TASKS_PAGE = 100
@@ -61,6 +66,17 @@ class Network:
     vpc: str
     subnets: tuple[str, ...]
     security_group: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EcsService:
+    """A cluster, a Fargate task definition and a service of it, as deploy/README.md
+    makes them; moto starts none of the service's tasks (``AwsEmulator.run_tasks``)."""
+
+    cluster: str
+    service: str
+    family: str
+    network: Network
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -174,7 +190,7 @@ class AwsEmulator:
         group = ec2.create_security_group(GroupName="cache", Description="cache", VpcId=vpc)
         return Network(vpc=vpc, subnets=subnets, security_group=group["GroupId"])
 
-    def register_task_definition(self, family: str = "ecs-kv-cache") -> str:
+    def register_task_definition(self, family: str = FAMILY) -> str:
         """A Fargate task definition like deploy/'s; returns its ARN."""
         ecs = self.boto3_client("ecs")
         output = ecs.register_task_definition(
@@ -211,6 +227,50 @@ class AwsEmulator:
             },
         )
 
+    def create_ecs_service(
+        self, *, cluster: str = CLUSTER, service: str = SERVICE, family: str = FAMILY
+    ) -> EcsService:
+        """A network, an ECS cluster, a task definition and a service with no tasks."""
+        network = self.create_network()
+        self.boto3_client("ecs").create_cluster(clusterName=cluster)
+        self.register_task_definition(family)
+        self.create_service(cluster, service, network, family)
+        return EcsService(cluster=cluster, service=service, family=family, network=network)
+
+    def run_tasks(
+        self,
+        where: EcsService,
+        count: int,
+        *,
+        ips: Sequence[str] = (),
+        in_service: bool = True,
+    ) -> list[dict[str, Any]]:
+        """Start ``count`` RUNNING tasks of ``where``'s family, as its service's
+        tasks (the group real ECS gives them) unless ``in_service`` is False;
+        ``ips``, if given, become their private IPs. Returns the tasks.
+
+        Through boto3 straight to moto: test setup, so no RunTask limit of 10.
+        """
+        assert not ips or len(ips) == count, "one IP per task"
+        output = self.boto3_client("ecs").run_task(
+            cluster=where.cluster,
+            taskDefinition=where.family,
+            launchType="FARGATE",
+            count=count,
+            **({"group": service_group(where.service)} if in_service else {}),
+            networkConfiguration={
+                "awsvpcConfiguration": {
+                    "subnets": list(where.network.subnets),
+                    "securityGroups": [where.network.security_group],
+                }
+            },
+        )
+        tasks: list[dict[str, Any]] = output["tasks"]
+        assert len(tasks) == count, output.get("failures")
+        for task, ip in zip(tasks, ips, strict=False):
+            self.set_task_private_ip(task["taskArn"], ip)
+        return tasks
+
     def set_task_private_ip(self, task_arn: str, ip: str) -> None:
         """Give a task's ENI attachment the private IP ``ip`` in moto's state."""
         for attachment in _task(task_arn).attachments:
@@ -246,20 +306,19 @@ def _all_tasks() -> list[Any]:
     return [task for tasks in list(backend.tasks.values()) for task in list(tasks.values())]
 
 
-class EcsLimitsProxy:
-    """Relays every request to moto; ECS calls get real ECS's limits (module doc)."""
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that writes no line per request into the test output."""
 
-    def __init__(self, moto_host: str, moto_port: int) -> None:
-        self._moto = (moto_host, moto_port)
-        self._lock = threading.Lock()  # protects _failures and _calls
-        self._failures: dict[str, list[InjectedError]] = {}
-        self._calls: list[tuple[str, dict[str, Any]]] = []
-        proxy = self
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
 
-        class Handler(_RelayHandler):
-            owner = proxy
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+class LoopbackHttpServer:
+    """A ``ThreadingHTTPServer`` on a free port of 127.0.0.1, served by a daemon
+    thread from ``start()`` to ``stop()`` (or within ``with``); ``url`` is its address."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         host, port = self._server.server_address[:2]
@@ -272,6 +331,29 @@ class EcsLimitsProxy:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=10)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class EcsLimitsProxy(LoopbackHttpServer):
+    """Relays every request to moto; ECS calls get real ECS's limits (module doc)."""
+
+    def __init__(self, moto_host: str, moto_port: int) -> None:
+        self._moto = (moto_host, moto_port)
+        self._lock = threading.Lock()  # protects _failures and _calls
+        self._failures: dict[str, list[InjectedError]] = {}
+        self._calls: list[tuple[str, dict[str, Any]]] = []
+        proxy = self
+
+        class Handler(_RelayHandler):
+            owner = proxy
+
+        super().__init__(Handler)
 
     def clear(self) -> None:
         with self._lock:
@@ -326,12 +408,9 @@ def _error(status: int, code: str, message: str) -> tuple[int, dict[str, Any]]:
 _HOP_HEADERS = {"content-length", "connection", "transfer-encoding", "server", "date"}
 
 
-class _RelayHandler(BaseHTTPRequestHandler):
+class _RelayHandler(QuietHandler):
     owner: EcsLimitsProxy
     protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet test output
-        return None
 
     def do_GET(self) -> None:
         self._relay()

@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,31 +37,9 @@ from node.cluster.ecs import (
     stop_task,
     task_private_ip,
 )
-from tests.aws_emulator import AwsEmulator, Network, service_group
+from tests.aws_emulator import CLUSTER, FAMILY, SERVICE, AwsEmulator, EcsService, service_group
 
 REPO = Path(__file__).resolve().parent.parent
-CLUSTER = "cache"
-SERVICE = "cache-svc"
-FAMILY = "ecs-kv-cache"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Deployment:
-    """A cluster with a task definition and an (empty) service, as in deploy/README.md."""
-
-    cluster: str
-    service: str
-    family: str
-    network: Network
-
-
-@pytest.fixture
-def deployment(emulator: AwsEmulator) -> Deployment:
-    network = emulator.create_network()
-    emulator.boto3_client("ecs").create_cluster(clusterName=CLUSTER)
-    emulator.register_task_definition(FAMILY)
-    emulator.create_service(CLUSTER, SERVICE, network, FAMILY)
-    return Deployment(cluster=CLUSTER, service=SERVICE, family=FAMILY, network=network)
 
 
 @pytest.fixture
@@ -73,16 +50,16 @@ async def ecs(emulator: AwsEmulator) -> AsyncIterator[Any]:
 
 
 async def launch(
-    ecs: Any, deployment: Deployment, count: int, *, service: str | None = SERVICE
+    ecs: Any, ecs_service: EcsService, count: int, *, service: str | None = SERVICE
 ) -> list[dict[str, Any]]:
     """Start ``count`` tasks; with ``service``, as that service's tasks (moto's services
     start none, so the test does, with the group real ECS gives service tasks)."""
     output = await launch_task(
         ecs,
-        deployment.cluster,
-        deployment.family,
-        subnets=deployment.network.subnets,
-        security_groups=[deployment.network.security_group],
+        ecs_service.cluster,
+        ecs_service.family,
+        subnets=ecs_service.network.subnets,
+        security_groups=[ecs_service.network.security_group],
         assign_public_ip=False,
         count=count,
         group=service_group(service) if service else None,
@@ -118,9 +95,9 @@ async def test_create_cluster_makes_fargate_the_default_capacity_provider(
 
 
 async def test_launch_task_runs_fargate_tasks_in_the_given_network(
-    emulator: AwsEmulator, ecs: Any, deployment: Deployment
+    emulator: AwsEmulator, ecs: Any, ecs_service: EcsService
 ) -> None:
-    network = deployment.network
+    network = ecs_service.network
     output = await launch_task(
         ecs,
         CLUSTER,
@@ -148,25 +125,25 @@ async def test_launch_task_runs_fargate_tasks_in_the_given_network(
 
 
 async def test_launch_task_without_public_ip_asks_for_disabled(
-    emulator: AwsEmulator, ecs: Any, deployment: Deployment
+    emulator: AwsEmulator, ecs: Any, ecs_service: EcsService
 ) -> None:
-    await launch(ecs, deployment, 1, service=None)
+    await launch(ecs, ecs_service, 1, service=None)
 
     [request] = emulator.proxy.calls("RunTask")
     assert request["networkConfiguration"]["awsvpcConfiguration"]["assignPublicIp"] == "DISABLED"
 
 
 async def test_launch_task_starts_more_than_ten_in_batches_of_ten(
-    emulator: AwsEmulator, ecs: Any, deployment: Deployment
+    emulator: AwsEmulator, ecs: Any, ecs_service: EcsService
 ) -> None:
-    tasks = await launch(ecs, deployment, 23, service=None)
+    tasks = await launch(ecs, ecs_service, 23, service=None)
 
     assert len({task["taskArn"] for task in tasks}) == 23
     assert [call["count"] for call in emulator.proxy.calls("RunTask")] == [10, 10, 3]
 
 
 async def test_launch_task_without_subnets_is_refused_before_calling_ecs(
-    emulator: AwsEmulator, ecs: Any, deployment: Deployment
+    emulator: AwsEmulator, ecs: Any, ecs_service: EcsService
 ) -> None:
     with pytest.raises(InvalidRequest, match="subnet"):
         await launch_task(
@@ -176,29 +153,29 @@ async def test_launch_task_without_subnets_is_refused_before_calling_ecs(
 
 
 async def test_launch_task_of_unknown_task_definition_raises_invalid_request(
-    ecs: Any, deployment: Deployment
+    ecs: Any, ecs_service: EcsService
 ) -> None:
     with pytest.raises(InvalidRequest) as caught:
         await launch_task(
             ecs,
             CLUSTER,
             "no-such-family",
-            subnets=deployment.network.subnets,
-            security_groups=[deployment.network.security_group],
+            subnets=ecs_service.network.subnets,
+            security_groups=[ecs_service.network.security_group],
             assign_public_ip=False,
         )
     assert isinstance(caught.value.__cause__, ClientError)
 
 
 async def test_launch_task_in_missing_cluster_raises_cluster_not_found(
-    ecs: Any, deployment: Deployment
+    ecs: Any, ecs_service: EcsService
 ) -> None:
     with pytest.raises(ClusterNotFound):
         await launch_task(
             ecs,
             "no-such-cluster",
             FAMILY,
-            subnets=deployment.network.subnets,
+            subnets=ecs_service.network.subnets,
             security_groups=[],
             assign_public_ip=False,
         )
@@ -208,10 +185,10 @@ async def test_launch_task_in_missing_cluster_raises_cluster_not_found(
 
 
 async def test_private_ips_are_those_of_the_services_running_tasks(
-    ecs: Any, deployment: Deployment
+    ecs: Any, ecs_service: EcsService
 ) -> None:
-    service_tasks = await launch(ecs, deployment, 3)
-    await launch(ecs, deployment, 2, service=None)  # standalone tasks: not members
+    service_tasks = await launch(ecs, ecs_service, 3)
+    await launch(ecs, ecs_service, 2, service=None)  # standalone tasks: not members
 
     ips = await get_ecs_task_private_ips(ecs, CLUSTER, SERVICE)
 
@@ -219,9 +196,9 @@ async def test_private_ips_are_those_of_the_services_running_tasks(
 
 
 async def test_private_ips_are_complete_past_100_tasks(
-    emulator: AwsEmulator, ecs: Any, deployment: Deployment
+    emulator: AwsEmulator, ecs: Any, ecs_service: EcsService
 ) -> None:
-    tasks = await launch(ecs, deployment, 130)
+    tasks = await launch(ecs, ecs_service, 130)
     for index, task in enumerate(tasks):  # distinct by construction, never contacted
         emulator.set_task_private_ip(task["taskArn"], f"10.77.{index // 100}.{index % 100 + 1}")
     expected = sorted(f"10.77.{i // 100}.{i % 100 + 1}" for i in range(130))
@@ -235,9 +212,9 @@ async def test_private_ips_are_complete_past_100_tasks(
 
 
 async def test_private_ips_leave_out_stopped_tasks(
-    emulator: AwsEmulator, ecs: Any, deployment: Deployment
+    emulator: AwsEmulator, ecs: Any, ecs_service: EcsService
 ) -> None:
-    tasks = await launch(ecs, deployment, 3)
+    tasks = await launch(ecs, ecs_service, 3)
     emulator.boto3_client("ecs").stop_task(cluster=CLUSTER, task=tasks[0]["taskArn"])
 
     ips = await get_ecs_task_private_ips(ecs, CLUSTER, SERVICE)
@@ -246,9 +223,9 @@ async def test_private_ips_leave_out_stopped_tasks(
 
 
 async def test_private_ips_leave_out_tasks_not_yet_running(
-    emulator: AwsEmulator, ecs: Any, deployment: Deployment
+    emulator: AwsEmulator, ecs: Any, ecs_service: EcsService
 ) -> None:
-    tasks = await launch(ecs, deployment, 3)
+    tasks = await launch(ecs, ecs_service, 3)
     emulator.set_task_last_status(tasks[0]["taskArn"], "PROVISIONING")
 
     ips = await get_ecs_task_private_ips(ecs, CLUSTER, SERVICE)
@@ -257,20 +234,20 @@ async def test_private_ips_leave_out_tasks_not_yet_running(
 
 
 async def test_private_ips_of_a_service_without_tasks_are_empty(
-    ecs: Any, deployment: Deployment
+    ecs: Any, ecs_service: EcsService
 ) -> None:
     assert await get_ecs_task_private_ips(ecs, CLUSTER, SERVICE) == []
 
 
 async def test_private_ips_of_unknown_service_raise_service_not_found(
-    ecs: Any, deployment: Deployment
+    ecs: Any, ecs_service: EcsService
 ) -> None:
     with pytest.raises(ServiceNotFound):
         await get_ecs_task_private_ips(ecs, CLUSTER, "no-such-service")
 
 
 async def test_private_ips_of_missing_cluster_raise_cluster_not_found(
-    ecs: Any, deployment: Deployment
+    ecs: Any, ecs_service: EcsService
 ) -> None:
     with pytest.raises(ClusterNotFound) as caught:
         await get_ecs_task_private_ips(ecs, "no-such-cluster", SERVICE)
@@ -294,13 +271,13 @@ async def test_private_ips_of_missing_cluster_raise_cluster_not_found(
 async def test_aws_errors_become_typed_ecs_errors(
     emulator: AwsEmulator,
     ecs: Any,
-    deployment: Deployment,
+    ecs_service: EcsService,
     action: str,
     code: str,
     status: int,
     expected: type[EcsError],
 ) -> None:
-    await launch(ecs, deployment, 1)
+    await launch(ecs, ecs_service, 1)
     emulator.proxy.fail_next(action, code, "injected by the test", status=status)
 
     with pytest.raises(expected) as caught:
@@ -343,9 +320,9 @@ def test_every_error_is_an_ecs_error() -> None:
 
 
 async def test_stop_task_stops_the_task_with_that_ip(
-    emulator: AwsEmulator, ecs: Any, deployment: Deployment
+    emulator: AwsEmulator, ecs: Any, ecs_service: EcsService
 ) -> None:
-    tasks = await launch(ecs, deployment, 3)
+    tasks = await launch(ecs, ecs_service, 3)
     emulator.set_task_private_ip(tasks[1]["taskArn"], "10.66.0.2")
 
     output = await stop_task(ecs, CLUSTER, "10.66.0.2")
@@ -356,9 +333,9 @@ async def test_stop_task_stops_the_task_with_that_ip(
 
 
 async def test_stop_task_with_unknown_ip_raises_task_not_found(
-    emulator: AwsEmulator, ecs: Any, deployment: Deployment
+    emulator: AwsEmulator, ecs: Any, ecs_service: EcsService
 ) -> None:
-    await launch(ecs, deployment, 2)
+    await launch(ecs, ecs_service, 2)
 
     with pytest.raises(TaskNotFound, match=r"10\.66\.0\.99"):
         await stop_task(ecs, CLUSTER, "10.66.0.99")
@@ -366,7 +343,7 @@ async def test_stop_task_with_unknown_ip_raises_task_not_found(
 
 
 async def test_stop_task_in_missing_cluster_raises_cluster_not_found(
-    ecs: Any, deployment: Deployment
+    ecs: Any, ecs_service: EcsService
 ) -> None:
     with pytest.raises(ClusterNotFound):
         await stop_task(ecs, "no-such-cluster", "10.66.0.2")
@@ -376,7 +353,7 @@ async def test_stop_task_in_missing_cluster_raises_cluster_not_found(
 
 
 async def test_specific_task_lists_the_familys_active_revisions_oldest_first(
-    emulator: AwsEmulator, ecs: Any, deployment: Deployment
+    emulator: AwsEmulator, ecs: Any, ecs_service: EcsService
 ) -> None:
     second = emulator.register_task_definition(FAMILY)
     emulator.register_task_definition("other-family")
@@ -387,12 +364,12 @@ async def test_specific_task_lists_the_familys_active_revisions_oldest_first(
     assert arns[1] == second
 
 
-async def test_specific_task_of_unknown_family_is_empty(ecs: Any, deployment: Deployment) -> None:
+async def test_specific_task_of_unknown_family_is_empty(ecs: Any, ecs_service: EcsService) -> None:
     assert await get_specific_task(ecs, CLUSTER, "no-such-family") == []
 
 
 async def test_specific_task_in_missing_cluster_raises_cluster_not_found(
-    ecs: Any, deployment: Deployment
+    ecs: Any, ecs_service: EcsService
 ) -> None:
     with pytest.raises(ClusterNotFound):
         await get_specific_task(ecs, "no-such-cluster", FAMILY)
@@ -424,24 +401,6 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str, **environ: str) -> t
     return status, orjson.loads(out) if out.strip() else None, err
 
 
-def run_tasks(emulator: AwsEmulator, deployment: Deployment, count: int) -> list[dict[str, Any]]:
-    """Start service tasks synchronously (for the CLI tests, which have no event loop)."""
-    output = emulator.boto3_client("ecs").run_task(
-        cluster=CLUSTER,
-        taskDefinition=FAMILY,
-        launchType="FARGATE",
-        count=count,
-        group=service_group(SERVICE),
-        networkConfiguration={
-            "awsvpcConfiguration": {
-                "subnets": list(deployment.network.subnets),
-                "securityGroups": [deployment.network.security_group],
-            }
-        },
-    )
-    return list(output["tasks"])
-
-
 def test_cli_create_cluster_prints_the_cluster(
     emulator: AwsEmulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -453,9 +412,9 @@ def test_cli_create_cluster_prints_the_cluster(
 
 
 def test_cli_launch_takes_the_network_from_the_environment(
-    emulator: AwsEmulator, deployment: Deployment, capsys: pytest.CaptureFixture[str]
+    emulator: AwsEmulator, ecs_service: EcsService, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    network = deployment.network
+    network = ecs_service.network
     status, out, _ = run_cli(
         capsys,
         "launch",
@@ -479,9 +438,9 @@ def test_cli_launch_takes_the_network_from_the_environment(
 
 
 def test_cli_launch_flags_win_over_the_environment(
-    emulator: AwsEmulator, deployment: Deployment, capsys: pytest.CaptureFixture[str]
+    emulator: AwsEmulator, ecs_service: EcsService, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    network = deployment.network
+    network = ecs_service.network
     status, _, _ = run_cli(
         capsys,
         "launch",
@@ -503,9 +462,9 @@ def test_cli_launch_flags_win_over_the_environment(
 
 
 def test_cli_ips_prints_the_service_task_ips(
-    emulator: AwsEmulator, deployment: Deployment, capsys: pytest.CaptureFixture[str]
+    emulator: AwsEmulator, ecs_service: EcsService, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    tasks = run_tasks(emulator, deployment, 3)
+    tasks = emulator.run_tasks(ecs_service, 3)
 
     status, out, _ = run_cli(capsys, "ips", "--cluster", CLUSTER, "--service", SERVICE)
 
@@ -514,9 +473,9 @@ def test_cli_ips_prints_the_service_task_ips(
 
 
 def test_cli_stop_stops_the_task_with_that_ip(
-    emulator: AwsEmulator, deployment: Deployment, capsys: pytest.CaptureFixture[str]
+    emulator: AwsEmulator, ecs_service: EcsService, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    tasks = run_tasks(emulator, deployment, 2)
+    tasks = emulator.run_tasks(ecs_service, 2)
     emulator.set_task_private_ip(tasks[0]["taskArn"], "10.66.1.1")
 
     status, out, _ = run_cli(capsys, "stop", "--ip", "10.66.1.1", CACHE_ECS_CLUSTER=CLUSTER)
@@ -526,7 +485,7 @@ def test_cli_stop_stops_the_task_with_that_ip(
 
 
 def test_cli_stop_of_unknown_ip_says_so_in_one_line(
-    emulator: AwsEmulator, deployment: Deployment, capsys: pytest.CaptureFixture[str]
+    emulator: AwsEmulator, ecs_service: EcsService, capsys: pytest.CaptureFixture[str]
 ) -> None:
     status, out, err = run_cli(capsys, "stop", "--cluster", CLUSTER, "--ip", "10.66.1.9")
 
@@ -535,7 +494,7 @@ def test_cli_stop_of_unknown_ip_says_so_in_one_line(
 
 
 def test_cli_task_defs_prints_the_familys_arns(
-    emulator: AwsEmulator, deployment: Deployment, capsys: pytest.CaptureFixture[str]
+    emulator: AwsEmulator, ecs_service: EcsService, capsys: pytest.CaptureFixture[str]
 ) -> None:
     status, out, _ = run_cli(capsys, "task-defs", "--cluster", CLUSTER)
 
@@ -555,7 +514,7 @@ def test_cli_task_defs_prints_the_familys_arns(
 )
 def test_cli_on_a_missing_cluster_prints_one_line_and_exits_1(
     emulator: AwsEmulator,
-    deployment: Deployment,
+    ecs_service: EcsService,
     capsys: pytest.CaptureFixture[str],
     argv: list[str],
 ) -> None:
@@ -591,9 +550,9 @@ def test_cli_bad_usage_exits_2_without_calling_aws(
 
 
 def test_python_m_node_ecs_reads_the_standard_aws_environment(
-    emulator: AwsEmulator, deployment: Deployment
+    emulator: AwsEmulator, ecs_service: EcsService
 ) -> None:
-    tasks = run_tasks(emulator, deployment, 2)
+    tasks = emulator.run_tasks(ecs_service, 2)
     env = {"PATH": os.environ.get("PATH", ""), **emulator.env(), "CACHE_ECS_CLUSTER": CLUSTER}
 
     found = subprocess.run(

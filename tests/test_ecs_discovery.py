@@ -24,21 +24,9 @@ from node.cluster.ecs import (
     Throttled,
 )
 from node.config import Config
-from tests.aws_emulator import AwsEmulator, Network, service_group
+from tests.aws_emulator import CLUSTER, SERVICE, AwsEmulator, EcsService
 
-CLUSTER = "cache"
-SERVICE = "cache-svc"
-FAMILY = "ecs-kv-cache"
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def network(emulator: AwsEmulator) -> Network:
-    network = emulator.create_network()
-    emulator.boto3_client("ecs").create_cluster(clusterName=CLUSTER)
-    emulator.register_task_definition(FAMILY)
-    emulator.create_service(CLUSTER, SERVICE, network, FAMILY)
-    return network
 
 
 @pytest.fixture
@@ -54,47 +42,31 @@ async def discovery(emulator: AwsEmulator) -> AsyncIterator[EcsDiscovery]:
     await found.close()
 
 
-async def start_tasks(
-    emulator: AwsEmulator, network: Network, ips: list[str], *, service: str | None = SERVICE
+def start_tasks(
+    emulator: AwsEmulator, ecs_service: EcsService, ips: list[str], *, in_service: bool = True
 ) -> list[str]:
-    """Start one task per IP (as the service's tasks, unless ``service`` is None);
-    returns their ARNs. moto's services start no tasks, so the test does, through
-    boto3 straight to moto (quicker than opening an aiobotocore client each time)."""
-    output = emulator.boto3_client("ecs").run_task(
-        cluster=CLUSTER,
-        taskDefinition=FAMILY,
-        launchType="FARGATE",
-        count=len(ips),
-        **({"group": service_group(service)} if service else {}),
-        networkConfiguration={
-            "awsvpcConfiguration": {
-                "subnets": list(network.subnets),
-                "securityGroups": [network.security_group],
-            }
-        },
-    )
-    arns = [task["taskArn"] for task in output["tasks"]]
-    for arn, ip in zip(arns, ips, strict=True):
-        emulator.set_task_private_ip(arn, ip)
-    return arns
+    """Start one task per IP (as the service's tasks unless ``in_service`` is False);
+    returns their ARNs."""
+    tasks = emulator.run_tasks(ecs_service, len(ips), ips=ips, in_service=in_service)
+    return [task["taskArn"] for task in tasks]
 
 
 async def test_members_are_the_ip_and_port_of_the_services_running_tasks(
-    emulator: AwsEmulator, network: Network, discovery: EcsDiscovery
+    emulator: AwsEmulator, ecs_service: EcsService, discovery: EcsDiscovery
 ) -> None:
-    await start_tasks(emulator, network, ["127.0.60.1", "127.0.60.2", "127.0.60.3"])
-    await start_tasks(emulator, network, ["127.0.60.9"], service=None)  # not the service's
+    start_tasks(emulator, ecs_service, ["127.0.60.1", "127.0.60.2", "127.0.60.3"])
+    start_tasks(emulator, ecs_service, ["127.0.60.9"], in_service=False)  # not the service's
 
     assert await discovery.members() == {"127.0.60.1:7000", "127.0.60.2:7000", "127.0.60.3:7000"}
 
 
 async def test_members_follow_tasks_that_start_and_stop(
-    emulator: AwsEmulator, network: Network, discovery: EcsDiscovery
+    emulator: AwsEmulator, ecs_service: EcsService, discovery: EcsDiscovery
 ) -> None:
-    [first] = await start_tasks(emulator, network, ["127.0.60.1"])
+    [first] = start_tasks(emulator, ecs_service, ["127.0.60.1"])
     assert await discovery.members() == {"127.0.60.1:7000"}
 
-    await start_tasks(emulator, network, ["127.0.60.2"])
+    start_tasks(emulator, ecs_service, ["127.0.60.2"])
     assert await discovery.members() == {"127.0.60.1:7000", "127.0.60.2:7000"}
 
     emulator.boto3_client("ecs").stop_task(cluster=CLUSTER, task=first)
@@ -102,26 +74,28 @@ async def test_members_follow_tasks_that_start_and_stop(
 
 
 async def test_members_leave_out_tasks_not_yet_running(
-    emulator: AwsEmulator, network: Network, discovery: EcsDiscovery
+    emulator: AwsEmulator, ecs_service: EcsService, discovery: EcsDiscovery
 ) -> None:
-    [starting, _] = await start_tasks(emulator, network, ["127.0.60.1", "127.0.60.2"])
+    [starting, _] = start_tasks(emulator, ecs_service, ["127.0.60.1", "127.0.60.2"])
     emulator.set_task_last_status(starting, "PENDING")
 
     assert await discovery.members() == {"127.0.60.2:7000"}
 
 
 async def test_members_are_complete_past_100_tasks(
-    emulator: AwsEmulator, network: Network, discovery: EcsDiscovery
+    emulator: AwsEmulator, ecs_service: EcsService, discovery: EcsDiscovery
 ) -> None:
     ips = [f"127.0.61.{n}" for n in range(1, 121)]
-    await start_tasks(emulator, network, ips)
+    start_tasks(emulator, ecs_service, ips)
 
     assert await discovery.members() == {f"{ip}:7000" for ip in ips}
     assert len(emulator.proxy.calls("ListTasks")) == 2
 
 
-async def test_members_use_the_configured_port(emulator: AwsEmulator, network: Network) -> None:
-    await start_tasks(emulator, network, ["127.0.60.1"])
+async def test_members_use_the_configured_port(
+    emulator: AwsEmulator, ecs_service: EcsService
+) -> None:
+    start_tasks(emulator, ecs_service, ["127.0.60.1"])
     found = EcsDiscovery(
         cluster=CLUSTER, service=SERVICE, port=7100, endpoint_url=emulator.endpoint_url
     )
@@ -132,10 +106,10 @@ async def test_members_use_the_configured_port(emulator: AwsEmulator, network: N
 
 
 async def test_region_and_endpoint_come_from_the_standard_aws_environment(
-    emulator: AwsEmulator, network: Network
+    emulator: AwsEmulator, ecs_service: EcsService
 ) -> None:
     # AWS_ENDPOINT_URL and AWS_DEFAULT_REGION are set by the fixture; botocore reads them.
-    await start_tasks(emulator, network, ["127.0.60.1"])
+    start_tasks(emulator, ecs_service, ["127.0.60.1"])
     found = EcsDiscovery(cluster=CLUSTER, service=SERVICE, port=7000)
     try:
         assert await found.members() == {"127.0.60.1:7000"}
@@ -144,9 +118,9 @@ async def test_region_and_endpoint_come_from_the_standard_aws_environment(
 
 
 async def test_throttling_raises_throttled_and_the_next_poll_recovers(
-    emulator: AwsEmulator, network: Network, discovery: EcsDiscovery
+    emulator: AwsEmulator, ecs_service: EcsService, discovery: EcsDiscovery
 ) -> None:
-    await start_tasks(emulator, network, ["127.0.60.1"])
+    start_tasks(emulator, ecs_service, ["127.0.60.1"])
     emulator.proxy.fail_next("ListTasks", "ThrottlingException", "Rate exceeded")
 
     with pytest.raises(Throttled):
@@ -162,7 +136,7 @@ async def test_a_missing_cluster_raises_cluster_not_found(
 
 
 async def test_a_missing_service_raises_service_not_found(
-    emulator: AwsEmulator, network: Network
+    emulator: AwsEmulator, ecs_service: EcsService
 ) -> None:
     found = EcsDiscovery(
         cluster=CLUSTER, service="other", port=7000, endpoint_url=emulator.endpoint_url
@@ -194,9 +168,9 @@ async def test_an_unreachable_ecs_raises_ecs_unavailable(emulator: AwsEmulator) 
 
 
 async def test_close_is_idempotent_and_a_later_poll_reopens(
-    emulator: AwsEmulator, network: Network, discovery: EcsDiscovery
+    emulator: AwsEmulator, ecs_service: EcsService, discovery: EcsDiscovery
 ) -> None:
-    await start_tasks(emulator, network, ["127.0.60.1"])
+    start_tasks(emulator, ecs_service, ["127.0.60.1"])
     await discovery.members()
 
     await discovery.close()
@@ -210,9 +184,9 @@ async def test_close_before_any_poll_does_nothing() -> None:
 
 
 async def test_ecs_discovery_is_what_config_asks_for(
-    emulator: AwsEmulator, network: Network
+    emulator: AwsEmulator, ecs_service: EcsService
 ) -> None:
-    await start_tasks(emulator, network, ["127.0.60.1", "127.0.60.2"])
+    start_tasks(emulator, ecs_service, ["127.0.60.1", "127.0.60.2"])
     config = Config(discovery="ecs", ecs_cluster=CLUSTER, ecs_service=SERVICE, port=7000)
 
     found: Any = create_discovery(config, "127.0.60.1:7000")

@@ -28,32 +28,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
-from client import HashRing
+from client import HashRing, ring_version
 from client._transport import kv_path
 from node.cluster.ecs import open_client, stop_task
 from node.cluster.keeper import POLLER_KEY, POLLERS
 from node.local_cluster import NodeProcess
 
-from .aws_emulator import REGION, AwsEmulator, EcsLimitsProxy, service_group
+from .aws_emulator import (
+    CLUSTER,
+    FAMILY,
+    REGION,
+    SERVICE,
+    AwsEmulator,
+    EcsLimitsProxy,
+    LoopbackHttpServer,
+    QuietHandler,
+)
 from .conftest import next_subnet
 from .http_call import call
 
-CLUSTER = "cache"
-SERVICE = "cache-svc"
-FAMILY = "ecs-kv-cache"
 PORT = 7000
 NODES = 3
 DISCOVERY_INTERVAL = 0.5  # seconds; the documented default is 5
@@ -72,7 +78,7 @@ POLL = 0.05
 # -- the ECS task metadata endpoint v4, on 127.0.0.1
 
 
-class TaskMetadataServer:
+class TaskMetadataServer(LoopbackHttpServer):
     """Serves ``/<task-id>`` (container document) and ``/<task-id>/task`` (task
     document) for the tasks it is given; records every path asked for."""
 
@@ -82,10 +88,7 @@ class TaskMetadataServer:
         self._requests: list[str] = []
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:  # quiet test output
-                return None
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 document = server._answer(self.path)
                 body = json.dumps(document or {"error": "not found"}).encode()
@@ -95,20 +98,7 @@ class TaskMetadataServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        host, port = self._server.server_address[:2]
-        self.url = f"http://{host!s}:{port}"
-
-    def __enter__(self) -> TaskMetadataServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
+        super().__init__(Handler)
 
     def add_task(self, task_arn: str, ip: str) -> str:
         """Serve the documents of ``task_arn`` with private IP ``ip``; returns the
@@ -205,7 +195,10 @@ class Deployment:
     nodes: list[EcsNode]
     metadata: TaskMetadataServer
     started: float  # time.monotonic() when the processes were started
-    answering: float  # ... when every node answered /check-alive
+    ready: float  # ... when the last node said it was ready (/check-alive 200)
+    # Each member's ring version in its first 200 from /check-alive: the ring it
+    # was on when it said ready (as near as a 50 ms poll sees).
+    rings_at_ready: dict[str, str]
 
     @property
     def members(self) -> list[str]:
@@ -226,35 +219,20 @@ def deploy(
     count: int,
     extra_env: dict[str, str] | None = None,
     discovery_interval: float = DISCOVERY_INTERVAL,
+    ready_within: float = DEADLINE,
+    ids_from_metadata: bool = True,
 ) -> Iterator[Deployment]:
-    """A service of ``count`` RUNNING tasks in the emulator and a node process for each."""
+    """A service of ``count`` RUNNING tasks in the emulator and a node process for
+    each, handed over the instant every node says it is ready. ``ids_from_metadata``
+    False: each node is told its member id (``CACHE_ADVERTISE``) instead of reading
+    its task metadata."""
     # emulator: this process's ECS client (stop_task) and the children's
     # environment point at it.
     aws = emulator
-    network = aws.create_network()
-    ecs = aws.boto3_client("ecs")
-    ecs.create_cluster(clusterName=CLUSTER)
-    aws.register_task_definition(FAMILY)
-    aws.create_service(CLUSTER, SERVICE, network, FAMILY)
-    output = ecs.run_task(
-        cluster=CLUSTER,
-        taskDefinition=FAMILY,
-        launchType="FARGATE",
-        count=count,
-        group=service_group(SERVICE),
-        networkConfiguration={
-            "awsvpcConfiguration": {
-                "subnets": list(network.subnets),
-                "securityGroups": [network.security_group],
-            }
-        },
-    )
-    arns = [task["taskArn"] for task in output["tasks"]]
-    assert len(arns) == count, output.get("failures")
     subnet = next_subnet()
     ips = [f"{subnet}.{index + 1}" for index in range(count)]
-    for arn, ip in zip(arns, ips, strict=True):
-        aws.set_task_private_ip(arn, ip)
+    tasks = aws.run_tasks(aws.create_ecs_service(), count, ips=ips)
+    arns = [task["taskArn"] for task in tasks]
 
     moto = urlsplit(aws.moto_url)
     assert moto.hostname is not None and moto.port is not None
@@ -281,6 +259,8 @@ def deploy(
                     "CACHE_DRAIN_TIMEOUT": "2",
                     **(extra_env or {}),
                 }
+                if not ids_from_metadata:
+                    env["CACHE_ADVERTISE"] = f"{ip}:{PORT}"
                 process = NodeProcess(host=ip, port=PORT, env=env, log_path=str(log_path))
                 nodes.append(
                     EcsNode(
@@ -295,11 +275,14 @@ def deploy(
             started = time.monotonic()
             for node in nodes:
                 node.process.start()
-            for node in nodes:
-                node.process.wait_alive(timeout=DEADLINE)
-            answering = time.monotonic()
+            rings_at_ready = wait_ready(nodes, timeout=ready_within)
             yield Deployment(
-                aws=aws, nodes=nodes, metadata=metadata, started=started, answering=answering
+                aws=aws,
+                nodes=nodes,
+                metadata=metadata,
+                started=started,
+                ready=time.monotonic(),
+                rings_at_ready=rings_at_ready,
             )
         finally:
             # Nodes first (they poll the proxies), all signalled before any is waited for.
@@ -315,15 +298,43 @@ def deploy(
 # -- helpers
 
 
+def assert_running(node: EcsNode) -> None:
+    process = node.process.process
+    if process is not None and process.poll() is not None:
+        raise AssertionError(
+            f"node {node.member} exited with {process.returncode}:\n{node.log()[-3000:]}"
+        )
+
+
+def wait_ready(nodes: list[EcsNode], *, timeout: float) -> dict[str, str]:
+    """Ask the nodes' ``/check-alive`` in turn until each has answered 200; the ring
+    version (``X-Cache-Ring``) each gave in that first 200 answer. One request per
+    50 ms in all, as one node's ``wait_alive`` makes: this process also runs the
+    emulator and the metadata server that 30 starting nodes are waiting on."""
+    rings: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    for node in itertools.cycle(nodes):
+        if len(rings) == len(nodes):
+            return rings
+        if node.member in rings:
+            continue
+        if time.monotonic() > deadline:
+            unready = sorted({node.member for node in nodes} - set(rings))
+            raise AssertionError(f"not ready within {timeout:g}s: {unready}")
+        assert_running(node)
+        with contextlib.suppress(OSError):  # not listening yet, or too busy to answer
+            answer = call(node.member, "GET", "/check-alive", timeout=0.5)
+            if answer.status == 200:
+                rings[node.member] = answer.headers["x-cache-ring"]
+        time.sleep(POLL)
+    raise AssertionError("unreachable: the cycle is endless")
+
+
 def views(nodes: list[EcsNode]) -> dict[str, list[str] | None]:
     """Each node's ring members from its ``GET /cluster`` (None: no answer)."""
     seen: dict[str, list[str] | None] = {}
     for node in nodes:
-        process = node.process.process
-        if process is not None and process.poll() is not None:
-            raise AssertionError(
-                f"node {node.member} exited with {process.returncode}:\n{node.log()[-3000:]}"
-            )
+        assert_running(node)
         view = node.process.cluster_view()
         members = view.get("members") if view is not None else None
         seen[node.member] = list(members) if isinstance(members, list) else None
@@ -356,6 +367,21 @@ def wait_for_rings(nodes: list[EcsNode], wanted: list[str], *, timeout: float = 
         raise AssertionError(f"{exc}; last views: {last}") from None
 
 
+def assert_ready_on_the_full_ring(deployment: Deployment) -> None:
+    """Every node said ready on the ring of every task, and the instant the last one
+    did, every ``/cluster`` shows all members and that ring's version."""
+    members = deployment.members
+    full = ring_version(members)
+    assert deployment.rings_at_ready == dict.fromkeys(members, full), (
+        f"a node said ready before its ring held all {members} (version {full}): "
+        f"{deployment.rings_at_ready}; their words: "
+        f"{ {node.member: log_lines(node, 'ready|discovery') for node in deployment.nodes} }"
+    )
+    for node in deployment.nodes:
+        view = call(node.member, "GET", "/cluster").json()
+        assert (view["members"], view["version"]) == (members, full), (node.member, view)
+
+
 def log_lines(node: EcsNode, pattern: str) -> list[str]:
     return [line for line in node.log().splitlines() if re.search(pattern, line)]
 
@@ -374,13 +400,10 @@ def test_nodes_discover_each_other_share_keys_and_drop_a_stopped_task(
 ) -> None:
     nodes, members = deployment.nodes, deployment.members
 
-    # 1. Every node finds the other two through ListTasks/DescribeTasks.
-    wait_for_rings(nodes, members)
-    converged = time.monotonic()
-    print(
-        f"\ndiscovery convergence: {converged - deployment.started:.2f}s after the 3 processes "
-        f"started, {converged - deployment.answering:.2f}s after all answered"
-    )
+    # 1. Every node finds the other two through ListTasks/DescribeTasks, and says
+    # it is ready only then: a user may use the cluster the instant it does.
+    print(f"\nall {NODES} ready {deployment.ready - deployment.started:.2f}s after they started")
+    assert_ready_on_the_full_ring(deployment)
     for node in nodes:
         # Its member id is its task's IP, read from its own metadata document.
         assert call(node.member, "GET", "/cluster").json()["node"] == node.member
@@ -432,7 +455,7 @@ def pollers(members: list[str], vnodes: int = 160) -> set[str]:
 
 def test_a_failing_ecs_api_keeps_the_last_good_member_list(deployment: Deployment) -> None:
     nodes, members = deployment.nodes, deployment.members
-    wait_for_rings(nodes, members)
+    assert_ready_on_the_full_ring(deployment)
     failing = next(node for node in nodes if node.member in pollers(members))
 
     # Four failed ListTasks calls: at least two polls in a row fail (the node's
@@ -472,8 +495,22 @@ def test_the_clusters_ecs_calls_per_second_do_not_grow_with_its_size(
     # One-second polls and gossip rounds keep 30 processes light on 2 cores.
     interval, window = 1.0, 8.0
     slow_gossip = {"CACHE_HEALTH_INTERVAL": "1", "CACHE_HEALTH_TIMEOUT": "1"}
-    with deploy(emulator, tmp_path, count, slow_gossip, discovery_interval=interval) as deployed:
+    # Ids given, not read: 30 nodes starting at once can keep this process, which
+    # serves their task metadata, past a node's 2 s metadata timeout, and the node
+    # then takes this machine's own (non-loopback) address as its id.
+    with deploy(
+        emulator,
+        tmp_path,
+        count,
+        slow_gossip,
+        discovery_interval=interval,
+        ready_within=60,
+        ids_from_metadata=False,
+    ) as deployed:
         members = deployed.members
+        # A measurement of the steady state: 30 processes starting on 2 cores may
+        # outlast a node's ready timeout (it serves anyway, a documented case), and
+        # only once every ring holds every member are the pollers the ring's.
         wait_for_rings(deployed.nodes, members, timeout=60)
         at_start = sum(len(node.proxy.calls("ListTasks")) for node in deployed.nodes)
         for node in deployed.nodes:

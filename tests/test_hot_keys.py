@@ -16,7 +16,8 @@ import random
 import signal
 import time
 from collections.abc import Iterator
-from typing import Any
+from functools import partial
+from typing import Any, Generic, TypeVar
 
 import aiohttp
 import pytest
@@ -32,6 +33,7 @@ from node.peers.invalidation import FetcherLog
 from node.peers.singleflight import SingleFlight
 from node.results import Found
 
+from .clock import FakeClock
 from .conftest import next_subnet
 from .http_call import Answer, call
 from .placement import key_owned_by
@@ -41,37 +43,40 @@ NEAR_COPY_OF = "x-cache-near-copy-of"
 BOUND_S = 1.0
 # Scheduling slack on a shared 2-core machine.
 MARGIN_S = 0.5
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+T = TypeVar("T")
 
 
 # -- SingleFlight ----------------------------------------------------------------
 
 
+class GatedWork(Generic[T]):
+    """Work for ``SingleFlight.run`` that counts its runs; each run ends once
+    ``gate`` is set, returning ``answer`` or raising ``error``."""
+
+    def __init__(self, answer: T, *, error: Exception | None = None) -> None:
+        self.answer = answer
+        self.error = error
+        self.gate = asyncio.Event()
+        self.runs = 0
+
+    async def __call__(self) -> T:
+        self.runs += 1
+        await self.gate.wait()
+        if self.error is not None:
+            raise self.error
+        return self.answer
+
+
 async def test_concurrent_calls_for_one_key_share_one_run() -> None:
     flights: SingleFlight[str, object] = SingleFlight()
-    gate = asyncio.Event()
-    runs = 0
-    answer = object()
-
-    async def work() -> object:
-        nonlocal runs
-        runs += 1
-        await gate.wait()
-        return answer
+    work = GatedWork(object())
 
     callers = [asyncio.create_task(flights.run("k", work)) for _ in range(50)]
     await asyncio.sleep(0)
-    gate.set()
+    work.gate.set()
     results = await asyncio.gather(*callers)
-    assert runs == 1
-    assert all(result is answer for result in results)
+    assert work.runs == 1
+    assert all(result is work.answer for result in results)
     assert flights.shared == 49
     assert len(flights) == 0
 
@@ -98,7 +103,7 @@ async def test_different_keys_fly_separately() -> None:
         await gate.wait()
         return key
 
-    callers = [asyncio.create_task(flights.run(k, lambda k=k: work(k))) for k in "abab"]
+    callers = [asyncio.create_task(flights.run(k, partial(work, k))) for k in "abab"]
     await asyncio.sleep(0)
     assert len(flights) == 2
     gate.set()
@@ -107,55 +112,34 @@ async def test_different_keys_fly_separately() -> None:
 
 async def test_every_waiter_gets_the_error_of_the_shared_run() -> None:
     flights: SingleFlight[str, int] = SingleFlight()
-    gate = asyncio.Event()
-    runs = 0
-
-    async def work() -> int:
-        nonlocal runs
-        runs += 1
-        await gate.wait()
-        raise LookupError("owner said no")
+    work = GatedWork(0, error=LookupError("owner said no"))
 
     callers = [asyncio.create_task(flights.run("k", work)) for _ in range(5)]
     await asyncio.sleep(0)
-    gate.set()
+    work.gate.set()
     outcomes = await asyncio.gather(*callers, return_exceptions=True)
-    assert runs == 1
+    assert work.runs == 1
     assert all(isinstance(o, LookupError) and str(o) == "owner said no" for o in outcomes)
 
 
 async def test_a_cancelled_waiter_leaves_the_run_going_for_the_others() -> None:
     flights: SingleFlight[str, str] = SingleFlight()
-    gate = asyncio.Event()
-    runs = 0
-
-    async def work() -> str:
-        nonlocal runs
-        runs += 1
-        await gate.wait()
-        return "value"
+    work = GatedWork("value")
 
     callers = [asyncio.create_task(flights.run("k", work)) for _ in range(3)]
     await asyncio.sleep(0)
     callers[1].cancel()
     await asyncio.sleep(0)
-    gate.set()
+    work.gate.set()
     assert (await callers[0], await callers[2]) == ("value", "value")
     with pytest.raises(asyncio.CancelledError):
         await callers[1]
-    assert runs == 1
+    assert work.runs == 1
 
 
 async def test_the_others_still_get_the_outcome_when_the_first_caller_is_cancelled() -> None:
     flights: SingleFlight[str, str] = SingleFlight()
-    gate = asyncio.Event()
-    runs = 0
-
-    async def work() -> str:
-        nonlocal runs
-        runs += 1
-        await gate.wait()
-        return "value"
+    work = GatedWork("value")
 
     first = asyncio.create_task(flights.run("k", work))  # the one running the work
     await asyncio.sleep(0)
@@ -165,30 +149,24 @@ async def test_the_others_still_get_the_outcome_when_the_first_caller_is_cancell
     await asyncio.sleep(0)
     third = asyncio.create_task(flights.run("k", work))  # joins the handed-over run
     await asyncio.sleep(0)
-    gate.set()
+    work.gate.set()
     assert (await second, await third) == ("value", "value")
     with pytest.raises(asyncio.CancelledError):
         await first
-    assert runs == 2  # the cancelled run, and the one handed over to the others
+    assert work.runs == 2  # the cancelled run, and the one handed over to the others
     assert len(flights) == 0
 
 
 async def test_a_cancelled_first_caller_alone_starts_nothing_more() -> None:
     flights: SingleFlight[str, str] = SingleFlight()
-    runs = 0
-
-    async def work() -> str:
-        nonlocal runs
-        runs += 1
-        await asyncio.Event().wait()
-        return "never"
+    work = GatedWork("never")  # its gate is never set
 
     first = asyncio.create_task(flights.run("k", work))
     await asyncio.sleep(0)
     first.cancel()
     with pytest.raises(asyncio.CancelledError):
         await first
-    assert (runs, len(flights)) == (1, 0)
+    assert (work.runs, len(flights)) == (1, 0)
 
 
 async def test_forget_lets_later_callers_start_a_new_run() -> None:
@@ -342,6 +320,16 @@ def owner_found(value: bytes | None, ttl: float | None = None, *, tracked: bool 
     return Found(value, ttl, "owner:7000", "ring", "entry:7000", tracked=tracked)
 
 
+def reads_with_hot(key: str) -> RemoteReads:
+    """A read path with a near cache on which ``key`` is hot: GET threshold times."""
+    reads = RemoteReads(near=near_cache(FakeClock()), coalesce=True)
+    assert reads.near is not None
+    for _ in range(reads.near.threshold):
+        reads.lookup(key)
+    assert reads.near.is_hot(key)  # else a test that no copy is kept proves nothing
+    return reads
+
+
 async def test_coalesced_callers_all_get_the_owners_error() -> None:
     reads = RemoteReads(near=None, coalesce=True)
     gate = asyncio.Event()
@@ -379,9 +367,7 @@ async def test_a_hot_key_is_fetched_for_the_near_cache_and_kept() -> None:
 
 
 async def test_a_copy_the_owner_does_not_track_is_not_kept() -> None:
-    reads = RemoteReads(near=near_cache(FakeClock()), coalesce=True)
-    for _ in range(5):
-        reads.lookup("k")
+    reads = reads_with_hot("k")
 
     async def fetch(near_ttl: float | None) -> Found:
         return owner_found(b"v", tracked=False)  # the owner's log was full
@@ -391,9 +377,7 @@ async def test_a_copy_the_owner_does_not_track_is_not_kept() -> None:
 
 
 async def test_a_ring_change_drops_every_copy_and_refuses_those_in_the_air() -> None:
-    reads = RemoteReads(near=near_cache(FakeClock()), coalesce=True)
-    for _ in range(5):
-        reads.lookup("k")
+    reads = reads_with_hot("k")
 
     async def fetch_then_ring_change(near_ttl: float | None) -> Found:
         reads.forget_all()
@@ -404,9 +388,7 @@ async def test_a_ring_change_drops_every_copy_and_refuses_those_in_the_air() -> 
 
 
 async def test_a_head_never_admits_a_copy() -> None:
-    reads = RemoteReads(near=near_cache(FakeClock()), coalesce=True)
-    for _ in range(5):
-        reads.lookup("k")  # hot by GETs
+    reads = reads_with_hot("k")  # hot by GETs
 
     async def fetch(near_ttl: float | None) -> Found:
         assert near_ttl is None
@@ -417,9 +399,7 @@ async def test_a_head_never_admits_a_copy() -> None:
 
 
 async def test_an_answer_overtaken_by_a_write_is_passed_on_but_not_kept() -> None:
-    reads = RemoteReads(near=near_cache(FakeClock()), coalesce=True)
-    for _ in range(3):
-        reads.lookup("k")
+    reads = reads_with_hot("k")
 
     async def fetch(near_ttl: float | None) -> Found:
         reads.invalidate(["k"])  # the owner's notice lands before its answer
@@ -438,7 +418,8 @@ def test_the_owner_names_each_fetcher_once_while_its_copy_may_live() -> None:
     fetchers.fetched("k", "b:7000", 1.0)
     fetchers.fetched("k", "c:7000", 1.0)
     # Each with the moment its copy lapses: its TTL plus a second of margin.
-    assert sorted(fetchers.take("k")) == [("b:7000", 102.0), ("c:7000", 102.0)]
+    lapses = clock.now + 2.0
+    assert sorted(fetchers.take("k")) == [("b:7000", lapses), ("c:7000", lapses)]
     assert fetchers.take("k") == []  # told once; they fetch again
     fetchers.fetched("k", "b:7000", 1.0)
     clock.now += 2.5  # past the copy's TTL and the margin
@@ -452,7 +433,7 @@ def test_the_fetcher_log_is_bounded_and_refuses_rather_than_forgets() -> None:
     assert len(fetchers) == 100
     # The first hundred are told of changes; the rest were told "keep no copy".
     assert tracked == [True] * 100 + [False] * 900
-    assert fetchers.take("k0") == [("b:7000", 102.0)]
+    assert fetchers.take("k0") == [("b:7000", clock.now + 2.0)]
     clock.now += 3  # every copy has lapsed: room again
     assert fetchers.fetched("k999", "b:7000", 1.0)
 
@@ -462,7 +443,8 @@ def test_the_fetcher_log_is_bounded_and_refuses_rather_than_forgets() -> None:
 
 @pytest.fixture(scope="module")
 def clusters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, LocalCluster]]:
-    """Started together (their start-ups overlap), stopped at the end of the module."""
+    """Started together (their start-ups overlap), handed over the instant every node
+    is ready (which promises every ring holds every member), stopped at the end."""
     log_dir = tmp_path_factory.mktemp("hot-keys")
     # The owner is frozen in some tests: keep it in the ring and wait for it.
     patient = ("--peer-timeout", "10", "--health-failures", "100")
@@ -483,7 +465,6 @@ def clusters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Loc
         for cluster in started.values():
             for node in cluster.nodes:
                 node.wait_alive()
-            cluster.wait_converged()
         yield started
     finally:
         for cluster in started.values():
@@ -495,13 +476,18 @@ def _stats(member: str) -> dict[str, Any]:
     return stats
 
 
-def _copy_near(member: str, key: str, *, tries: int = 50) -> Answer:
-    """GET ``key`` at ``member`` until the answer comes from its near cache."""
+def _copy_near(member: str, key: str, *, tries: int = 500, within: float = 10.0) -> Answer:
+    """GET ``key`` at ``member`` until the answer comes from its near cache. A node
+    keeps copies only once keys stopped moving, about a gossip round after ready:
+    a cluster used at once may need more GETs than the threshold."""
+    deadline = time.monotonic() + within
     for _ in range(tries):
         answer = call(member, "GET", kv_path(key))
         if NEAR_COPY_OF in answer.headers:
             return answer
-    raise AssertionError(f"{member} kept no near copy of {key} in {tries} GETs")
+        if time.monotonic() > deadline:
+            break
+    raise AssertionError(f"{member} kept no near copy of {key} (GETs for up to {within:g}s)")
 
 
 async def _many(member: str, key: str, methods: list[str]) -> list[tuple[int, bytes]]:
@@ -529,6 +515,9 @@ async def test_200_concurrent_gets_through_a_non_owner_make_one_request_to_the_o
     clusters: dict[str, LocalCluster],
 ) -> None:
     cluster = clusters["default"]
+    # Counts forwards, so measures the steady state: while keys move after start
+    # a read asks previous owners too, and is not coalesced.
+    cluster.wait_settled()
     owner, entry = cluster.members[0], cluster.members[1]
     key = key_owned_by(cluster.members, owner, prefix="stampede")
     assert call(owner, "PUT", kv_path(key), b"popular").status == 204
@@ -668,6 +657,9 @@ def test_with_replicas_only_non_owners_copy_near(clusters: dict[str, LocalCluste
 
 async def test_both_features_can_be_turned_off(clusters: dict[str, LocalCluster]) -> None:
     cluster = clusters["off"]
+    # Counts forwards, so measures the steady state: while keys move after start
+    # a read asks previous owners too.
+    cluster.wait_settled()
     owner, entry = cluster.members
     key = key_owned_by(cluster.members, owner, prefix="off")
     call(owner, "PUT", kv_path(key), b"v")

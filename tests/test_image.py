@@ -32,7 +32,7 @@ import pytest
 from deploy.engine import Container, Engine
 from deploy.image import REPO, base_image, ensure_base, ensure_engine
 
-from .aws_emulator import AwsEmulator, service_group
+from .aws_emulator import AwsEmulator
 
 pytestmark = [pytest.mark.image, pytest.mark.timeout(1800)]
 
@@ -243,24 +243,8 @@ def test_the_image_lists_a_services_tasks_through_the_ecs_api(
 ) -> None:
     # What discovery needs in a task (aiobotocore and botocore's ECS model,
     # trimmed by the Dockerfile), against the AWS emulator on 127.0.0.1.
-    network = emulator.create_network()
-    ecs = emulator.boto3_client("ecs")
-    ecs.create_cluster(clusterName="cache")
-    emulator.register_task_definition("ecs-kv-cache")
-    emulator.create_service("cache", "cache", network, "ecs-kv-cache")
-    [task] = ecs.run_task(
-        cluster="cache",
-        taskDefinition="ecs-kv-cache",
-        launchType="FARGATE",
-        group=service_group("cache"),
-        networkConfiguration={
-            "awsvpcConfiguration": {
-                "subnets": list(network.subnets),
-                "securityGroups": [network.security_group],
-            }
-        },
-    )["tasks"]
-    emulator.set_task_private_ip(task["taskArn"], "10.0.1.17")  # data only, never contacted
+    service = emulator.create_ecs_service(cluster="cache", service="cache")
+    emulator.run_tasks(service, 1, ips=["10.0.1.17"])  # data only, never contacted
 
     status, output = running.container.exec(
         ["python", "-m", "node", "ecs", "ips", "--cluster", "cache", "--service", "cache"],
