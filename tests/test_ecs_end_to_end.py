@@ -221,11 +221,13 @@ def deploy(
     discovery_interval: float = DISCOVERY_INTERVAL,
     ready_within: float = DEADLINE,
     ids_from_metadata: bool = True,
+    failed_list_tasks: int = 0,
 ) -> Iterator[Deployment]:
     """A service of ``count`` RUNNING tasks in the emulator and a node process for
     each, handed over the instant every node says it is ready. ``ids_from_metadata``
     False: each node is told its member id (``CACHE_ADVERTISE``) instead of reading
-    its task metadata."""
+    its task metadata. ``failed_list_tasks``: each node's first so many ListTasks
+    calls are throttled."""
     # emulator: this process's ECS client (stop_task) and the children's
     # environment point at it.
     aws = emulator
@@ -244,6 +246,8 @@ def deploy(
                 proxy = EcsLimitsProxy(moto.hostname, moto.port)
                 proxy.start()
                 proxies.append(proxy)
+                if failed_list_tasks:
+                    proxy.fail_next("ListTasks", times=failed_list_tasks)
                 log_path = tmp_path / f"node-{ip}.log"
                 metadata_uri = metadata.add_task(arn, ip)
                 env = {
@@ -486,6 +490,19 @@ def test_a_failing_ecs_api_keeps_the_last_good_member_list(deployment: Deploymen
         if other is not failing:
             assert not log_lines(other, "discovery failed"), other.log()
     assert views(nodes) == {node.member: members for node in nodes}
+
+
+def test_a_node_whose_first_ecs_poll_fails_is_not_ready_alone(
+    emulator: AwsEmulator, tmp_path: Path
+) -> None:
+    # A service's tasks start together and ECS throttles them: a node that
+    # knew nobody yet once said ready on a ring of one, and served every key
+    # as their only owner until discovery recovered.
+    with deploy(emulator, tmp_path, NODES, failed_list_tasks=3) as deployment:
+        assert_ready_on_the_full_ring(deployment)
+        for node in deployment.nodes:
+            assert len(log_lines(node, "discovery failed")) == 1, node.log()
+            assert len(log_lines(node, "discovery recovered")) == 1, node.log()
 
 
 @pytest.mark.parametrize("count", [3, 30])

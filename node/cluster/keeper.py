@@ -30,10 +30,10 @@ stores. So:
   members (chosen by the ring, the same on every node) poll the ECS API
   after their first poll at start, and what they learn spreads by gossip:
   the cluster's ECS calls per second do not grow with its size.
-- **Readiness.** A node is ready once it has tried every member it knows and
-  every member on its ring reports the same ring version, or after
-  ``ready_timeout`` seconds in any case. Until then ``/check-alive`` says
-  503 ``starting`` and clients' requests are refused.
+- **Readiness.** A node is ready once discovery has answered, it has tried
+  every member it knows and every member on its ring reports the same ring
+  version, or after ``ready_timeout`` seconds in any case. Until then
+  ``/check-alive`` says 503 ``starting`` and clients' requests are refused.
 - **Stability.** While any member (of the current or a previous ring) is on
   another ring or still pushing entries, reads ask previous owners too;
   once all report the current ring as settled, ``Membership.settle()``.
@@ -165,6 +165,9 @@ class MembershipKeeper:
         # opinion, never told, and taken back once it hears from one again.
         self._verdicts_while_cut_off: set[str] = set()
         self._discovery_failing = False
+        # Whether discovery has answered once: until it has, this node does
+        # not know whom to wait for, and is not ready alone.
+        self._discovered = False
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- lifecycle
@@ -387,18 +390,21 @@ class MembershipKeeper:
         version = self.membership.ring.version
         others = self.membership.ring.members - {self.self_id}
         disagreeing = sorted(m for m in others if not self._agrees(m, version))
-        # Listed members not met yet may be starting too: wait for them, a while.
+        # Listed members not met yet may be starting too: wait for them, a
+        # while; and for a discovery that has not answered yet, which would
+        # list whom to wait for.
         unmet = sorted(self.listed - self.met - {self.self_id})
         waited = self._clock() - self._waiting_since
-        if (disagreeing or unmet) and waited < self.ready_timeout:
+        if (disagreeing or unmet or not self._discovered) and waited < self.ready_timeout:
             return
         self.ready = True
-        if disagreeing or unmet:
+        if disagreeing or unmet or not self._discovered:
             log.warning(
-                "ready after %.1fs without agreement from %s or an answer from %s (ring %s)",
+                "ready after %.1fs without agreement from %s or an answer from %s%s (ring %s)",
                 waited,
                 disagreeing,
                 unmet,
+                "" if self._discovered else " or from discovery",
                 version,
             )
         else:
@@ -443,10 +449,13 @@ class MembershipKeeper:
     # -- loops
 
     async def _gossip_loop(self) -> None:
-        # Every node polls discovery once at start, before its first round: it
-        # needs someone to meet, and readiness waits for whom it lists.
-        await self.poll_discovery()
+        # Every node polls discovery at start, before its first round: it
+        # needs someone to meet, and readiness waits for whom it lists. A poll
+        # that failed (ECS throttling a service's tasks starting together) is
+        # tried again each round until one answers or the node is ready.
         while True:
+            if not self._discovered and not self.ready:
+                await self.poll_discovery()
             await self.gossip_round()
             await asyncio.sleep(self.health_interval)
 
@@ -478,6 +487,7 @@ class MembershipKeeper:
         if self._discovery_failing:
             log.info("discovery recovered: %d members listed", len(listed))
             self._discovery_failing = False
+        self._discovered = True
         self.listed = listed
         if self.discovery.authoritative:
             # Gone from the service: dead, and everyone hears it from us.
