@@ -252,8 +252,9 @@ SETTINGS: tuple[Setting, ...] = (
             help="Whether memcached's flush_all may empty the whole cluster (false: it is "
                  "refused, like memcached -F)."),
     Setting(field="advertise", parse=_advertise, shown_default="host:port",
-            help="Member id peers use to reach this node (host:port). Empty: HOST:PORT, "
-                 "or this machine's private IP when HOST is 0.0.0.0."),
+            help="Member id peers use to reach this node (host:port). Empty: the task's "
+                 "private IP from ECS task metadata when there is some, else HOST:PORT, or "
+                 "this machine's private IP when HOST is 0.0.0.0."),
     Setting(field="peers", parse=_members, shown_default="(none)",
             help="Static members, comma-separated host:port; listing this node too is fine."),
     Setting(field="discovery", parse=_choice("static", "ecs"), shown_default="static",

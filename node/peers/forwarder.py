@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from client._errors import ConnectError, Timeout, TransportError
+from client._errors import ConnectError, ConnectTimeout, Timeout, TransportError
 from client._protocol import HOP_HEADER
 from client._transport import Reply, Transport
 
@@ -99,15 +99,8 @@ class Forwarder:
             if guarded:
                 self.breakers.abandoned(member)
             raise
-        except Timeout as exc:
-            seconds = self.transport.timeout if timeout is None else timeout
-            error: PeerError = PeerTimeout(f"{member} did not answer within {seconds:g}s.")
-            raise self._failed(member, exc, error, counted, guarded) from None
-        except ConnectError as exc:
-            error = PeerUnreachable(f"{member} refused or could not be reached.")
-            raise self._failed(member, exc, error, counted, guarded) from None
         except TransportError as exc:
-            error = PeerFailed(f"{member} failed: {exc}.")
+            error = self._peer_error(member, exc, timeout)
             raise self._failed(member, exc, error, counted, guarded) from None
         if guarded:
             self.breakers.succeeded(member)
@@ -116,6 +109,19 @@ class Forwarder:
             log.info("requests to %s work again", member)
         self._note_credentials(member, reply.status)
         return reply
+
+    def _peer_error(self, member: str, exc: TransportError, timeout: float | None) -> PeerError:
+        """The node's error for a transport failure talking to ``member``."""
+        if isinstance(exc, ConnectTimeout):
+            # Nothing was sent: unreachable (502), as CACHE_PEER_CONNECT_TIMEOUT
+            # says, not a slow answer (504).
+            return PeerUnreachable(f"{member} could not be reached: {exc}.")
+        if isinstance(exc, Timeout):
+            seconds = self.transport.timeout if timeout is None else timeout
+            return PeerTimeout(f"{member} did not answer within {seconds:g}s.")
+        if isinstance(exc, ConnectError):
+            return PeerUnreachable(f"{member} refused or could not be reached.")
+        return PeerFailed(f"{member} failed: {exc}.")
 
     def _note_credentials(self, member: str, status: int) -> None:
         """Count and log (once per change) a peer that refuses this node's credentials."""
