@@ -378,14 +378,16 @@ async def drain(app: web.Application, *, timeout: float) -> MoveReport | None:
     service, keeper, mover = app[SERVICE], app[KEEPER], app[MOVER]
     service.lifecycle.draining = True
     await mover.stop()
-    peers = sorted(service.membership.ring.members - {service.self_id})
-    if not peers:
-        log.warning("draining with no peers: %d entries cannot be handed off", len(service.store))
-        await keeper.stop()
-        return None
-    await keeper.leave()  # every peer hears it now; our ring is now theirs
+    # Every peer hears it now, and our ring is now theirs; even with no peer
+    # left on it (the others are stopping too), they must hear it, or they
+    # would go on pushing entries to this node after it is gone.
+    await keeper.leave()
     await keeper.stop()  # our ring must not change under the handoff
     ring = service.membership.ring
+    peers = sorted(ring.members - {service.self_id})
+    if not peers:
+        log.warning("draining with no peers: %d entries cannot be handed off", len(service.store))
+        return None
     try:
         async with asyncio.timeout(timeout):
             report = await mover.hand_off(ring, gone=keeper.has_left)
