@@ -120,6 +120,9 @@ def test_json_logs_have_one_object_per_line(node_factory: NodeFactory, tmp_path:
     node = node_factory(
         f"{subnet}.1", "--log-format", "json", "--access-log", "true", "--peers", f"{subnet}.2:7000"
     )
+    # Ready (node_factory waited for it) after a bounded wait for the listed
+    # peer that never started, and without it.
+    assert call(node.member, "GET", "/cluster").json()["members"] == [node.member]
     call(node.member, "GET", "/kv/logged", headers={"X-Request-Id": "trace-123"})
     node.stop()
     assert node.log_path is not None
