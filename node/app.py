@@ -42,6 +42,7 @@ from .core import (
 )
 from .http.auth import TokenAuth, load_tokens
 from .http.budget import InflightBudget
+from .http.fast import KvDoor, Timeouts
 from .http.guard import RouteGuard
 from .http.metrics import RequestMetrics
 from .http.routes import add_routes
@@ -56,6 +57,7 @@ from .peers.protocol import GOSSIP_PATH
 __all__ = [
     "CONNECTIONS",
     "KEEPER",
+    "KV_DOOR",
     "MEMCACHED",
     "MOVER",
     "SERVICE",
@@ -75,6 +77,8 @@ FORWARDER = web.AppKey("forwarder", Forwarder)
 KEEPER = web.AppKey("keeper", MembershipKeeper)
 MOVER = web.AppKey("mover", EntryMover)
 CONNECTIONS = web.AppKey("connections", ConnectionStats)
+# The /kv/ fast path, for the server to start every connection on (node.cli).
+KV_DOOR = web.AppKey("kv_door", KvDoor)
 MEMCACHED = web.AppKey("memcached", MemcachedServer)
 # What the memcached door answers to `version`: memcached's protocol level,
 # then this program.
@@ -153,7 +157,7 @@ def create_app(config: Config, *, self_id: str) -> web.Application:
         access_logging=config.access_log,
         count_requests=config.request_metrics,
     )
-    add_routes(
+    kv_route = add_routes(
         app,
         guard=guard,
         service=node.service,
@@ -163,6 +167,13 @@ def create_app(config: Config, *, self_id: str) -> web.Application:
         connections=app[CONNECTIONS],
         body_timeout=config.body_timeout,
     )
+    timeouts = Timeouts(
+        head=config.head_timeout,
+        body=config.body_timeout,
+        idle=config.idle_timeout,
+        write=config.write_timeout,
+    )
+    app[KV_DOOR] = KvDoor(node.service, kv_route, guard, timeouts=timeouts)
     app[SERVICE] = node.service
     app[FORWARDER] = node.forwarder
     app[KEEPER] = node.keeper

@@ -23,6 +23,7 @@ from aiohttp import web
 from . import config as config_module
 from .app import (
     CONNECTIONS,
+    KV_DOOR,
     add_memcached_door,
     begin_gossip,
     create_app,
@@ -103,6 +104,7 @@ async def serve(config: Config) -> int:
         per_address=config.max_connections_per_address,
         is_peer_address=peer_addresses(app),
         stats=app[CONNECTIONS],
+        door=app[KV_DOOR],
         head_timeout=config.head_timeout,
         # Closes keep-alive connections idle between requests.
         keepalive_timeout=config.idle_timeout,

@@ -37,13 +37,12 @@ from .budget import RESERVED, InflightBudget
 from .errors import HttpError, error_response, from_aiohttp, from_node_error
 from .metrics import RequestMetrics
 
-__all__ = ["RouteGuard"]
+__all__ = ["RouteGuard", "log_access", "unauthorized"]
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("node.access")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-ImmediateHandler = Callable[[web.Request], web.StreamResponse | None]
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -78,9 +77,13 @@ class RouteGuard:
         """Whether ``request`` comes from a node of the cluster: it carries a peer
         token. Without peer tokens configured, every request the guard let in
         counts as a peer's (see the README's trust model)."""
+        return self.is_peer_token(request.headers.get("Authorization"))
+
+    def is_peer_token(self, authorization: str | None) -> bool:
+        """``is_peer`` for a request with this ``Authorization``."""
         if self.peer_auth is None:
             return True
-        return self.peer_auth.accepts(request.headers.get("Authorization"))
+        return self.peer_auth.accepts(authorization)
 
     def authenticates(self, authorization: str | None) -> bool:
         """Whether a request with this ``Authorization`` may use non-public routes."""
@@ -99,14 +102,11 @@ class RouteGuard:
         label: str | None = None,
         public: bool = False,
         peer_only: bool = False,
-        at_once: ImmediateHandler | None = None,
     ) -> None:
         """Serve ``handler`` at ``path`` for every method, guarded, its metrics
         labelled ``label`` (default: the path). ``peer_only``: the cluster's own
         routes, for requests with a peer token (see ``is_peer``)."""
-        route = _GuardedRoute(
-            self, label or path, handler, public=public, peer_only=peer_only, at_once=at_once
-        )
+        route = _GuardedRoute(self, label or path, handler, public=public, peer_only=peer_only)
         app.router.add_route("*", path, route.serve, expect_handler=route.expect)
 
 
@@ -114,7 +114,6 @@ class _GuardedRoute:
     """One route's handler with everything the guard adds around it."""
 
     __slots__ = (
-        "at_once",
         "counting",
         "guard",
         "handler",
@@ -133,11 +132,9 @@ class _GuardedRoute:
         *,
         public: bool,
         peer_only: bool,
-        at_once: ImmediateHandler | None,
     ) -> None:
         self.guard = guard
         self.handler = handler
-        self.at_once = at_once
         self.must_authenticate = not public and guard.auth is not None
         self.peer_only = peer_only and guard.peer_auth is not None
         self.self_id = guard.self_id
@@ -153,10 +150,7 @@ class _GuardedRoute:
             REQUEST_ID.set(request_id)
         try:
             self._admit(request)
-            at_once = self.at_once
-            response = at_once(request) if at_once is not None else None
-            if response is None:
-                response = await self.handler(request)
+            response = await self.handler(request)
         except Exception as exc:
             response = self._error_answer(request, exc)
         if request.method != "GET" and request.method != "HEAD":
@@ -169,7 +163,7 @@ class _GuardedRoute:
         if self.counting:
             self.observe(request.method, response.status, seconds)
         if self.logging_on:
-            _log_access(request, response.status, seconds)
+            log_access(request.method, request.path, response.status, seconds)
         return response
 
     async def expect(self, request: web.Request) -> web.StreamResponse | None:
@@ -203,7 +197,7 @@ class _GuardedRoute:
         if self.must_authenticate and not self.guard.authenticates(
             request.headers.get("Authorization")
         ):
-            raise _unauthorized()
+            raise unauthorized()
         if self.peer_only and not self.guard.is_peer(request):
             self.guard.refused_peers += 1
             raise HttpError(403, "not_a_peer", "This route is for the cluster's own nodes.")
@@ -260,23 +254,23 @@ def _clean_request_id(raw: str) -> str | None:
     return request_id if request_id.isascii() and request_id.isprintable() else None
 
 
-def _log_access(request: web.Request, status: int, seconds: float) -> None:
-    access_log.info(
-        "%s %s %d %.6f",
-        request.method,
-        request.path,
-        status,
-        seconds,
-        extra={
-            "method": request.method,
-            "path": request.path,
-            "status": status,
-            "seconds": round(seconds, 6),
-        },
-    )
+def log_access(
+    method: str, path: str, status: int, seconds: float, request_id: str | None = None
+) -> None:
+    """One line of the access log (``CACHE_ACCESS_LOG``), for either server;
+    ``request_id`` when it is not the context's (``node.request_id``)."""
+    extra: dict[str, object] = {
+        "method": method,
+        "path": path,
+        "status": status,
+        "seconds": round(seconds, 6),
+    }
+    if request_id is not None:
+        extra["request_id"] = request_id
+    access_log.info("%s %s %d %.6f", method, path, status, seconds, extra=extra)
 
 
-def _unauthorized() -> HttpError:
+def unauthorized() -> HttpError:
     return HttpError(
         401,
         "unauthorized",

@@ -1,17 +1,18 @@
 """``/kv/<key>``: GET, HEAD, PUT and DELETE of one key, translated to the key service.
 
 The route parses the request (key, TTL, body, whether a peer sent it),
-makes one call to ``KeyService`` and renders what comes back. It decides
-nothing about where a key lives.
-
-The hottest request, a GET of a key this node owns, is answered by
-``kv_at_once`` without a coroutine of its own (``KeyService.read_owned``);
-everything else goes through ``kv``.
+makes one call to ``KeyService`` and says what to answer (an ``Answer``).
+It decides nothing about where a key lives, and nothing about the wire:
+requests reach it as ``KvCall``s from either server, the /kv/ fast path
+(``node.http.fast``, which also answers the hottest requests itself) or
+aiohttp (``KvRoute.kv``, for connections the fast path handed over).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 import orjson
 from aiohttp import web
@@ -19,7 +20,7 @@ from aiohttp import web
 from client._protocol import HOP_HEADER, NODE_HEADER, RING_HEADER, TTL_HEADER, format_ttl_left
 from client._ring import HashRing
 
-from ..core import KeyService, Local
+from ..core import KeyService
 from ..errors import NodeError
 from ..peers.protocol import (
     FLAGS_HEADER,
@@ -34,13 +35,73 @@ from ..peers.protocol import (
 )
 from ..results import Found, Written
 from .errors import HttpError, from_node_error, method_not_allowed
-from .wire import BodyLimits, parse_key, parse_request_ttl, read_body, target_path
+from .wire import BodyLimits, parse_key, read_body, target_path, ttl_of
 
-__all__ = ["KvRoute"]
+__all__ = ["MISS_BODY", "Answer", "KvCall", "KvRoute"]
 
 _METHODS = ("GET", "HEAD", "PUT", "DELETE")
 _OCTETS = "application/octet-stream"
-_MISS_BODY = orjson.dumps({"error": "not_found", "detail": "No value for this key."})
+MISS_BODY = orjson.dumps({"error": "not_found", "detail": "No value for this key."})
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the route answers: a status, headers and a body (empty for 204)."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes | memoryview = b""
+
+
+class KvCall(Protocol):
+    """One ``/kv/`` request as a server read it. ``headers`` look up names in
+    any case; ``ttl_values`` are every ``?ttl=`` and ``X-Cache-TTL`` given."""
+
+    @property
+    def method(self) -> str: ...
+
+    @property
+    def target(self) -> str:
+        """The path as sent, still encoded, query included."""
+        ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    def ttl_values(self) -> Sequence[str]: ...
+
+    def from_peer(self) -> bool:
+        """Whether it carries a peer's token (see ``RouteGuard.is_peer``)."""
+        ...
+
+    async def body(self, limit: int) -> bytes:
+        """The whole body: at most ``limit`` bytes, else 413 (``HttpError``)."""
+        ...
+
+
+class _WebCall:
+    """An aiohttp request as a ``KvCall``."""
+
+    __slots__ = ("_is_peer", "_limits", "headers", "method", "request", "target")
+
+    def __init__(
+        self, request: web.Request, limits: BodyLimits, is_peer: Callable[[web.Request], bool]
+    ) -> None:
+        self.request = request
+        self.method = request.method
+        self.target = target_path(request)
+        self.headers = request.headers
+        self._limits = limits
+        self._is_peer = is_peer
+
+    def ttl_values(self) -> Sequence[str]:
+        return [*self.request.query.getall("ttl", []), *self.headers.getall(TTL_HEADER, [])]
+
+    def from_peer(self) -> bool:
+        return self._is_peer(self.request)
+
+    async def body(self, limit: int) -> bytes:
+        return await read_body(self.request, limit, self._limits)
 
 
 class KvRoute:
@@ -75,59 +136,31 @@ class KvRoute:
             RING_HEADER: ring.version,
         }
         self._plain_headers = {NODE_HEADER: self.self_id, RING_HEADER: ring.version}
-        self._miss_headers = {
-            "Content-Type": "application/json",
-            NODE_HEADER: self.self_id,
-            RING_HEADER: ring.version,
-        }
 
-    # -- the hot path
-
-    def kv_at_once(self, request: web.Request) -> web.StreamResponse | None:
-        """The answer to a GET or HEAD of a key this node owns, or None.
-
-        Most of a cache's traffic is exactly this, and none of it waits for
-        anything; answered here, without a coroutine of its own, it costs
-        about 0.5 us less. Anything else is None: ``kv`` serves it.
-        """
-        method = request.method
-        if method != "GET" and method != "HEAD":
-            return None
-        if HOP_HEADER in request.headers:
-            return None
-        if self.membership.ring is not self._ring:
-            self._ring_changed()
-        try:
-            key = parse_key(target_path(request))
-        except NodeError:
-            return None  # kv answers it, with the ring header errors carry
-        entry = self.service.read_owned(key)
-        if entry is Local.ELSEWHERE:
-            return None
-        if entry is Local.MISS:
-            # Misses are common in a cache: answered directly.
-            return web.Response(status=404, body=_MISS_BODY, headers=self._miss_headers)
-        value, expires_at = entry
-        if not expires_at:
-            return web.Response(body=value, headers=self._hit_headers)
-        remaining = self.service.store.ttl_remaining(expires_at) or 0.0
-        headers = {**self._hit_headers, TTL_HEADER: format_ttl_left(remaining)}
-        return web.Response(body=value, headers=headers)
-
-    # -- everything else
+    # -- serving
 
     async def kv(self, request: web.Request) -> web.StreamResponse:
+        """The aiohttp route: ``answer`` for an aiohttp request."""
+        answer = await self.answer(_WebCall(request, self.limits, self.is_peer))
+        return web.Response(status=answer.status, headers=answer.headers, body=answer.body)
+
+    async def answer(self, call: KvCall) -> Answer:
+        """What to answer ``call``. Raises ``HttpError`` (naming the ring version,
+        so that a client notices a new ring whatever the answer)."""
         if self.membership.ring is not self._ring:
             self._ring_changed()
         # One frame, not a wrapper around a second coroutine: an await layer
         # costs about 0.3 us on a path every forwarded request takes.
         try:
-            method = request.method
+            method = call.method
             if method not in _METHODS:
                 raise method_not_allowed(method, *_METHODS)
-            key = parse_key(target_path(request))
-            peer = _peer_of(request, self.is_peer)
-            headers = request.headers
+            key = parse_key(call.target)
+            headers = call.headers
+            hop = headers.get(HOP_HEADER)
+            # A hop header from a client that is not a peer is ignored: it
+            # cannot make a node skip its owners.
+            peer = hop if hop is not None and call.from_peer() else None
             if method == "GET" or method == "HEAD":
                 if peer is None:
                     return self._found(await self.service.get(key, count=method == "GET"))
@@ -142,9 +175,9 @@ class KvRoute:
                 service = self.service
                 service.check_key(key)  # before the body is read: a 414 costs no body
                 service.check_writable()
-                ttl = parse_request_ttl(request)
+                ttl = ttl_of(call.ttl_values())
                 flags = _unsigned(headers.get(FLAGS_HEADER)) if peer is not None else 0
-                body = await read_body(request, self.max_value_bytes, self.limits)
+                body = await call.body(self.max_value_bytes)
                 written = await service.set(
                     key,
                     body,
@@ -160,8 +193,6 @@ class KvRoute:
                 raise HttpError(404, "not_found", "No value for this key.")
             return self._written(written)
         except NodeError as exc:
-            # Errors name the ring version too, so that a client notices a
-            # new ring whatever the answer.
             raise from_node_error(exc, headers={RING_HEADER: self._ring_version()}) from None
         except HttpError as exc:
             exc.headers[RING_HEADER] = self._ring_version()
@@ -170,11 +201,11 @@ class KvRoute:
     def _ring_version(self) -> str:
         return self._plain_headers[RING_HEADER]
 
-    def _found(self, found: Found) -> web.Response:
+    def _found(self, found: Found) -> Answer:
         if found.value is None:
             headers = {"Content-Type": "application/json", NODE_HEADER: found.node}
             self._add_route_headers(headers, found.ring, found.via)
-            return web.Response(status=404, body=_MISS_BODY, headers=headers)
+            return Answer(404, headers, MISS_BODY)
         if found.node == self.self_id and found.via is None and found.near_of is None:
             headers = self._hit_headers
         else:
@@ -184,27 +215,27 @@ class KvRoute:
                 headers[NEAR_COPY_OF_HEADER] = found.near_of
         if found.ttl is not None:
             headers = {**headers, TTL_HEADER: format_ttl_left(found.ttl)}
-        return web.Response(body=found.value, headers=headers)
+        return Answer(200, headers, found.value)
 
-    def _found_for_peer(self, found: Found) -> web.Response:
+    def _found_for_peer(self, found: Found) -> Answer:
         """A peer's read: the answer with the entry's version (a miss's is its
         deletion's) and flags."""
-        response = self._found(found)
-        response.headers[VERSION_HEADER] = str(found.version)
+        answer = self._found(found)
+        headers = {**answer.headers, VERSION_HEADER: str(found.version)}
         if found.flags:
-            response.headers[FLAGS_HEADER] = str(found.flags)
+            headers[FLAGS_HEADER] = str(found.flags)
         if found.tracked:
-            response.headers[NEAR_TRACKED_HEADER] = "1"
-        return response
+            headers[NEAR_TRACKED_HEADER] = "1"
+        return Answer(answer.status, headers, answer.body)
 
-    def _written(self, written: Written) -> web.Response:
+    def _written(self, written: Written) -> Answer:
         if written.node == self.self_id and written.via is None and written.copies is None:
-            return web.Response(status=204, headers=self._plain_headers)
+            return Answer(204, self._plain_headers)
         headers = {NODE_HEADER: written.node}
         self._add_route_headers(headers, written.ring, written.via)
         if written.copies is not None:
             headers[REPLICAS_HEADER] = f"{written.copies[0]}/{written.copies[1]}"
-        return web.Response(status=204, headers=headers)
+        return Answer(204, headers)
 
     def _add_route_headers(self, headers: dict[str, str], ring: str, via: str | None) -> None:
         """The answering node's ring version (this node's when it named none), and
@@ -212,16 +243,6 @@ class KvRoute:
         headers[RING_HEADER] = ring or self._ring_version()
         if via is not None:
             headers[VIA_HEADER] = via
-
-
-def _peer_of(request: web.Request, is_peer: Callable[[web.Request], bool]) -> str | None:
-    """The member that sent ``request`` for this node to serve locally (its hop
-    header), or None for a client's request. A hop header from a client that
-    is not a peer is ignored: it cannot make a node skip its owners."""
-    hop = request.headers.get(HOP_HEADER)
-    if hop is None or not is_peer(request):
-        return None
-    return hop
 
 
 def _near_ttl(headers: Mapping[str, str]) -> float | None:

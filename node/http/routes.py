@@ -39,8 +39,9 @@ def add_routes(
     transfer_stats: TransferStats,
     connections: ConnectionStats,
     body_timeout: float,
-) -> None:
-    """Add every route of a node to ``app``, each behind ``guard``."""
+) -> KvRoute:
+    """Add every route of a node to ``app``, each behind ``guard``; the
+    ``/kv/`` route, which the fast path (``node.http.fast``) serves too."""
     cluster = ClusterRoutes(service)
     limits = BodyLimits(timeout=body_timeout, budget=guard.budget)
     kv = KvRoute(service, limits=limits, is_peer=guard.is_peer)
@@ -53,7 +54,7 @@ def add_routes(
     add(app, "/check-alive", cluster.check_alive, public=True)
     add(app, "/cluster", cluster.cluster)
     # [\s\S], not ".": the decoded path of a key with a newline (%0A) must match too.
-    add(app, r"/kv/{key:[\s\S]*}", kv.kv, label="/kv", at_once=kv.kv_at_once)
+    add(app, r"/kv/{key:[\s\S]*}", kv.kv, label="/kv")
     for path in (GET_PATH, SET_PATH, DELETE_PATH):
         add(app, path, batch.route(path))
     add(app, TRANSFER_PATH, internal.transfer, peer_only=True)
@@ -67,3 +68,4 @@ def add_routes(
     # Last: it matches every path (and the server hands it the targets that
     # are no path: OPTIONS *, CONNECT host:port), so every answer is JSON.
     add(app, r"/{tail:[\s\S]*}", cluster.unknown_route, label="(unknown)")
+    return kv

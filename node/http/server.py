@@ -23,6 +23,7 @@ cost before it has sent a whole request:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
@@ -41,6 +42,7 @@ from aiohttp.web_request import BaseRequest
 from yarl import URL
 
 from .errors import error_response
+from .fast import FastKvProtocol, KvDoor
 
 __all__ = ["ConnectionStats", "NodeRunner", "max_request_line"]
 
@@ -106,6 +108,9 @@ class _NodeRequestHandler(RequestHandler):
         super().connection_made(transport)
         server = self._manager
         assert isinstance(server, _NodeServer)
+        if self._address:  # handed over by the fast path, which admitted it
+            self._arm_head_timer()
+            return
         peer = transport.get_extra_info("peername")
         self._address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
         refusal = server.admit(self._address)
@@ -219,7 +224,8 @@ def _status_and_word(status: int, exc: BaseException | None, head_start: bytes) 
 
 
 class _NodeServer(web.Server):
-    """aiohttp's server with this module's connection accounting (set by NodeRunner)."""
+    """aiohttp's server with this module's connection accounting (set by
+    NodeRunner), whose connections start on the /kv/ fast path when it has one."""
 
     max_connections = 1 << 30
     peer_reserve = 0
@@ -228,17 +234,35 @@ class _NodeServer(web.Server):
     is_peer_address: Callable[[str], bool] = staticmethod(lambda address: False)
     by_address: Counter[str]
     stats: ConnectionStats
+    door: KvDoor | None = None
+    # The connections on the fast path (the others are aiohttp's ``connections``).
+    fast: set[FastKvProtocol]
     _last_report = float("-inf")
     _refused_since_report = 0
 
     def __call__(self) -> RequestHandler:
+        if self.door is not None:
+            # aiohttp's loop.create_server takes any protocol factory.
+            return cast(RequestHandler, FastKvProtocol(self, self.door))
         return _NodeRequestHandler(self, loop=self._loop, **self._kwargs)
 
-    def admit(self, address: str) -> bytes | None:
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    def handed_over_handler(self, address: str) -> RequestHandler:
+        """aiohttp's handler for a connection the fast path hands over, already
+        admitted from ``address``."""
+        handler = _NodeRequestHandler(self, loop=self._loop, **self._kwargs)
+        handler._address = address
+        return handler
+
+    def admit(self, address: str, *, pending: int = 0) -> bytes | None:
         """Count a new connection from ``address``; the answer that refuses it,
-        or None. (The connection is already in ``connections``.)"""
+        or None. (An aiohttp handler is already in ``connections``; a fast one
+        is ``pending``.)"""
         self.by_address[address] += 1
-        open_now = self.stats.open = len(self.connections)
+        open_now = self.stats.open = len(self._connections) + len(self.fast) + pending
         if open_now > self.max_connections or (
             open_now > self.max_connections - self.peer_reserve
             and not self.is_peer_address(address)
@@ -253,12 +277,34 @@ class _NodeServer(web.Server):
         return None
 
     def left(self, address: str) -> None:
-        self.stats.open = len(self.connections)
+        self.stats.open = len(self._connections) + len(self.fast)
         count = self.by_address[address] - 1
         if count > 0:
             self.by_address[address] = count
         else:
             self.by_address.pop(address, None)
+
+    async def sweep(self, every: float) -> None:
+        """The fast connections' deadlines, looked at every ``every`` seconds."""
+        door = self.door
+        assert door is not None
+        while True:
+            await asyncio.sleep(every)
+            door.sweep(list(self.fast), self._loop.time())
+
+    async def shutdown(self, timeout: float | None = None) -> None:
+        # Fast connections between requests close now; one serving a
+        # request gets until the timeout to finish it, as aiohttp's do.
+        deadline = self._loop.time() + (timeout or 0.0)
+        while True:
+            still = [connection for connection in list(self.fast) if not connection.shut()]
+            if not still or self._loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.05)
+        for connection in list(self.fast):
+            if connection.transport is not None:
+                connection.transport.abort()
+        await super().shutdown(timeout)
 
     def _report_refusal(self, open_now: int) -> None:
         """One warning per interval while connections are refused, never one
@@ -294,6 +340,7 @@ class NodeRunner(web.AppRunner):
         per_address: int = 1 << 30,
         is_peer_address: Callable[[str], bool] = lambda address: False,
         stats: ConnectionStats | None = None,
+        door: KvDoor | None = None,
         **kwargs: Any,
     ) -> None:
         # Bodies are opaque bytes: never inflated. A request refused before
@@ -308,6 +355,8 @@ class NodeRunner(web.AppRunner):
         self.per_address = per_address
         self.is_peer_address = is_peer_address
         self.stats = stats or ConnectionStats()
+        self.door = door
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
@@ -323,7 +372,21 @@ class NodeRunner(web.AppRunner):
         server.by_address = Counter()
         server.stats = self.stats
         server.request_factory = _targets_as_paths(server.request_factory)
+        server.fast = set()
+        server.door = self.door
+        if self.door is not None:
+            # A few looks per shortest deadline: a timeout is late by a quarter at most.
+            every = min(0.25, *(seconds / 4 for seconds in self.door.timeouts.all()))
+            self._sweeper = asyncio.get_running_loop().create_task(server.sweep(every))
         return server
+
+    async def _cleanup_server(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        await super()._cleanup_server()
 
 
 RequestFactory = Callable[..., BaseRequest]

@@ -9,6 +9,7 @@ them touches the store. The TTL grammar is the one clients use
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -27,6 +28,7 @@ __all__ = [
     "parse_request_ttl",
     "read_body",
     "target_path",
+    "ttl_of",
 ]
 
 KV_PREFIX = "/kv/"
@@ -78,9 +80,12 @@ def parse_request_ttl(request: web.Request) -> float | None:
     None when neither is given. A positive decimal number is required; both
     may be given only when equal. Raises ``BadTtl``.
     """
-    from_query = request.query.getall("ttl", [])
-    from_header = request.headers.getall(TTL_HEADER, [])
-    raw_values = {value.strip() for value in (*from_query, *from_header)}
+    return ttl_of([*request.query.getall("ttl", []), *request.headers.getall(TTL_HEADER, [])])
+
+
+def ttl_of(values: Iterable[str]) -> float | None:
+    """The TTL that ``?ttl=`` and ``X-Cache-TTL`` values give (see ``parse_request_ttl``)."""
+    raw_values = {value.strip() for value in values}
     if not raw_values:
         return None
     try:
