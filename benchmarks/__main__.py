@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--only", help="comma-separated scenario names (see scenarios.py)")
     parser.add_argument("--value-size", type=int, default=100, help="one-key GET bytes (100)")
     parser.add_argument("--connections", type=int, default=32, help="keep-alive connections (32)")
-    parser.add_argument("--threads", type=int, default=1, help="load generator threads (1)")
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads, one-URL loads (1)")
     parser.add_argument("--duration", type=int, help="seconds per run (5; quick 2)")
     parser.add_argument("--rounds", type=int, help="interleaved rounds (3; quick 1)")
     parser.add_argument("--warmup", type=int, help="warm-up seconds per target (1; quick 0)")
@@ -83,12 +83,11 @@ def _memory_settings(options: argparse.Namespace) -> MemorySettings | None:
         return None
     default = "16MiB" if options.quick else "64MiB"
     max_bytes = parse_size(options.memory_max_bytes or default)
-    # Quick mode keeps only the 10 KiB values: 100 B values at 10x the bound
-    # take minutes, which is the point of the full run, not of a smoke test.
-    sizes = (10_240,) if options.quick else (10_240, 100)
     return MemorySettings(
         max_bytes=max_bytes,
-        value_sizes=sizes,
+        # Quick mode keeps only the 10 KiB values: 100 B values at 10x the bound
+        # take minutes, which is the point of the full run, not of a smoke test.
+        value_sizes=(10_240,) if options.quick else (10_240, 100),
         connections=options.connections,
         time_limit=options.memory_time_limit,
     )
@@ -188,18 +187,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         **measured,
     )
     paths = write_results(doc, options.results_dir, started.strftime("%Y%m%dT%H%M%SZ"))
-    if _complete(options):
-        # Only a complete run replaces the results kept in git.
+    partial = (options.quick, options.memory, options.no_memory, options.no_ring, options.only)
+    if not any(partial):
+        # Only a complete run (everything a full run measures) replaces the results kept in git.
         paths += write_results(doc, options.results_dir, LATEST)
     print(render_table(doc))
     print("\nwrote " + "\n      ".join(str(path) for path in paths))
     return 0
-
-
-def _complete(options: argparse.Namespace) -> bool:
-    """Whether this run measured everything a full run does."""
-    parts = (options.quick, options.memory, options.no_memory, options.no_ring, options.only)
-    return not any(parts)
 
 
 def _scenarios(parser: argparse.ArgumentParser, options: argparse.Namespace) -> list[Scenario]:

@@ -55,12 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", required=True, help="a 127.0.0.0/8 address")
     parser.add_argument("--port", type=int, default=7000)
     parser.add_argument("--value-size", type=int, default=100, help="bytes per answer")
-    parser.add_argument(
-        "--header",
-        action="append",
-        default=[],
-        help="'Name: value' added to every answer (repeatable)",
-    )
+    parser.add_argument("--header", action="append", default=[], help="'Name: value', repeatable")
     options = parser.parse_args(argv)
     if not options.host.startswith("127."):
         parser.error("the bare server only listens on 127.0.0.0/8")

@@ -2,11 +2,7 @@
 
 Their addresses on ``<subnet>`` (127.0.250 by default) are README.md's
 table: ``_PLACES`` for the nodes, ``bare``, ``redis`` and ``memcached``
-for the others.
-
-Every node also speaks memcached on its own address at port 11211: the
-memcached-protocol scenarios load the single node's (.2) and the first of
-the 3-node cluster's (.7), which forwards what it does not own.
+for the others. Every node also speaks memcached at port 11211.
 
 Nodes that serve many keys run with ``--max-bytes 1GiB`` so that every
 preloaded key stays (a miss would make a run faster and wrong); the keys
@@ -29,15 +25,8 @@ from client._ring import HashRing
 from . import peers
 from .bare_server import value_bytes
 from .loadgen import LoadResult
-from .probes import (
-    NODE_HEADER,
-    check,
-    check_keys,
-    check_memcached,
-    hit_headers,
-    http_request,
-)
-from .processes import Processes, ServerProcess
+from .probes import NODE_HEADER, check, check_keys, check_memcached, http_request
+from .processes import BareServer, Processes, ServerProcess
 from .pyload import PySpec
 from .workload import Workload, batch_workload, hottest_key, kv_workload
 
@@ -197,10 +186,10 @@ class Fleet:
 
     def bare(self) -> Target:
         """The bare handler, answering with the very headers the single node sends."""
-        headers = hit_headers(self.owned().url or "")
-        server = self.processes.bare(
-            f"{self.subnet}.1", value_size=len(self.value), headers=headers
-        )
+        single = self._cluster("single").members[0]
+        headers = check(f"http://{single}{self.path}", self.value, node=single)
+        bare = BareServer(host=f"{self.subnet}.1", value_size=len(self.value), headers=headers)
+        server = self.processes.start(bare)
         assert server.process is not None
         url = server.url + self.path
         check(url, self.value, node=dict(headers).get(NODE_HEADER))
@@ -248,28 +237,15 @@ class Fleet:
 
     # -- many keys: mixes, popularity, value sizes, routing
 
-    def mix(
-        self,
-        *,
-        nodes: int,
-        get_fraction: float,
-        popularity: str,
-        value_bytes: int,
-        routing: str = "entry",
-    ) -> Target:
-        """wrk's GETs and PUTs over the preloaded keys of ``value_bytes``, on 1 or 3 nodes.
+    def mix(self, *, nodes: int, value_bytes: int, routing: str = "entry", **shape: Any) -> Target:
+        """wrk's GETs and PUTs (``shape``: ``get_fraction``, ``popularity``) over the
+        preloaded keys of ``value_bytes``, on 1 or 3 nodes.
 
         ``routing="entry"``: each stream enters at one node whatever the key
         (on 3 nodes about 2/3 are forwarded); ``"owner"``: each request goes
         to its key's owner, as the smart client sends it.
         """
-        load = partial(
-            kv_workload,
-            get_fraction=get_fraction,
-            popularity=popularity,
-            value_bytes=value_bytes,
-            routing=routing,
-        )
+        load = partial(kv_workload, value_bytes=value_bytes, routing=routing, **shape)
         return self._keys_target("single" if nodes == 1 else "trio", value_bytes, routing, load)
 
     def batch(self, *, nodes: int, routing: str = "entry") -> Target:
@@ -278,18 +254,12 @@ class Fleet:
         name = "single" if nodes == 1 else "trio"
         return self._keys_target(name, 100, routing, load, keys_per_request=_BATCH_KEYS)
 
-    def smart_client(self, *, get_fraction: float, popularity: str, value_bytes: int) -> Target:
-        """Our ``AsyncCacheClient`` on the 3-node cluster: it sends every request
-        to the key's owner, so the nodes should forward nothing."""
-        load = partial(
-            PySpec,
-            driver="client",
-            concurrency=self.connections,
-            popularity=popularity,
-            get_fraction=get_fraction,
-            value_bytes=value_bytes,
-        )
-        return self._keys_target("trio", value_bytes, "client", load)
+    def smart_client(self, **shape: Any) -> Target:
+        """Our ``AsyncCacheClient`` on the 3-node cluster (``shape``: ``get_fraction``,
+        ``popularity``, ``value_bytes``): it sends every request to the key's
+        owner, so the nodes should forward nothing."""
+        load = partial(PySpec, driver="client", concurrency=self.connections, **shape)
+        return self._keys_target("trio", shape["value_bytes"], "client", load)
 
     def hot_keys(self, *, features: str, keys: int, routing: str) -> Target:
         """Zipf GETs of the first ``keys`` 100 B keys on the 3-node cluster of
@@ -340,9 +310,15 @@ class Fleet:
         ``ClientSession`` (``"session"``) GETting the one-key group's key."""
         cluster = self._cluster("single")
         self._checked_url(cluster.members[0], cluster.members[0])
+        return self._one_key(driver, cluster, cluster.members, cluster.members[0])
+
+    def _one_key(
+        self, driver: str, cluster: _Cluster, members: tuple[str, ...], served_by: str
+    ) -> Target:
+        """Python clients (``driver``) reading the one-key group's key at ``members``."""
         spec = PySpec(
             driver=driver,
-            members=cluster.members,
+            members=members,
             keys=(self.key,),
             concurrency=self.connections,
             value_bytes=len(self.value),
@@ -351,8 +327,9 @@ class Fleet:
             python=spec,
             tool_name=f"Python {driver} load (pyload)",
             server_pids=cluster.pids,
-            served_by=cluster.members[0],
+            served_by=served_by,
             stats_urls=cluster.urls,
+            settings=cluster.env,
         )
 
     def client_get_many(self) -> Target:
@@ -360,82 +337,90 @@ class Fleet:
         load = partial(PySpec, driver="client", concurrency=_BATCH_CALLERS, batch=_BATCH_KEYS)
         return self._keys_target("single", 100, "client", load, keys_per_request=_BATCH_KEYS)
 
-    # -- the same loads on redis and memcached
+    # -- the same loads on redis and memcached, and on a node's memcached port
 
-    def redis(
-        self, *, get_fraction: float, value_bytes: int, batch_keys: int = 1, pipeline: int = 1
-    ) -> Target:
+    def redis(self, *, value_bytes: int, **shape: Any) -> Target:
+        """redis-benchmark over the keys of ``value_bytes``; ``shape`` is the rest
+        of ``peers.redis_benchmark``'s arguments."""
         if self._redis is None:
-            self._redis = self.processes.redis(f"{self.subnet}.20")
-        shape: dict[str, Any] = {"value_bytes": value_bytes, "keys": len(keys_for(value_bytes))}
-        tool = (
-            partial(peers.redis_multi_get, batch_keys=batch_keys, **shape)
-            if batch_keys > 1
-            else partial(
-                peers.redis_benchmark, get_fraction=get_fraction, pipeline=pipeline, **shape
-            )
-        )
-        return self._peer_target(tool, self._redis, "redis-benchmark", batch_keys)
+            self._redis = self.processes.start(peers.RedisServer(host=f"{self.subnet}.20"))
+        return self._peer_target(peers.redis_benchmark, self._redis, value_bytes, shape)
 
-    def memcached(self, *, get_fraction: float, value_bytes: int, batch_keys: int = 1) -> Target:
-        # A memcached of its own per value size: memcached keeps the memory it
-        # gave one slab class, so after 100 KB values a shared one missed on
-        # 100 B keys. memaslap uses at least 32,768 keys (1,024 per connection),
-        # which at 100 KB need about 3.3 GB.
+    def memcached(self, *, value_bytes: int, **shape: Any) -> Target:
+        """memaslap (``shape``: ``peers.memaslap``'s arguments) on a memcached of
+        its own per value size: memcached keeps the memory it gave one slab
+        class, so after 100 KB values a shared one missed on 100 B keys.
+        memaslap uses at least 32,768 keys (1,024 per connection), which at
+        100 KB need about 3.3 GB."""
         if value_bytes not in self._memcached:
             host = f"{self.subnet}.{21 + len(self._memcached)}"
             memory_mib = 4096 if value_bytes >= 100_000 else 1024
-            self._memcached[value_bytes] = self.processes.memcached(host, memory_mib=memory_mib)
-        tool = partial(
-            peers.memaslap,
-            get_fraction=get_fraction,
-            value_bytes=value_bytes,
-            keys=len(keys_for(value_bytes)),
-            batch_keys=batch_keys,
-        )
-        return self._peer_target(tool, self._memcached[value_bytes], "memaslap", batch_keys)
+            server = peers.MemcachedServer(host=host, memory_mib=memory_mib)
+            self._memcached[value_bytes] = self.processes.start(server)
+        return self._peer_target(peers.memaslap, self._memcached[value_bytes], value_bytes, shape)
 
-    def memcached_door(
-        self, *, get_fraction: float, value_bytes: int, batch_keys: int = 1, nodes: int = 1
+    def _peer_target(
+        self, tool: Tool, server: ServerProcess, value_bytes: int, shape: dict[str, Any]
     ) -> Target:
+        assert server.process is not None
+        served_by = f"{type(server).__name__} {server.member}"
+        pids = (server.process.pid,)
+        return self._tool_target(tool, server.member, pids, value_bytes, shape, served_by=served_by)
+
+    def _tool_target(
+        self,
+        tool: Tool,
+        member: str,
+        pids: tuple[int, ...],
+        value_bytes: int,
+        shape: dict[str, Any],
+        **more: Any,
+    ) -> Target:
+        """``tool`` (``peers.redis_benchmark`` or ``peers.memaslap``) loading
+        ``member`` with ``shape`` over the keys of ``value_bytes``, reading the
+        CPU of the servers ``pids``; ``more`` completes the ``Target``."""
+        keys = len(keys_for(value_bytes))
+        load = partial(tool, member, value_bytes=value_bytes, keys=keys, **shape)
+        return Target(
+            tool=partial(load, connections=self.connections, server_pids=pids),
+            tool_name="memaslap" if tool is peers.memaslap else "redis-benchmark",
+            server_pids=pids,
+            keys_per_request=shape.get("batch_keys", 1),
+            **more,
+        )
+
+    def memcached_door(self, *, value_bytes: int, nodes: int = 1, **shape: Any) -> Target:
         """memaslap against a node's memcached port (issue 14), the same load as
         ``memcached``'s: the single node, or the first node of the 3-node
         cluster, which forwards the keys it does not own (counted)."""
         cluster = self._cluster("single" if nodes == 1 else "trio")
-        host = cluster.members[0].rsplit(":", 1)[0]
-        member = f"{host}:{_MEMCACHED_PORT}"
-        check_memcached(member)
-        run = partial(
+        member = _memcached_port(cluster.members[0])
+        check_memcached(member, self.key, self.value)
+        return self._tool_target(
             peers.memaslap,
             member,
-            get_fraction=get_fraction,
-            value_bytes=value_bytes,
-            keys=len(keys_for(value_bytes)),
-            batch_keys=batch_keys,
-        )
-        return Target(
-            tool=partial(run, connections=self.connections),
-            tool_name="memaslap",
-            server_pids=cluster.pids,
+            cluster.pids,
+            value_bytes,
+            shape,
             served_by=", ".join(cluster.members) + f" (memcached protocol, entering at {member})",
-            keys_per_request=batch_keys,
             stats_urls=cluster.urls,
             settings=cluster.env,
         )
 
-    def _peer_target(
-        self, tool: Callable[..., LoadResult], server: ServerProcess, name: str, keys: int
-    ) -> Target:
-        """A redis or memcached target, loaded by ``tool`` (given the load's shape)
-        with ``keys`` keys per request."""
-        assert server.process is not None
-        return Target(
-            tool=partial(tool, server.member, connections=self.connections),
-            tool_name=name,
-            server_pids=(server.process.pid,),
-            served_by=f"{type(server).__name__} {server.member}",
-            keys_per_request=keys,
-        )
+    def memcached_forwarded(self) -> Target:
+        """``get`` of the one key at A's memcached port, which forwards every one
+        to B, the owner ("one-hop": near cache and coalescing off); by Python
+        clients, as memaslap cannot choose its keys."""
+        cluster = self._cluster("one-hop")
+        entry, owner = cluster.members
+        member = _memcached_port(entry)
+        check_memcached(member, self.key, self.value)
+        return self._one_key("memcached", cluster, (member,), f"{owner} via {member}")
+
+
+def _memcached_port(member: str) -> str:
+    """The memcached port of the node ``member`` (host:port of its HTTP)."""
+    return f"{member.rsplit(':', 1)[0]}:{_MEMCACHED_PORT}"
 
 
 def _key_owned_by_second(pairs: list[tuple[str, ...]]) -> str:

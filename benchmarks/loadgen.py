@@ -8,33 +8,31 @@ them alike.
 
 from __future__ import annotations
 
+import os
 import re
 import resource
+import signal
 import subprocess
+import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from subprocess import STDOUT
+from typing import IO
 
 from .workload import Workload
 
-__all__ = [
-    "PERCENTILES",
-    "LoadResult",
-    "LoadSpec",
-    "StreamPlan",
-    "Tick",
-    "children_cpu_seconds",
-    "pinned",
-    "plan_streams",
-    "printable",
-    "run_tool",
-]
+__all__ = ["PERCENTILES", "LoadResult", "LoadSpec", "Tick", "Watch", "printable", "run_tool"]
 
 # The latency percentiles wrk and the Python clients report (LoadResult.percentiles_ms).
 PERCENTILES = ("1", "10", "25", "50", "75", "90", "95", "99", "99.9", "99.99")
 
-# Called every few hundred milliseconds while a load runs, so a caller can
-# sample the server (RSS, for example) without a thread.
+# Called every 0.05 s while a load runs, so that a caller can sample the
+# server (RSS, for example) without a thread.
 Tick = Callable[[], object]
+# Called with a tool's output so far while it runs; True asks it to stop (``run_tool``).
+Watch = Callable[[str], bool]
+_POLL_S = 0.05
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,7 +41,7 @@ class LoadSpec:
 
     ``duration`` is whole seconds because wrk takes no fractions. With
     ``workload`` set, its streams say what is sent to which node and ``url``
-    is not used (``plan_streams`` shares connections and threads out). With
+    is not used (``wrk.py`` shares connections and threads out). With
     ``put_keys`` set, every request is a PUT of ``body_bytes`` to a key never
     written before (``key_prefix`` + counter, ``pipeline`` per round trip)
     and the load stops after ``put_keys`` answers; otherwise every request
@@ -78,7 +76,9 @@ class LoadResult:
     ``latency_ms`` has what the tool reports of p50, p90, p99 and p99_9
     (memaslap: none); ``percentiles_ms`` maps names of ``PERCENTILES`` to
     latencies. ``connections`` is how many connections the tool really
-    opened, which can be fewer than asked (see ``plan_streams``).
+    opened, which can be fewer than asked (see ``wrk.py``).
+    ``server_cpu_s``: each server's CPU seconds during the load, when the
+    driver read them itself to leave its set-up out (redis, memcached).
     """
 
     requests: int
@@ -88,6 +88,7 @@ class LoadResult:
     generator_cpu_s: float
     percentiles_ms: dict[str, float] = field(default_factory=dict)
     connections: int | None = None
+    server_cpu_s: tuple[float, ...] = ()
     raw: str = field(repr=False, default="")
 
     @property
@@ -99,54 +100,14 @@ class LoadResult:
         return sum(self.errors.values())
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StreamPlan:
-    """How wrk shares a workload out: ``workers_per_stream`` threads per
-    stream, each with ``connections_per_worker``."""
-
-    streams: int
-    workers_per_stream: int
-    connections_per_worker: int
-
-    @property
-    def workers(self) -> int:
-        return self.streams * self.workers_per_stream
-
-    @property
-    def connections(self) -> int:
-        return self.workers * self.connections_per_worker
-
-
-def plan_streams(workload: Workload, *, connections: int, workers: int) -> StreamPlan:
-    """Share ``connections`` evenly over the streams, ``workers`` threads wanted in all.
-
-    Every stream gets the same number of threads (at least one, more when
-    ``workers`` allows a multiple of the stream count) and every thread the
-    same number of connections, because wrk splits ``-c`` evenly over its
-    threads and a thread serves one stream. ``connections`` is rounded down
-    to a multiple of the thread count, so a run may open a few fewer
-    connections than asked; ``StreamPlan.connections`` is the real count.
-    Raises ``ValueError`` when there are fewer connections than streams.
-    """
-    streams = len(workload.streams)
-    if connections < streams:
-        raise ValueError(f"{connections} connections cannot serve {streams} streams")
-    per_stream = max(1, min(workers // streams, connections // streams))
-    return StreamPlan(
-        streams=streams,
-        workers_per_stream=per_stream,
-        connections_per_worker=connections // (streams * per_stream),
-    )
-
-
-def pinned(command: Sequence[str], cores: Sequence[int]) -> list[str]:
+def _pinned(command: Sequence[str], cores: Sequence[int]) -> list[str]:
     """``command`` run through ``taskset -c`` on ``cores``; unchanged when there are none."""
     if not cores:
         return list(command)
     return ["taskset", "-c", ",".join(map(str, cores)), *command]
 
 
-def children_cpu_seconds() -> float:
+def _children_cpu_seconds() -> float:
     """User plus system CPU of this process's finished children so far: the
     difference across a load is its tool's CPU use."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -154,32 +115,54 @@ def children_cpu_seconds() -> float:
 
 
 def run_tool(
-    command: list[str], *, cores: Sequence[int], limit_s: float, stdin: bytes | None = None
+    command: list[str],
+    *,
+    cores: Sequence[int],
+    limit_s: float,
+    stdin: bytes | None = None,
+    watch: Watch | None = None,
 ) -> tuple[str, float]:
     """Run ``command`` pinned to ``cores`` to its end, killed past ``limit_s``.
 
-    Returns its output (stdout and stderr, ``printable``) and the CPU
-    seconds it used. Raises RuntimeError when it exits with an error.
+    ``watch`` is called with the output so far every 0.05 s while it runs; once
+    it returns True the tool gets SIGINT (on which wrk still reports). Returns
+    the output (stdout and stderr, ``printable``) and the CPU seconds the tool
+    used. Raises RuntimeError when it exits with an error.
     """
-    before = children_cpu_seconds()
-    try:
-        completed = subprocess.run(
-            pinned(command, cores),
-            input=stdin,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            timeout=limit_s,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise TimeoutError(f"{command[0]} ran past {limit_s:g}s: {' '.join(command)}") from None
-    cpu_s = children_cpu_seconds() - before
-    output = printable(completed.stdout.decode(errors="replace"))
-    if completed.returncode != 0:
+    before = _children_cpu_seconds()
+    pipe = None if stdin is None else subprocess.PIPE
+    with tempfile.TemporaryFile() as file:
+        process = subprocess.Popen(_pinned(command, cores), stdin=pipe, stdout=file, stderr=STDOUT)
+        try:
+            if process.stdin is not None:
+                process.stdin.write(stdin or b"")
+                process.stdin.close()
+            deadline = time.monotonic() + limit_s
+            interrupted = False
+            while process.poll() is None:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{command[0]} ran past {limit_s:g}s: {' '.join(command)}")
+                if watch is not None and watch(_contents(file)) and not interrupted:
+                    process.send_signal(signal.SIGINT)
+                    interrupted = True
+                time.sleep(_POLL_S)
+        finally:
+            # On Ctrl-C or a timeout the tool must not outlive us.
+            if process.poll() is None:
+                process.kill()
+            process.wait(10)
+        output = printable(_contents(file))
+    cpu_s = _children_cpu_seconds() - before
+    if process.returncode != 0:
         raise RuntimeError(
-            f"{' '.join(command)} exited with {completed.returncode}:\n{output[-2000:]}"
+            f"{' '.join(command)} exited with {process.returncode}:\n{output[-2000:]}"
         )
     return output, cpu_s
+
+
+def _contents(file: IO[bytes]) -> str:
+    # pread: the tool writes through the same open file, whose offset a read must not move.
+    return os.pread(file.fileno(), os.fstat(file.fileno()).st_size, 0).decode(errors="replace")
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")

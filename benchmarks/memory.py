@@ -3,8 +3,8 @@
 For each value size a fresh node starts with ``--max-bytes`` (64 MiB by
 default); its idle RSS is read once its code paths are warm; then PUTs of
 keys never written before deliver ``factor`` (10) times the bound in value
-bytes, through wrk (``lua/put_keys.lua``), while RSS is sampled every
-tenth of a second. The store must evict all along; what we report is how
+bytes, through wrk (``lua/put_keys.lua``), while RSS is sampled all
+along. The store must evict all along; what we report is how
 much memory that costs beyond idle, as a fraction of the bound. Small
 values are the hard case: per-entry overhead of the interpreter's objects
 dwarfs 100 bytes.

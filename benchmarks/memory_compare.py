@@ -1,20 +1,17 @@
 """Memory per entry: a node's RSS per stored entry against memcached's.
 
-Issue 6 asks for "RSS per million entries of 100 B values against memcached
-holding the same data", with the target that ours is at most 1.5 times
-memcached's. Both servers start fresh, are warmed up, have their idle RSS
-read, take the same ``entries`` keys and values, settle for a moment, and
-have their RSS read again; bytes per entry is the growth over idle divided
-by the entries the server says it holds. Neither server may evict: the node
-gets a ``--max-bytes`` far above its entries' charge and memcached a ``-m``
-far above its need, and both eviction counters are kept.
+Issue 6: RSS per million entries of 100 B values against memcached holding
+the same data, ours at most 1.5 times memcached's. Each server starts
+fresh, is warmed up, has its idle RSS read, takes the same keys and
+values, settles, and has its RSS read again; bytes per entry is the growth
+over idle divided by the entries the server holds. Neither may evict (both
+get room to spare; both eviction counters are kept).
 
 The node is filled by wrk (``lua/put_keys.lua``, one connection with
-pipelined PUTs, so that exactly ``entries`` PUTs are sent);
-memcached by a small pipelined ASCII-protocol loader in this module that
-writes the very key strings ``put_keys.lua`` makes (``<prefix><thread>-<n>``,
-one thread, n from 1) and the same value bytes. Each server is stopped right
-after its measurement so that the next one starts with the memory back.
+pipelined PUTs, so that exactly ``entries`` PUTs are sent), memcached by a
+pipelined ASCII-protocol loader here that writes the same key strings
+(``<prefix><thread>-<n>``) and value bytes. Each server is stopped right
+after its measurement, so that the next starts with the memory back.
 """
 
 from __future__ import annotations
@@ -22,30 +19,23 @@ from __future__ import annotations
 import math
 import socket
 import time
-import urllib.error
 from collections.abc import Iterator
+from itertools import islice
 from typing import Any
 
 import psutil
+
+from client import CacheClient
 
 from . import wrk
 from .loadgen import LoadSpec
 from .machine import CorePlan
 from .memory import MiB, Progress, fresh_node, idle_rss
-from .probes import http_request, node_stats
+from .peers import MemcachedServer
+from .probes import node_stats
 from .processes import Processes
-from .tables import Block, render
 
-__all__ = [
-    "fill_memcached",
-    "first_key_index",
-    "measure_per_entry",
-    "memcached_stats",
-    "per_entry_blocks",
-    "put_keys",
-    "render_per_entry_markdown",
-    "render_per_entry_text",
-]
+__all__ = ["fill_memcached", "first_key_index", "measure_per_entry", "memcached_stats", "put_keys"]
 
 # Issue 6: RSS per million entries of 100 B values; ours at most this many
 # times memcached's.
@@ -168,16 +158,9 @@ def fill_memcached(
     started = time.monotonic()
     sent = 0
     with _connect(member) as connection:
-        batch: list[str] = []
-        for key in keys:
-            batch.append(key)
-            if len(batch) == _MEMCACHED_BATCH:
-                connection.sendall(_set_batch(batch, value))
-                sent += len(batch)
-                batch.clear()
-                if time.monotonic() - started > time_limit:
-                    raise TimeoutError(f"memcached fill passed {time_limit:g} s at {sent:,} keys")
-        if batch:
+        for batch in iter(lambda: list(islice(keys, _MEMCACHED_BATCH)), []):
+            if time.monotonic() - started > time_limit:
+                raise TimeoutError(f"memcached fill passed {time_limit:g} s at {sent:,} keys")
             connection.sendall(_set_batch(batch, value))
             sent += len(batch)
         _round_trip(connection, b"version\r\n", b"\r\n")
@@ -197,24 +180,13 @@ def _warm_up_memcached(member: str) -> None:
 # --- the two measurements -------------------------------------------------------
 
 
-def _holds_exactly(url: str, entries: int, *, first: int) -> bool:
+def _holds_exactly(member: str, entries: int, *, first: int) -> bool:
     """True when the node holds the first and last of the keys memcached gets and
     neither neighbour: a cheap check that both servers hold the same keys."""
-    inside = (first, first + entries - 1)
-    outside = (first - 1, first + entries)
-    return all(_node_has(url, f"{_KEY_PREFIX}0-{n}") for n in inside) and not any(
-        _node_has(url, f"{_KEY_PREFIX}0-{n}") for n in outside
-    )
-
-
-def _node_has(url: str, key: str) -> bool:
-    try:
-        http_request(f"{url}/kv/{key}")
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            return False
-        raise
-    return True
+    inside = [f"{_KEY_PREFIX}0-{n}" for n in (first, first + entries - 1)]
+    outside = [f"{_KEY_PREFIX}0-{n}" for n in (first - 1, first + entries)]
+    with CacheClient([member]) as client:
+        return sorted(client.get_many([*inside, *outside])) == sorted(inside)
 
 
 def _measure_node(
@@ -241,7 +213,7 @@ def _measure_node(
         result = wrk.run(spec, cores=plan.load)
         rss = _settled_rss(process)
         store = node_stats(node.url)["store"]
-        holds_keys = _holds_exactly(node.url, entries, first=first_key_index(pipeline))
+        holds_keys = _holds_exactly(node.member, entries, first=first_key_index(pipeline))
     return {
         "member": node.member,
         "holds_expected_keys": holds_keys,
@@ -261,7 +233,7 @@ def _measure_memcached(
     processes: Processes, host: str, keys: Iterator[str], entries: int, progress: Progress
 ) -> dict[str, Any]:
     memory_mib = _memcached_memory_mib(entries)
-    server = processes.memcached(host, memory_mib=memory_mib)
+    server = processes.start(MemcachedServer(host=host, memory_mib=memory_mib))
     assert server.process is not None
     try:
         process = psutil.Process(server.process.pid)
@@ -341,61 +313,5 @@ def measure_per_entry(
         "meets_target": ratio is not None and ratio <= TARGET_RATIO,
         "notes": _notes(entries, node, memcached),
     }
-    progress(render_per_entry_text(result))
+    progress(f"memory per entry: node {ours} B, memcached {theirs} B, ratio {ratio}")
     return result
-
-
-# --- rendering ------------------------------------------------------------------
-
-
-def _mib(value: int) -> str:
-    return f"{value / MiB:.1f} MiB"
-
-
-def _verdict(result: dict[str, Any]) -> str:
-    if result["ratio"] is None:
-        return f"ratio n/a (target <= {result['target']:g})"
-    met = "met" if result["meets_target"] else "not met"
-    return f"ratio {result['ratio']:.2f} (target <= {result['target']:g}: {met})"
-
-
-def _row(server: str, side: dict[str, Any]) -> list[str]:
-    return [
-        server,
-        f"{side['items']:,}",
-        _mib(side["idle_rss_bytes"]),
-        _mib(side["rss_bytes"]),
-        "n/a" if side["bytes_per_entry"] is None else f"{side['bytes_per_entry']:,.0f} B",
-        _mib(side["store_bytes"]),
-        f"{side['fill_seconds']:.2f} s",
-    ]
-
-
-_HEADERS = ["server", "entries", "idle RSS", "RSS filled", "RSS per entry", "own count", "fill"]
-
-
-def per_entry_blocks(result: dict[str, Any]) -> list[Block]:
-    """A "## Memory per entry" section: the two servers side by side and the ratio."""
-    node, memcached = result["node"], result["memcached"]
-    rows = [
-        _row(f"node (--max-bytes {node['max_bytes'] // MiB} MiB)", node),
-        _row(f"memcached (-m {memcached['memory_mib']})", memcached),
-    ]
-    return [
-        "## Memory per entry",
-        f"{result['entries']:,} entries of {result['value_bytes']} B values"
-        f" (keys like `{result['key_example']}`), the same in both servers."
-        " RSS per entry is (RSS filled - idle RSS) / entries held; *own count*"
-        " is the store's charged bytes (node) or memcached's `bytes` stat.",
-        (_HEADERS, rows),
-        f"Node / memcached: {_verdict(result)}."
-        + "".join(f"\n- note: {note}" for note in result["notes"]),
-    ]
-
-
-def render_per_entry_markdown(result: dict[str, Any]) -> str:
-    return render(per_entry_blocks(result), markdown=True)
-
-
-def render_per_entry_text(result: dict[str, Any]) -> str:
-    return render(per_entry_blocks(result), markdown=False)

@@ -24,8 +24,9 @@ What the tools cannot do, and what the drivers do about it:
   GETs keys it has SET; a miss (an eviction) counts as an error, as a 404
   does for wrk, so give memcached room for all of them (32,768 keys of
   100 KB need about 4 GiB). With a GET-only mix it first SETs every key,
-  outside its timed window but inside its CPU figure, which also holds a
-  one-second clean-up: ``generator_cpu_s`` overstates the load's CPU.
+  outside its timed window; the servers' CPU is read at its per-second
+  reports, so it covers the window alone (``memaslap``). Its own CPU,
+  ``generator_cpu_s``, holds that warm-up and a one-second clean-up too.
 """
 
 from __future__ import annotations
@@ -38,10 +39,10 @@ import re
 import shutil
 import socket
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .loadgen import LoadResult, printable, run_tool
-from .processes import ServerProcess, flags
+from .processes import ServerProcess, cpu_seconds, flags
 from .tools import require
 
 __all__ = [
@@ -53,7 +54,6 @@ __all__ = [
     "parse_redis_csv",
     "redis_benchmark",
     "redis_call",
-    "redis_multi_get",
 ]
 
 # redis-benchmark's -r turns __rand_int__ into a 12-digit, zero-padded number
@@ -237,46 +237,6 @@ def _measure(
     return _Measured(part=part, requests=requests, cpu_s=cpu_s, output=output)
 
 
-def _redis_load(
-    member: str,
-    parts: dict[str, tuple[float, list[str]]],
-    shape: dict[str, int],
-    *,
-    duration: int,
-    cores: tuple[int, ...],
-) -> LoadResult:
-    """``parts`` (name: share of the requests, redis-benchmark's test) back to
-    back, about ``duration`` s in all, after preloading every key."""
-    _preload_redis(member, keys=shape["-r"], value_bytes=shape["-d"])
-    calibration = max(_CALIBRATION_MIN, _CALIBRATION_PER_CONNECTION * shape["-c"])
-    rates = {
-        name: _measure(
-            member, shape, calibration, test, cores=cores, limit_s=duration + _GRACE_S
-        ).part.requests_per_s
-        for name, (_, test) in parts.items()
-    }
-    mixed_rate = 1.0 / sum(share / rates[name] for name, (share, _) in parts.items())
-    total = min(_MAX_PART_REQUESTS, max(1, round(mixed_rate * duration)))
-    runs = []
-    for name, (share, test) in parts.items():
-        requests = max(1, round(total * share))
-        # Three times the calibrated time: slow enough to show a stall, never unbounded.
-        limit_s = 3.0 * requests / rates[name] + _GRACE_S
-        runs.append(_measure(member, shape, requests, test, cores=cores, limit_s=limit_s))
-    # The larger part speaks for latency; max() keeps the first (GET) on a tie.
-    main = max(runs, key=lambda run: run.requests).part
-    return LoadResult(
-        requests=sum(run.requests for run in runs),
-        duration_s=sum(run.requests / run.part.requests_per_s for run in runs),
-        latency_ms=main.latency_ms,
-        percentiles_ms={name: main.latency_ms[f"p{name}"] for name in ("50", "95", "99")},
-        errors={"server": sum(run.output.count("Error from server") for run in runs)},
-        generator_cpu_s=sum(run.cpu_s for run in runs),
-        connections=shape["-c"],
-        raw="\n".join(run.output for run in runs),
-    )
-
-
 def redis_benchmark(
     member: str,
     *,
@@ -287,40 +247,60 @@ def redis_benchmark(
     duration: int,
     cores: tuple[int, ...],
     pipeline: int = 1,
+    batch_keys: int = 1,
+    server_pids: tuple[int, ...] = (),
 ) -> LoadResult:
     """A GET/SET mix on redis at ``member``: ``get_fraction`` of the requests
     are GETs of ``keys`` random keys (all preloaded), the rest SETs of them,
     ``value_bytes`` each, over ``connections`` connections for about
-    ``duration`` s, ``pipeline`` requests per round trip (``-P``). See the
-    module docstring for how the mix is made.
+    ``duration`` s, ``pipeline`` requests per round trip (``-P``). With
+    ``batch_keys`` > 1 every request is an MGET of that many keys (GETs only;
+    ``requests`` counts MGETs). ``server_cpu_s`` is the CPU of the processes
+    ``server_pids`` over the measured runs, the preloading and calibration
+    left out. See the module docstring for how a mix is made.
     """
     counts = {"connections": connections, "value_bytes": value_bytes, "keys": keys}
-    _check_shape(get_fraction, duration, {**counts, "pipeline": pipeline})
+    _check_shape(get_fraction, duration, {**counts, "pipeline": pipeline, "batch_keys": batch_keys})
     shape = {"-c": connections, "-d": value_bytes, "-r": keys, "-P": pipeline}
-    # GET first: on a tie (0.5) the GET part speaks for latency.
-    shares = {"get": get_fraction, "set": 1.0 - get_fraction}
-    parts = {name: (share, ["-t", name]) for name, share in shares.items() if share > 0}
-    return _redis_load(member, parts, shape, duration=duration, cores=cores)
-
-
-def redis_multi_get(
-    member: str,
-    *,
-    batch_keys: int,
-    value_bytes: int,
-    keys: int,
-    connections: int,
-    duration: int,
-    cores: tuple[int, ...],
-) -> LoadResult:
-    """MGET of ``batch_keys`` random keys (of ``keys``, all preloaded with
-    ``value_bytes`` bytes) per request, for about ``duration`` s.
-    ``requests`` counts MGETs, not keys."""
-    counts = {"connections": connections, "value_bytes": value_bytes, "keys": keys}
-    _check_shape(1.0, duration, {**counts, "batch_keys": batch_keys})
-    shape = {"-c": connections, "-d": value_bytes, "-r": keys, "-P": 1}
-    mget = ["mget", *["key:__rand_int__"] * batch_keys]
-    return _redis_load(member, {"mget": (1.0, mget)}, shape, duration=duration, cores=cores)
+    if batch_keys > 1:
+        parts = {"mget": (1.0, ["mget", *["key:__rand_int__"] * batch_keys])}
+    else:
+        # GET first: on a tie (0.5) the GET part speaks for latency.
+        shares = {"get": get_fraction, "set": 1.0 - get_fraction}
+        parts = {name: (share, ["-t", name]) for name, share in shares.items() if share > 0}
+    _preload_redis(member, keys=keys, value_bytes=value_bytes)
+    calibration = max(_CALIBRATION_MIN, _CALIBRATION_PER_CONNECTION * connections)
+    rates = {
+        name: _measure(
+            member, shape, calibration, test, cores=cores, limit_s=duration + _GRACE_S
+        ).part.requests_per_s
+        for name, (_, test) in parts.items()
+    }
+    mixed_rate = 1.0 / sum(share / rates[name] for name, (share, _) in parts.items())
+    total = min(_MAX_PART_REQUESTS, max(1, round(mixed_rate * duration)))
+    runs = []
+    before = [cpu_seconds(pid) for pid in server_pids]
+    for name, (share, test) in parts.items():
+        requests = max(1, round(total * share))
+        # Three times the calibrated time: slow enough to show a stall, never unbounded.
+        limit_s = 3.0 * requests / rates[name] + _GRACE_S
+        runs.append(_measure(member, shape, requests, test, cores=cores, limit_s=limit_s))
+    server_cpu = tuple(
+        cpu_seconds(pid) - start for pid, start in zip(server_pids, before, strict=True)
+    )
+    # The larger part speaks for latency; max() keeps the first (GET) on a tie.
+    main = max(runs, key=lambda run: run.requests).part
+    return LoadResult(
+        requests=sum(run.requests for run in runs),
+        duration_s=sum(run.requests / run.part.requests_per_s for run in runs),
+        latency_ms=main.latency_ms,
+        percentiles_ms={name: main.latency_ms[f"p{name}"] for name in ("50", "95", "99")},
+        errors={"server": sum(run.output.count("Error from server") for run in runs)},
+        generator_cpu_s=sum(run.cpu_s for run in runs),
+        connections=connections,
+        server_cpu_s=server_cpu,
+        raw="\n".join(run.output for run in runs),
+    )
 
 
 # -- memcached: memaslap
@@ -362,6 +342,9 @@ _MS_BLOCK = re.compile(
 _MS_COUNTER = re.compile(r"^([a-z_]+): (\d+)\s*$", re.MULTILINE)
 _MS_RUN = re.compile(r"Run time: [\d.]+s Ops: (\d+) TPS: (\d+)")
 _MS_LATENCIES = {"min": "min", "mean": "avg", "max": "max"}
+# A per-second report's operations so far: the Global line of a Total block
+# with no "(N events)", which only the final report has.
+_MS_SECOND = re.compile(r"^Total Statistics\n.*\n.*\nGlobal\s+\d+\s+(\d+)", re.MULTILINE)
 
 
 def parse_memaslap(output: str) -> MemaslapReport:
@@ -384,6 +367,35 @@ def parse_memaslap(output: str) -> MemaslapReport:
     )
 
 
+@dataclass(slots=True)
+class _Window:
+    """memaslap's timed window as it passes: at each of its per-second reports
+    (-S 1s) the operations so far and, read as the report appears, the CPU
+    seconds of each server. Between the first report and the last, none of
+    what memaslap does before its window (a warm-up that SETs every key of a
+    mix with no SET) counts."""
+
+    server_pids: tuple[int, ...]
+    marks: list[tuple[int, tuple[float, ...]]] = field(default_factory=list)
+
+    def watch(self, output: str) -> bool:
+        totals = _MS_SECOND.findall(output)
+        if len(totals) > len(self.marks):
+            cpu = tuple(cpu_seconds(pid) for pid in self.server_pids)
+            self.marks += [(int(ops), cpu) for ops in totals[len(self.marks) :]]
+        return False
+
+    def cpu_per_operation(self) -> tuple[float, ...]:
+        """Each server's CPU seconds per operation, from the first report to the last."""
+        if len(self.marks) < 2:
+            raise RuntimeError(f"memaslap printed {len(self.marks)} per-second reports, not 2")
+        (first_ops, first_cpu), (last_ops, last_cpu) = self.marks[0], self.marks[-1]
+        operations = max(1, last_ops - first_ops)
+        return tuple(
+            (end - start) / operations for start, end in zip(first_cpu, last_cpu, strict=True)
+        )
+
+
 def memaslap(
     member: str,
     *,
@@ -394,13 +406,18 @@ def memaslap(
     duration: int,
     cores: tuple[int, ...],
     batch_keys: int = 1,
+    server_pids: tuple[int, ...] = (),
 ) -> LoadResult:
-    """memaslap against memcached at ``member`` for ``duration`` s: one thread,
-    ``connections`` connections, ``get_fraction`` of the requests GETs (of
-    ``batch_keys`` keys each), the rest SETs, ``value_bytes`` per value.
+    """memaslap against memcached at ``member``: one thread, ``connections``
+    connections, ``get_fraction`` of the requests GETs (of ``batch_keys`` keys
+    each), the rest SETs, ``value_bytes`` per value.
 
-    ``requests`` counts commands (a multi-get is one); ``latency_ms`` has
-    min, mean and max only. See the module docstring for the key count.
+    It runs ``duration`` + 1 s, so that at least two per-second reports
+    frame a window: ``server_cpu_s`` is the CPU of the processes
+    ``server_pids`` per operation in that window (``_Window``), times the
+    operations of the whole run. ``requests`` counts commands (a multi-get
+    is one); ``latency_ms`` has min, mean and max only. See the module
+    docstring for the key count.
     """
     counts = {"connections": connections, "value_bytes": value_bytes, "keys": keys}
     _check_shape(get_fraction, duration, {**counts, "batch_keys": batch_keys})
@@ -415,28 +432,35 @@ def memaslap(
                 f"cmd\n0 {1 - get_fraction:.6f}\n1 {get_fraction:.6f}\n"
             )
         command = [
+            # Line-buffered, so that each per-second report shows as it is printed.
+            *("stdbuf", "-oL"),
             # Debian renamed memaslap to memcaslap; other systems keep the old name.
             shutil.which("memaslap") or require("memcaslap"),
             f"--servers={member}",
             f"--cfg_cmd={config}",
-            f"--time={duration}s",
-            f"--stat_freq={duration}s",  # -S: without it memaslap prints no latency
+            f"--time={duration + 1}s",
+            "--stat_freq=1s",  # -S: the per-second reports, and without it no latency
             f"--concurrency={connections}",
             "--threads=1",  # one thread: one load core
             f"--fixed_size={value_bytes}",
             f"--win_size={window // _MEMASLAP_WINDOW_UNIT}k",
             f"--division={batch_keys}",
         ]
-        output, cpu_s = run_tool(command, cores=cores, limit_s=duration + _GRACE_S)
+        seconds = _Window(server_pids)
+        output, cpu_s = run_tool(
+            command, cores=cores, limit_s=duration + _GRACE_S, watch=seconds.watch
+        )
     report = parse_memaslap(output)
+    requests = report.events["Total"]
     total = report.latency_us["Total"]
     return LoadResult(
-        requests=report.events["Total"],
+        requests=requests,
         duration_s=report.duration_s,
         latency_ms={name: total[theirs] / 1000 for name, theirs in _MS_LATENCIES.items()},
         errors={"get_misses": report.counters.get("get_misses", 0)},
         generator_cpu_s=cpu_s,
         connections=connections,
+        server_cpu_s=tuple(cpu * requests for cpu in seconds.cpu_per_operation()),
         raw=f"memaslap keys: {window} per connection, {window * connections} in all"
         f" ({keys} asked)\n{output}",
     )

@@ -1,4 +1,4 @@
-"""Single HTTP requests to the servers under test, outside any load.
+"""Single requests to the servers under test, outside any load.
 
 The fleet checks every target with real requests before it is measured:
 the right status, the right bytes, the right node (``X-Cache-Node``) and
@@ -17,14 +17,7 @@ from typing import Any
 
 from client._ring import HashRing
 
-__all__ = [
-    "check",
-    "check_keys",
-    "hit_headers",
-    "http_request",
-    "node_counters",
-    "node_stats",
-]
+__all__ = ["check", "check_keys", "check_memcached", "http_request", "node_counters", "node_stats"]
 
 NODE_HEADER = "X-Cache-Node"
 VIA_HEADER = "X-Cache-Via"
@@ -58,22 +51,15 @@ def node_counters(urls: Iterable[str]) -> Counter[str]:
     return totals
 
 
-def hit_headers(url: str) -> list[tuple[str, str]]:
-    """The headers a node's hit answer carries, minus those aiohttp adds itself."""
-    with urllib.request.urlopen(url, timeout=_HTTP_TIMEOUT) as response:
-        response.read()
-        return [
-            (name, value)
-            for name, value in response.headers.items()
-            if name.lower() not in _FRAMEWORK_HEADERS
-        ]
-
-
-def check(url: str, value: bytes, *, node: str | None, via: str | None = None) -> None:
+def check(
+    url: str, value: bytes, *, node: str | None, via: str | None = None
+) -> list[tuple[str, str]]:
     """RuntimeError unless GET ``url`` answers ``value``, served by ``node``
-    and forwarded by ``via`` (None: not forwarded)."""
+    and forwarded by ``via`` (None: not forwarded). Returns the answer's
+    headers, minus those aiohttp adds itself."""
     with urllib.request.urlopen(url, timeout=_HTTP_TIMEOUT) as response:
         body = response.read()
+        headers = list(response.headers.items())
         served_by = response.headers.get(NODE_HEADER)
         forwarded_by = response.headers.get(VIA_HEADER)
     problems = []
@@ -85,17 +71,26 @@ def check(url: str, value: bytes, *, node: str | None, via: str | None = None) -
         problems.append(f"{VIA_HEADER}={forwarded_by!r}, expected {via!r}")
     if problems:
         raise RuntimeError(f"GET {url} is not what this scenario measures: {'; '.join(problems)}")
+    return [(name, text) for name, text in headers if name.lower() not in _FRAMEWORK_HEADERS]
 
 
-def check_memcached(member: str) -> None:
-    """RuntimeError unless ``member`` (host:port) answers memcached's ``version``:
-    a node's memcached port is up before memaslap measures it."""
+def check_memcached(member: str, key: str, value: bytes) -> None:
+    """RuntimeError unless ``member`` (host:port) answers memcached's ``get key``
+    with ``value``: a node's memcached port is up and serves the data before
+    a load measures it."""
     host, port = member.rsplit(":", 1)
+    expected = b"VALUE %s 0 %d\r\n%s\r\nEND\r\n" % (key.encode(), len(value), value)
+    answer = b""
     with socket.create_connection((host, int(port)), timeout=_HTTP_TIMEOUT) as connection:
-        connection.sendall(b"version\r\n")
-        answer = connection.recv(256)
-    if not answer.startswith(b"VERSION "):
-        raise RuntimeError(f"{member} does not speak memcached: {answer[:80]!r}")
+        connection.sendall(b"get %s\r\n" % key.encode())
+        # Bounded by the timeout; an error reply ends the wait too.
+        while not answer.endswith(b"END\r\n") and b"ERROR" not in answer:
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    if answer != expected:
+        raise RuntimeError(f"{member} does not answer get {key} as memcached: {answer[:80]!r}")
 
 
 def check_keys(members: Sequence[str], keys: Sequence[str], value: bytes) -> None:

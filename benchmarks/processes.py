@@ -21,16 +21,13 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 import psutil
 
 from node.local_cluster import LocalCluster, NodeProcess, die_with_parent
 
 from .machine import CorePlan
-
-if TYPE_CHECKING:
-    from .peers import MemcachedServer, RedisServer
 
 __all__ = ["Processes", "ServerProcess", "cpu_seconds", "flags", "pin", "pinned_cores"]
 
@@ -174,8 +171,9 @@ class Processes:
         if process is not None:
             pin(process.pid, self.plan.server)
 
-    def _start(self, server: ServerT) -> ServerT:
-        """Refuse a taken address, register the stop first, start, pin, wait."""
+    def start(self, server: ServerT) -> ServerT:
+        """``server``, started pinned and ready: refuse a taken address, register
+        the stop first, start, pin, wait."""
         _ensure_free(server.host, server.port)
         name = f"{type(server).__name__}-{server.host}.log"
         server.log_path = os.path.join(self.log_dir, name)
@@ -185,29 +183,8 @@ class Processes:
         server.wait_alive()
         return server
 
-    def bare(
-        self, host: str, *, value_size: int, headers: Sequence[tuple[str, str]] = ()
-    ) -> BareServer:
-        return self._start(BareServer(host=host, value_size=value_size, headers=headers))
-
-    def redis(self, host: str, *, port: int = 6379) -> RedisServer:
-        """redis-server on ``host:port``, without persistence (installed if missing)."""
-        # peers builds its servers on ServerProcess, so it is imported when used.
-        from .peers import RedisServer
-
-        return self._start(RedisServer(host=host, port=port))
-
-    def memcached(
-        self, host: str, *, port: int = 11211, memory_mib: int = 1024, threads: int = 1
-    ) -> MemcachedServer:
-        """memcached on ``host:port`` (TCP only) with ``memory_mib`` of item memory."""
-        from .peers import MemcachedServer
-
-        server = MemcachedServer(host=host, port=port, memory_mib=memory_mib, threads=threads)
-        return self._start(server)
-
     def node(self, host: str, *, args: Sequence[str] = ()) -> NodeProcess:
-        return self._start(NodeProcess(host=host, args=list(args)))
+        return self.start(NodeProcess(host=host, args=list(args)))
 
     def cluster(
         self, subnet: str, first: int, count: int, *, env: Mapping[str, str] | None = None

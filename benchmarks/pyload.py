@@ -1,25 +1,20 @@
-"""Python clients as the load, for what wrk cannot drive.
+"""Python clients as the load, for what wrk cannot drive (``PySpec.driver``):
 
-wrk replays one fixed stream per node. Three kinds of scenario need a load
-that decides per request, in Python (``PySpec.driver``):
-
-- ``http``: raw keep-alive HTTP/1.1 GETs. Every virtual client holds one
-  connection to each node and sends each request to its key's owner, or to
-  a node drawn at random as behind a load balancer (the hot-key scenarios).
-  Equal per-node streams would give every node the same request rate (the
-  nodes share a core); routing each request makes a node's load follow the
-  popularity of the keys it owns, as real clients' would.
-- ``client``: our ``AsyncCacheClient``, a GET/SET mix or ``get_many`` of
-  ``batch`` keys per call.
-- ``session``: aiohttp's ``ClientSession`` GETting one key: the baseline
-  of the client's single-key GET.
+- ``http``: raw keep-alive HTTP/1.1 GETs, each client holding a connection
+  to every node and sending each GET to its key's owner or to a node drawn
+  at random (the hot-key scenarios): a node's load then follows the
+  popularity of the keys it owns, as real clients' would, where wrk's equal
+  per-node streams would give every node the same rate;
+- ``memcached``: the same over memcached's text protocol (``get <key>``),
+  for the keys memaslap cannot choose: one owned by another node;
+- ``client``: our ``AsyncCacheClient``, a GET/SET mix or ``get_many``;
+- ``session``: aiohttp's ``ClientSession`` GETting one key.
 
 A load runs in one worker process pinned to the load cores (``python -m
 benchmarks.pyload``, spec and duration as JSON on stdin): ``concurrency``
 closed-loop tasks until the duration has passed, then one JSON line with
-the count, latency percentiles and errors. A miss, a non-2xx answer or a
-short batch counts as an error, as a non-2xx answer does for wrk.
-``generator_cpu_s`` covers the whole worker, start-up included.
+the count, latency percentiles and errors (a miss, a non-2xx answer or a
+short batch). ``generator_cpu_s`` covers the whole worker, start-up included.
 """
 
 from __future__ import annotations
@@ -33,6 +28,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any, cast
 
 from .loadgen import PERCENTILES, LoadResult, run_tool
@@ -40,7 +36,7 @@ from .workload import POPULARITIES, key_sequence
 
 __all__ = ["DRIVERS", "PySpec", "run"]
 
-DRIVERS = ("http", "client", "session")
+DRIVERS = ("http", "memcached", "client", "session")
 ROUTINGS = ("owner", "random")
 # Long enough that a key drawn once does not come back for seconds: the
 # near cache admits keys seen often, and a short cycle would make every key hot.
@@ -57,8 +53,9 @@ Operation = Callable[[int, int], Awaitable[None]]
 class PySpec:
     """One Python load over ``keys`` (preloaded, drawn with ``popularity``).
 
-    ``members`` are the nodes ("host:port"); ``session`` uses the first, and
-    ``keys[0]`` only. ``routing`` ("owner" or "random") is for ``http``;
+    ``members`` are the nodes ("host:port", their memcached ports for
+    ``memcached``); ``session`` uses the first, and ``keys[0]`` only.
+    ``routing`` ("owner" or "random") is for ``http`` and ``memcached``;
     ``get_fraction`` and ``value_bytes`` (of the SETs) for ``client`` mixes,
     ``batch`` > 1 makes a ``client`` load call ``get_many``.
     """
@@ -97,16 +94,14 @@ def run(spec: PySpec, *, duration: int, cores: tuple[int, ...] = ()) -> LoadResu
     return LoadResult(
         requests=report["requests"],
         duration_s=report["duration_s"],
-        latency_ms={name: percentiles[p] for name, p in _SUMMARY.items()},
+        # The summary wrk's report has too: p50, p90, p99, p99_9.
+        latency_ms={"p" + p.replace(".", "_"): percentiles[p] for p in ("50", "90", "99", "99.9")},
         percentiles_ms=percentiles,
         errors=report["errors"],
         generator_cpu_s=cpu_s,
         connections=report["connections"],
         raw=f"Python {spec.driver} load, {spec.concurrency} closed-loop tasks, one process",
     )
-
-
-_SUMMARY = {"p50": "50", "p90": "90", "p99": "99", "p99_9": "99.9"}
 
 
 # -- the worker process
@@ -173,13 +168,15 @@ Setup = Callable[[PySpec], contextlib.AbstractAsyncContextManager[tuple[Operatio
 
 
 class _Connection(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection, one request at a time; an answer is
-    read just far enough to find its status and its end (Content-Length)."""
+    """One keep-alive connection, one request at a time; an answer is read
+    just far enough to find its status and its end: an HTTP/1.1 head and its
+    Content-Length, or memcached's ``END`` (a hit is 200, a miss 404)."""
 
-    def __init__(self) -> None:
+    def __init__(self, memcached: bool) -> None:
         self.buffer = bytearray()
         self.waiter: asyncio.Future[int] | None = None
         self.transport: asyncio.Transport | None = None
+        self.answer = self._memcached_answer if memcached else self._http_answer
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport: no isinstance.
@@ -187,9 +184,14 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
+        status = self.answer()
+        if status is not None and self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(status)
+
+    def _http_answer(self) -> int | None:
         end = self.buffer.find(b"\r\n\r\n")
         if end < 0:
-            return
+            return None
         head = bytes(self.buffer[:end]).lower()
         marker = head.find(b"content-length:")
         length = 0
@@ -197,10 +199,18 @@ class _Connection(asyncio.Protocol):
             stop = head.find(b"\r\n", marker)
             length = int(head[marker + 15 : stop if stop >= 0 else None])
         if len(self.buffer) < end + 4 + length:
-            return
+            return None
         del self.buffer[: end + 4 + length]
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(int(head[9:12]))
+        return int(head[9:12])
+
+    def _memcached_answer(self) -> int | None:
+        # "VALUE <key> <flags> <bytes>\r\n<data>\r\nEND\r\n", or "END\r\n" alone;
+        # the benchmark's values never hold "END\r\n".
+        if not self.buffer.endswith(b"END\r\n"):
+            return None
+        status = 200 if self.buffer.startswith(b"VALUE ") else 404
+        self.buffer.clear()
+        return status
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.waiter is not None and not self.waiter.done():
@@ -214,7 +224,7 @@ class _Connection(asyncio.Protocol):
 
 
 @contextlib.asynccontextmanager
-async def _http(spec: PySpec) -> AsyncIterator[tuple[Operation, int]]:
+async def _raw(spec: PySpec) -> AsyncIterator[tuple[Operation, int]]:
     from client._ring import HashRing
     from client._transport import kv_path
 
@@ -229,8 +239,11 @@ async def _http(spec: PySpec) -> AsyncIterator[tuple[Operation, int]]:
     else:
         draw = random.Random(f"entries-{spec.seed}")
         nodes = [draw.randrange(len(members)) for _ in sequence]
+    memcached = spec.driver == "memcached"
+    http = "GET {path} HTTP/1.1\r\nHost: {member}\r\n\r\n"
+    request = "get {key}\r\n" if memcached else http
     requests = [
-        [f"GET {kv_path(key)} HTTP/1.1\r\nHost: {member}\r\n\r\n".encode() for key in spec.keys]
+        [request.format(key=key, path=kv_path(key), member=member).encode() for key in spec.keys]
         for member in members
     ]
     loop = asyncio.get_running_loop()
@@ -240,7 +253,8 @@ async def _http(spec: PySpec) -> AsyncIterator[tuple[Operation, int]]:
             clients.append([])
             for member in members:
                 host, port = member.rsplit(":", 1)
-                _, connection = await loop.create_connection(_Connection, host, int(port))
+                connect = partial(_Connection, memcached)
+                _, connection = await loop.create_connection(connect, host, int(port))
                 clients[-1].append(connection)
 
         async def get(task: int, position: int) -> None:
@@ -319,7 +333,7 @@ async def _session(spec: PySpec) -> AsyncIterator[tuple[Operation, int]]:
         yield get, spec.concurrency
 
 
-_SETUP: dict[str, Setup] = {"http": _http, "client": _client, "session": _session}
+_SETUP: dict[str, Setup] = {"http": _raw, "memcached": _raw, "client": _client, "session": _session}
 
 
 def _worker_main() -> None:

@@ -1,25 +1,74 @@
 """A result document as text: the console summary and the Markdown file.
 
-Both are drawn from the JSON document alone (``report.build_document``).
-Each group of scenarios is one table; a column that only some groups have
-data for (near-cache hits, CPU per node, the one-core-per-node ratio)
-appears in those groups only.
+Both are drawn from the JSON document alone (``report.build_document``),
+as one list of blocks: Markdown text (headings and bullets are translated
+for the console) or a ``Table``. Each group of scenarios is one table; a
+column that only some groups have data for (near-cache hits, CPU per node,
+the one-core-per-node ratio) appears in those groups only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .memory_compare import per_entry_blocks
-from .ring import ring_blocks
-from .staleness import render_staleness
-from .tables import Block, Table, render, table
+from .scenarios import COST_COLUMNS
 
-__all__ = ["render_markdown", "render_table"]
+__all__ = ["per_entry_blocks", "render", "render_markdown", "render_table", "ring_blocks"]
 
 _MIB = 1024 * 1024
+# Headers and rows of cells.
+Table = tuple[Sequence[str], Sequence[Sequence[str]]]
+Block = str | Table
+
+
+def _table(columns: Sequence[tuple[str, Callable[[Any], str]]], items: Iterable[Any]) -> Table:
+    """A row per item, a cell per (header, cell of an item) column."""
+    return [header for header, _ in columns], [
+        [cell(item) for _, cell in columns] for item in items
+    ]
+
+
+def render(blocks: Iterable[Block], *, markdown: bool) -> str:
+    """The blocks, a blank line apart. On the console a heading loses its
+    marks (a third-level one reads ``== title``), a bullet is indented and
+    a table has padded columns."""
+    parts = []
+    for block in blocks:
+        if isinstance(block, tuple):
+            parts.append((_markdown_table if markdown else _plain_table)(*block))
+        elif markdown:
+            parts.append(block)
+        else:
+            plain = re.sub(r"^### ", "== ", block, flags=re.MULTILINE)
+            plain = re.sub(r"^#+ ", "", plain, flags=re.MULTILINE)
+            parts.append(re.sub(r"^- ", "  - ", plain, flags=re.MULTILINE))
+    return "\n\n".join(parts) + "\n"
+
+
+def _plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns padded to their widest cell, a dashed rule under the headers."""
+    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
+    lines = [headers, ["-" * width for width in widths], *rows]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )
+
+
+def _markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _field(name: str, spec: str = "") -> Callable[[dict[str, Any]], str]:
+    """A column's cell: the item's ``name`` formatted with ``spec``."""
+    return lambda item: format(item[name], spec)
+
+
 Summary = dict[str, Any]
 Ratios = list[dict[str, Any]]
 # A table cell drawn from a scenario's summary and its ratios.
@@ -122,10 +171,7 @@ def _mib(name: str, digits: int) -> Callable[[dict[str, Any]], str]:
 
 _MEMORY_COLUMNS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
     ("value", lambda entry: f"{entry['value_bytes']:,} B"),
-    (
-        "PUTs",
-        lambda entry: f"{entry['puts_stored']:,}" + ("" if entry["completed"] else " (cut short)"),
-    ),
+    ("PUTs", lambda e: f"{e['puts_stored']:,}" + ("" if e["completed"] else " (cut short)")),
     ("payload written", _mib("payload_written_bytes", 0)),
     ("bound", _mib("bound_bytes", 0)),
     ("idle RSS", _mib("idle_rss_bytes", 1)),
@@ -135,6 +181,46 @@ _MEMORY_COLUMNS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
     ("peak RSS / bound", lambda entry: f"{entry['peak_rss_over_bound']:.2f}"),
     ("PUT/s", lambda entry: f"{entry['puts_per_s']:,.0f}"),
 ]
+
+
+def _bytes(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f} B"
+
+
+# The two servers of the memory-per-entry comparison, side by side.
+_PER_ENTRY_COLUMNS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+    ("server", lambda side: side["server"]),
+    ("entries", lambda side: f"{side['items']:,}"),
+    ("idle RSS", _mib("idle_rss_bytes", 1)),
+    ("RSS filled", _mib("rss_bytes", 1)),
+    ("RSS per entry", lambda side: _bytes(side["bytes_per_entry"])),
+    ("own count", _mib("store_bytes", 1)),
+    ("fill", lambda side: f"{side['fill_seconds']:.2f} s"),
+]
+
+
+def per_entry_blocks(result: dict[str, Any]) -> list[Block]:
+    """A "## Memory per entry" section: the two servers side by side and the ratio."""
+    node, memcached = result["node"], result["memcached"]
+    sides = [
+        {**node, "server": f"node (--max-bytes {node['max_bytes'] // _MIB} MiB)"},
+        {**memcached, "server": f"memcached (-m {memcached['memory_mib']})"},
+    ]
+    target = f"target <= {result['target']:g}"
+    verdict = f"ratio n/a ({target})"
+    if result["ratio"] is not None:
+        met = "met" if result["meets_target"] else "not met"
+        verdict = f"ratio {result['ratio']:.2f} ({target}: {met})"
+    return [
+        "## Memory per entry",
+        f"{result['entries']:,} entries of {result['value_bytes']} B values"
+        f" (keys like `{result['key_example']}`), the same in both servers."
+        " RSS per entry is (RSS filled - idle RSS) / entries held; *own count*"
+        " is the store's charged bytes (node) or memcached's `bytes` stat.",
+        _table(_PER_ENTRY_COLUMNS, sides),
+        f"Node / memcached: {verdict}." + "".join(f"\n- note: {note}" for note in result["notes"]),
+    ]
+
 
 _READING = (
     "keys/s is requests/s times the keys per request (1 except for batches). Ratios"
@@ -150,6 +236,25 @@ _READING = (
     " requests per CPU second of the busiest node: what each side would reach with"
     " a core per node. Targets are reported, never asserted."
 )
+
+
+_COST_READING = (
+    "The servers' CPU microseconds per request (median of the rounds) for each path, through"
+    " each door of a node and on the baseline servers, 100 B values, all measured in this run"
+    " on the same core; the scenario of each figure in brackets. A forwarded GET counts the"
+    " CPU of both nodes."
+)
+
+
+def _cost_table(cost: dict[str, dict[str, dict[str, Any]]]) -> Table:
+    """A row per path, a column per door or server, as ``report`` laid them out."""
+    columns = [column for column in COST_COLUMNS if any(column in row for row in cost.values())]
+    rows = [
+        [path, *(f"{row[c]['us']:.1f} ({row[c]['scenario']})" if c in row else "" for c in columns)]
+        for path, row in cost.items()
+        if row
+    ]
+    return ["path", *columns], rows
 
 
 def _blocks(doc: dict[str, Any], plots: Sequence[Path]) -> list[Block]:
@@ -174,15 +279,17 @@ def _blocks(doc: dict[str, Any], plots: Sequence[Path]) -> list[Block]:
         for group, summaries in _groups(doc).items():
             blocks += [f"### {group}", _group_table(doc, summaries)]
         blocks.append(_READING)
+    if any(doc["cpu_us_per_request"].values()):
+        blocks += ["## CPU per request", _COST_READING, _cost_table(doc["cpu_us_per_request"])]
     if doc["staleness"]:
-        blocks += ["## Near-cache staleness", render_staleness(doc["staleness"])]
+        blocks += ["## Near-cache staleness", _staleness(doc["staleness"])]
     if doc["memory"]:
         memory = doc["memory_settings"] or {}
         blocks += [
             "## Memory",
             f"One node with `--max-bytes {memory.get('max_bytes', 0) // _MIB}MiB`, written"
             f" {memory.get('factor')}x that in payload with PUTs of distinct keys.",
-            table(_MEMORY_COLUMNS, doc["memory"]),
+            _table(_MEMORY_COLUMNS, doc["memory"]),
             "Peak growth / bound is (peak RSS - idle RSS) / --max-bytes: how much memory the"
             " store really took per byte of its bound.",
         ]
@@ -203,3 +310,67 @@ def render_table(doc: dict[str, Any]) -> str:
 def render_markdown(doc: dict[str, Any], plots: Sequence[Path] = ()) -> str:
     """The Markdown summary written next to the JSON."""
     return render(_blocks(doc, plots), markdown=True)
+
+
+# -- the ring benchmark's section
+
+_BALANCE_COLUMNS = [
+    ("members", _field("members")),
+    ("vnodes", _field("vnodes")),
+    ("sets", _field("sets")),
+    ("max/mean", _field("max_over_mean", ".3f")),
+    ("worst max/mean", _field("worst_max_over_mean", ".3f")),
+    ("min/mean", _field("min_over_mean", ".3f")),
+    ("worst min/mean", _field("worst_min_over_mean", ".3f")),
+    ("stdev/mean", _field("stdev_over_mean", ".3f")),
+]
+
+
+def _change(row: dict[str, Any]) -> str:
+    after = row["members_before"] + (1 if row["event"] == "join" else -1)
+    return f"{row['event']} {row['members_before']} -> {after}"
+
+
+_MOVEMENT_COLUMNS = [
+    ("change", _change),
+    ("keys", _field("keys", ",")),
+    ("moved", _field("moved_fraction", ".4f")),
+    ("ideal", _field("ideal", ".4f")),
+    ("arc share", _field("arc_share_of_changed", ".4f")),
+    ("misplaced", _field("misplaced_moves")),
+]
+
+
+def ring_blocks(ring: dict[str, Any]) -> list[Block]:
+    """A "## Ring" section: the summary and the balance and movement tables."""
+    lookup, rebuild, target = ring["lookup"], ring["rebuild"], ring["target"]
+    summary = [
+        f"- Lookup, {lookup['members']} members at {lookup['vnodes']} vnodes, best of "
+        f"{lookup['repeats']} passes over {lookup['keys']:,} keys: "
+        f"{lookup['ns_per_owner']:.0f} ns per owner(key), "
+        f"{lookup['ns_per_key_batch']:.0f} ns per key with owner_of_each(keys).",
+        f"- Rebuild, {rebuild['members']:,} members at {rebuild['vnodes']} vnodes: "
+        f"best {rebuild['best_s'] * 1000:.1f} ms, median {rebuild['median_s'] * 1000:.1f} ms "
+        f"of {rebuild['repeats']}.",
+        f"- Target, {target['what']}: {target['value']:.3f}, "
+        f"{'met' if target['met'] else 'not met'}.",
+    ]
+    return [
+        "## Ring",
+        "\n".join(summary),
+        "Balance: exact arc shares of the 2^32 hash space; median over the member sets, "
+        "worst set beside it.",
+        _table(_BALANCE_COLUMNS, ring["balance"]),
+        "Movement at the default vnodes: moved = fraction of keys whose owner changed; "
+        "arc share = the joiner's (leaver's) exact share, what should move; "
+        "misplaced = moves not to the joiner (not from the leaver), must be 0.",
+        _table(_MOVEMENT_COLUMNS, ring["movement"]),
+    ]
+
+
+def _staleness(result: dict[str, Any]) -> str:
+    return (
+        f"Write through one node until the near cache of another serves the new value"
+        f" ({result['samples']} writes, 3 nodes with the defaults): median"
+        f" {1000 * result['median_s']:.2f} ms, largest {1000 * result['max_s']:.2f} ms."
+    )

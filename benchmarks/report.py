@@ -19,10 +19,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from .loadgen import PERCENTILES
 from .plots import write_plots
 from .render import render_markdown
 from .runner import SATURATED, Prepared, Run, Settings
-from .scenarios import Scenario
+from .scenarios import COST_COLUMNS, COST_TABLE, Scenario
 
 __all__ = ["LATEST", "build_document", "write_results"]
 
@@ -56,19 +57,16 @@ def _run_dict(run: Run) -> dict[str, Any]:
 
 
 def _spread(values: list[float]) -> dict[str, float]:
-    return {
-        "median": round(statistics.median(values), 1),
-        "min": round(min(values), 1),
-        "max": round(max(values), 1),
-    }
+    median, low, high = statistics.median(values), min(values), max(values)
+    return {"median": round(median, 1), "min": round(low, 1), "max": round(high, 1)}
 
 
-def _percentiles(runs: list[Run]) -> dict[str, float]:
-    """Each latency percentile's median over the rounds, where every run has it."""
-    names = set.intersection(*(set(run.result.percentiles_ms) for run in runs))
+def _medians(figures: list[dict[str, float]], names: Sequence[str]) -> dict[str, float]:
+    """Each of ``names``' median over ``figures`` (one dict per round), where every round has it."""
     return {
-        name: round(statistics.median(run.result.percentiles_ms[name] for run in runs), 3)
-        for name in sorted(names, key=float)
+        name: round(statistics.median(each[name] for each in figures), 3)
+        for name in names
+        if all(name in each for each in figures)
     }
 
 
@@ -112,13 +110,11 @@ def _summary(scenario: Scenario, runs: list[Run], prepared: Prepared) -> dict[st
         "forwarded": _forwarded(scenario, runs),
         "near_hits_per_request": _median(near, 4) if near else None,
         # Only what every round measured: memaslap has no percentiles, and
-        # redis-benchmark's p90 is an upper bound (see peers.py).
-        "latency_ms": {
-            name: round(statistics.median(run.result.latency_ms[name] for run in runs), 3)
-            for name in ("p50", "p90", "p99")
-            if all(name in run.result.latency_ms for run in runs)
-        },
-        "latency_percentiles_ms": _percentiles(runs),
+        # redis-benchmark no p90 (see peers.py).
+        "latency_ms": _medians([run.result.latency_ms for run in runs], ("p50", "p90", "p99")),
+        "latency_percentiles_ms": _medians(
+            [run.result.percentiles_ms for run in runs], PERCENTILES
+        ),
         "server_cores_busy": _median([run.server_cores_busy for run in runs]),
         # Each server's share of a core, in server order; which one owns the hottest key.
         "server_cores_busy_each": [
@@ -171,47 +167,40 @@ def _ratio(
     }
 
 
-def _run_list(runs: list[Run]) -> str:
-    return ", ".join(
-        f"round {run.round + 1} {run.scenario} ({run.server_cores_busy:.0%})" for run in runs
-    )
-
-
 def _notes(summaries: list[dict[str, Any]], runs: list[Run]) -> list[str]:
     notes = []
     for summary in summaries:
-        name = summary["name"]
+        name, load_busy = summary["name"], summary["generator_cores_busy"]
         if summary["errors"]:
             notes.append(f"{name}: {summary['errors']} errors or non-2xx answers; figure suspect.")
-        if summary["generator_cores_busy"] >= SATURATED:
+        if load_busy >= SATURATED:
             notes.append(
-                f"{name}: its load ({summary['load']}) used"
-                f" {summary['generator_cores_busy']:.0%} of its core and may be the limit."
+                f"{name}: its load ({summary['load']}) used {load_busy:.0%} of its core"
+                " and may be the limit."
             )
     # A throughput figure is the server's only when the server was saturated.
     counted = [run for run in runs if not run.warmup and not run.discarded]
     starved = [run for run in counted if run.server_cores_busy < SATURATED]
-    discarded = [run for run in runs if run.discarded]
-    if discarded:
-        notes.append(
-            f"{len(discarded)} run(s) were measured again because a neighbour took the"
-            " server core (kept in the JSON as discarded): " + _run_list(discarded) + "."
-        )
-    by_generator = [run for run in starved if run.generator_cores_busy >= SATURATED]
-    by_neighbour = [run for run in starved if run.generator_cores_busy < SATURATED]
-    if by_generator:
-        notes.append(
-            "The load generator was the limit (servers below 90% of a core) in: "
-            + _run_list(by_generator)
-            + "."
-        )
-    if by_neighbour:
-        notes.append(
-            "A neighbour took CPU (servers below 90% of a core, load generator too) in: "
-            + _run_list(by_neighbour)
-            + ", even after retries. Paired ratios and CPU us/request dampen this; if many"
-            " runs are listed, repeat the run on a quieter machine."
-        )
+    for what, listed in (
+        (
+            "were measured again because a neighbour took the server core (kept in the JSON"
+            " as discarded)",
+            [run for run in runs if run.discarded],
+        ),
+        (
+            "had the load generator as their limit (servers below 90% of a core)",
+            [run for run in starved if run.generator_cores_busy >= SATURATED],
+        ),
+        (
+            "lost CPU to a neighbour (servers below 90% of a core, load generator too) even"
+            " after retries; paired ratios and CPU us/request dampen this, but if many runs"
+            " are listed, repeat the run on a quieter machine",
+            [run for run in starved if run.generator_cores_busy < SATURATED],
+        ),
+    ):
+        if listed:
+            each = (f"round {r.round + 1} {r.scenario} ({r.server_cores_busy:.0%})" for r in listed)
+            notes.append(f"{len(listed)} run(s) {what}: {', '.join(each)}.")
     return notes
 
 
@@ -248,6 +237,7 @@ def build_document(
         for index, baseline in enumerate(scenario.baselines)
         if baseline in measured
     ]
+    cpu_us = {summary["name"]: summary["server_cpu_us_per_request"] for summary in summaries}
     return {
         "started_at": started_at,
         "mode": mode,
@@ -256,6 +246,15 @@ def build_document(
         "settings": None if settings is None else {**asdict(settings), "value_bytes": value_size},
         "scenarios": summaries,
         "ratios": ratios,
+        # COST_TABLE's cells that this run measured: path -> door or server -> figures.
+        "cpu_us_per_request": {
+            path: {
+                column: {"scenario": name, "us": cpu_us[name]}
+                for column, name in zip(COST_COLUMNS, row, strict=False)
+                if name in cpu_us
+            }
+            for path, row in COST_TABLE.items()
+        },
         "notes": _notes(summaries, runs),
         "runs": [_run_dict(run) for run in runs],
         **dict.fromkeys(_SECTIONS),

@@ -1,41 +1,28 @@
 """The placement rule measured: lookup cost, balance, key movement, rebuild time.
 
 Everything here runs ``client._ring.HashRing`` itself (never a copy of its
-logic), in this process, with no servers and no network:
+logic), in this process, with no servers and no network (README.md, "What
+one run does", 8): ns per lookup on a 100-member ring; the exact share of
+the 2^32 hash space each member owns (from the ring's sorted points), for
+10, 100 and 1,000 members at 64, 160 and 256 vnodes over several random
+ECS-style member sets (``"10.0.X.Y:7000"``, fixed seeds, only hashed); the
+keys that change owner on a join or a leave, against the ideal, and the
+moves consistent hashing forbids; the time to build a 1,000-member ring.
 
-1. **lookup**: ns per ``owner(key)`` and per key of ``owner_of_each(keys)``
-   on a 100-member ring at the default vnodes; best of a few passes over one
-   pre-built key list.
-2. **balance**: for 10, 100 and 1,000 members at 64, 160 and 256 vnodes, the
-   exact share of the 2^32 hash space each member owns, computed from the
-   ring's sorted points, over several random member sets (ids like ECS tasks,
-   ``"10.0.X.Y:7000"``, drawn from 10.0.0.0/16 with fixed seeds; they are only
-   hashed). Headline: max/mean, min/mean, stdev/mean, median over the sets,
-   plus the worst set (tests/test_bench_ring.py checks that arcs predict
-   where real keys go).
-3. **movement**: the keys that change owner when one member joins (N -> N+1)
-   or leaves (N -> N-1), against the ideal 1/(N+1) resp. 1/N, and how many
-   moves break the consistent-hashing promise (a key may only move to the
-   joiner, or away from the leaver).
-4. **rebuild**: seconds to construct a 1,000-member ring at the default vnodes.
-
-``run_ring_benchmark`` returns a JSON-ready dict; ``ring_blocks`` turn it
-into a report section. Nothing here prints.
+``run_ring_benchmark`` returns a JSON-ready dict (``render.ring_blocks``
+turns it into a report section). Nothing here prints.
 """
 
 from __future__ import annotations
 
-import gc
 import random
 import statistics
-import time
+import timeit
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from client._ring import DEFAULT_VNODES, HashRing
-
-from .tables import Block, cell, render, table
 
 __all__ = [
     "arc_lengths",
@@ -43,9 +30,6 @@ __all__ = [
     "balance_of",
     "ecs_member_ids",
     "key_movement",
-    "render_ring_markdown",
-    "render_ring_text",
-    "ring_blocks",
     "run_ring_benchmark",
 ]
 
@@ -129,21 +113,10 @@ def balance_of(shares: Sequence[float]) -> Balance:
     )
 
 
-def _timings_ns(action: Callable[[], object], repeats: int) -> list[int]:
-    """ns of each of ``repeats`` runs of ``action``, the collector kept out as
-    ``timeit`` does; the fastest is the least disturbed by neighbours."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        timings = []
-        for _ in range(repeats):
-            started = time.perf_counter_ns()
-            action()
-            timings.append(time.perf_counter_ns() - started)
-        return timings
-    finally:
-        if was_enabled:
-            gc.enable()
+def _best_s(action: Callable[[], object], repeats: int) -> float:
+    """Seconds of the fastest of ``repeats`` runs of ``action``, the collector kept
+    out (``timeit``): the fastest is the least disturbed by neighbours."""
+    return min(timeit.repeat(action, repeat=repeats, number=1))
 
 
 def measure_lookup(plan: _Plan, keys: list[str]) -> dict[str, Any]:
@@ -154,13 +127,13 @@ def measure_lookup(plan: _Plan, keys: list[str]) -> dict[str, Any]:
         for key in keys:
             owner(key)
 
-    per_owner = min(_timings_ns(one_by_one, plan.repeats))
-    batch = min(_timings_ns(lambda: ring.owner_of_each(keys), plan.repeats))
+    per_owner = _best_s(one_by_one, plan.repeats)
+    batch = _best_s(lambda: ring.owner_of_each(keys), plan.repeats)
     return {
         "members": LOOKUP_MEMBERS,
         "vnodes": DEFAULT_VNODES,
-        "ns_per_owner": per_owner / len(keys),
-        "ns_per_key_batch": batch / len(keys),
+        "ns_per_owner": per_owner * 1e9 / len(keys),
+        "ns_per_key_batch": batch * 1e9 / len(keys),
         "keys": len(keys),
         "repeats": plan.repeats,
     }
@@ -168,13 +141,10 @@ def measure_lookup(plan: _Plan, keys: list[str]) -> dict[str, Any]:
 
 def measure_balance(members: int, vnodes: int, plan: _Plan, progress: Progress) -> dict[str, Any]:
     progress(f"ring balance: {members} members, {vnodes} vnodes")
-    by_arcs = [
-        balance_of(list(arc_shares(HashRing(ids, vnodes=vnodes)).values()))
-        for ids in (
-            ecs_member_ids(members, _member_set_seed(members, index))
-            for index in range(plan.sets[members])
-        )
-    ]
+    sets = (
+        ecs_member_ids(members, _member_set_seed(members, i)) for i in range(plan.sets[members])
+    )
+    by_arcs = [balance_of(list(arc_shares(HashRing(ids, vnodes=vnodes)).values())) for ids in sets]
     return {
         "members": members,
         "vnodes": vnodes,
@@ -240,7 +210,7 @@ def measure_movement(
 
 def measure_rebuild(plan: _Plan) -> dict[str, Any]:
     ids = ecs_member_ids(REBUILD_MEMBERS, seed=_member_set_seed(REBUILD_MEMBERS, 0))
-    times = [ns / 1e9 for ns in _timings_ns(lambda: HashRing(ids), plan.rebuilds)]
+    times = timeit.repeat(lambda: HashRing(ids), repeat=plan.rebuilds, number=1)
     return {
         "members": REBUILD_MEMBERS,
         "vnodes": DEFAULT_VNODES,
@@ -282,67 +252,3 @@ def run_ring_benchmark(*, quick: bool, progress: Progress = lambda _: None) -> d
             "met": headline["max_over_mean"] <= TARGET_MAX_OVER_MEAN,
         },
     }
-
-
-# -- rendering ------------------------------------------------------------------
-
-_BALANCE_COLUMNS = [
-    ("members", cell("members")),
-    ("vnodes", cell("vnodes")),
-    ("sets", cell("sets")),
-    ("max/mean", cell("max_over_mean", ".3f")),
-    ("worst max/mean", cell("worst_max_over_mean", ".3f")),
-    ("min/mean", cell("min_over_mean", ".3f")),
-    ("worst min/mean", cell("worst_min_over_mean", ".3f")),
-    ("stdev/mean", cell("stdev_over_mean", ".3f")),
-]
-
-
-def _change(row: dict[str, Any]) -> str:
-    after = row["members_before"] + (1 if row["event"] == "join" else -1)
-    return f"{row['event']} {row['members_before']} -> {after}"
-
-
-_MOVEMENT_COLUMNS = [
-    ("change", _change),
-    ("keys", cell("keys", ",")),
-    ("moved", cell("moved_fraction", ".4f")),
-    ("ideal", cell("ideal", ".4f")),
-    ("arc share", cell("arc_share_of_changed", ".4f")),
-    ("misplaced", cell("misplaced_moves")),
-]
-
-
-def ring_blocks(ring: dict[str, Any]) -> list[Block]:
-    """A "## Ring" section: the summary and the balance and movement tables."""
-    lookup, rebuild, target = ring["lookup"], ring["rebuild"], ring["target"]
-    summary = [
-        f"- Lookup, {lookup['members']} members at {lookup['vnodes']} vnodes, best of "
-        f"{lookup['repeats']} passes over {lookup['keys']:,} keys: "
-        f"{lookup['ns_per_owner']:.0f} ns per owner(key), "
-        f"{lookup['ns_per_key_batch']:.0f} ns per key with owner_of_each(keys).",
-        f"- Rebuild, {rebuild['members']:,} members at {rebuild['vnodes']} vnodes: "
-        f"best {rebuild['best_s'] * 1000:.1f} ms, median {rebuild['median_s'] * 1000:.1f} ms "
-        f"of {rebuild['repeats']}.",
-        f"- Target, {target['what']}: {target['value']:.3f}, "
-        f"{'met' if target['met'] else 'not met'}.",
-    ]
-    return [
-        "## Ring",
-        "\n".join(summary),
-        "Balance: exact arc shares of the 2^32 hash space; median over the member sets, "
-        "worst set beside it.",
-        table(_BALANCE_COLUMNS, ring["balance"]),
-        "Movement at the default vnodes: moved = fraction of keys whose owner changed; "
-        "arc share = the joiner's (leaver's) exact share, what should move; "
-        "misplaced = moves not to the joiner (not from the leaver), must be 0.",
-        table(_MOVEMENT_COLUMNS, ring["movement"]),
-    ]
-
-
-def render_ring_markdown(ring: dict[str, Any]) -> str:
-    return render(ring_blocks(ring), markdown=True)
-
-
-def render_ring_text(ring: dict[str, Any]) -> str:
-    return render(ring_blocks(ring), markdown=False)

@@ -193,7 +193,9 @@ def _measure(
         scenario=scenario.name,
         round=round_index,
         result=result,
-        server_cpu_each=tuple(end - start for start, end in zip(before, after, strict=True)),
+        # A driver that read the servers' CPU itself left its set-up out (redis, memcached).
+        server_cpu_each=result.server_cpu_s
+        or tuple(end - start for start, end in zip(before, after, strict=True)),
         keys_per_request=target.keys_per_request,
         forwards=counted["forwards"] if ours else None,
         near_hits=counted["near_hits"] if ours else None,
@@ -205,12 +207,11 @@ def _load(target: Target, settings: Settings, plan: CorePlan, duration: int) -> 
         return target.tool(duration=duration, cores=plan.load)
     if target.python is not None:
         return pyload.run(target.python, duration=duration, cores=plan.load)
-    streams = len(target.workload.streams) if target.workload is not None else 1
     spec = LoadSpec(
         url=target.url or "",
         workload=target.workload,
         connections=settings.connections,
-        threads=max(settings.threads, streams),
+        threads=settings.threads,
         duration=duration,
     )
     return wrk.run(spec, cores=plan.load)

@@ -6,28 +6,15 @@ ratios are taken against. Scenarios that share servers measure the same
 processes. To add a workload, add a ``Scenario`` here (most are a
 ``Fleet`` method with arguments); the runner and the report need no change.
 
-Groups, each a question the report answers:
-
-- one key, GET: how close is a node to the bare aiohttp handler (the
-  framework's ceiling), what does one hop cost, and where do redis and
-  memcached stand on the same core;
-- mixes (90/10 and 50/50 GET/PUT), value sizes (100 B, 10 KB, 100 KB):
-  one node against redis and memcached under the same load;
-- Zipf and uniform popularity on 3 nodes: requests entering at any node
-  (forwarded to the owner) against requests sent to the owner (what the
-  smart client does), and our Python client itself;
-- batches of 100 keys against redis MGET and memcached multi-get;
-- hot keys: Zipf GETs entering at random nodes against GETs sent to the
-  owners, with coalescing and the near cache off, coalescing only, and
-  both (the defaults), over 10,000 and 1,000 keys;
-- our Python client on one node: ``get`` against aiohttp's
-  ``ClientSession``, ``get_many`` against pipelined redis GETs;
-- the memcached protocol (issue 14): memaslap on a node's memcached port
-  against memcached itself, 90/10 and 50/50 of 100 B and multi-gets of 100
-  keys, on one node and entering one node of three (forwarded share).
-
-redis-benchmark and memaslap draw keys uniformly and cannot do Zipf, so
-the redis and memcached baselines sit in the uniform groups only.
+Each group answers a question (README.md, "What one run does"): how close
+a node's GET is to the bare aiohttp handler and what one hop costs; what
+a PUT costs; GET/PUT mixes and value sizes against redis and memcached;
+Zipf and uniform keys entering anywhere against the smart client's
+routing; batches; hot keys with the node's features off and on; our
+Python client; and the memcached door (issue 14) against memcached.
+``COST_TABLE`` picks the scenarios of the CPU-per-request table (issue
+19). redis-benchmark and memaslap draw keys uniformly and cannot do Zipf,
+so the redis and memcached baselines sit in the uniform groups only.
 """
 
 from __future__ import annotations
@@ -39,7 +26,7 @@ from typing import Any
 
 from .fleet import HOT_FEATURES, Fleet, Target
 
-__all__ = ["QUICK", "SCENARIOS", "Scenario"]
+__all__ = ["COST_COLUMNS", "COST_TABLE", "QUICK", "SCENARIOS", "Scenario"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -155,7 +142,10 @@ def _hot_keys(keys: int) -> tuple[Scenario, ...]:
 _one = _in("GET of one 100 B key")
 _batch = _in("GET of 100 keys of 100 B per request (keys/s)")
 _client = _in("Our Python client, 1 node, 100 B (keys/s)")
+_put = _in("PUT/SET of 100 B values, uniform over 10,000 keys (memcached: new keys)")
 _GET: dict[str, Any] = {"get_fraction": 1.0, "value_bytes": 100}
+_SET: dict[str, Any] = {"get_fraction": 0.0, "value_bytes": 100}
+_MGET: dict[str, Any] = {**_GET, "batch_keys": 100}
 
 SCENARIOS: tuple[Scenario, ...] = (
     _one("bare", "bare aiohttp handler", Fleet.bare, kind="bare"),
@@ -180,18 +170,16 @@ SCENARIOS: tuple[Scenario, ...] = (
         partial(Fleet.forwarded, place="defaults"),
         baselines=("direct",),
     ),
-    _one(
-        "redis-get",
-        "redis-server GET, 100 B, 10,000 keys",
-        partial(Fleet.redis, **_GET),
-        kind="redis",
+    _one("redis-get", "redis-server GET, 10,000 keys", partial(Fleet.redis, **_GET), kind="redis"),
+    _one("memcached-get", "memcached GET", partial(Fleet.memcached, **_GET), kind="memcached"),
+    _put(
+        "put",
+        "node PUT, keys owned (1 node)",
+        partial(Fleet.mix, nodes=1, popularity="uniform", **_SET),
+        baselines=("redis-set", "memcached-set"),
     ),
-    _one(
-        "memcached-get",
-        "memcached GET, 100 B, 10,000 keys",
-        partial(Fleet.memcached, **_GET),
-        kind="memcached",
-    ),
+    _put("redis-set", "redis-server SET", partial(Fleet.redis, **_SET), kind="redis"),
+    _put("memcached-set", "memcached SET", partial(Fleet.memcached, **_SET), kind="memcached"),
     *_mix(90, 100, "100 B"),
     *_mix(50, 100, "100 B"),
     *_mix(90, 10_240, "10 KB"),
@@ -216,17 +204,9 @@ SCENARIOS: tuple[Scenario, ...] = (
         partial(Fleet.batch, nodes=3, routing="owner"),
         max_forwarded=0.01,
     ),
+    _batch("redis-mget", "redis-server MGET", partial(Fleet.redis, **_MGET), kind="redis"),
     _batch(
-        "redis-mget",
-        "redis-server MGET of 100 keys",
-        partial(Fleet.redis, **_GET, batch_keys=100),
-        kind="redis",
-    ),
-    _batch(
-        "memcached-mget",
-        "memcached multi-get of 100 keys",
-        partial(Fleet.memcached, **_GET, batch_keys=100),
-        kind="memcached",
+        "memcached-mget", "memcached multi-get", partial(Fleet.memcached, **_MGET), kind="memcached"
     ),
     *_hot_keys(10_000),
     *_hot_keys(1_000),
@@ -257,52 +237,49 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
 )
 
-_mc = _in("memcached protocol: memaslap on a node's memcached port, 100 B")
-_MC_90: dict[str, Any] = {"get_fraction": 0.9, "value_bytes": 100}
-_MC_50: dict[str, Any] = {"get_fraction": 0.5, "value_bytes": 100}
-_MC_MGET: dict[str, Any] = {**_GET, "batch_keys": 100}
+_mc = _in("memcached protocol: memaslap (unless said) on a node's memcached port, 100 B")
+
+
+def _door(
+    name: str, title: str, baseline: str, target: float | None = None, **shape: Any
+) -> Scenario:
+    """memaslap on a node's memcached port (``shape``: ``Fleet.memcached_door``'s
+    arguments; 100 B values unless said), against ``baseline``."""
+    load = partial(Fleet.memcached_door, **{"value_bytes": 100, **shape})
+    return _mc(name, title, load, baselines=(baseline,), target=target)
+
 
 SCENARIOS += (
     # Issue 14: 90/10 on one node at 0.6x memcached's throughput at least (and
     # at most 2x its CPU per request); a multi-get at 0.5x at least.
+    _door("mc-node-90", "node (1), 90% GET", "memcached-90-100b", get_fraction=0.9, target=0.6),
+    _door("mc-get", "node (1), GET only", "memcached-get", get_fraction=1.0),
+    _door("mc-set", "node (1), SET only", "memcached-set", get_fraction=0.0),
     _mc(
-        "mc-node-90",
-        "node (1), memcached port, 90% GET",
-        partial(Fleet.memcached_door, **_MC_90),
-        baselines=("memcached-90-100b",),
-        target=0.6,
+        "mc-fwd",
+        "2 nodes: get at a non-owner, 1 hop every time (Python clients)",
+        Fleet.memcached_forwarded,
+        baselines=("mc-get",),
     ),
-    _mc(
-        "mc-node-50",
-        "node (1), memcached port, 50% GET",
-        partial(Fleet.memcached_door, **_MC_50),
-        baselines=("memcached-50-100b",),
-    ),
-    _mc(
-        "mc-node-mget",
-        "node (1), memcached port, multi-get of 100 keys (keys/s)",
-        partial(Fleet.memcached_door, **_MC_MGET),
-        baselines=("memcached-mget",),
-        target=0.5,
-    ),
-    _mc(
-        "mc-3n-90",
-        "3 nodes, entering at one node's memcached port, 90% GET",
-        partial(Fleet.memcached_door, **_MC_90, nodes=3),
-        baselines=("mc-node-90",),
-    ),
-    _mc(
-        "mc-3n-mget",
-        "3 nodes, entering at one node's memcached port, multi-get of 100 keys",
-        partial(Fleet.memcached_door, **_MC_MGET, nodes=3),
-        baselines=("mc-node-mget",),
-    ),
+    _door("mc-node-50", "node (1), 50% GET", "memcached-50-100b", get_fraction=0.5),
+    _door("mc-node-mget", "node (1), multi-get (keys/s)", "memcached-mget", **_MGET, target=0.5),
+    _door("mc-3n-90", "3 nodes, entering at one, 90% GET", "mc-node-90", get_fraction=0.9, nodes=3),
+    _door("mc-3n-mget", "3 nodes, entering at one, multi-get", "mc-node-mget", **_MGET, nodes=3),
 )
+
+# The CPU-per-request table (issue 19): its columns, the doors of a node and
+# the baseline servers, and for each path the scenario of each column.
+COST_COLUMNS = ("HTTP door", "memcached door", "bare aiohttp", "memcached", "redis")
+COST_TABLE: dict[str, tuple[str | None, ...]] = {
+    "owned GET": ("owned", "mc-get", "bare", "memcached-get", "redis-get"),
+    "owned SET": ("put", "mc-set", None, "memcached-set", "redis-set"),
+    "forwarded GET": ("forwarded", "mc-fwd"),
+}
 
 # The smoke run (--quick, under a minute): one scenario of every kind of
 # target, so every code path (wrk with one URL and with a workload, both
-# peers, the batch route, our client and the routed HTTP load) runs once;
-# tests/test_bench_pyload.py covers the Python loads' other drivers.
+# peers, the batch route, our client, the routed HTTP load and the memcached
+# one) runs once; tests/test_bench_pyload.py covers the other Python drivers.
 QUICK: tuple[str, ...] = (
     "bare",
     "owned",
@@ -312,6 +289,7 @@ QUICK: tuple[str, ...] = (
     "redis-90-100b",
     "memcached-90-100b",
     "mc-node-90",
+    "mc-fwd",
     "3n-zipf-owner",
     "3n-zipf-client",
     "batch-1n",

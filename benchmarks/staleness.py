@@ -20,7 +20,7 @@ from typing import Any
 from client._ring import HashRing
 from client._transport import kv_path
 
-__all__ = ["measure_staleness", "render_staleness"]
+__all__ = ["measure_staleness"]
 
 _NEAR_COPY_HEADER = "X-Cache-Near-Copy-Of"
 _GIVE_UP_S = 2.0
@@ -69,11 +69,3 @@ def measure_staleness(members: Sequence[str], *, samples: int = 20) -> dict[str,
         "max_s": max(delays),
         "delays_s": [round(delay, 6) for delay in delays],
     }
-
-
-def render_staleness(result: dict[str, Any]) -> str:
-    return (
-        f"Write through one node until the near cache of another serves the new value"
-        f" ({result['samples']} writes, 3 nodes with the defaults): median"
-        f" {1000 * result['median_s']:.2f} ms, largest {1000 * result['max_s']:.2f} ms."
-    )

@@ -1,14 +1,10 @@
 """The programs the benchmarks drive, and installing them.
 
 wrk loads our nodes; redis-server, redis-benchmark, memcached and memaslap
-(Debian names it ``memcaslap``) are the baselines. Each comes from a Debian
-package, installed with apt-get when missing and we are root.
-
-    python -m benchmarks.tools     (``make tools``) install them all; exit 1
-                                   naming what could not be had
-
-``make test`` and ``make bench`` run it first, so the benchmark tests find
-every tool on a fresh machine instead of skipping what is missing.
+(Debian names it ``memcaslap``) are the baselines. ``python -m
+benchmarks.tools`` (``make tools``, run first by ``make test`` and ``make
+bench``) installs each missing one from its Debian package when we are
+root, and exits 1 naming what could not be had.
 """
 
 from __future__ import annotations

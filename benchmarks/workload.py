@@ -1,25 +1,18 @@
 """Request mixes for the load benchmark: which requests, in what order, to which node.
 
 A ``Workload`` is plain data, built once in Python and replayed by wrk
-(``wrk.py`` with ``lua/mix.lua``):
-
-- it has one ``Stream`` per node the load connects to; every connection of
-  a stream connects to that stream's ``member`` and sends the stream's
-  requests in order, cycling, each connection (or wrk thread) from its own
-  offset;
-- a request names a method, a path and optionally a body from
-  ``Workload.bodies``, so a 100 KB value is held once, not once per request.
-
-``kv_workload`` mixes GETs and PUTs over a key set with uniform or Zipf
+(``wrk.py`` with ``lua/mix.lua``): one ``Stream`` of requests per node,
+each sent in order and cycled; a request names a method, a path and
+optionally one of ``Workload.bodies``, so a 100 KB value is held once.
+``kv_workload`` mixes GETs and PUTs over keys of uniform or Zipf
 popularity; ``batch_workload`` sends ``POST /batch/get`` of many keys.
-Routing ``"owner"`` sends every request straight to its key's owner, as the
-smart client does; ``"entry"`` lets each request enter at a node whatever
-the key, so the node forwards most of them.
+Routing ``"owner"`` sends every request to its key's owner, as the smart
+client does; ``"entry"`` lets each enter at a node whatever the key.
 
-wrk reads a workload from files (``write_files``): one file per stream, a
-line per request (``METHOD PATH BODY``, ``BODY`` an index into the body
-files or -1), and one file per body, raw bytes. ``key_sequence`` also
-drives the Python clients (``pyload.py``), so both draw keys alike.
+wrk reads a workload from files (``write_files``): one per stream, a line
+per request (``METHOD PATH BODY``, ``BODY`` an index into the body files or
+-1), and one per body, raw bytes. ``key_sequence`` also drives the Python
+clients (``pyload.py``), so both draw keys alike.
 """
 
 from __future__ import annotations
@@ -37,9 +30,7 @@ from client._transport import kv_path
 from .bare_server import value_bytes as value_of
 
 __all__ = [
-    "NO_BODY",
     "POPULARITIES",
-    "ROUTINGS",
     "Request",
     "Stream",
     "Workload",
@@ -78,15 +69,10 @@ class Stream:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Workload:
-    """Streams of requests and the bodies they refer to.
-
-    ``keys_per_request`` is how many keys one request reads or writes (100
-    for a batch of 100 keys), so a report can give keys per second.
-    """
+    """Streams of requests, the bodies they refer to, and what they are in words."""
 
     streams: tuple[Stream, ...]
     bodies: tuple[bytes, ...] = ()
-    keys_per_request: int = 1
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -252,7 +238,6 @@ def batch_workload(
     return Workload(
         streams=tuple(streams),
         bodies=tuple(bodies),
-        keys_per_request=batch_keys,
         description=(
             f"POST {GET_PATH} of {batch_keys} uniform keys over {len(keys):,} keys, "
             f"{routing} routing to {len(members)} node(s)"

@@ -25,10 +25,10 @@ from benchmarks.memory_compare import (
     measure_per_entry,
     memcached_stats,
     put_keys,
-    render_per_entry_markdown,
-    render_per_entry_text,
 )
+from benchmarks.peers import MemcachedServer
 from benchmarks.processes import Processes
+from benchmarks.render import per_entry_blocks, render
 
 SUBNET = "127.0.245"
 ENTRIES = 20_000
@@ -115,7 +115,7 @@ def test_ratio_is_node_over_memcached_and_judged_against_the_target(
 
 
 def test_markdown_section_shows_both_figures_and_the_ratio(result: dict[str, Any]) -> None:
-    markdown = render_per_entry_markdown(result)
+    markdown = render(per_entry_blocks(result), markdown=True)
     assert markdown.startswith("## Memory per entry\n")
     assert f"{result['node']['bytes_per_entry']:,.0f} B" in markdown
     assert f"{result['memcached']['bytes_per_entry']:,.0f} B" in markdown
@@ -124,7 +124,7 @@ def test_markdown_section_shows_both_figures_and_the_ratio(result: dict[str, Any
 
 
 def test_text_shows_both_figures_and_the_ratio(result: dict[str, Any]) -> None:
-    text = render_per_entry_text(result)
+    text = render(per_entry_blocks(result), markdown=False)
     assert f"{result['node']['bytes_per_entry']:,.0f} B" in text
     assert f"{result['memcached']['bytes_per_entry']:,.0f} B" in text
     assert f"ratio {result['ratio']:.2f}" in text
@@ -152,8 +152,8 @@ def test_renderers_list_the_notes() -> None:
         "meets_target": False,
         "notes": ["node holds 5 entries, not 10"],
     }
-    assert "node holds 5 entries, not 10" in render_per_entry_markdown(broken)
-    assert "ratio n/a" in render_per_entry_text(broken)
+    assert "node holds 5 entries, not 10" in render(per_entry_blocks(broken), markdown=True)
+    assert "ratio n/a" in render(per_entry_blocks(broken), markdown=False)
 
 
 def test_put_keys_names_the_keys_wrk_writes(processes: Processes) -> None:
@@ -179,7 +179,7 @@ def test_put_keys_names_the_keys_wrk_writes(processes: Processes) -> None:
 
 
 def test_fill_memcached_stores_every_key_with_its_value(processes: Processes) -> None:
-    server = processes.memcached(f"{SUBNET}.21", memory_mib=64)
+    server = processes.start(MemcachedServer(host=f"{SUBNET}.21", memory_mib=64))
     sent, seconds = fill_memcached(
         server.member, put_keys("f-", 2_500, first=2), b"x" * 100, time_limit=20
     )
@@ -192,6 +192,6 @@ def test_fill_memcached_stores_every_key_with_its_value(processes: Processes) ->
 
 
 def test_fill_memcached_gives_up_past_its_time_limit(processes: Processes) -> None:
-    server = processes.memcached(f"{SUBNET}.22", memory_mib=64)
+    server = processes.start(MemcachedServer(host=f"{SUBNET}.22", memory_mib=64))
     with pytest.raises(TimeoutError):
         fill_memcached(server.member, put_keys("t-", 5_000), b"x" * 100, time_limit=0)

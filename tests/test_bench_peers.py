@@ -13,6 +13,7 @@ import os
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -20,7 +21,7 @@ import pytest
 from benchmarks import peers
 from benchmarks.loadgen import LoadResult
 from benchmarks.machine import CorePlan
-from benchmarks.processes import Processes, pinned_cores
+from benchmarks.processes import Processes, ServerProcess, pinned_cores
 from benchmarks.tools import ensure_package
 
 from .conftest import require_tools
@@ -34,7 +35,13 @@ REDIS_LATENCY_KEYS = {"min", "mean", "p50", "p95", "p99", "max"}
 Shape = dict[str, float]
 REDIS_MIX: Shape = {"get_fraction": 0.9, "value_bytes": 100, "keys": 500, "connections": 8}
 REDIS_GETS_ONLY: Shape = {"get_fraction": 1.0, "value_bytes": 10, "keys": 100, "connections": 4}
-REDIS_MULTI_GET: Shape = {"batch_keys": 10, "value_bytes": 100, "keys": 1_000, "connections": 8}
+REDIS_MULTI_GET: Shape = {
+    "get_fraction": 1.0,
+    "batch_keys": 10,
+    "value_bytes": 100,
+    "keys": 1_000,
+    "connections": 8,
+}
 MEMASLAP_MIX: Shape = {"get_fraction": 0.9, "value_bytes": 100, "keys": 1_000, "connections": 8}
 MEMASLAP_MULTI_GET: Shape = {
     "get_fraction": 1.0,
@@ -173,7 +180,7 @@ def test_ensure_package_installs_nothing_unless_asked() -> None:
 
 def test_drivers_refuse_a_fraction_or_batch_size_out_of_range() -> None:
     # Raised before any connection: no server listens here.
-    tiny = {"value_bytes": 10, "keys": 10, "connections": 1, "duration": 1}
+    tiny: dict[str, Any] = {"value_bytes": 10, "keys": 10, "connections": 1, "duration": 1}
     with pytest.raises(ValueError, match="get_fraction"):
         peers.redis_benchmark(f"{SUBNET}.250:6379", get_fraction=1.5, cores=(), **tiny)
     with pytest.raises(ValueError, match="batch_keys"):
@@ -192,13 +199,13 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Processes]:
 @pytest.fixture(scope="module")
 def redis(servers: Processes) -> peers.RedisServer:
     require_tools(["redis-server", "redis-benchmark"])
-    return servers.redis(f"{SUBNET}.1")
+    return servers.start(peers.RedisServer(host=f"{SUBNET}.1"))
 
 
 @pytest.fixture(scope="module")
 def memcached(servers: Processes) -> peers.MemcachedServer:
     require_tools(["memcached", "memcaslap"])
-    return servers.memcached(f"{SUBNET}.2", memory_mib=64)
+    return servers.start(peers.MemcachedServer(host=f"{SUBNET}.2", memory_mib=64))
 
 
 def _redis_stat(member: str, name: str) -> int:
@@ -231,15 +238,20 @@ def _split(member: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _one_second_of(driver: Callable[..., LoadResult], member: str, shape: Shape) -> LoadResult:
+def _one_second_of(
+    driver: Callable[..., LoadResult], server: ServerProcess, shape: Shape
+) -> LoadResult:
     """``driver`` (a function of ``peers``) run unpinned for one second against
-    ``member`` with ``shape``, checked to have measured: requests, time, no
-    errors, the tool's CPU, its raw output."""
-    result = driver(member, duration=1, cores=(), **shape)
+    ``server`` with ``shape``, checked to have measured: requests, time, no
+    errors, the tool's CPU and the server's, its raw output."""
+    assert server.process is not None
+    pids = (server.process.pid,)
+    result = driver(server.member, duration=1, cores=(), server_pids=pids, **shape)
     assert result.requests > 0
     assert result.duration_s > 0
     assert result.error_count == 0, result.errors
     assert result.generator_cpu_s > 0
+    assert len(result.server_cpu_s) == 1 and result.server_cpu_s[0] > 0
     assert result.connections == shape["connections"]
     assert result.raw
     return result
@@ -247,7 +259,7 @@ def _one_second_of(driver: Callable[..., LoadResult], member: str, shape: Shape)
 
 def test_redis_mix_measures_hits_on_the_preloaded_keys(redis: peers.RedisServer) -> None:
     misses_before = _redis_stat(redis.member, "keyspace_misses")
-    result = _one_second_of(peers.redis_benchmark, redis.member, REDIS_MIX)
+    result = _one_second_of(peers.redis_benchmark, redis, REDIS_MIX)
     assert result.latency_ms.keys() == REDIS_LATENCY_KEYS
     latency = result.latency_ms
     assert latency["min"] <= latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"]
@@ -259,7 +271,7 @@ def test_redis_mix_measures_hits_on_the_preloaded_keys(redis: peers.RedisServer)
 
 
 def test_redis_gets_only_runs_no_set_part(redis: peers.RedisServer) -> None:
-    result = _one_second_of(peers.redis_benchmark, redis.member, REDIS_GETS_ONLY)
+    result = _one_second_of(peers.redis_benchmark, redis, REDIS_GETS_ONLY)
     assert '"GET"' in result.raw
     assert '"SET"' not in result.raw
 
@@ -267,7 +279,7 @@ def test_redis_gets_only_runs_no_set_part(redis: peers.RedisServer) -> None:
 def test_redis_multi_get_counts_requests_not_keys(redis: peers.RedisServer) -> None:
     hits_before = _redis_stat(redis.member, "keyspace_hits")
     misses_before = _redis_stat(redis.member, "keyspace_misses")
-    result = _one_second_of(peers.redis_multi_get, redis.member, REDIS_MULTI_GET)
+    result = _one_second_of(peers.redis_benchmark, redis, REDIS_MULTI_GET)
     assert result.latency_ms.keys() == REDIS_LATENCY_KEYS
     hits = _redis_stat(redis.member, "keyspace_hits") - hits_before
     # The calibration's MGETs hit too, so at least batch_keys hits per measured request.
@@ -277,7 +289,7 @@ def test_redis_multi_get_counts_requests_not_keys(redis: peers.RedisServer) -> N
 
 def test_memaslap_mix_sets_and_gets(memcached: peers.MemcachedServer) -> None:
     sets_before = _memcached_stat(memcached.member, "cmd_set")
-    result = _one_second_of(peers.memaslap, memcached.member, MEMASLAP_MIX)
+    result = _one_second_of(peers.memaslap, memcached, MEMASLAP_MIX)
     assert set(result.latency_ms) == {"min", "mean", "max"}
     assert 0 < result.latency_ms["min"] <= result.latency_ms["mean"] <= result.latency_ms["max"]
     assert _memcached_stat(memcached.member, "cmd_set") > sets_before
@@ -287,7 +299,7 @@ def test_memaslap_mix_sets_and_gets(memcached: peers.MemcachedServer) -> None:
 
 def test_memaslap_multi_get_counts_commands_not_keys(memcached: peers.MemcachedServer) -> None:
     hits_before = _memcached_stat(memcached.member, "get_hits")
-    result = _one_second_of(peers.memaslap, memcached.member, MEMASLAP_MULTI_GET)
+    result = _one_second_of(peers.memaslap, memcached, MEMASLAP_MULTI_GET)
     hits = _memcached_stat(memcached.member, "get_hits") - hits_before
     # The last multi-gets may be cut short.
     assert hits >= MEMASLAP_MULTI_GET["batch_keys"] * result.requests * 0.99
@@ -299,7 +311,8 @@ def test_memaslap_multi_get_counts_commands_not_keys(memcached: peers.MemcachedS
 @pytest.mark.needs_tools("redis-server", "memcached")
 def test_servers_are_stopped_when_processes_close(tmp_path: Path) -> None:
     with Processes(UNPINNED, log_dir=str(tmp_path)) as processes:
-        started = [processes.redis(f"{SUBNET}.3"), processes.memcached(f"{SUBNET}.3")]
+        servers = [peers.RedisServer(host=f"{SUBNET}.3"), peers.MemcachedServer(host=f"{SUBNET}.3")]
+        started = [processes.start(server) for server in servers]
         pids = [server.process.pid for server in started if server.process]
         assert len(pids) == 2
         assert all(psutil.pid_exists(pid) for pid in pids)
@@ -311,7 +324,7 @@ def test_servers_are_stopped_when_processes_close(tmp_path: Path) -> None:
 def test_servers_are_pinned_to_the_server_cores(tmp_path: Path) -> None:
     core = min(os.sched_getaffinity(0))
     with Processes(CorePlan(server=(core,), load=()), log_dir=str(tmp_path)) as processes:
-        server = processes.memcached(f"{SUBNET}.4", threads=2)
+        server = processes.start(peers.MemcachedServer(host=f"{SUBNET}.4", threads=2))
         assert server.process is not None
         assert pinned_cores(server.process.pid) == [core]
 
@@ -319,11 +332,11 @@ def test_servers_are_pinned_to_the_server_cores(tmp_path: Path) -> None:
 @pytest.mark.needs_tools("redis-server")
 def test_a_taken_address_is_refused(tmp_path: Path) -> None:
     with Processes(UNPINNED, log_dir=str(tmp_path)) as processes:
-        processes.redis(f"{SUBNET}.5", port=7243)
+        processes.start(peers.RedisServer(host=f"{SUBNET}.5", port=7243))
         with pytest.raises(RuntimeError, match="already in use"):
-            processes.memcached(f"{SUBNET}.5", port=7243)
+            processes.start(peers.MemcachedServer(host=f"{SUBNET}.5", port=7243))
 
 
 def test_only_loopback_addresses_are_used(tmp_path: Path) -> None:
     with Processes(UNPINNED, log_dir=str(tmp_path)) as processes, pytest.raises(ValueError):
-        processes.redis("10.0.243.1")
+        processes.start(peers.RedisServer(host="10.0.243.1"))

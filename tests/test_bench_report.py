@@ -56,19 +56,6 @@ def _document(hot_owner: int | None) -> dict[str, Any]:
         _scenario("owner", "hot"),
         _scenario("single", "one node"),
     ]
-    pids = {"random": (1, 2, 3), "owner": (1, 2, 3), "single": (4,)}
-    prepared = {
-        name: Prepared(
-            target=Target(
-                served_by="test",
-                server_pids=pid_list,
-                url="http://127.0.0.1:7000/kv/k",
-                hot_owner=hot_owner if len(pid_list) > 1 else None,
-            ),
-            server_cores={},
-        )
-        for name, pid_list in pids.items()
-    }
     runs = [
         # Random entry: 600 requests, the nodes evenly busy.
         *(_run("random", r, 600, (0.3, 0.3, 0.3)) for r in range(2)),
@@ -76,6 +63,24 @@ def _document(hot_owner: int | None) -> dict[str, Any]:
         *(_run("owner", r, 1000, (0.5, 0.25, 0.25)) for r in range(2)),
         *(_run("single", r, 100, (1.0,)) for r in range(2)),
     ]
+    return _build(scenarios, runs, hot_owner)
+
+
+def _build(scenarios: list[Scenario], runs: list[Run], hot_owner: int | None) -> dict[str, Any]:
+    """The document of ``runs``; a scenario's servers are as many as its runs' CPU figures."""
+    servers = {run.scenario: len(run.server_cpu_each) for run in runs}
+    prepared = {
+        name: Prepared(
+            target=Target(
+                served_by="test",
+                server_pids=tuple(range(count)),
+                url="http://127.0.0.1:7000/kv/k",
+                hot_owner=hot_owner if count > 1 else None,
+            ),
+            server_cores={},
+        )
+        for name, count in servers.items()
+    }
     return build_document(
         started_at="2027-01-01T00:00:00+00:00",
         mode="full",
@@ -121,6 +126,22 @@ def test_hot_key_columns_appear_only_in_groups_that_name_a_hottest_owner() -> No
     assert "ratio, one core per node" in hot
     assert "CPU per node" not in single
     assert "near-cache hits" in hot and "near-cache hits" in single
+
+
+def test_the_cpu_table_puts_each_scenario_in_its_path_and_door() -> None:
+    # 1.0 s of CPU for 100 requests: 10,000 us each; 2 x 0.1 s for 1,000: 200 us.
+    runs = [_run("owned", 0, 100, (1.0,)), _run("mc-fwd", 0, 1000, (0.1, 0.1))]
+    doc = _build([_scenario("owned", "one key"), _scenario("mc-fwd", "memcached")], runs, None)
+
+    assert doc["cpu_us_per_request"]["owned GET"] == {
+        "HTTP door": {"scenario": "owned", "us": 10_000.0}
+    }
+    table = render_markdown(doc).split("## CPU per request")[1]
+    assert "| path | HTTP door | memcached door |" in table
+    assert "| owned GET | 10000.0 (owned) |  |" in table
+    assert "| forwarded GET |  | 200.0 (mc-fwd) |" in table
+    # Paths no scenario measured are left out.
+    assert "owned SET" not in table
 
 
 def test_placed_keys_sit_where_the_reference_cluster_puts_them() -> None:

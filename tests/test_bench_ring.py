@@ -15,14 +15,13 @@ from typing import Any
 
 import pytest
 
+from benchmarks.render import render, ring_blocks
 from benchmarks.ring import (
     arc_lengths,
     arc_shares,
     balance_of,
     ecs_member_ids,
     key_movement,
-    render_ring_markdown,
-    render_ring_text,
     run_ring_benchmark,
 )
 from client._ring import DEFAULT_VNODES, HashRing
@@ -190,9 +189,9 @@ def test_a_quick_run_reports_its_progress(
     assert any("movement" in line for line in quick_progress)
 
 
-@pytest.mark.parametrize("render", [render_ring_markdown, render_ring_text])
-def test_the_renderers_show_the_figures(render: Any, quick_run: dict[str, Any]) -> None:
-    text = render(quick_run)
+@pytest.mark.parametrize("markdown", [True, False])
+def test_the_renderers_show_the_figures(markdown: bool, quick_run: dict[str, Any]) -> None:
+    text = render(ring_blocks(quick_run), markdown=markdown)
     assert f"{quick_run['lookup']['ns_per_owner']:.0f} ns" in text
     assert f"{quick_run['rebuild']['best_s'] * 1000:.1f} ms" in text
     assert f"{quick_run['target']['value']:.3f}" in text
@@ -203,7 +202,7 @@ def test_the_renderers_show_the_figures(render: Any, quick_run: dict[str, Any]) 
 
 
 def test_the_markdown_is_a_ring_section_with_tables(quick_run: dict[str, Any]) -> None:
-    markdown = render_ring_markdown(quick_run)
+    markdown = render(ring_blocks(quick_run), markdown=True)
     assert markdown.startswith("## Ring\n")
     separators = [line for line in markdown.splitlines() if line.startswith("|---|")]
     assert len(separators) == 2  # balance and movement

@@ -17,17 +17,16 @@ from urllib.parse import unquote
 import pytest
 
 from benchmarks import wrk
-from benchmarks.loadgen import PERCENTILES, LoadSpec, plan_streams
+from benchmarks.loadgen import PERCENTILES, LoadSpec
 from benchmarks.workload import (
     Request,
-    Stream,
-    Workload,
     batch_workload,
     hottest_key,
     key_sequence,
     kv_workload,
     write_files,
 )
+from benchmarks.wrk import stream_connections
 from client import CacheClient
 from client._batch import GET_PATH, decode_request
 from client._ring import HashRing
@@ -161,7 +160,6 @@ def test_owner_routing_refuses_a_member_that_owns_no_requested_key() -> None:
 @pytest.mark.parametrize("routing", ["owner", "entry"])
 def test_batch_bodies_decode_to_batch_keys_distinct_keys(routing: str) -> None:
     workload = batch_workload(KEYS, MEMBERS3, batch_keys=50, routing=routing, bodies_count=8)
-    assert workload.keys_per_request == 50
     ring = HashRing(MEMBERS3)
     for stream in workload.streams:
         assert len(stream.requests) == 8
@@ -182,28 +180,14 @@ def test_batch_owner_routing_needs_enough_owned_keys() -> None:
 # -- sharing connections out, and the files wrk reads
 
 
-def _workload_of(streams: int) -> Workload:
-    return Workload(
-        streams=tuple(
-            Stream(member=f"127.0.244.{i + 1}:7000", requests=(Request("GET", "/kv/a"),))
-            for i in range(streams)
-        )
-    )
+def test_every_stream_gets_the_same_connections() -> None:
+    assert stream_connections(3, 32) == 10
+    assert stream_connections(2, 32) == 16
 
 
-def test_plan_gives_every_stream_the_same_connections() -> None:
-    plan = plan_streams(_workload_of(3), connections=32, workers=1)
-    assert (plan.workers, plan.connections_per_worker, plan.connections) == (3, 10, 30)
-
-
-def test_plan_uses_a_multiple_of_the_streams_when_workers_allow() -> None:
-    plan = plan_streams(_workload_of(3), connections=32, workers=7)
-    assert (plan.workers_per_stream, plan.connections_per_worker, plan.connections) == (2, 5, 30)
-
-
-def test_plan_refuses_fewer_connections_than_streams() -> None:
+def test_a_workload_needs_a_connection_per_stream() -> None:
     with pytest.raises(ValueError, match="cannot serve"):
-        plan_streams(_workload_of(3), connections=2, workers=1)
+        stream_connections(3, 2)
 
 
 def test_written_files_read_back_the_same_requests_and_bodies(tmp_path: Path) -> None:
