@@ -1,6 +1,6 @@
 """Pooled keep-alive HTTP/1.1 to cache nodes, shared by the clients and the node.
 
-A ``Transport`` keeps a small pool of connections per member (``"host:port"``),
+A ``Transport`` keeps small pools of connections per member (``"host:port"``),
 takes already-encoded paths, and turns every failure below HTTP into this
 package's ``TransportError`` tree. It does not interpret statuses: that is
 the caller's business.
@@ -63,13 +63,22 @@ class Reply:
 class Transport:
     """HTTP/1.1 keep-alive pool to cache nodes. Create anywhere; use inside one event loop.
 
-    ``pool_size`` is the most connections open to one member at a time (a
-    request that finds them all busy waits for one, within its timeout);
+    ``pool_size`` is the most connections open to one member at a time, for
+    ``/kv/`` requests and for the others each (a request that finds them all
+    busy waits for one, within its timeout);
     ``timeout`` the seconds a whole request may take, waiting for a
     connection included; ``connect_timeout`` the seconds to open one.
     ``headers`` are sent with every request (auth, for example).
     ``source_host``: the local address connections come from (default: the
     system's choice); a node sets its own, so that peers recognize it.
+    ``pipeline``: reads (GET, HEAD) in flight on one connection at most.
+    Above 1, a read goes to a connection already busy with reads (below
+    that many) before an idle or a new one, and the reads made in one turn
+    of the event loop leave in one write (HTTP/1.1 pipelining; answers
+    come back in order). A node forwards so: under load each side then
+    sends, and wakes the other, once per batch instead of once per
+    request. A timeout, or a failure, then fails every read in flight on
+    that connection. Other requests always have a connection to themselves.
     """
 
     def __init__(
@@ -80,17 +89,25 @@ class Transport:
         connect_timeout: float = 0.5,
         headers: Mapping[str, str] | None = None,
         source_host: str | None = None,
+        pipeline: int = 1,
     ) -> None:
         if pool_size < 1:
             raise ValueError(f"pool_size must be at least 1, got {pool_size}")
+        if pipeline < 1:
+            raise ValueError(f"pipeline must be at least 1, got {pipeline}")
         self.pool_size = pool_size
+        self.pipeline = pipeline
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self._local_addr = (source_host, 0) if source_host else None
         self._default_head = "".join(
             f"{_checked(name)}: {_checked(value)}\r\n" for name, value in (headers or {}).items()
         )
-        self._pools: dict[str, _Pool] = {}
+        # Per member, one pool for /kv/ requests and one for the rest: a node
+        # serves a connection's /kv/ requests on its fast path only until the
+        # connection asks for another route (node.http.fast), so the two
+        # kinds never share a connection.
+        self._pools: dict[tuple[str, bool], _Pool] = {}
 
     def __repr__(self) -> str:
         return (
@@ -121,31 +138,45 @@ class Transport:
         total = self.timeout if timeout is None else timeout
         loop = asyncio.get_running_loop()
         deadline = loop.time() + total
-        pool = self._pools.get(member)
+        kind = (member, path.startswith("/kv/"))
+        pool = self._pools.get(kind)
         if pool is None:
-            pool = self._pools[member] = _Pool(member, self.pool_size)
+            pool = self._pools[kind] = _Pool(member, self.pool_size)
         head = self._head(member, method, path, headers, body)
         if body and len(body) < _JOIN_BODY_BELOW:
             head, body = head + body, None
         head_only = method == "HEAD"
+        # Only reads are pipelined: a node answers them at once. A write may
+        # wait at its owner (for a replica, for near-cache copies to lapse),
+        # and reads queued behind it on its connection would wait with it.
+        reading = head_only or method == "GET"
+        depth = self.pipeline if reading else 1
         for attempt in (1, 2):
-            connection = pool.take_idle()
+            # Pipelining, a busy connection with room goes first: forwards
+            # batch only where they share connections.
+            connection = pool.take_shared(depth) or pool.take_idle()
             if connection is None:
-                connection = await self._open_or_wait(pool, loop, deadline, total)
+                connection = await self._open_or_wait(pool, loop, deadline, total, depth)
+            connection.exclusive = not reading
             try:
-                reply = await connection.exchange(loop, head, body, head_only, deadline, total)
+                reply = await connection.exchange(
+                    loop, head, body, head_only, deadline, total, batch=depth > 1
+                )
             except _Disconnected as exc:
                 pool.discard(connection)
                 if attempt == 1 and exc.stale:
                     continue
                 raise TransportError(f"{member} closed the connection") from exc
+            except asyncio.CancelledError:
+                # Alone on the connection, its answer would come out of step;
+                # among others in flight it is read and dropped in its turn.
+                if not connection.in_flight:
+                    pool.discard(connection)
+                raise
             except BaseException:
                 pool.discard(connection)
                 raise
-            if connection.reusable:
-                pool.release(connection)
-            else:
-                pool.discard(connection)
+            pool.done_with(connection)
             return reply
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -184,7 +215,12 @@ class Transport:
         return head.encode("latin-1")
 
     async def _open_or_wait(
-        self, pool: _Pool, loop: asyncio.AbstractEventLoop, deadline: float, total: float
+        self,
+        pool: _Pool,
+        loop: asyncio.AbstractEventLoop,
+        deadline: float,
+        total: float,
+        depth: int,
     ) -> _Connection:
         """A connection for ``pool``: a new one while under the pool size, else the
         next one released. Raises ``ConnectError``/``ConnectTimeout``/``Timeout``."""
@@ -199,7 +235,7 @@ class Transport:
                     await pool.wait_for_release(loop)
             except TimeoutError:
                 break
-            connection = pool.take_idle()
+            connection = pool.take_shared(depth) or pool.take_idle()
             if connection is not None:
                 return connection
         raise Timeout(
@@ -280,8 +316,35 @@ class _Pool:
             self._forget(connection)
         return None
 
+    def take_shared(self, depth: int) -> _Connection | None:
+        """The open connection with the fewest requests in flight, if that is
+        some and fewer than ``depth`` (pipelining; see ``Transport``)."""
+        if depth < 2:
+            return None
+        best: _Connection | None = None
+        for connection in self.all:
+            in_flight = connection.in_flight
+            if (
+                0 < in_flight < depth
+                and not connection.exclusive
+                and connection.reusable
+                and not connection.closed
+                and (best is None or in_flight < best.in_flight)
+            ):
+                best = connection
+        return best
+
+    def done_with(self, connection: _Connection) -> None:
+        """After an answer on ``connection``: idle again, closed when it may not
+        be reused, or left to the requests still in flight on it."""
+        if not connection.reusable:
+            self.discard(connection)
+        elif not connection.in_flight:
+            self.release(connection)
+
     def release(self, connection: _Connection) -> None:
-        self.idle.append(connection)
+        if connection not in self.idle:  # pipelined, its last two answers may both release it
+            self.idle.append(connection)
         self._wake_one()
 
     def discard(self, connection: _Connection) -> None:
@@ -331,25 +394,41 @@ class _Pool:
                 return
 
 
+@dataclass(slots=True)
+class _Exchange:
+    """A request in flight on a connection: its answer's future, and its timer."""
+
+    waiter: asyncio.Future[Reply]
+    head_only: bool
+    timer: asyncio.TimerHandle | None = None
+
+
 class _Connection(asyncio.Protocol):
-    """One keep-alive connection: sends a request, parses the one answer to it."""
+    """One keep-alive connection: sends requests, parses the answers to them,
+    one after the other (several in flight when the transport pipelines)."""
 
     def __init__(self, member: str) -> None:
         self.member = member
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.reusable = True
-        self._used = False  # has completed an exchange before this one
-        self._waiter: asyncio.Future[Reply] | None = None
-        self._head_only = False
+        self.exclusive = False  # a request in flight that no other may queue behind
+        self._used = False  # has completed an exchange
+        self._pending: collections.deque[_Exchange] = collections.deque()
+        self._out: list[bytes] = []  # requests to write at the end of this loop turn
         self._buffer = bytearray()
-        self._received = False  # any byte of the current answer
-        # Parse state of the current answer; _status 0 means "head not yet read".
+        self._received = False  # any byte of the first pending answer
+        # Parse state of the first pending answer; _status 0 means "head not yet read".
         self._status = 0
         self._headers: CIMultiDictProxy[str] | None = None
         self._length = -1  # body bytes still expected; -1 chunked or until close
         self._chunked = False
         self._chunks: list[bytes] = []
+
+    @property
+    def in_flight(self) -> int:
+        """Requests sent (or about to be) whose answers have not been read."""
+        return len(self._pending)
 
     # -- asyncio.Protocol
 
@@ -358,8 +437,7 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        waiter = self._waiter
-        if waiter is None or waiter.done():
+        if not self._pending:
             # Bytes nobody asked for: the connection is out of step.
             self.abort()
             return
@@ -373,14 +451,20 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.reusable = False
-        waiter = self._waiter
-        if waiter is None or waiter.done():
+        pending = self._pending
+        if not pending:
             return
         if self._status and not self._chunked and self._length < 0:
             self._finish(bytes(self._buffer))  # a body delimited by the close
-            return
+        # The first pending request on a reused connection of which not one
+        # byte came back never reached the node (it had closed the idle
+        # connection): it may be sent again. Those behind it may have.
         stale = self._used and not self._received
-        waiter.set_exception(_Disconnected(stale))
+        while pending:
+            waiter = pending.popleft().waiter
+            if not waiter.done():
+                waiter.set_exception(_Disconnected(stale))
+            stale = False
 
     # -- used by Transport
 
@@ -392,22 +476,33 @@ class _Connection(asyncio.Protocol):
         head_only: bool,
         deadline: float,
         total: float,
+        *,
+        batch: bool = False,
     ) -> Reply:
-        assert self.transport is not None
+        """Send one request and wait for its answer. ``batch``: written with the
+        others of this loop turn, at its end."""
+        transport = self.transport
+        assert transport is not None
         waiter: asyncio.Future[Reply] = loop.create_future()
-        self._waiter = waiter
-        self._head_only = head_only
-        self._received = False
-        if body is None:
-            self.transport.write(head)
+        exchange = _Exchange(waiter, head_only)
+        if not self._pending:
+            self._received = False
+        self._pending.append(exchange)
+        if batch:
+            if not self._out:
+                loop.call_soon(self._flush)
+            self._out.append(head)
+            if body is not None:
+                self._out.append(body)
+        elif body is None:
+            transport.write(head)
         else:
-            self.transport.writelines((head, body))
-        timer = loop.call_at(deadline, self._time_out, total)
+            transport.writelines((head, body))
+        exchange.timer = loop.call_at(deadline, self._time_out, total)
         try:
             return await waiter
         finally:
-            timer.cancel()
-            self._waiter = None
+            exchange.timer.cancel()
 
     def abort(self) -> None:
         self.closed = True
@@ -415,40 +510,58 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    # -- parsing
+    # -- writing and failing
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if self.transport is not None and not self.closed:
+            self.transport.writelines(out)
 
     def _time_out(self, total: float) -> None:
         self._fail(Timeout(f"{self.member} did not answer within {total:g}s"))
 
     def _fail(self, exc: Exception) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(exc)
+        """Fail every request in flight with ``exc`` and close: an answer still
+        owed would put every later one out of step."""
+        pending = self._pending
+        while pending:
+            waiter = pending.popleft().waiter
+            if not waiter.done():
+                waiter.set_exception(exc)
         self.abort()
 
+    # -- parsing
+
     def _parse(self) -> None:
+        """Read every whole answer in the buffer, each for the oldest request."""
+        while self._pending and self._parse_one():
+            if not self._buffer:
+                return
+
+    def _parse_one(self) -> bool:
+        """Read one answer; False while it is not all there."""
         buffer = self._buffer
         if not self._status:
             end = buffer.find(b"\r\n\r\n")
             if end < 0:
                 if len(buffer) > _MAX_HEAD_BYTES:
                     raise TransportError(f"{self.member} sent a response head over 64 KiB")
-                return
+                return False
             head = buffer[:end].decode("latin-1")
             del buffer[: end + 4]
             if not self._read_head(head):
-                # An interim 1xx answer: the real one follows.
-                if buffer:
-                    self._parse()
-                return
+                return True  # an interim 1xx answer: the real one follows
         if self._chunked:
-            self._parse_chunks()
-        elif self._length >= 0 and len(buffer) >= self._length:
-            if len(buffer) > self._length:
-                raise TransportError(f"{self.member} sent more than the declared body")
-            body = bytes(buffer)  # one copy: the buffer holds exactly the body
-            buffer.clear()
-            self._finish(body)
+            return self._parse_chunks()
+        length = self._length
+        if length < 0 or len(buffer) < length:
+            return False
+        if len(buffer) > length and len(self._pending) == 1:
+            raise TransportError(f"{self.member} sent more than the declared body")
+        body = bytes(buffer[:length])
+        del buffer[:length]
+        self._finish(body)
+        return True
 
     def _read_head(self, head: str) -> bool:
         """Read the status line and headers; False for an interim (1xx) answer."""
@@ -480,7 +593,7 @@ class _Connection(asyncio.Protocol):
     def _frame_body(self, status: int, headers: CIMultiDict[str]) -> None:
         """How the body of this answer ends: after a length, in chunks, or with
         the connection."""
-        if self._head_only or status in _NO_BODY_STATUSES:
+        if self._pending[0].head_only or status in _NO_BODY_STATUSES:
             self._length = 0
         elif "chunked" in headers.get("Transfer-Encoding", "").lower():
             self._chunked = True
@@ -493,12 +606,13 @@ class _Connection(asyncio.Protocol):
             self._length = -1  # the body ends when the connection does
             self.reusable = False
 
-    def _parse_chunks(self) -> None:
+    def _parse_chunks(self) -> bool:
+        """Read chunks of the answer; True once it is whole."""
         buffer = self._buffer
         while True:
             if self._length > 0:  # inside a chunk: its bytes and the CRLF after it
                 if len(buffer) < self._length + 2:
-                    return
+                    return False
                 self._chunks.append(bytes(buffer[: self._length]))
                 del buffer[: self._length + 2]
                 self._length = -1
@@ -509,15 +623,15 @@ class _Connection(asyncio.Protocol):
                 else:
                     end = buffer.find(b"\r\n\r\n")
                     if end < 0:
-                        return
+                        return False
                     del buffer[: end + 4]
                 self._finish(b"".join(self._chunks))
-                return
+                return True
             end = buffer.find(b"\r\n")
             if end < 0:
                 if len(buffer) > _MAX_HEAD_BYTES:
                     raise TransportError(f"{self.member} sent a malformed chunk size")
-                return
+                return False
             size = bytes(buffer[:end]).split(b";", 1)[0].strip()
             del buffer[: end + 2]
             try:
@@ -534,6 +648,7 @@ class _Connection(asyncio.Protocol):
         self._chunked = False
         self._chunks = []
         self._used = True
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
+        self._received = bool(self._buffer)  # bytes of the next answer, pipelined
+        waiter = self._pending.popleft().waiter
+        if not waiter.done():  # not timed out or cancelled meanwhile
             waiter.set_result(reply)

@@ -231,6 +231,12 @@ def add_memcached_door(
     return door
 
 
+# Requests in flight on one connection to a peer (client._transport.Transport):
+# under load each side sends, and wakes the other, once per batch of
+# forwards; more would only make a slow answer hold up more behind it.
+_PEER_PIPELINE = 8
+
+
 def _build(config: Config, self_id: str, peer_headers: dict[str, str] | None) -> _Node:
     """The parts, bottom up: store, peers, membership, then the core around them."""
     store = Store(max_bytes=config.max_bytes)
@@ -243,6 +249,8 @@ def _build(config: Config, self_id: str, peer_headers: dict[str, str] | None) ->
         # single address is in ECS): peers then count its connections as a
         # member's (the connections kept for peers).
         source_host=None if config.host in _WILDCARDS else config.host,
+        # Forwards to one peer share connections, a loop turn's in one write.
+        pipeline=_PEER_PIPELINE,
     )
     breakers = CircuitBreakers(
         failures_to_open=config.breaker_failures, cooldown=config.breaker_cooldown

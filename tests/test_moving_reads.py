@@ -41,7 +41,7 @@ class Network(NoPeers):
         self.asked.append(member)
         if (hook := self.before.pop(member, None)) is not None:
             hook()
-        return await self.nodes[member].for_peer(key, READER, near_ttl=near_ttl, local=local)
+        return self.nodes[member].for_peer(key, READER, near_ttl=near_ttl, local=local)
 
 
 def node(

@@ -21,15 +21,16 @@ is exempt: each setting has an effect that a few seconds show.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.client
 import re
 import socket
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import aiohttp
 import orjson
 import pytest
 
@@ -293,17 +294,29 @@ def gives_up_connecting_at_its_connect_timeout(lab: Lab) -> None:
 @checks("CACHE_PEER_POOL_SIZE")
 def keeps_its_pool_of_connections_per_peer(lab: Lab) -> None:
     first, *others = lab.trio.members
-    keys = [key_away_from(lab.trio.members, first, f"pooled-{n}") for n in range(12)]
+    keys = [key_away_from(lab.trio.members, first, f"pooled-{n}") for n in range(64)]
     for key in keys:
-        put_at_owner(lab.trio.members, key, b"p" * 256 * 1024)
-    # Read at once through the first node: at the default size its forwards
-    # would open a connection each to the owner.
-    with ThreadPoolExecutor(len(keys)) as pool:
-        statuses = list(pool.map(lambda key: call(first, "GET", f"/kv/{key}").status, keys))
-    assert statuses == [200] * len(keys)
+        put_at_owner(lab.trio.members, key, b"p" * 1024)
+
+    async def read_all_at_once() -> list[int]:
+        async with aiohttp.ClientSession() as session:
+
+            async def read(key: str) -> int:
+                async with session.get(f"http://{first}/kv/{key}") as answer:
+                    await answer.read()
+                    return answer.status
+
+            return await asyncio.gather(*(read(key) for key in keys))
+
+    # Read at once through the first node, some 32 forwards to each peer in
+    # flight: at the default size they would take four connections to each
+    # (eight in flight on one, client._transport), and more if the answers
+    # come slower.
+    assert asyncio.run(read_all_at_once()) == [200] * len(keys)
     host = lab.trio.nodes[0].host
     open_to = {member: established(host, member) for member in others}
-    assert max(open_to.values()) == 1, open_to
+    # One for /kv/ requests, one for the rest (gossip).
+    assert max(open_to.values()) <= 2, open_to
 
 
 @checks("CACHE_HEALTH_INTERVAL")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -88,6 +89,52 @@ async def test_a_keep_alive_connection_is_reused(serve: Serve) -> None:
         assert (reply.status, reply.body) == (200, b"hello")
         assert reply.headers["x-thing"] == "1"  # names ignore case
     assert server.connections == 1
+    await transport.close()
+
+
+async def test_pipelined_requests_share_connections_and_keep_their_answers(
+    serve: Serve,
+) -> None:
+    # Each answer names its request. With a connection open, 8 at once go
+    # on it together; then 40 at once, over at most the pool's connections.
+    def answer(line: str) -> bytes:
+        path = line.split(" ")[1].encode()
+        if line.startswith("HEAD"):  # its length, never its body
+            return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(path)
+        return _ok(path)
+
+    server = await serve(answer)
+    transport = Transport(pipeline=8, pool_size=4)
+    await transport.request(server.member, "GET", "/kv/warm")
+
+    async def ask(count: int) -> None:
+        paths = [f"/kv/p{n}" for n in range(count)]
+        replies = await asyncio.gather(*(transport.request(server.member, "GET", p) for p in paths))
+        assert [reply.body for reply in replies] == [path.encode() for path in paths]
+
+    await ask(8)
+    assert server.connections == 1
+    await ask(40)
+    assert server.connections <= 4
+    head = await transport.request(server.member, "HEAD", "/kv/h")  # no body read after it
+    after = await transport.request(server.member, "GET", "/kv/after")
+    assert (head.body, after.body) == (b"", b"/kv/after")
+    await transport.close()
+
+
+async def test_a_pipelined_connection_that_closes_fails_what_it_still_owed(
+    serve: Serve,
+) -> None:
+    # The server answers the first request and closes: the two behind it on
+    # the same connection get TransportError, not each other's answers.
+    server = await serve(lambda line: _ok(b"first") if line.endswith("/kv/0 HTTP/1.1") else None)
+    transport = Transport(pipeline=4, pool_size=1)
+    results = await asyncio.gather(
+        *(transport.request(server.member, "GET", f"/kv/{n}") for n in range(3)),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], object) and getattr(results[0], "body", None) == b"first"
+    assert all(isinstance(result, TransportError) for result in results[1:]), results
     await transport.close()
 
 
@@ -197,3 +244,39 @@ def test_line_breaks_in_paths_and_headers_are_refused() -> None:
         transport._head("a:1", "GET", "/x\r\nEvil: 1", None, None)
     with pytest.raises(ValueError):
         transport._head("a:1", "GET", "/x", {"X-Ok": "1\r\nEvil: 1"}, None)
+
+
+async def test_a_read_never_queues_behind_a_write_on_a_pipelined_connection() -> None:
+    # A write may wait at its owner; the reads sent meanwhile must not wait
+    # with it. The server holds every PUT until a GET has been answered.
+    answered_a_get = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                if head.startswith(b"PUT"):
+                    await reader.readexactly(1)
+                    await asyncio.wait_for(answered_a_get.wait(), 5)
+                    writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+                else:
+                    writer.write(_ok(b"read"))
+                    answered_a_get.set()
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    member = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    transport = Transport(pipeline=8, pool_size=4)
+    await transport.request(member, "GET", "/kv/warm")  # a connection to share
+    answered_a_get.clear()
+    done: list[str] = []
+
+    async def note(method: str) -> None:
+        await transport.request(member, method, "/kv/k", body=b"v" if method == "PUT" else None)
+        done.append(method)
+
+    await asyncio.gather(note("PUT"), note("GET"))
+    assert done == ["GET", "PUT"]
+    await transport.close()
+    server.close()

@@ -26,7 +26,7 @@ import enum
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from ..cache.store import Item, Store
+from ..cache.store import Item, ItemHit, Store
 from ..errors import NodeError, NotOwner, OwnersUnavailable, ValueTooLarge
 from ..peers.invalidation import Invalidations
 from ..results import Found, Hit, HitOutcome, KeyOutcome
@@ -99,19 +99,39 @@ class Reads:
     def read_item_owned(self, key: str) -> Item | Local:
         """``read_owned`` with the entry's version and flags (memcached's reads).
         Unlike ``read_owned`` it answers non-ASCII keys too (memcached clients
-        send bytes of every kind); keys that are not valid text go to ``get``."""
+        send bytes of every kind); keys that are not valid text go to ``get``.
+
+        The memcached door's hottest call: ``_answers_alone`` is inlined for
+        a key with one owner."""
         try:
             size = len(key) if key.isascii() else len(key.encode())
         except UnicodeEncodeError:
             return Local.ELSEWHERE
         if not 0 < size <= self.max_key_bytes:
             return Local.ELSEWHERE
-        if not self._answers_alone(key):
+        if self.replicas != 1:
+            if not self._answers_alone(key):
+                return Local.ELSEWHERE
+            return self.store.get_item(key) or Local.ELSEWHERE
+        membership = self.membership
+        if membership.history:  # keys moving (``Placement.moving``)
             return Local.ELSEWHERE
-        item = self.store.get_item(key)
-        if item is None:
-            return Local.MISS if self.replicas == 1 else Local.ELSEWHERE
-        return item
+        if membership.ring.owner(key) != self.self_id:
+            return Local.ELSEWHERE
+        return self.store.get_item(key) or Local.MISS
+
+    def read_items_owned(self, keys: Sequence[str]) -> list[ItemHit | None] | None:
+        """``read_item_owned`` of every key at once (memcached's multi-get): each
+        key's ``(value, flags, version)`` or None for a miss, or None when not
+        all of them can be answered here at once (then ``get_items``). Keys
+        are checked as ``read_item_owned`` checks them."""
+        membership = self.membership
+        if self.replicas != 1 or membership.history or not _all_fit(keys, self.max_key_bytes):
+            return None  # ``history``: keys moving (``Placement.moving``)
+        owners = membership.ring.owner_of_each(keys)
+        if owners.count(self.self_id) != len(owners):
+            return None
+        return self.store.get_hits(keys)
 
     def _answers_alone(self, key: str) -> bool:
         """Whether this node's store alone answers ``key``: it owns the key
@@ -124,8 +144,9 @@ class Reads:
             return ring.owner(key) == self.self_id
         return self.self_id in ring.owners(key, self.replicas) and self.store.peek(key) is not None
 
-    async def for_peer(self, key: str, peer: str, *, near_ttl: float | None, local: bool) -> Found:
-        """A read a peer sent here: this node's own entry (see the module docstring)."""
+    def for_peer(self, key: str, peer: str, *, near_ttl: float | None, local: bool) -> Found:
+        """A read a peer sent here: this node's own entry (see the module
+        docstring), answered at once: it waits for nothing."""
         if not local and self.self_id not in self.placement.owners(key):
             raise NotOwner(
                 f"{self.self_id} does not own this key under ring {self.placement.ring.version}.",
@@ -374,6 +395,22 @@ class Reads:
         for index in indexes:
             entry = get_entry(keys[index])
             outcomes[index] = None if entry is None else entry[0]
+
+
+def _all_fit(keys: Sequence[str], limit: int) -> bool:
+    """Whether every key is valid text of 1 to ``limit`` bytes of UTF-8, checked
+    for the whole batch at once (a character is at most 4 bytes)."""
+    if not keys or not all(keys):
+        return False
+    joined = "".join(keys)
+    longest = max(map(len, keys))
+    if joined.isascii():
+        return longest <= limit
+    try:
+        joined.encode()
+    except UnicodeEncodeError:
+        return False
+    return longest * 4 <= limit or all(len(key.encode()) <= limit for key in keys)
 
 
 def _newest_answer(owner_sets: list[list[str]], answers: dict[str, Found | NodeError]) -> Found:

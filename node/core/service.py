@@ -23,7 +23,7 @@ import asyncio
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from ..cache.store import Item, Store
+from ..cache.store import Item, ItemHit, Store
 from ..errors import Draining, NodeError, Starting, ValueTooLarge
 from ..peers.invalidation import Invalidations
 from ..peers.transfer import Entry
@@ -166,12 +166,20 @@ class KeyService:
         counts towards near-cache admission (HEADs do not). Raises
         ``InvalidRequest`` errors, ``NotOwner`` (to a peer) or ``Unavailable``.
         """
-        self.check_key(key)
         if peer is not None:
-            self.stats.served_for_peers += 1
-            return await self.reads.for_peer(key, peer, near_ttl=near_ttl, local=local)
+            return self.read_for_peer(key, peer, near_ttl=near_ttl, local=local)
+        self.check_key(key)
         self.check_serving()
         return await self.reads.get(key, count=count)
+
+    def read_for_peer(
+        self, key: str, peer: str, *, near_ttl: float | None = None, local: bool = False
+    ) -> Found:
+        """``get`` for a read ``peer`` sent here: answered at once, from this
+        node's store. Raises ``InvalidRequest`` errors or ``NotOwner``."""
+        self.check_key(key)
+        self.stats.served_for_peers += 1
+        return self.reads.for_peer(key, peer, near_ttl=near_ttl, local=local)
 
     # -- writes
 
@@ -249,6 +257,28 @@ class KeyService:
         if lifecycle.draining or not lifecycle.is_ready():
             return None  # write() says why not
         return self.writes.write_at_once(key, mutation)
+
+    def set_owned(self, key: str, value: bytes, *, ttl: float | None, flags: int) -> int | None:
+        """``write_at_once`` of a plain set, the memcached door's hot write: the
+        version stored, or None (then call ``write``). Raises ``ValueTooLarge``."""
+        limits = self.limits
+        try:
+            size = len(key) if key.isascii() else len(key.encode())
+        except UnicodeEncodeError:
+            return None  # write() says what is wrong with it
+        if not 0 < size <= limits.max_key_bytes or len(value) > limits.max_value_bytes:
+            return None
+        lifecycle = self.lifecycle
+        if lifecycle.draining or not lifecycle.is_ready():
+            return None
+        return self.writes.set_owned(key, value, ttl, flags)
+
+    def read_items_owned(self, keys: Sequence[str]) -> list[ItemHit | None] | None:
+        """Each key's ``(value, flags, version)`` (None: a miss) when this node
+        alone answers every key at once, else None (then ``get_items``)."""
+        if not self.lifecycle.is_ready():
+            return None
+        return self.reads.read_items_owned(keys)
 
     def _wrote_through(self, keys: Iterable[str]) -> None:
         """The one place this node forgets what it knew of keys written through

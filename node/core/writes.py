@@ -159,6 +159,26 @@ class Writes:
             outcome = Outcome.DELETED if done else Outcome.NOT_FOUND
         return self._written(outcome, version, [self.self_id], 1, decision)
 
+    def set_owned(self, key: str, value: bytes, ttl: float | None, flags: int) -> int | None:
+        """A set of a key this node alone owns under a stable ring, done at once
+        without the objects of ``write_at_once``: the version it was stored at,
+        or None (then ``write``) for every case ``write_at_once`` leaves to
+        ``write``. Raises ``ValueTooLarge`` when the entry cannot fit."""
+        placement = self.placement
+        membership = placement.membership
+        # Keys not moving (``Placement.moving``), one owner, and no near-cache
+        # copy to tell of the change: a key not in the log has none
+        # (``apply_here`` would find no notice to gather).
+        if membership.history or placement.replicas != 1 or key in self.invalidations.log:
+            return None
+        if membership.ring.owner(key) != self.self_id:
+            return None
+        version = self.clock.next()
+        # Kept only when newer than what is here; else ``write`` stamps again.
+        if not self.store.merge(key, value, ttl=ttl, version=version, flags=flags):
+            return None
+        return version
+
     async def write(self, key: str, mutation: Mutation) -> Written:
         """Apply ``mutation`` to ``key`` at its owners, stamping and retrying as
         the module docstring says. Raises ``NodeError``s."""

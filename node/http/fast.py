@@ -42,7 +42,7 @@ from ..request_id import MAX_REQUEST_ID, REQUEST_ID
 from .errors import HttpError, from_node_error
 from .guard import RouteGuard, log_access, unauthorized
 from .head import Head, parse_head
-from .kv import MISS_BODY, Answer, KvRoute
+from .kv import MISS_BODY, Answer, KvRoute, near_ttl_of
 from .render import Clock, HotAnswers, connection_line, error_body, render
 from .wire import parse_key, ttl_of
 
@@ -55,6 +55,9 @@ log = logging.getLogger(__name__)
 
 # A head longer than this is not the fast path's (aiohttp answers 414 or 431).
 _MAX_HEAD = 8190
+# Seconds a connection reads away a body it refused before it closes (as
+# aiohttp's lingering_time, which node.http.server sets for its own).
+_LINGER = 1.0
 # Bytes of a pipelined request read ahead while one is served, before reading pauses.
 _READ_AHEAD = 256 * 1024
 
@@ -77,7 +80,8 @@ class _State(enum.Enum):
     BODY = 2  # waiting for the rest of a body
     BUSY = 3  # a request is being served in a task
     IDLE = 4  # between requests
-    DONE = 5  # closing, or handed to aiohttp
+    LINGER = 5  # refused a body: reading it away for a moment, then closing
+    DONE = 6  # closing, or handed to aiohttp
 
 
 class KvDoor:
@@ -177,8 +181,11 @@ class FastKvProtocol(asyncio.Protocol):
         self.since = 0.0  # when the state began (loop time)
         self.reserved = 0  # budget bytes held for the body being read
         self.charged = 0  # budget bytes charged for an answer not yet sent
+        self.unread = 0  # bytes of a refused body still to read away (LINGER)
         self.reading_paused = False
         self.writing_paused_at: float | None = None
+        # While ``_serve`` runs, the answers it writes (see there).
+        self.outbox: list[bytes] | None = None
 
     # -- asyncio.Protocol
 
@@ -206,8 +213,13 @@ class FastKvProtocol(asyncio.Protocol):
         self._give_back()
 
     def data_received(self, data: bytes) -> None:
-        self.buffer = self.buffer + data if self.buffer else data
         state = self.state
+        if state is _State.LINGER:
+            self.unread -= len(data)
+            if self.unread <= 0:
+                self._close()
+            return
+        self.buffer = self.buffer + data if self.buffer else data
         if state is _State.BUSY or self.writing_paused_at is not None:
             if len(self.buffer) > _READ_AHEAD:
                 self._pause_reading()
@@ -254,9 +266,13 @@ class FastKvProtocol(asyncio.Protocol):
         if state is _State.HEAD and waited > timeouts.head:
             self.server.stats.head_timeouts += 1
             self._refuse(HttpError(408, "head_timeout", "The request head did not arrive in time."))
+            transport.close()
         elif state is _State.BODY and waited > timeouts.body:
             detail = f"The body did not arrive within {timeouts.body:g}s."
             self._refuse(HttpError(408, "body_timeout", detail))
+            transport.close()
+        elif state is _State.LINGER and waited > _LINGER:
+            self._close()
         elif state is _State.IDLE and waited > timeouts.idle:
             self._finish()
             transport.close()
@@ -276,15 +292,24 @@ class FastKvProtocol(asyncio.Protocol):
         """Serve every whole request in the buffer, in order, until one goes
         to a task, the connection closes or is handed over."""
         door = self.door
-        while (
-            self.state is not _State.DONE
-            and self.state is not _State.BUSY
-            and self.writing_paused_at is None  # resume_writing serves the rest
-        ):
-            request = self._next_request()
-            if request is None:
-                return
-            self._answer(*request, door)
+        # The answers to the requests of one read leave in one write.
+        self.outbox = []
+        try:
+            while (
+                self.state is not _State.DONE
+                and self.state is not _State.BUSY
+                and self.state is not _State.LINGER
+                and self.writing_paused_at is None  # resume_writing serves the rest
+            ):
+                if not self.buffer:
+                    return
+                request = self._next_request()
+                if request is None:
+                    return
+                self._answer(*request, door)
+        finally:
+            self._flush()
+            self.outbox = None
 
     def _next_request(self) -> tuple[Head, bytes] | None:
         """The next whole request, taken off the buffer; None while there is
@@ -305,7 +330,7 @@ class FastKvProtocol(asyncio.Protocol):
             self.buffer = buffer[start:]
             return head, b""
         if self.state is not _State.BODY:
-            if not self._admit_body(head):
+            if not self._admit_body(head, start):
                 return None
             self.state = _State.BODY
             self.since = self.loop.time()
@@ -314,27 +339,38 @@ class FastKvProtocol(asyncio.Protocol):
         self.buffer = buffer[start + length :]
         return head, buffer[start : start + length]
 
-    def _admit_body(self, head: Head) -> bool:
-        """Whether a body may be read, checked from the head before a byte of
-        it is: the credentials (else 401), the declared length against the
-        value limit (else 413) and the budget (else 503 busy). A refusal
-        closes the connection, the body unread."""
+    def _admit_body(self, head: Head, start: int) -> bool:
+        """Whether a body (from ``start`` in the buffer) may be read, checked from
+        the head before it is: the credentials (else 401), the declared length
+        against the value limit (else 413) and the budget (else 503 busy). A
+        refused body is not kept: the connection reads it away for a moment
+        (so that an honest client sending it whole reads the answer), then
+        closes."""
         door = self.door
         if door.auth_required and not door.guard.authenticates(
             _text(head.fields.get(b"authorization"))
         ):
-            self._refuse(unauthorized(), head)
-            return False
-        if head.length > door.max_value_bytes:
+            error = unauthorized()
+        elif head.length > door.max_value_bytes:
             detail = f"The value is {head.length} bytes; the limit is {door.max_value_bytes}."
-            self._refuse(HttpError(413, "too_large", detail), head)
-            return False
-        if not door.budget.reserve(head.length):
+            error = HttpError(413, "too_large", detail)
+        elif not door.budget.reserve(head.length):
             detail = "This node holds as many request bodies as it may; try again shortly."
-            self._refuse(HttpError(503, "busy", detail, headers={"Retry-After": "1"}), head)
-            return False
-        self.reserved = head.length
-        return True
+            error = HttpError(503, "busy", detail, headers={"Retry-After": "1"})
+        else:
+            self.reserved = head.length
+            return True
+        self._refuse(error, head)
+        if self.state is _State.DONE and self.transport is not None:
+            self.unread = head.length - (len(self.buffer) - start)
+            self.buffer = b""
+            self.state = _State.LINGER
+            self.since = self.loop.time()
+            if self.unread <= 0:
+                self._close()
+            else:
+                self.server.fast.add(self)  # for the sweep to end the lingering
+        return False
 
     def _answer(self, head: Head, body: bytes, door: KvDoor) -> None:
         started = time.perf_counter()
@@ -348,14 +384,32 @@ class FastKvProtocol(asyncio.Protocol):
             self._send_answer(head, door.error(unauthorized()), request_id)
             self._done(head, 401, started, request_id)
             return
-        if b"x-cache-hop" not in fields:
+        hop = fields.get(b"x-cache-hop")
+        if hop is None:
             status = self._answer_at_once(head, body, door, request_id)
             if status:
                 self._done(head, status, started, request_id)
                 return
+        elif head.method != "PUT" and head.method != "DELETE" and self._from_peer(head):
+            # A peer's read (the owner's half of a forward): from the store, at once.
+            try:
+                answer = door.route.peer_read(
+                    head.target,
+                    hop.decode("latin-1"),
+                    near_ttl=near_ttl_of(_text(fields.get(b"x-cache-near-ttl"))),
+                    local=b"x-cache-local" in fields,
+                )
+            except HttpError as exc:
+                answer = door.error(exc)
+            self._send_answer(head, answer, request_id)
+            self._done(head, answer.status, started, request_id)
+            return
         self.state = _State.BUSY
         call = _FastCall(head, body, door.guard)
         self.loop.create_task(self._answer_later(call, request_id, started))
+
+    def _from_peer(self, head: Head) -> bool:
+        return self.door.guard.is_peer_token(_text(head.fields.get(b"authorization")))
 
     def _answer_at_once(
         self, head: Head, body: bytes, door: KvDoor, request_id: bytes | None
@@ -369,10 +423,11 @@ class FastKvProtocol(asyncio.Protocol):
                 return self._read_at_once(head, key, door, request_id)
             if method == "PUT":
                 ttl = ttl_of(_ttl_values(head))
-                mutation = Mutation(op=Op.SET, value=body, ttl=ttl)
-            else:
-                mutation = Mutation(op=Op.DELETE)
-            written = door.service.write_at_once(key, mutation)
+                if not door.service.set_owned(key, body, ttl=ttl, flags=0):
+                    return 0
+                self._write(door.answers().written + self._extra(head, request_id) + b"\r\n")
+                return 204
+            written = door.service.write_at_once(key, Mutation(op=Op.DELETE))
         except (NodeError, HttpError):
             return 0  # KvRoute says what is wrong, with the ring header errors carry
         if written is None:
@@ -455,9 +510,7 @@ class FastKvProtocol(asyncio.Protocol):
             logged_id = None if request_id is None else request_id.decode("ascii")
             log_access(head.method, path, status, seconds, logged_id)
         if not head.keep_alive:
-            self._finish()
-            if self.transport is not None:
-                self.transport.close()
+            self._close()
             return
         self.state = _State.HEAD if self.buffer else _State.IDLE
         self.since = self.loop.time()
@@ -465,20 +518,21 @@ class FastKvProtocol(asyncio.Protocol):
     # -- the connection's end, or its handover
 
     def _refuse(self, error: HttpError, head: Head | None = None) -> None:
-        """Answer with ``error`` and close, the rest of the request unread."""
+        """Answer with ``error`` and close, the rest of the request unread.
+        (The connection stays open, reading nothing, until the caller says.)"""
         extra = self.door.clock.date_line + b"Connection: close\r\n"
         self._write(_bytes_of(self.door.error(error), extra, head_only=_is_head(head)))
         if self.door.counting and head is not None:
             self.door.observe(head.method, error.status, 0.0)
         self._finish()
-        if self.transport is not None:
-            self.transport.close()
+        self._flush()
 
     def _hand_over(self) -> None:
         """Give the connection, and what it sent not yet served, to aiohttp."""
         transport = self.transport
         if transport is None:
             return
+        self._flush()  # what was answered goes first
         self.server.fast.discard(self)
         self.state = _State.DONE
         handler = self.server.handed_over_handler(self.address)
@@ -509,8 +563,23 @@ class FastKvProtocol(asyncio.Protocol):
             self.charged = 0
 
     def _write(self, data: bytes) -> None:
-        if self.transport is not None:
+        if self.outbox is not None:
+            self.outbox.append(data)
+        elif self.transport is not None:
             self.transport.write(data)
+
+    def _flush(self) -> None:
+        """Write what ``_serve`` has answered so far (before a close or a handover)."""
+        outbox = self.outbox
+        if outbox and self.transport is not None:
+            self.transport.write(outbox[0] if len(outbox) == 1 else b"".join(outbox))
+            outbox.clear()
+
+    def _close(self) -> None:
+        self._finish()
+        if self.transport is not None:
+            self._flush()
+            self.transport.close()
 
     def _pause_reading(self) -> None:
         if not self.reading_paused and self.transport is not None:

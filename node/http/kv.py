@@ -37,7 +37,7 @@ from ..results import Found, Written
 from .errors import HttpError, from_node_error, method_not_allowed
 from .wire import BodyLimits, parse_key, read_body, target_path, ttl_of
 
-__all__ = ["MISS_BODY", "Answer", "KvCall", "KvRoute"]
+__all__ = ["MISS_BODY", "Answer", "KvCall", "KvRoute", "near_ttl_of"]
 
 _METHODS = ("GET", "HEAD", "PUT", "DELETE")
 _OCTETS = "application/octet-stream"
@@ -164,8 +164,11 @@ class KvRoute:
             if method == "GET" or method == "HEAD":
                 if peer is None:
                     return self._found(await self.service.get(key, count=method == "GET"))
-                found = await self.service.get(
-                    key, peer=peer, near_ttl=_near_ttl(headers), local=LOCAL_HEADER in headers
+                found = self.service.read_for_peer(
+                    key,
+                    peer,
+                    near_ttl=near_ttl_of(headers.get(NEAR_TTL_HEADER)),
+                    local=LOCAL_HEADER in headers,
                 )
                 return self._found_for_peer(found)
             # A writer's version and "previous owner" are a peer's to give.
@@ -197,6 +200,19 @@ class KvRoute:
         except HttpError as exc:
             exc.headers[RING_HEADER] = self._ring_version()
             raise
+
+    def peer_read(self, target: str, peer: str, *, near_ttl: float | None, local: bool) -> Answer:
+        """A GET a peer sent for the path ``target`` (``answer`` for one),
+        answered at once: it waits for nothing. Raises ``HttpError`` as
+        ``answer`` does."""
+        if self.membership.ring is not self._ring:
+            self._ring_changed()
+        try:
+            key = parse_key(target)
+            found = self.service.read_for_peer(key, peer, near_ttl=near_ttl, local=local)
+        except NodeError as exc:
+            raise from_node_error(exc, headers={RING_HEADER: self._ring_version()}) from None
+        return self._found_for_peer(found)
 
     def _ring_version(self) -> str:
         return self._plain_headers[RING_HEADER]
@@ -245,10 +261,10 @@ class KvRoute:
             headers[VIA_HEADER] = via
 
 
-def _near_ttl(headers: Mapping[str, str]) -> float | None:
-    """The seconds a forwarding peer will keep a near-cache copy; None when it
-    did not say, or said something that is not a positive number."""
-    raw = headers.get(NEAR_TTL_HEADER)
+def near_ttl_of(raw: str | None) -> float | None:
+    """The seconds a forwarding peer will keep a near-cache copy (its
+    ``X-Cache-Near-TTL``); None when it did not say, or said something that
+    is not a positive number."""
     if raw is None:
         return None
     try:

@@ -7,6 +7,7 @@ whole key space: the node forwards what it does not own, as mcrouter would.
     parser      bytes in, commands out (pure)
     commands    the commands, as values
     executor    a command -> calls of ``KeyService`` -> its reply (meta: mg ms md ma)
+    hot         one whole get or set of owned keys: bytes in, reply out, in one pass
     replies     reply lines; core errors in memcached's words, in one place
     connection  one client: order, backpressure, authentication
     server      the listener: connection cap, idle timeout, delayed flush_all

@@ -2,14 +2,17 @@
 
 ``MemcachedConnection`` is an ``asyncio.Protocol`` (no streams: a stream
 reader and writer per connection cost a coroutine switch per request).
-What arrives goes through the connection's ``Parser``; the commands it
-completes join a queue and are answered strictly in order:
+A read that is one whole ``get``/``gets``/``set`` of keys this node alone
+owns, arriving while nothing else is pending, is answered by the hot path
+(``node.memcached.hot``) straight from its bytes. Everything else goes
+through the connection's ``Parser``; the commands it completes join a
+queue and are answered strictly in order:
 
-- a command the executor can answer without waiting (a read of keys this
-  node owns, ``version``, a parse error...) is answered inside
-  ``data_received``, and the replies of one read are written at once;
-- the first that must wait (a write, a key owned elsewhere) starts a task
-  that answers it and then the rest of the queue; commands arriving
+- a command the executor can answer without waiting (a read or write of
+  keys this node alone owns, ``version``, a parse error...) is answered
+  inside ``data_received``, and the replies of one read are written at once;
+- the first that must wait (a key owned elsewhere or with replicas) starts
+  a task that answers it and then the rest of the queue; commands arriving
   meanwhile queue behind it.
 
 Bounds: a connection that queues more than ``_MAX_QUEUED`` commands, or
@@ -52,6 +55,7 @@ class MemcachedConnection(asyncio.Protocol):
     def __init__(self, server: MemcachedServer) -> None:
         self.server = server
         self.executor = server.executor
+        self.hot = server.executor.hot.answer
         self.stats = server.stats
         settings = server.settings
         self.parser = Parser(
@@ -89,7 +93,22 @@ class MemcachedConnection(asyncio.Protocol):
         self.server.forget(self)
 
     def data_received(self, data: bytes) -> None:
-        self.stats.bytes_read += len(data)
+        stats = self.stats
+        stats.bytes_read += len(data)
+        if (
+            self.parser.idle
+            and not (self.queue or self.busy or self._writing_paused or self.closing)
+            and self.authenticated
+        ):
+            # The usual read: one whole get or set this node answers at once.
+            reply = self.hot(data)
+            if reply is not None:
+                self.active = True
+                transport = self.transport
+                if reply and transport is not None:
+                    stats.bytes_written += len(reply)
+                    transport.write(reply)
+                return
         commands = self.parser.feed(data)
         if not commands:
             return

@@ -2,10 +2,11 @@
 
 Every command is one or a few calls of ``KeyService``, which does the rest
 (placement, forwarding to the owner, replication, the near cache): the
-door decides nothing about where a key lives. Reads of keys this node owns
-are answered without waiting for anything (``KeyService.read_item_owned``),
-so ``run`` completes without suspending and the connection writes the reply
-at once (``node.memcached.connection``).
+door decides nothing about where a key lives. Reads and writes of keys this
+node alone owns are answered without waiting for anything (``at_once``:
+``KeyService.read_item_owned``, ``write_at_once``), and the connection writes
+the reply at once (``node.memcached.connection``); the commonest of them
+arrive through the hot path (``node.memcached.hot``) before any parsing.
 
 ``run`` never raises: a ``NodeError`` becomes its memcached error line
 (``replies.error_line``), and anything unexpected a ``SERVER_ERROR``, logged.
@@ -18,7 +19,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from ..core import KeyService, Local, Mutation, Op
 from ..errors import NodeError
@@ -43,6 +44,7 @@ from .commands import (
     Version,
 )
 from .expiry import ttl_of
+from .hot import HotPath
 from .keys import KeyDecoder
 from .meta import MetaCommands
 from .parser import ERROR
@@ -52,6 +54,7 @@ from .replies import (
     NOT_FOUND,
     OK,
     OUTCOME_LINES,
+    TOO_BIG_ANSWER,
     TOUCHED,
     error_line,
     server_error,
@@ -71,7 +74,6 @@ _OPS = {
     "cas": Op.CAS,
 }
 _WRITES = frozenset({Store, Delete, Arith, Touch})
-_TOO_BIG_ANSWER = b"SERVER_ERROR out of memory writing get response\r\n"
 _FLUSH_OFF = b"CLIENT_ERROR flush_all not allowed\r\n"
 
 
@@ -111,6 +113,15 @@ class Executor:
         self.wall_clock = wall_clock
         self.started = wall_clock()
         self.decode_key = KeyDecoder()
+        self.hot = HotPath(
+            service,
+            stats=stats,
+            decode_key=self.decode_key,
+            max_key_bytes=settings.max_key_bytes,
+            max_value_bytes=settings.max_value_bytes,
+            max_answer_bytes=settings.max_answer_bytes,
+            wall_clock=wall_clock,
+        )
         self.meta = MetaCommands(
             service, stats=stats, decode_key=self.decode_key, wall_clock=wall_clock
         )
@@ -127,17 +138,24 @@ class Executor:
             MetaDelete: self.meta.delete,
             MetaArith: self.meta.arith,
         }
+        # The commands that may be answered without waiting (``at_once``).
+        self._at_once: dict[type[Any], Callable[[Any], bytes | None]] = {
+            Retrieve: self._get_at_once,
+            **dict.fromkeys(_WRITES, self._write_at_once),
+            MetaGet: self.meta.get_at_once,
+            MetaSet: self.meta.set_at_once,
+            MetaDelete: self.meta.delete_at_once,
+        }
 
     def at_once(self, command: Command) -> bytes | None:
-        """The reply to ``command`` when it needs no waiting (a get of one key
-        this node owns, the commands that ask nothing of the core), else None:
-        then ``run`` answers it."""
+        """The reply to ``command`` when it needs no waiting (a read or write of
+        keys this node alone owns, the commands that ask nothing of the core),
+        else None: then ``run`` answers it."""
         kind = type(command)
         try:
-            if kind is Retrieve:
-                return self._get_at_once(cast(Retrieve, command))
-            if kind in _WRITES:
-                return self._write_at_once(command)
+            at_once = self._at_once.get(kind)
+            if at_once is not None:
+                return at_once(command)
             if kind in self._handlers:
                 return None
             return self._answer_at_once(command)
@@ -190,19 +208,13 @@ class Executor:
         return await self._get_many(keys, command.cas)
 
     def _get_at_once(self, command: Retrieve) -> bytes | None:
-        """A get or gets of one key this node owns, answered from its store."""
-        if len(command.keys) != 1 or command.exptime is not None:
+        """A get or gets of keys this node owns, answered from its store as the
+        hot path answers them."""
+        if command.exptime is not None:
             return None
-        raw = command.keys[0]
-        entry = self.service.read_item_owned(self.decode_key(raw))
-        if entry is Local.ELSEWHERE:
-            return None
-        self.stats.cmd_get += 1
-        if entry is Local.MISS:
-            self.stats.get_misses += 1
-            return END
-        assert not isinstance(entry, Local)
-        return self._value(raw, entry.value, entry.flags, entry.version, command.cas)
+        if len(command.keys) != 1:
+            return self.hot.get_many(command.keys, command.cas)
+        return self.hot.get_one(command.keys[0], command.cas)
 
     async def _get_one(self, raw: bytes, cas: bool) -> bytes:
         key = self.decode_key(raw)
@@ -241,7 +253,7 @@ class Executor:
                 return error_line(item)  # one key failed: the whole answer does
             budget -= len(item.value)
             if budget < 0:
-                return _TOO_BIG_ANSWER
+                return TOO_BIG_ANSWER
             hits += 1
             value = item.value
             if cas:

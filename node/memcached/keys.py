@@ -51,3 +51,10 @@ class KeyDecoder:
                 recent.clear()
             known = recent[raw] = decode_key(raw)
         return known
+
+    def all(self, raws: list[bytes]) -> list[str]:
+        """Each key of a multi-get, without a call per key where none is needed."""
+        if b"".join(raws).isascii():
+            return [raw.decode() for raw in raws]
+        known = self._recent.get
+        return [raw.decode() if raw.isascii() else known(raw) or self(raw) for raw in raws]

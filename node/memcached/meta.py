@@ -83,7 +83,26 @@ class MetaCommands:
             self.stats.cmd_touch += 1
             self.stats.touch_hits += touched.found
             self.stats.touch_misses += not touched.found
-        entry = await self._read(key)
+        return self._got(command, await self._read(key))
+
+    def get_at_once(self, command: MetaGet) -> bytes | None:
+        """``get`` of a key this node alone answers at once (no new TTL to
+        write); None: call ``get``."""
+        if "T" in command.flags:
+            return None
+        service = self.service
+        entry = service.read_item_owned(self.decode_key(command.key))
+        if entry is Local.ELSEWHERE:
+            return None
+        self.stats.cmd_get += 1
+        if entry is Local.MISS:
+            return self._got(command, None)
+        ttl = service.store.ttl_remaining(entry.expires_at)
+        return self._got(command, (entry.value, entry.flags, entry.version, ttl))
+
+    def _got(self, command: MetaGet, entry: tuple[Value, int, int, float | None] | None) -> bytes:
+        """mg's answer for what was read (None: a miss)."""
+        flags = command.flags
         if entry is None:
             self.stats.get_misses += 1
             return b"" if "q" in flags else b"EN\r\n"
@@ -118,6 +137,15 @@ class MetaCommands:
     # -- ms
 
     async def set(self, command: MetaSet) -> bytes:
+        key, mutation = self._set_mutation(command)
+        return self._set(command, await self.service.write(key, mutation))
+
+    def set_at_once(self, command: MetaSet) -> bytes | None:
+        """``set`` of a key this node alone owns, done at once; None: call ``set``."""
+        written = self.service.write_at_once(*self._set_mutation(command))
+        return None if written is None else self._set(command, written)
+
+    def _set_mutation(self, command: MetaSet) -> tuple[str, Mutation]:
         flags = command.flags
         cas = int(flags["C"]) if "C" in flags else 0
         op = _SET_MODES[flags.get("M", b"S").upper()[0]]
@@ -130,24 +158,34 @@ class MetaCommands:
             flags=int(flags["F"]) if "F" in flags else 0,
             cas=cas,
         )
+        return self.decode_key(command.key), mutation
+
+    def _set(self, command: MetaSet, written: Written) -> bytes:
         self.stats.cmd_set += 1
-        written = await self.service.write(self.decode_key(command.key), mutation)
         values = {"c": b"%d" % written.version, "s": b"%d" % len(command.data)}
-        return self._answer(flags, command.key, written, values)
+        return self._answer(command.flags, command.key, written, values)
 
     # -- md
 
     async def delete(self, command: MetaDelete) -> bytes:
-        flags = command.flags
-        cas = int(flags["C"]) if "C" in flags else 0
-        written = await self.service.write(
-            self.decode_key(command.key), Mutation(op=Op.DELETE, cas=cas)
-        )
+        key, mutation = self._delete_mutation(command)
+        return self._deleted(command, await self.service.write(key, mutation))
+
+    def delete_at_once(self, command: MetaDelete) -> bytes | None:
+        """``delete`` of a key this node alone owns, done at once; None: call ``delete``."""
+        written = self.service.write_at_once(*self._delete_mutation(command))
+        return None if written is None else self._deleted(command, written)
+
+    def _delete_mutation(self, command: MetaDelete) -> tuple[str, Mutation]:
+        cas = int(command.flags["C"]) if "C" in command.flags else 0
+        return self.decode_key(command.key), Mutation(op=Op.DELETE, cas=cas)
+
+    def _deleted(self, command: MetaDelete, written: Written) -> bytes:
         if written.found:
             self.stats.delete_hits += 1
         else:
             self.stats.delete_misses += 1
-        return self._answer(flags, command.key, written, {})
+        return self._answer(command.flags, command.key, written, {})
 
     # -- ma
 

@@ -135,12 +135,20 @@ class Parser:
         self.max_value_bytes = max_value_bytes
         self.max_line = max_line
         self.closed = False
+        # Holds nothing of an unfinished command (a line, a value, bytes to
+        # swallow) and is not closed: the next bytes start a command.
+        self.idle = True
         self._buffer = bytearray()
         self._pending: _Pending | None = None
         self._swallow = 0
 
     def feed(self, data: bytes) -> list[Command]:
         """The commands ``data`` completes, in order; after a ``Close``, nothing more."""
+        commands = self._feed(data)
+        self.idle = not (self._buffer or self._pending or self._swallow or self.closed)
+        return commands
+
+    def _feed(self, data: bytes) -> list[Command]:
         if self.closed:
             return []
         buffer = self._buffer

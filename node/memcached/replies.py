@@ -23,6 +23,7 @@ __all__ = [
     "OK",
     "OUTCOME_LINES",
     "STORED",
+    "TOO_BIG_ANSWER",
     "TOUCHED",
     "error_line",
     "server_error",
@@ -36,6 +37,8 @@ DELETED = b"DELETED\r\n"
 TOUCHED = b"TOUCHED\r\n"
 END = b"END\r\n"
 OK = b"OK\r\n"
+# A get whose values are more than the door answers with at once.
+TOO_BIG_ANSWER = b"SERVER_ERROR out of memory writing get response\r\n"
 
 # A write's outcome (node.core.mutations.Outcome) as the classic commands say it...
 OUTCOME_LINES = {
