@@ -58,6 +58,10 @@ _MAX_HEAD = 8190
 # Seconds a connection reads away a body it refused before it closes (as
 # aiohttp's lingering_time, which node.http.server sets for its own).
 _LINGER = 1.0
+# What one read's answers may gather before they are written anyway: any
+# answer this big, or this many answers.
+_OUTBOX_BYTES = 16 * 1024
+_OUTBOX_ANSWERS = 64
 # Bytes of a pipelined request read ahead while one is served, before reading pauses.
 _READ_AHEAD = 256 * 1024
 
@@ -563,10 +567,16 @@ class FastKvProtocol(asyncio.Protocol):
             self.charged = 0
 
     def _write(self, data: bytes) -> None:
-        if self.outbox is not None:
-            self.outbox.append(data)
-        elif self.transport is not None:
-            self.transport.write(data)
+        outbox = self.outbox
+        if outbox is None:
+            if self.transport is not None:
+                self.transport.write(data)
+            return
+        outbox.append(data)
+        if len(data) > _OUTBOX_BYTES or len(outbox) > _OUTBOX_ANSWERS:
+            # Big answers go now: the transport's flow control (pause_writing)
+            # must see them before more requests are served.
+            self._flush()
 
     def _flush(self) -> None:
         """Write what ``_serve`` has answered so far (before a close or a handover)."""
@@ -587,7 +597,8 @@ class FastKvProtocol(asyncio.Protocol):
             self.transport.pause_reading()
 
     def _resume_reading(self) -> None:
-        if self.reading_paused and self.transport is not None:
+        # Not while the client is behind reading answers (``resume_writing`` will).
+        if self.reading_paused and self.transport is not None and self.writing_paused_at is None:
             self.reading_paused = False
             self.transport.resume_reading()
 
