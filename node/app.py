@@ -40,8 +40,8 @@ from .core import (
     TransferStats,
     VersionClock,
 )
+from .core.bounds import ConnectionLedger, InflightBudget
 from .http.auth import TokenAuth, load_tokens
-from .http.budget import InflightBudget
 from .http.fast import KvDoor, Timeouts
 from .http.guard import RouteGuard
 from .http.metrics import RequestMetrics
@@ -58,6 +58,7 @@ __all__ = [
     "CONNECTIONS",
     "KEEPER",
     "KV_DOOR",
+    "LEDGER",
     "MEMCACHED",
     "MOVER",
     "SERVICE",
@@ -77,6 +78,9 @@ FORWARDER = web.AppKey("forwarder", Forwarder)
 KEEPER = web.AppKey("keeper", MembershipKeeper)
 MOVER = web.AppKey("mover", EntryMover)
 CONNECTIONS = web.AppKey("connections", ConnectionStats)
+# The open connections of both doors, under one cap (node.cli fits it under
+# the process's file limit).
+LEDGER = web.AppKey("ledger", ConnectionLedger)
 # The /kv/ fast path, for the server to start every connection on (node.cli).
 KV_DOOR = web.AppKey("kv_door", KvDoor)
 MEMCACHED = web.AppKey("memcached", MemcachedServer)
@@ -147,6 +151,14 @@ def create_app(config: Config, *, self_id: str) -> web.Application:
     # limits; this cap only guards the other routes.
     app = web.Application(client_max_size=64 * 1024)
     app[CONNECTIONS] = ConnectionStats()  # kept by the server (NodeRunner), shown by /stats
+    app[SERVICE] = node.service
+    app[LEDGER] = ConnectionLedger(
+        limit=config.max_connections,
+        # A sixteenth of the connections is kept for the cluster's own members.
+        peer_reserve=config.max_connections // 16,
+        per_address=config.max_connections_per_address,
+        is_peer_address=peer_addresses(app),
+    )
     guard = RouteGuard(
         self_id=self_id,
         metrics=RequestMetrics(),
@@ -165,6 +177,7 @@ def create_app(config: Config, *, self_id: str) -> web.Application:
         keeper=node.keeper,
         transfer_stats=node.transfer_stats,
         connections=app[CONNECTIONS],
+        ledger=app[LEDGER],
         body_timeout=config.body_timeout,
     )
     timeouts = Timeouts(
@@ -174,7 +187,6 @@ def create_app(config: Config, *, self_id: str) -> web.Application:
         write=config.write_timeout,
     )
     app[KV_DOOR] = KvDoor(node.service, kv_route, guard, timeouts=timeouts)
-    app[SERVICE] = node.service
     app[FORWARDER] = node.forwarder
     app[KEEPER] = node.keeper
     app[MOVER] = node.mover
@@ -189,15 +201,14 @@ def begin_gossip(app: web.Application) -> None:
     app[KEEPER].start()
 
 
-def add_memcached_door(
-    app: web.Application, config: Config, *, max_connections: int | None = None
-) -> MemcachedServer | None:
+def add_memcached_door(app: web.Application, config: Config) -> MemcachedServer | None:
     """Serve the memcached protocol on ``HOST:MEMCACHED_PORT`` for the app's
     lifetime: it starts with the app (``OSError`` from ``runner.setup()``
     when the port cannot be had) and closes first. None when the port is 0.
     Kept apart from ``create_app`` so that an app made in a test listens on
-    nothing it did not ask for. ``max_connections``: the cap, when the
-    caller lowered ``CACHE_MAX_CONNECTIONS`` (to fit the file limit)."""
+    nothing it did not ask for. Its connections and the bytes it holds for
+    them count against the same caps as the HTTP door's (``LEDGER``, the
+    in-flight budget)."""
     if not config.memcached_port:
         return None
     auth = load_tokens(config.auth_token, config.auth_token_file)
@@ -209,16 +220,22 @@ def add_memcached_door(
             return tokens.accepts("Bearer " + token.decode("utf-8", "replace"))
 
     settings = DoorSettings(
-        max_connections=max_connections or config.max_connections,
+        max_connections=app[LEDGER].limit,
         idle_timeout=config.idle_timeout,
-        flush_enabled=config.memcached_flush_all,
+        write_timeout=config.write_timeout,
+        flush_enabled=config.memcached_flush_allowed,
         max_key_bytes=config.max_key_bytes,
         max_value_bytes=config.max_value_bytes,
         max_answer_bytes=max_batch_bytes(config.max_value_bytes),
         version=MEMCACHED_VERSION,
     )
     door = MemcachedServer(
-        app[SERVICE], forwarder=app[FORWARDER], settings=settings, accepts=accepts
+        app[SERVICE],
+        forwarder=app[FORWARDER],
+        settings=settings,
+        ledger=app[LEDGER],
+        budget=app[KV_DOOR].budget,
+        accepts=accepts,
     )
 
     async def memcached_listener(app: web.Application) -> AsyncIterator[None]:

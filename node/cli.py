@@ -24,14 +24,15 @@ from . import config as config_module
 from .app import (
     CONNECTIONS,
     KV_DOOR,
+    LEDGER,
     add_memcached_door,
     begin_gossip,
     create_app,
     drain,
-    peer_addresses,
     resolve_self_id,
 )
 from .config import Config, ConfigError
+from .core.bounds import ConnectionLedger
 from .http.server import NodeRunner, max_request_line
 from .logs import configure_logging
 from .request_id import RequestIdFilter
@@ -91,18 +92,14 @@ async def serve(config: Config) -> int:
     except OSError as exc:
         print(f"python -m node: error: CACHE_AUTH_TOKEN_FILE: {exc}", file=sys.stderr)
         return 2
-    max_connections = _within_file_limit(config.max_connections)
+    _fit_under_file_limit(app[LEDGER])
     runner = NodeRunner(
         app,
         # The route guard writes the access log (with request ids); aiohttp's own stays off.
         access_log=None,
         handle_signals=False,
         max_line_size=max_request_line(config.max_key_bytes),
-        max_connections=max_connections,
-        # A sixteenth of the connections is kept for the cluster's own members.
-        peer_reserve=max_connections // 16,
-        per_address=config.max_connections_per_address,
-        is_peer_address=peer_addresses(app),
+        ledger=app[LEDGER],
         stats=app[CONNECTIONS],
         door=app[KV_DOOR],
         head_timeout=config.head_timeout,
@@ -112,7 +109,7 @@ async def serve(config: Config) -> int:
         # plus this stays below Fargate's 30 s stopTimeout.
         shutdown_timeout=5.0,
     )
-    add_memcached_door(app, config, max_connections=max_connections)
+    add_memcached_door(app, config)
     try:
         await runner.setup()
     except OSError as exc:
@@ -147,25 +144,30 @@ async def serve(config: Config) -> int:
     return 0
 
 
-def _within_file_limit(max_connections: int) -> int:
-    """``max_connections``, lowered below the process's file descriptor limit
-    (with room for peers' connections, logs and the store's files) so that a
-    flood meets the node's 503, not a refused accept() with nothing logged."""
+def _fit_under_file_limit(ledger: ConnectionLedger) -> None:
+    """Lower the connection cap of both doors below the process's file
+    descriptor limit (with room for the connections to peers, logs and the
+    store's files) so that a flood meets the node's refusal, never a failed
+    accept() with nothing logged."""
     import resource
 
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    room = soft - 128 if soft != resource.RLIM_INFINITY else max_connections
-    if max_connections <= room:
-        return max_connections
-    lowered = max(16, room)
+    if soft == resource.RLIM_INFINITY or ledger.limit <= soft - _SPARE_DESCRIPTORS:
+        return
+    lowered = max(16, soft - _SPARE_DESCRIPTORS)
     log.warning(
         "CACHE_MAX_CONNECTIONS=%d is above what %d file descriptors allow: using %d "
-        "(raise the task's nofile ulimit to use more)",
-        max_connections,
+        "for both doors together (raise the task's nofile ulimit to use more)",
+        ledger.limit,
         soft,
         lowered,
     )
-    return lowered
+    ledger.lower(lowered)
+
+
+# Descriptors kept out of the connection cap: the connections this node
+# opens to its peers, its log and listening sockets.
+_SPARE_DESCRIPTORS = 128
 
 
 def _configure_logging(config: Config) -> None:

@@ -36,7 +36,8 @@ class Config:
     port: int = 7000
     # 0: no memcached listener.
     memcached_port: int = 11211
-    memcached_flush_all: bool = True
+    # None: allowed unless a peer token is set (see memcached_flush_allowed).
+    memcached_flush_all: bool | None = None
     advertise: str = ""
     peers: tuple[str, ...] = ()
     discovery: str = "static"
@@ -87,6 +88,15 @@ class Config:
         if self.max_inflight_bytes is not None:
             return self.max_inflight_bytes
         return max(32 * MiB, self.max_bytes // 4)
+
+    @property
+    def memcached_flush_allowed(self) -> bool:
+        """Whether memcached's flush_all may empty the cluster. Unless said
+        otherwise, only while the tokens do not tell clients from nodes: with
+        a peer token, HTTP's flush is a peer's alone, and so is this."""
+        if self.memcached_flush_all is not None:
+            return self.memcached_flush_all
+        return not self.peer_token
 
     @property
     def near_cache_limit(self) -> int:
@@ -248,7 +258,8 @@ SETTINGS: tuple[Setting, ...] = (
             help="TCP port to listen on."),
     Setting(field="memcached_port", parse=_int_in(0, 65535), shown_default="11211",
             help="TCP port of the memcached protocol, on HOST beside HTTP; 0 turns it off."),
-    Setting(field="memcached_flush_all", parse=_boolean, shown_default="true",
+    Setting(field="memcached_flush_all", parse=_boolean,
+            shown_default="true without CACHE_PEER_TOKEN, false with one",
             help="Whether memcached's flush_all may empty the whole cluster (false: it is "
                  "refused, like memcached -F)."),
     Setting(field="advertise", parse=_advertise, shown_default="host:port",

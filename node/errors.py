@@ -35,6 +35,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "AnswerFull",
     "BadKey",
     "BadTtl",
     "CircuitOpen",
@@ -134,6 +135,13 @@ class Starting(Unavailable):
 
 class OwnersUnavailable(Unavailable):
     word = "owners_unavailable"
+
+
+class AnswerFull(Unavailable):
+    """A key of a batch read left out of the answer, to keep it within the
+    answering node's limits (its budget of bytes in flight): ask again."""
+
+    word = "batch_full"
 
 
 class PeerError(Unavailable):

@@ -51,9 +51,12 @@ def talk(node: NodeProcess, data: bytes, *, until: bytes, timeout: float = ANSWE
 
 def closed_within(connection: socket.socket, seconds: float) -> bool:
     """True when the node closes ``connection`` (with nothing more to read)
-    within ``seconds``."""
+    within ``seconds``. A reset counts: a node that closes a connection the
+    client has sent more on resets it."""
     connection.settimeout(seconds)
     try:
         return connection.recv(1) == b""
+    except ConnectionResetError:
+        return True
     except TimeoutError:
         return False

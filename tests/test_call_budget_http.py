@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from node.app import KV_DOOR, SERVICE, begin_gossip, create_app
+from node.app import KV_DOOR, LEDGER, SERVICE, begin_gossip, create_app
 from node.config import parse_args
 from node.http.server import NodeRunner
 
@@ -71,7 +71,7 @@ async def connection() -> AsyncIterator[tuple[Any, RecordingTransport]]:
     """A connection of a ready, single node, as its server makes one."""
     config = parse_args(["--host", "127.0.0.1", "--memcached-port", "0"], {})
     app = create_app(config, self_id=HOST)
-    runner = NodeRunner(app, max_connections=64, door=app[KV_DOOR], access_log=None)
+    runner = NodeRunner(app, ledger=app[LEDGER], door=app[KV_DOOR], access_log=None)
     await runner.setup()
     try:
         begin_gossip(app)

@@ -35,6 +35,7 @@ from .client_support import wait_for
 from .conftest import ClusterFactory, NodeFactory, next_subnet
 from .http_call import Answer, call
 from .placement import key_owned_by
+from .process_memory import peak_rss_while, rss_bytes
 
 MiB = 1024 * 1024
 CLIENT_TOKEN = "client-token"
@@ -109,13 +110,6 @@ def request(method: str, target: str, headers: dict[str, str], body: bytes = b""
     if body or method in ("PUT", "POST"):
         lines.append(f"Content-Length: {len(body)}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-
-
-def rss_bytes(process: subprocess.Popen[bytes]) -> int:
-    for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 def members_seen_by(node: NodeProcess) -> list[str]:
@@ -415,25 +409,6 @@ def _hold_unfinished_bodies(
     return asyncio.run(everyone())
 
 
-def _peak_rss_while(process: subprocess.Popen[bytes], work: Callable[[], object]) -> int:
-    peak = rss_bytes(process)
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.wait(0.05):
-            peak = max(peak, rss_bytes(process))
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
-        work()
-    finally:
-        done.set()
-        sampler.join(5)
-    return peak
-
-
 def test_unfinished_bodies_cannot_take_the_memory_of_the_machine(
     node_factory: NodeFactory,
 ) -> None:
@@ -447,7 +422,7 @@ def test_unfinished_bodies_cannot_take_the_memory_of_the_machine(
             _hold_unfinished_bodies(node.member, 100, 15 * MiB, chunked_every=2, seconds=2)
         )
 
-    peak = _peak_rss_while(node.process, hold)
+    peak = peak_rss_while(node.process, hold)
     growth = peak - before
     # Counted by the node: a refused client may not read its 503 before the
     # node closes the connection.
@@ -493,7 +468,7 @@ def test_clients_that_do_not_read_their_answers_hold_bounded_memory(
         )
 
     try:
-        peak = _peak_rss_while(node.process, stall)
+        peak = peak_rss_while(node.process, stall)
         # What reaches the clients (what the kernel had buffered) is cut
         # short. Through a 4 KiB window that can take minutes to read: a few
         # seconds tell.

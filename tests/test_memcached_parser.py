@@ -7,6 +7,7 @@ import typing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from node.core.bounds import InflightBudget
 from node.memcached.commands import (
     Arith,
     Close,
@@ -27,7 +28,7 @@ from node.memcached.commands import (
     Verbosity,
     Version,
 )
-from node.memcached.parser import Parser
+from node.memcached.parser import BUSY, Parser
 
 # Every kind of command the parser may give: what Command is a union of.
 COMMAND_TYPES = typing.get_args(Command)
@@ -246,3 +247,50 @@ def test_any_bytes_however_cut_give_the_same_commands_and_never_raise(
     assert pieces == whole
     assert all(isinstance(command, COMMAND_TYPES) for command in whole)
     assert all(not isinstance(c, Close) for c in whole[:-1]), "nothing comes after a Close"
+
+
+# -- bounds shared with the HTTP door (node.core.bounds)
+
+
+def test_a_value_still_arriving_holds_its_size_in_the_budget_until_it_is_whole() -> None:
+    budget = InflightBudget(100)
+    reader = Parser(max_key_bytes=250, max_value_bytes=1024, max_line=8192, budget=budget)
+
+    assert reader.feed(b"set k 0 0 60\r\n" + bytes(10)) == []
+    assert budget.used == 60
+    assert reader.feed(bytes(50) + b"\r\n") == [Store("set", b"k", 0, 0, bytes(60), 0, False)]
+    assert budget.used == 0
+
+
+def test_a_value_over_what_is_left_of_the_budget_is_refused_busy_and_swallowed() -> None:
+    budget = InflightBudget(100)
+    budget.charge(50)
+    reader = Parser(max_key_bytes=250, max_value_bytes=1024, max_line=8192, budget=budget)
+
+    # Its bytes are read and dropped, never taken for commands: the next
+    # command is the one after them.
+    commands = reader.feed(b"set k 0 0 60\r\n" + b"mn\r\n" * 15 + b"\r\nmn\r\n")
+
+    assert commands == [Reply(BUSY), MetaNoop()]
+    assert budget.used == 50  # nothing reserved for it
+
+
+def test_a_closed_connection_gives_back_what_its_unfinished_value_reserved() -> None:
+    budget = InflightBudget(100)
+    reader = Parser(max_key_bytes=250, max_value_bytes=1024, max_line=8192, budget=budget)
+    reader.feed(b"set k 0 0 60\r\nabc")
+
+    reader.release()
+
+    assert budget.used == 0
+
+
+def test_one_at_a_time_holds_the_rest_until_asked_under_the_limits_then() -> None:
+    reader = parser(max_value=8)
+    reader.one_at_a_time = True
+    value = b"x" * 20
+
+    assert reader.feed(b"mn\r\nset k 0 0 20\r\n" + value + b"\r\n") == [MetaNoop()]
+    reader.max_value_bytes = 1024  # what authenticating unlocks
+    assert reader.more() == [Store("set", b"k", 0, 0, value, 0, False)]
+    assert reader.more() == []

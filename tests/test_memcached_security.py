@@ -85,15 +85,22 @@ def test_flush_all_is_refused_when_turned_off(node: NodeProcess) -> None:
 
 
 def test_connections_beyond_the_cap_are_told_and_closed(node: NodeProcess) -> None:
+    # The cap (16) counts both doors' connections and keeps a sixteenth for
+    # the cluster's members: at most 15 clients, fewer while the harness's
+    # own HTTP connections are open.
     with ExitStack() as stack:
-        held = [stack.enter_context(connect(node)) for _ in range(16)]
-        for connection in held:  # each is in: it answers
+        admitted = 0
+        for _ in range(17):
+            connection = stack.enter_context(connect(node))
             connection.sendall(b"mn\r\n")
-            assert read_until(connection, b"\r\n") == b"CLIENT_ERROR unauthenticated\r\n"
-        extra = stack.enter_context(connect(node))
+            answer = read_until(connection, b"\r\n")
+            if answer != b"CLIENT_ERROR unauthenticated\r\n":
+                break
+            admitted += 1
 
-        assert read_until(extra, b"\r\n") == b"SERVER_ERROR Too many open connections\r\n"
-        assert closed_within(extra, ANSWER_TIMEOUT)
+        assert answer == b"SERVER_ERROR Too many open connections\r\n"
+        assert closed_within(connection, ANSWER_TIMEOUT)
+        assert 0 < admitted <= 15
     # Once they are gone, new connections are served again.
     with connect(node) as connection:
         connection.sendall(AUTH)

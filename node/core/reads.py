@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from ..cache.store import Item, ItemHit, Store
-from ..errors import NodeError, NotOwner, OwnersUnavailable, ValueTooLarge
+from ..errors import AnswerFull, NodeError, NotOwner, OwnersUnavailable, ValueTooLarge
 from ..peers.invalidation import Invalidations
 from ..results import Found, Hit, HitOutcome, KeyOutcome
 from .peer_calls import PeerCalls
@@ -323,16 +323,19 @@ class Reads:
 
         found = await read_with_failover(choices, ask, is_hit=_is_value)
         refused = await self._learn_refusals(found)
-        if refused:  # rings disagree: read those keys one by one
+        if refused:  # rings disagree, or an answer was full: those keys one by one
             again = await self._each([wanted[i] for i in refused], _value_of)
             for position, outcome in zip(refused, again, strict=True):
                 found[position] = outcome
         return found
 
     async def _learn_refusals(self, found: Sequence[object]) -> list[int]:
-        """The positions an owner refused (``NotOwner``), after learning the
-        rings of the members that refused."""
-        refused = [i for i, outcome in enumerate(found) if isinstance(outcome, NotOwner)]
+        """The positions to read again, one key at a time: those an owner
+        refused (``NotOwner``; its ring is learnt first) or left out of an
+        answer that was full (``AnswerFull``: one key always fits)."""
+        refused = [
+            i for i, outcome in enumerate(found) if isinstance(outcome, (NotOwner, AnswerFull))
+        ]
         for member in {o.member for o in found if isinstance(o, NotOwner) and o.member}:
             await self.resync(member)
         return refused

@@ -199,8 +199,9 @@ class FastKvProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
         self.since = self.loop.time()
-        refusal = self.server.admit(self.address, pending=1)
+        refusal = self.server.admit(self.address)
         if refusal is not None:
+            self.address = ""  # not counted in, so not counted out
             self.state = _State.DONE
             writable.write(refusal)
             writable.close()

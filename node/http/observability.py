@@ -17,6 +17,7 @@ from client._protocol import NODE_HEADER
 
 from ..cluster.keeper import MembershipKeeper
 from ..core import KeyService, TransferStats
+from ..core.bounds import ConnectionLedger
 from ..peers.forwarder import Forwarder
 from .errors import allow
 from .guard import RouteGuard
@@ -37,6 +38,7 @@ class ObservabilityRoutes:
         transfer_stats: TransferStats,
         guard: RouteGuard,
         connections: ConnectionStats,
+        ledger: ConnectionLedger,
     ) -> None:
         self.service = service
         self.forwarder = forwarder
@@ -45,6 +47,7 @@ class ObservabilityRoutes:
         self.guard = guard
         self.request_metrics = guard.metrics
         self.connections = connections
+        self.ledger = ledger
 
     async def stats(self, request: web.Request) -> web.Response:
         allow(request, "GET", "HEAD")
@@ -94,7 +97,7 @@ class ObservabilityRoutes:
             },
             "refusals": self._refusals(),
             "inflight_bytes": self.guard.budget.used,
-            "open_connections": self.connections.open,
+            "open_connections": self.ledger.open,
             "ring_version": ring.version,
             "ring_members": len(ring),
             "ring_changes": service.membership.changes,
@@ -108,13 +111,13 @@ class ObservabilityRoutes:
 
     def _refusals(self) -> dict[str, int]:
         """Requests and connections refused to protect the node (README: Security)."""
-        connections = self.connections
+        ledger = self.ledger
         return {
             "not_a_peer": self.guard.refused_peers,
             "busy": self.guard.budget.refused,
-            "connections_at_limit": connections.refused_at_limit,
-            "connections_per_address": connections.refused_per_address,
-            "head_timeouts": connections.head_timeouts,
+            "connections_at_limit": ledger.refused_at_limit,
+            "connections_per_address": ledger.refused_per_address,
+            "head_timeouts": self.connections.head_timeouts,
         }
 
     async def metrics(self, request: web.Request) -> web.Response:
@@ -185,7 +188,7 @@ class ObservabilityRoutes:
                    "Bytes of request bodies and large answers in flight.",
                    self.guard.budget.used),
             simple("cache_open_connections", "gauge", "Client and peer connections open.",
-                   self.connections.open),
+                   self.ledger.open),
             *self._hot_key_families(),
         ]  # fmt: skip
 

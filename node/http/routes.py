@@ -8,6 +8,7 @@ from client._batch import DELETE_PATH, GET_PATH, SET_PATH
 
 from ..cluster.keeper import MembershipKeeper
 from ..core import KeyService, TransferStats
+from ..core.bounds import ConnectionLedger
 from ..peers.forwarder import Forwarder
 from ..peers.protocol import (
     FLUSH_PATH,
@@ -38,6 +39,7 @@ def add_routes(
     keeper: MembershipKeeper,
     transfer_stats: TransferStats,
     connections: ConnectionStats,
+    ledger: ConnectionLedger,
     body_timeout: float,
 ) -> KvRoute:
     """Add every route of a node to ``app``, each behind ``guard``; the
@@ -48,7 +50,7 @@ def add_routes(
     batch = BatchRoutes(service, limits=limits, is_peer=guard.is_peer)
     internal = InternalRoutes(service, keeper, transfer_stats, limits=limits)
     observability = ObservabilityRoutes(
-        service, forwarder, keeper, transfer_stats, guard, connections
+        service, forwarder, keeper, transfer_stats, guard, connections, ledger
     )
     add = guard.add_route
     add(app, "/check-alive", cluster.check_alive, public=True)

@@ -14,10 +14,9 @@ cost before it has sent a whole request:
   first byte (or from the connection's start): a slow or silent client
   cannot hold a connection for the keep-alive time. Between requests a
   connection may idle ``keepalive_timeout`` seconds.
-- **Connections are capped** (``max_connections``; beyond it a new one gets
-  503 and is closed), ``peer_reserve`` of them kept for the cluster's own
-  members so that a flood of client sockets cannot cut the cluster apart,
-  and ``per_address`` from any one address.
+- **Connections are capped** by the process's ``ConnectionLedger``
+  (``node.core.bounds``, shared with the memcached door): beyond a cap a new
+  one gets 503 and is closed.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -41,6 +39,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from yarl import URL
 
+from ..core.bounds import ConnectionLedger, Refusal
 from .errors import error_response
 from .fast import FastKvProtocol, KvDoor
 
@@ -59,16 +58,10 @@ def max_request_line(max_key_bytes: int) -> int:
 
 @dataclass(slots=True)
 class ConnectionStats:
-    """What the server refused, for /stats and /metrics (shared with the app)."""
+    """What the server timed out, for /stats and /metrics (shared with the app);
+    the connections refused are the ledger's."""
 
-    refused_at_limit: int = 0  # at CACHE_MAX_CONNECTIONS (or what is left for clients)
-    refused_per_address: int = 0  # at CACHE_MAX_CONNECTIONS_PER_ADDRESS
     head_timeouts: int = 0  # heads that did not arrive within CACHE_HEAD_TIMEOUT
-    open: int = 0
-
-
-# Refused connections are logged at most this often (one line with the count).
-_REFUSAL_LOG_INTERVAL = 10.0
 
 
 def _refusal(error: str, detail: str) -> bytes:
@@ -117,6 +110,7 @@ class _NodeRequestHandler(RequestHandler):
         # uvloop's transports do not subclass asyncio.Transport: no isinstance.
         writable = cast(asyncio.WriteTransport, transport)
         if refusal is not None:
+            self._address = ""  # not counted in, so not counted out
             writable.write(refusal)
             self.force_close()
             writable.close()
@@ -126,7 +120,7 @@ class _NodeRequestHandler(RequestHandler):
     def connection_lost(self, exc: BaseException | None) -> None:
         self._disarm_head_timer()
         server = self._manager
-        if isinstance(server, _NodeServer):
+        if isinstance(server, _NodeServer) and self._address:
             server.left(self._address)
         super().connection_lost(exc)
 
@@ -227,18 +221,12 @@ class _NodeServer(web.Server):
     """aiohttp's server with this module's connection accounting (set by
     NodeRunner), whose connections start on the /kv/ fast path when it has one."""
 
-    max_connections = 1 << 30
-    peer_reserve = 0
-    per_address = 1 << 30
     head_timeout = 5.0
-    is_peer_address: Callable[[str], bool] = staticmethod(lambda address: False)
-    by_address: Counter[str]
+    ledger: ConnectionLedger
     stats: ConnectionStats
     door: KvDoor | None = None
     # The connections on the fast path (the others are aiohttp's ``connections``).
     fast: set[FastKvProtocol]
-    _last_report = float("-inf")
-    _refused_since_report = 0
 
     def __call__(self) -> RequestHandler:
         if self.door is not None:
@@ -257,32 +245,16 @@ class _NodeServer(web.Server):
         handler._address = address
         return handler
 
-    def admit(self, address: str, *, pending: int = 0) -> bytes | None:
-        """Count a new connection from ``address``; the answer that refuses it,
-        or None. (An aiohttp handler is already in ``connections``; a fast one
-        is ``pending``.)"""
-        self.by_address[address] += 1
-        open_now = self.stats.open = len(self._connections) + len(self.fast) + pending
-        if open_now > self.max_connections or (
-            open_now > self.max_connections - self.peer_reserve
-            and not self.is_peer_address(address)
-        ):
-            self.stats.refused_at_limit += 1
-            self._report_refusal(open_now)
-            return _TOO_MANY_CONNECTIONS
-        if self.by_address[address] > self.per_address and not self.is_peer_address(address):
-            self.stats.refused_per_address += 1
-            self._report_refusal(open_now)
-            return _TOO_MANY_FROM_ADDRESS
-        return None
+    def admit(self, address: str) -> bytes | None:
+        """Count a new connection from ``address`` in; the answer that refuses
+        it (and then it is not counted), or None."""
+        refusal = self.ledger.admit(address)
+        if refusal is None:
+            return None
+        return _TOO_MANY_FROM_ADDRESS if refusal is Refusal.PER_ADDRESS else _TOO_MANY_CONNECTIONS
 
     def left(self, address: str) -> None:
-        self.stats.open = len(self._connections) + len(self.fast)
-        count = self.by_address[address] - 1
-        if count > 0:
-            self.by_address[address] = count
-        else:
-            self.by_address.pop(address, None)
+        self.ledger.left(address)
 
     async def sweep(self, every: float) -> None:
         """The fast connections' deadlines, looked at every ``every`` seconds."""
@@ -306,26 +278,6 @@ class _NodeServer(web.Server):
                 connection.transport.abort()
         await super().shutdown(timeout)
 
-    def _report_refusal(self, open_now: int) -> None:
-        """One warning per interval while connections are refused, never one
-        per connection: a flood must not flood the logs too."""
-        self._refused_since_report += 1
-        now = self._loop.time()
-        if now - self._last_report < _REFUSAL_LOG_INTERVAL:
-            return
-        log.warning(
-            "refused %d connection(s) in the last %gs: %d open, limit %d (%d kept for peers), "
-            "%d per address (CACHE_MAX_CONNECTIONS, CACHE_MAX_CONNECTIONS_PER_ADDRESS)",
-            self._refused_since_report,
-            _REFUSAL_LOG_INTERVAL,
-            open_now,
-            self.max_connections,
-            self.peer_reserve,
-            self.per_address,
-        )
-        self._last_report = now
-        self._refused_since_report = 0
-
 
 class NodeRunner(web.AppRunner):
     """An ``AppRunner`` with JSON protocol errors and this module's limits."""
@@ -334,11 +286,8 @@ class NodeRunner(web.AppRunner):
         self,
         app: web.Application,
         *,
-        max_connections: int,
+        ledger: ConnectionLedger,
         head_timeout: float = 5.0,
-        peer_reserve: int = 0,
-        per_address: int = 1 << 30,
-        is_peer_address: Callable[[str], bool] = lambda address: False,
         stats: ConnectionStats | None = None,
         door: KvDoor | None = None,
         **kwargs: Any,
@@ -349,11 +298,8 @@ class NodeRunner(web.AppRunner):
         kwargs.setdefault("auto_decompress", False)
         kwargs.setdefault("lingering_time", 1.0)
         super().__init__(app, **kwargs)
-        self.max_connections = max_connections
+        self.ledger = ledger
         self.head_timeout = head_timeout
-        self.peer_reserve = peer_reserve
-        self.per_address = per_address
-        self.is_peer_address = is_peer_address
         self.stats = stats or ConnectionStats()
         self.door = door
         self._sweeper: asyncio.Task[None] | None = None
@@ -364,12 +310,8 @@ class NodeRunner(web.AppRunner):
         # alone and only its factory method differs, so swapping its class is safe.
         server.__class__ = _NodeServer
         assert isinstance(server, _NodeServer)
-        server.max_connections = self.max_connections
+        server.ledger = self.ledger
         server.head_timeout = self.head_timeout
-        server.peer_reserve = min(self.peer_reserve, self.max_connections // 2)
-        server.per_address = self.per_address
-        server.is_peer_address = self.is_peer_address
-        server.by_address = Counter()
         server.stats = self.stats
         server.request_factory = _targets_as_paths(server.request_factory)
         server.fast = set()

@@ -15,12 +15,25 @@ queue and are answered strictly in order:
   a task that answers it and then the rest of the queue; commands arriving
   meanwhile queue behind it.
 
-Bounds: a connection that queues more than ``_MAX_QUEUED`` commands, or
-whose client does not read its replies (the transport's buffer is full:
-``pause_writing``), stops being read until it catches up, so one client can
-make the node hold no more than a read buffer and a queue. With a token
-configured, nothing is served before the client authenticates with a
-``set`` whose data is ``<user> <token>`` (memcached's ASCII authentication).
+Bounds, under the process's budgets shared with the HTTP door
+(``node.core.bounds``):
+
+- a connection that queues more than ``_MAX_QUEUED`` commands, or whose
+  client does not read its replies (the transport's buffer is full:
+  ``pause_writing``), stops being read until it catches up;
+- replies waiting for a slow reader are charged to the in-flight budget, a
+  big reply that would overspend it is answered ``SERVER_ERROR busy``
+  instead, and a client that reads nothing for the write timeout is cut
+  off (``abort``: what it did not read is dropped, not flushed);
+- a value arriving over several reads reserves its size first (``Parser``);
+- a stream that cannot be followed (a line too long, binary bytes) is
+  answered, then read and dropped for a moment before the close, so that
+  the client gets the answer rather than a reset.
+
+With a token configured, nothing is served before the client authenticates
+with a ``set`` whose data is ``<user> <token>`` (memcached's ASCII
+authentication), and the commands behind it are read only after it, under
+the limits of an authenticated client.
 """
 
 from __future__ import annotations
@@ -31,7 +44,8 @@ from collections import deque
 from typing import TYPE_CHECKING, cast
 
 from .commands import Close, Command, Quit, Reply, Store
-from .parser import Parser
+from .hot import BIG_REPLY
+from .parser import BUSY, Parser
 from .replies import STORED
 
 if TYPE_CHECKING:
@@ -43,6 +57,9 @@ log = logging.getLogger(__name__)
 
 # Commands queued behind a waiting one before the connection stops reading.
 _MAX_QUEUED = 256
+# How long a connection closed for a broken stream still reads (and drops)
+# what the client sends, so that its last answer is read, not reset.
+LINGER = 1.0
 # The largest authentication set before the client has authenticated.
 _AUTH_MAX_VALUE = 1024
 _UNAUTHENTICATED = b"CLIENT_ERROR unauthenticated\r\n"
@@ -58,21 +75,35 @@ class MemcachedConnection(asyncio.Protocol):
         self.hot = server.executor.hot.answer
         self.stats = server.stats
         settings = server.settings
+        self.budget = server.budget
         self.parser = Parser(
             max_key_bytes=settings.max_key_bytes,
             max_value_bytes=settings.max_value_bytes,
             max_line=server.max_line,
+            budget=server.budget,
         )
         self.transport: asyncio.Transport | None = None
+        self.address = ""  # the client's, once the ledger counted it in
         self.authenticated = server.accepts is None
         if not self.authenticated:
+            # One command at a time until the authentication set is answered:
+            # what follows it is read under the authenticated limits.
             self.parser.max_value_bytes = min(_AUTH_MAX_VALUE, settings.max_value_bytes)
+            self.parser.one_at_a_time = True
         self.queue: deque[Command] = deque()
         # A task is answering the command at the head of the queue.
         self.busy = False
         self.closing = False
         self._writing_paused = False
         self._reading_paused = False
+        # When the client stopped reading its replies (loop time), and the
+        # bytes of them charged to the budget meanwhile.
+        self.writing_paused_at: float | None = None
+        self.charged = 0
+        # Closing after a broken stream: since when (loop time), reading and
+        # dropping, and whether its end was sent.
+        self.lingering_since: float | None = None
+        self.eof_written = False
         # Completed a command since the server last looked (idle timeout):
         # a flag, not a clock reading, so the hot path reads no clock.
         self.active = True
@@ -83,13 +114,18 @@ class MemcachedConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport: no isinstance.
         self.transport = cast(asyncio.Transport, transport)
-        if not self.server.admit(self):
+        peer = transport.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        if not self.server.admit(self, address):
+            self.closing = True
             self.transport.write(b"SERVER_ERROR Too many open connections\r\n")
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.queue.clear()
+        self.parser.release()
+        self._release_charge()
         self.server.forget(self)
 
     def data_received(self, data: bytes) -> None:
@@ -109,6 +145,11 @@ class MemcachedConnection(asyncio.Protocol):
                     stats.bytes_written += len(reply)
                     transport.write(reply)
                 return
+        if self.lingering_since is not None:
+            return  # a broken stream: dropped until the close
+        if not self.authenticated:
+            self._before_authentication(data)
+            return
         commands = self.parser.feed(data)
         if not commands:
             return
@@ -123,6 +164,8 @@ class MemcachedConnection(asyncio.Protocol):
             self._transport().pause_reading()
 
     def eof_received(self) -> bool | None:
+        if self.lingering_since is not None:
+            return None  # its answer was sent: the transport closes now
         # Answer what was asked before the client's half-close, then close.
         self.closing = True
         if not self.busy:
@@ -130,14 +173,29 @@ class MemcachedConnection(asyncio.Protocol):
         return True
 
     def pause_writing(self) -> None:
+        # The client reads slower than replies come: nothing more is read
+        # until it catches up, what waits is charged to the budget, and the
+        # server cuts a client that reads nothing for the write timeout.
         self._writing_paused = True
+        transport = self._transport()
+        self.writing_paused_at = asyncio.get_running_loop().time()
+        if not self.charged:
+            self.charged = transport.get_write_buffer_size()
+            self.budget.charge(self.charged)
         if not self._reading_paused:
             self._reading_paused = True
-            self._transport().pause_reading()
+            transport.pause_reading()
 
     def resume_writing(self) -> None:
         self._writing_paused = False
+        self.writing_paused_at = None
+        self._release_charge()
         self._pump()
+
+    def _release_charge(self) -> None:
+        if self.charged:
+            self.budget.release(self.charged)
+            self.charged = 0
 
     # -- answering
 
@@ -156,7 +214,13 @@ class MemcachedConnection(asyncio.Protocol):
                 asyncio.get_running_loop().create_task(self._answer_later(queue.popleft()))
                 break
             queue.popleft()
-            if reply:
+            if len(reply) >= BIG_REPLY:
+                # Written now, after those before it: flow control
+                # (pause_writing) must see it before more is answered.
+                replies.append(self._affordable(reply))
+                self._write(replies)
+                replies = []
+            elif reply:
                 replies.append(reply)
             if self.closing:  # quit, a Close, a failed authentication: nothing more
                 queue.clear()
@@ -172,7 +236,7 @@ class MemcachedConnection(asyncio.Protocol):
             asyncio.get_running_loop().create_task(self._answer_later(command))
             return
         if reply:
-            self._write([reply])
+            self._write([self._affordable(reply) if len(reply) >= BIG_REPLY else reply])
         if self.closing:
             self._settle()
 
@@ -184,6 +248,7 @@ class MemcachedConnection(asyncio.Protocol):
             return b""
         if kind is Close:
             self.closing = True
+            self.lingering_since = asyncio.get_running_loop().time()
             return cast(Close, command).line
         if not self.authenticated:
             return self._authenticate(command)
@@ -196,7 +261,7 @@ class MemcachedConnection(asyncio.Protocol):
             self.busy = False
         self.active = True
         if reply:
-            self._write([reply])
+            self._write([self._affordable(reply) if len(reply) >= BIG_REPLY else reply])
         self._pump()
 
     def _write(self, replies: list[bytes]) -> None:
@@ -214,17 +279,51 @@ class MemcachedConnection(asyncio.Protocol):
         if transport is None or self.busy:
             return
         if self.closing and not self.queue:
+            if self.lingering_since is not None and transport.can_write_eof():
+                # The answer goes out, then the close after the linger
+                # (the server's sweep): a close with unread bytes is a reset.
+                if not self.eof_written:
+                    self.eof_written = True
+                    transport.write_eof()
+                return
             transport.close()
             return
         if self._reading_paused and not self._writing_paused and len(self.queue) <= _MAX_QUEUED:
             self._reading_paused = False
             transport.resume_reading()
 
+    def _affordable(self, reply: bytes) -> bytes:
+        """``reply``, or ``SERVER_ERROR busy`` when the node already holds its
+        budget of bytes in flight (replies clients are slow to read, values
+        still arriving): a slow reader of big values must not hold more."""
+        return reply if self.budget.affords(len(reply)) else BUSY
+
     def _transport(self) -> asyncio.Transport:
         assert self.transport is not None
         return self.transport
 
     # -- authentication
+
+    def _before_authentication(self, data: bytes) -> None:
+        """Answer the commands in ``data`` one at a time (each at once: before
+        authentication every answer is a refusal or the authentication's),
+        until one authenticates; the rest are then read as an authenticated
+        client's."""
+        parser = self.parser
+        commands = parser.feed(data)
+        replies: list[bytes] = []
+        # One command a round, each at least a byte of what the parser holds.
+        for _ in range(parser.held + 2):
+            if not commands or self.closing:
+                break
+            replies.append(self._answer_at_once(commands[0]) or b"")
+            if self.authenticated:
+                parser.one_at_a_time = False
+                self.queue.extend(parser.more())
+                break
+            commands = parser.more()
+        self._write([reply for reply in replies if reply])
+        self._pump()
 
     def _authenticate(self, command: Command) -> bytes:
         """memcached's ASCII authentication: the first ``set`` carries
@@ -256,6 +355,23 @@ class MemcachedConnection(asyncio.Protocol):
             self.idle_rounds += 1
         return self.idle_rounds
 
-    def close(self) -> None:
+    def past_deadline(self, now: float, *, write_timeout: float) -> bool:
+        """Whether the client has read none of its replies for ``write_timeout`` s."""
+        paused_at = self.writing_paused_at
+        return paused_at is not None and now - paused_at > write_timeout
+
+    def abort(self) -> None:
+        """Close now, dropping what the client did not read."""
         if self.transport is not None:
-            self.transport.close()
+            self.transport.abort()
+
+    def close(self) -> None:
+        """Close once the replies written are sent; at once when the client
+        is not reading them (a close would wait for them with no end)."""
+        transport = self.transport
+        if transport is None:
+            return
+        if transport.get_write_buffer_size():
+            transport.abort()
+        else:
+            transport.close()

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core import KeyService, Local, Mutation, Op
+from ..core.bounds import InflightBudget
 from ..errors import NodeError
 from ..peers.forwarder import Forwarder
 from ..results import Hit, Value, Written
@@ -81,8 +82,9 @@ _FLUSH_OFF = b"CLIENT_ERROR flush_all not allowed\r\n"
 class DoorSettings:
     """What the memcached door needs from the node's settings."""
 
-    max_connections: int
+    max_connections: int  # both doors' (the ledger's), shown by `stats`
     idle_timeout: float
+    write_timeout: float
     flush_enabled: bool
     max_key_bytes: int
     max_value_bytes: int
@@ -103,6 +105,7 @@ class Executor:
         settings: DoorSettings,
         stats: DoorStats,
         schedule_flush: Callable[[float], None],
+        budget: InflightBudget,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.service = service
@@ -120,6 +123,7 @@ class Executor:
             max_key_bytes=settings.max_key_bytes,
             max_value_bytes=settings.max_value_bytes,
             max_answer_bytes=settings.max_answer_bytes,
+            budget=budget,
             wall_clock=wall_clock,
         )
         self.meta = MetaCommands(

@@ -25,10 +25,11 @@ from collections.abc import Callable
 from client._batch import MAX_BATCH_KEYS
 
 from ..core import KeyService, Local
+from ..core.bounds import InflightBudget
 from ..errors import NodeError
 from .expiry import ttl_of
 from .keys import KeyDecoder
-from .parser import max_line_bytes
+from .parser import BUSY, max_line_bytes
 from .replies import END, STORED, TOO_BIG_ANSWER, server_error
 from .stats import DoorStats
 
@@ -43,6 +44,10 @@ _HIT = b"VALUE %b %d %d\r\n%b\r\n"
 _HIT_CAS = b"VALUE %b %d %d %d\r\n%b\r\n"
 _ONE_HIT = _HIT + END
 _ONE_HIT_CAS = _HIT_CAS + END
+# Replies this big are weighed against the node's budget of bytes in flight
+# before they are written (``InflightBudget.affords``): a client that does
+# not read them must not make the node hold more than the budget.
+BIG_REPLY = 64 * 1024
 
 
 class HotPath:
@@ -57,9 +62,11 @@ class HotPath:
         max_key_bytes: int,
         max_value_bytes: int,
         max_answer_bytes: int,
+        budget: InflightBudget,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.service = service
+        self.budget = budget
         self.stats = stats
         self.decode_key = decode_key
         self.wall_clock = wall_clock
@@ -111,9 +118,12 @@ class HotPath:
             return END
         stats.get_hits += 1
         value, _, version, flags = entry
+        size = len(value)
+        if size >= BIG_REPLY and not self.budget.affords(size):
+            return BUSY
         if cas:
-            return _ONE_HIT_CAS % (raw, flags, len(value), version, value)
-        return _ONE_HIT % (raw, flags, len(value), value)
+            return _ONE_HIT_CAS % (raw, flags, size, version, value)
+        return _ONE_HIT % (raw, flags, size, value)
 
     def get_many(self, raws: list[bytes], cas: bool) -> bytes | None:
         """A get of keys this node all owns, read in one call and answered in
@@ -127,13 +137,13 @@ class HotPath:
         stats.cmd_get += len(raws)
         parts: list[bytes] = []
         add = parts.append
-        budget = self.max_answer_bytes
+        room = self.max_answer_bytes
         for raw, item in zip(raws, items, strict=True):
             if item is None:
                 continue
             value, flags, version = item
-            budget -= len(value)
-            if budget < 0:
+            room -= len(value)
+            if room < 0:
                 return TOO_BIG_ANSWER
             if cas:
                 add(_HIT_CAS % (raw, flags, len(value), version, value))
@@ -142,6 +152,9 @@ class HotPath:
         add(END)
         stats.get_hits += len(parts) - 1
         stats.get_misses += len(raws) - len(parts) + 1
+        size = self.max_answer_bytes - room
+        if size >= BIG_REPLY and not self.budget.affords(size):
+            return BUSY
         return b"".join(parts)
 
     def _set(self, data: bytes, end: int) -> bytes | None:

@@ -16,7 +16,14 @@ Bounds, so that no client makes the node hold unbounded memory:
   large for cache`` and its bytes are swallowed as they arrive, never held,
   as memcached does; so are the bytes of a storage command refused for its
   key, so that a value is never read as commands;
-- a get names at most ``MAX_BATCH_KEYS`` keys.
+- a get names at most ``MAX_BATCH_KEYS`` keys;
+- a value arriving over several reads first reserves its size in the
+  node's in-flight budget (``budget``, shared with the HTTP door's bodies);
+  one that does not fit is answered ``SERVER_ERROR busy`` and swallowed.
+
+``one_at_a_time`` (a connection that has not authenticated) makes ``feed``
+stop after one command and hold the rest until ``more``, so that what
+follows an authentication ``set`` is read under the limits it unlocks.
 
 The grammar is memcached 1.6's (doc/protocol.txt in its repository); the
 error lines are its own words.
@@ -30,6 +37,7 @@ from collections.abc import Callable
 
 from client._batch import MAX_BATCH_KEYS
 
+from ..core.bounds import InflightBudget
 from .commands import (
     Arith,
     Close,
@@ -51,7 +59,7 @@ from .commands import (
     Version,
 )
 
-__all__ = ["BAD_FORMAT", "ERROR", "TOO_LARGE", "Parser", "max_line_bytes"]
+__all__ = ["BAD_FORMAT", "BUSY", "ERROR", "TOO_LARGE", "Parser", "max_line_bytes"]
 
 ERROR = b"ERROR\r\n"
 BAD_FORMAT = b"CLIENT_ERROR bad command line format\r\n"
@@ -68,6 +76,8 @@ _DUPLICATE_FLAG = b"CLIENT_ERROR duplicate flag\r\n"
 _INVALID_FLAG = b"CLIENT_ERROR invalid flag\r\n"
 _BAD_MODE = b"CLIENT_ERROR invalid mode for M token\r\n"
 _OPAQUE_TOO_LONG = b"CLIENT_ERROR opaque token too long\r\n"
+# A value or reply that would overspend the in-flight budget (node.core.bounds).
+BUSY = b"SERVER_ERROR busy: too many bytes in flight on this node; retry\r\n"
 
 _U32 = 1 << 32
 _U64 = 1 << 64
@@ -130,10 +140,19 @@ class Parser:
     """Reads one connection's byte stream. ``max_value_bytes`` may be changed
     between feeds (a connection that has not authenticated gets a small one)."""
 
-    def __init__(self, *, max_key_bytes: int, max_value_bytes: int, max_line: int) -> None:
+    def __init__(
+        self,
+        *,
+        max_key_bytes: int,
+        max_value_bytes: int,
+        max_line: int,
+        budget: InflightBudget | None = None,
+    ) -> None:
         self.max_key_bytes = max_key_bytes
         self.max_value_bytes = max_value_bytes
         self.max_line = max_line
+        self.budget = budget
+        self.one_at_a_time = False
         self.closed = False
         # Holds nothing of an unfinished command (a line, a value, bytes to
         # swallow) and is not closed: the next bytes start a command.
@@ -141,12 +160,39 @@ class Parser:
         self._buffer = bytearray()
         self._pending: _Pending | None = None
         self._swallow = 0
+        self._reserved = 0  # budget bytes held for the pending value
 
     def feed(self, data: bytes) -> list[Command]:
         """The commands ``data`` completes, in order; after a ``Close``, nothing more."""
         commands = self._feed(data)
         self.idle = not (self._buffer or self._pending or self._swallow or self.closed)
         return commands
+
+    @property
+    def held(self) -> int:
+        """Bytes held for the commands to come."""
+        return len(self._buffer)
+
+    def more(self) -> list[Command]:
+        """The commands in the bytes held back (``one_at_a_time``), read under
+        the limits as they are now."""
+        buffer = self._buffer
+        if not buffer or self._pending is not None or self.closed:
+            return []
+        data = bytes(buffer)
+        buffer.clear()
+        out: list[Command] = []
+        pos = self._consume(data, out)
+        if pos < len(data) and not self.closed:
+            buffer += memoryview(data)[pos:]
+        self.idle = not (self._buffer or self._pending or self._swallow or self.closed)
+        return out
+
+    def release(self) -> None:
+        """Give back what a value still arriving reserved (the connection closed)."""
+        if self._reserved and self.budget is not None:
+            self.budget.release(self._reserved)
+        self._reserved = 0
 
     def _feed(self, data: bytes) -> list[Command]:
         if self.closed:
@@ -190,7 +236,7 @@ class Parser:
         size = len(data)
         # Each round uses at least one byte or stops: bounded by the input.
         for _ in range(size + 1):
-            if pos >= size or self.closed:
+            if pos >= size or self.closed or (self.one_at_a_time and out):
                 break
             if self._swallow:
                 taken = min(self._swallow, size - pos)
@@ -217,6 +263,7 @@ class Parser:
         if len(data) < end + 2:
             return 0
         self._pending = None
+        self.release()
         if data[end : end + 2] != b"\r\n":
             out.append(Reply(b"" if pending.quiet else _BAD_CHUNK))
         else:
@@ -257,6 +304,11 @@ class Parser:
         refuse a value over the limit and swallow it."""
         if size > self.max_value_bytes:
             return self.swallow(size, TOO_LARGE, quiet=quiet)
+        budget = self.budget
+        if budget is not None:
+            if not budget.reserve(size):
+                return self.swallow(size, BUSY, quiet=quiet)
+            self._reserved = size
         self._pending = _Pending(size, build, quiet)
         return None
 

@@ -1,13 +1,15 @@
 """The memcached listener: connections in, a cap on them, idle ones out, flushes on a timer.
 
 ``MemcachedServer`` listens on one address and port beside the HTTP door
-and serves the same ``KeyService``. Like the HTTP door it caps open
-connections (one beyond ``max_connections`` is told ``SERVER_ERROR Too many
-open connections`` and closed, as memcached does) and closes connections
-that have not completed a command within ``idle_timeout`` seconds (idle
-or slow clients), checked by one timer for all of them rather than one per
-connection. ``start`` and ``close`` follow the node's lifecycle
-(``node.app``).
+and serves the same ``KeyService``. Its connections count against the
+process's ``ConnectionLedger`` with the HTTP door's (one beyond a cap is
+told ``SERVER_ERROR Too many open connections`` and closed, as memcached
+does), and what it holds for them against the same in-flight budget. One
+timer for all connections, rather than one per connection, closes those
+that completed no command within ``idle_timeout`` seconds (idle or slow
+clients), cuts those that read none of their replies within
+``write_timeout`` and ends the linger of those closed for a broken stream.
+``start`` and ``close`` follow the node's lifecycle (``node.app``).
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ..core import KeyService
+from ..core.bounds import ConnectionLedger, InflightBudget
 from ..errors import NodeError
 from ..peers.forwarder import Forwarder
-from .connection import MemcachedConnection
+from .connection import LINGER, MemcachedConnection
 from .executor import DoorSettings, Executor
 from .parser import max_line_bytes
 from .stats import DoorStats
@@ -45,10 +48,14 @@ class MemcachedServer:
         *,
         forwarder: Forwarder,
         settings: DoorSettings,
+        ledger: ConnectionLedger,
+        budget: InflightBudget,
         accepts: TokenCheck | None = None,
     ) -> None:
         self.service = service
         self.settings = settings
+        self.ledger = ledger
+        self.budget = budget
         self.accepts = accepts
         self.stats = DoorStats()
         self.max_line = max_line_bytes(settings.max_key_bytes)
@@ -58,6 +65,7 @@ class MemcachedServer:
             settings=settings,
             stats=self.stats,
             schedule_flush=self.schedule_flush,
+            budget=budget,
         )
         self.connections: set[MemcachedConnection] = set()
         self.address: tuple[str, int] | None = None
@@ -75,7 +83,7 @@ class MemcachedServer:
             lambda: MemcachedConnection(self), host, port, backlog=2048, reuse_address=True
         )
         self.address = self._server.sockets[0].getsockname()[:2]
-        self._spawn(self._close_idle_connections(), "memcached-idle")
+        self._spawn(self._sweep(), "memcached-sweep")
         log.info("memcached protocol on %s:%d", *self.address)
 
     async def close(self) -> None:
@@ -96,31 +104,46 @@ class MemcachedServer:
 
     # -- connections
 
-    def admit(self, connection: MemcachedConnection) -> bool:
-        """Count a new connection in; False when the node is at its cap."""
-        if len(self.connections) >= self.settings.max_connections:
+    def admit(self, connection: MemcachedConnection, address: str) -> bool:
+        """Count a new connection from ``address`` in; False when a cap of the
+        ledger (both doors' connections, or this address's) refuses it."""
+        if self.ledger.admit(address) is not None:
             self.stats.rejected_connections += 1
             return False
+        connection.address = address
         self.connections.add(connection)
         self.stats.curr_connections = len(self.connections)
         self.stats.total_connections += 1
         return True
 
     def forget(self, connection: MemcachedConnection) -> None:
-        self.connections.discard(connection)
+        if connection in self.connections:
+            self.connections.discard(connection)
+            self.ledger.left(connection.address)
         self.stats.curr_connections = len(self.connections)
 
-    async def _close_idle_connections(self) -> None:
-        """Every ``period`` s, close the connections that completed no command
-        for ``idle_timeout`` s (to within a period)."""
-        timeout = self.settings.idle_timeout
-        period = min(1.0, timeout / 4)
-        rounds = math.ceil(timeout / period)
+    async def _sweep(self) -> None:
+        """Every ``period`` s (a quarter of the shortest deadline, at most 1 s):
+        close the connections that completed no command for ``idle_timeout``
+        s, cut those whose client read nothing for ``write_timeout`` s, and
+        close those whose linger is over."""
+        settings = self.settings
+        period = min(1.0, settings.idle_timeout / 4, settings.write_timeout / 4)
+        rounds = math.ceil(settings.idle_timeout / period)
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(period)
-            for connection in [c for c in self.connections if c.idle_round() > rounds]:
-                self.stats.idle_kicks += 1
-                connection.close()
+            now = loop.time()
+            for connection in list(self.connections):
+                if connection.past_deadline(now, write_timeout=settings.write_timeout):
+                    self.stats.write_timeouts += 1
+                    connection.abort()
+                elif connection.lingering_since is not None:
+                    if now - connection.lingering_since > LINGER:
+                        connection.close()
+                elif connection.idle_round() > rounds:
+                    self.stats.idle_kicks += 1
+                    connection.close()
 
     # -- flush_all with a delay
 

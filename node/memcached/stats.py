@@ -46,6 +46,8 @@ class DoorStats:
     auth_cmds: int = 0
     auth_errors: int = 0
     idle_kicks: int = 0
+    # Clients cut for reading none of their replies within the write timeout.
+    write_timeouts: int = 0
     bytes_read: int = 0
     bytes_written: int = 0
     curr_connections: int = 0
