@@ -310,16 +310,20 @@ class Reads:
         wanted = [keys[index] for index in indexes]
         if self.placement.moving:
             return await self._each(wanted, _value_of)
-        choices = [
-            self.placement.read_order(owners) for owners in self.placement.owners_of_each(wanted)
-        ]
+        get_entry = self.store.get_entry
+
+        def here(sub_keys: Sequence[str]) -> list[KeyOutcome]:
+            return [None if (entry := get_entry(key)) is None else entry[0] for key in sub_keys]
+
+        choices = self._read_orders(wanted)
+        if choices is None:
+            return here(wanted)
 
         async def ask(member: str, positions: list[int]) -> Sequence[KeyOutcome]:
             sub_keys = [wanted[position] for position in positions]
             if member != self.self_id:
                 return await self.peers.batch(member, "get", sub_keys)
-            get_entry = self.store.get_entry
-            return [None if (entry := get_entry(key)) is None else entry[0] for key in sub_keys]
+            return here(sub_keys)
 
         found = await read_with_failover(choices, ask, is_hit=_is_value)
         refused = await self._learn_refusals(found)
@@ -328,6 +332,17 @@ class Reads:
             for position, outcome in zip(refused, again, strict=True):
                 found[position] = outcome
         return found
+
+    def _read_orders(self, keys: Sequence[str]) -> list[list[str]] | None:
+        """Each key's owners in the order to read them; None when this node
+        alone owns every key (its store answers them all in one pass)."""
+        if self.replicas == 1:
+            owners = self.membership.ring.owner_of_each(keys)
+            if owners.count(self.self_id) == len(owners):
+                return None
+            return [[owner] for owner in owners]
+        placement = self.placement
+        return [placement.read_order(o) for o in placement.owners_of_each(keys)]
 
     async def _learn_refusals(self, found: Sequence[object]) -> list[int]:
         """The positions to read again, one key at a time: those an owner
@@ -348,14 +363,9 @@ class Reads:
         if self.placement.moving:
             return await self._each(wanted, _hit_of)
         hit_here = self.hit_here
-        if self.replicas == 1:
-            owners = self.membership.ring.owner_of_each(wanted)
-            if owners.count(self.self_id) == len(owners):
-                return [hit_here(key) for key in wanted]
-            choices = [[owner] for owner in owners]
-        else:
-            placement = self.placement
-            choices = [placement.read_order(o) for o in placement.owners_of_each(wanted)]
+        choices = self._read_orders(wanted)
+        if choices is None:
+            return [hit_here(key) for key in wanted]
 
         async def ask(member: str, positions: list[int]) -> Sequence[HitOutcome]:
             sub_keys = [wanted[position] for position in positions]
