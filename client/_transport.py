@@ -156,7 +156,15 @@ class Transport:
             # batch only where they share connections.
             connection = pool.take_shared(depth) or pool.take_idle()
             if connection is None:
-                connection = await self._open_or_wait(pool, loop, deadline, total, depth)
+                try:
+                    connection = await self._open_or_wait(pool, loop, deadline, total, depth)
+                except TransportError:
+                    if not (pool.open or pool.waiters) and self._pools.get(kind) is pool:
+                        # Never reached, nothing waiting: no pool is kept for
+                        # an address that may never answer (a name a forged
+                        # gossip message made a node probe, a member gone).
+                        del self._pools[kind]
+                    raise
             connection.exclusive = not reading
             try:
                 reply = await connection.exchange(

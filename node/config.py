@@ -259,7 +259,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(field="memcached_port", parse=_int_in(0, 65535), shown_default="11211",
             help="TCP port of the memcached protocol, on HOST beside HTTP; 0 turns it off."),
     Setting(field="memcached_flush_all", parse=_boolean,
-            shown_default="true without CACHE_PEER_TOKEN, false with one",
+            shown_default="(true without CACHE_PEER_TOKEN, false with one)",
             help="Whether memcached's flush_all may empty the whole cluster (false: it is "
                  "refused, like memcached -F)."),
     Setting(field="advertise", parse=_advertise, shown_default="host:port",

@@ -230,6 +230,22 @@ async def test_a_refused_connection_is_a_connect_error() -> None:
     await transport.close()
 
 
+async def test_no_pool_is_kept_for_addresses_never_reached() -> None:
+    # A node probes every name a gossip message gives it: a forged message
+    # naming thousands must not leave thousands of pools behind.
+    probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = probe.sockets[0].getsockname()[1]
+    probe.close()
+    await probe.wait_closed()
+    transport = Transport()
+    for path in ("/kv/a", "/internal/gossip"):
+        with pytest.raises(ConnectError):
+            await transport.request(f"127.0.0.1:{port}", "GET", path)
+
+    assert transport._pools == {}
+    await transport.close()
+
+
 async def test_garbage_is_a_transport_error(serve: Serve) -> None:
     server = await serve(lambda line: b"SMTP ready\r\n\r\n")
     transport = Transport()

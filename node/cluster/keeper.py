@@ -21,7 +21,16 @@ the cluster, and one node cut off does not make the others empty their
 stores. So:
 
 - **Seeds.** A node given one member learns every member from it in one
-  exchange, and every member learns the new node in the round after.
+  exchange, and each member it meets reaches it back at once (below).
+- **Checked, not trusted.** A member enters this node's table (and ring)
+  only on its own word: the answer to an exchange this node made with it.
+  One named by a peer, or a sender not met yet, is probed at once (one
+  round trip for a real joiner); the probes of names not met are few at a
+  time (``PROBES_AT_ONCE``) and few per message (``NEW_PER_MESSAGE``), so
+  a message naming thousands of members that do not exist costs a few
+  failed connections, not the event loop. Incarnations are bounded as
+  ``node.cluster.members`` says, so no claim leaves a member unable to
+  refute it.
 - **Leaves and deaths** are known everywhere within a round of the first
   node that knew (a leaving node tells everyone itself). A death is known
   ``2 x health_interval x health_failures`` (plus the timeouts) after the
@@ -62,10 +71,20 @@ from typing import Any
 import orjson
 
 from .discovery import Discovery
-from .members import MemberRecord, MemberTable, Status
+from .members import MAX_INCARNATION, MemberRecord, MemberTable, Status
 from .membership import Membership
 
-__all__ = ["POLLERS", "POLLER_KEY", "Exchange", "GossipError", "MembershipKeeper", "PeerView"]
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "NEW_PER_MESSAGE",
+    "POLLERS",
+    "POLLER_KEY",
+    "PROBES_AT_ONCE",
+    "Exchange",
+    "GossipError",
+    "MembershipKeeper",
+    "PeerView",
+]
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +106,47 @@ _STALL_S = 0.25
 # A node cut off from every peer declares none of them dead for this many
 # suspicion timeouts (they may all have died at once: it must end sometime).
 _CUT_OFF_PATIENCE = 10
+# A gossip message, either way: some 5,000 records of the usual size, where
+# a full-mesh cluster has tens of members (hundreds at most). Bounds what one
+# message costs to parse (a few milliseconds).
+MAX_MESSAGE_BYTES = 256 * 1024
+# Members not met yet that one message may put up to be probed: the rest,
+# if real, are named again by the next message.
+NEW_PER_MESSAGE = 16
+# Members waiting to be probed, at most; a name beyond waits to be named again.
+_MAX_WAITING = 64
+# Probes of members not met yet in flight at once.
+PROBES_AT_ONCE = 4
+# Members that did not answer a probe, remembered (oldest forgotten first)
+# so as not to be probed again within a gossip interval.
+_MAX_UNREACHED = 1024
+# Gossip this node does not take (names it cannot reach, claims out of
+# reach) is logged at most this often, with a count.
+_REPORT_EVERY_S = 10.0
 _MEMBER = re.compile(r"^[A-Za-z0-9.\-\[\]:]{1,300}:\d{1,5}$")
 _STATUSES = {status.value: status for status in Status}
 
 
 class GossipError(ValueError):
     """A gossip message that is not one; nothing was merged."""
+
+
+@dataclass(slots=True)
+class _Tally:
+    """Occurrences of something logged at most every ``_REPORT_EVERY_S``."""
+
+    total: int = 0
+    unreported: int = 0
+    reported_at: float = float("-inf")
+
+    def due(self, now: float, count: int = 1) -> int:
+        """Count ``count`` more; how many to report now (0: not yet)."""
+        self.total += count
+        self.unreported += count
+        if now - self.reported_at < _REPORT_EVERY_S:
+            return 0
+        due, self.unreported, self.reported_at = self.unreported, 0, now
+        return due
 
 
 @dataclass(slots=True)
@@ -169,6 +223,16 @@ class MembershipKeeper:
         # not know whom to wait for, and is not ready alone.
         self._discovered = False
         self._tasks: list[asyncio.Task[None]] = []
+        # Members heard of but not met: waiting to be probed (in the order
+        # heard), being probed, and when each that did not answer was tried.
+        self._waiting: dict[str, None] = {}
+        self._probing: set[str] = set()
+        self._probes: set[asyncio.Task[None]] = set()
+        self._unreached: dict[str, float] = {}
+        self.unreached = _Tally()
+        # Claims out of reach (``MemberTable.claims_out_of_reach``), as logged.
+        self.claims_out_of_reach = _Tally()
+        self._stopped = False
 
     # -- lifecycle
 
@@ -181,9 +245,12 @@ class MembershipKeeper:
 
     async def stop(self) -> None:
         self._watched_at = None
-        for task in self._tasks:
+        self._stopped = True  # gossip still arrives: it probes no one now
+        self._waiting.clear()
+        tasks = [*self._tasks, *self._probes]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
@@ -215,8 +282,11 @@ class MembershipKeeper:
         """A peer's gossip: merged, and answered with this node's. Raises
         ``GossipError`` for a body that is not a gossip message."""
         sender = self._absorb(body)
-        self.met.add(sender)
-        self._heard_from_a_peer = self._clock()
+        if sender in self.table.records:
+            self.met.add(sender)
+            self._heard_from_a_peer = self._clock()
+        elif sender in self.listed:
+            self.met.add(sender)
         self._apply()
         return self.message()
 
@@ -249,25 +319,124 @@ class MembershipKeeper:
         self._apply()
         await self.gossip_round()
 
-    async def _exchange_with(self, member: str) -> None:
-        view = self.views.setdefault(member, PeerView())
-        view.checks += 1
+    async def _exchange_with(self, member: str) -> bool:
+        """One exchange with ``member``; whether it answered. Members of the
+        table and listed ones have a ``PeerView`` (a probe of one heard of
+        but not met only gets one by answering)."""
         try:
             answer = await self.exchange(member, self.message())
-            self._absorb(answer)
+            self._absorb(answer, reached=member)
         except Exception as exc:  # any failure: counted, and reported by state change
-            view.failures += 1
-            view.failures_in_row += 1
-            if view.failures_in_row == 1 and member not in self.table.records:
-                log.warning("listed peer %s is down: not reached yet (%s)", member, exc)
-            elif view.failures_in_row >= self.health_failures:
-                self._suspect(member, exc)
-            return
+            if member in self.table.records or member in self.listed:
+                self._failed(self.views.setdefault(member, PeerView()), member, exc)
+            else:
+                self._not_reached(member, exc)
+            return False
+        if member not in self.table.records and member not in self.listed:
+            return False  # it answered, but not as itself: not met
+        view = self.views.setdefault(member, PeerView())
+        view.checks += 1
         if view.failures_in_row >= self.health_failures:
             log.info("peer %s answers again", member)
         view.failures_in_row = 0
         self.met.add(member)
         self._heard_from_a_peer = self._clock()
+        return True
+
+    def _failed(self, view: PeerView, member: str, exc: Exception) -> None:
+        view.checks += 1
+        view.failures += 1
+        view.failures_in_row += 1
+        if view.failures_in_row == 1 and member not in self.table.records:
+            log.warning("listed peer %s is down: not reached yet (%s)", member, exc)
+        elif view.failures_in_row >= self.health_failures:
+            self._suspect(member, exc)
+
+    # -- members heard of, not met
+
+    @property
+    def probes_pending(self) -> int:
+        """Members heard of and not met, being probed or waiting to be."""
+        return len(self._waiting) + len(self._probing)
+
+    def _to_reach(self, sender: str, named: list[str]) -> None:
+        """Members this node heard of and cannot take anyone's word for: the
+        sender of a message (unless met and not dead), then those it named
+        that this node's rounds do not reach anyway (not listed, not met, or
+        dead). Each is probed (one exchange) and enters the table on its own
+        answer; at most ``NEW_PER_MESSAGE`` of one message and
+        ``_MAX_WAITING`` waiting."""
+        now, records = self._clock(), self.table.records
+        listed = self.listed
+        taken = 0
+        for member in (sender, *(m for m in named if m not in listed)):
+            if taken == NEW_PER_MESSAGE or len(self._waiting) >= _MAX_WAITING:
+                break
+            record = records.get(member)
+            if (
+                member == self.self_id
+                or (record is not None and record.status is not Status.DEAD)
+                or member in self._waiting
+                or member in self._probing
+                or now - self._unreached.get(member, float("-inf")) < self.health_interval
+            ):
+                continue
+            self._waiting[member] = None
+            taken += 1
+        self._start_probes()
+
+    def _start_probes(self) -> None:
+        while self._waiting and len(self._probes) < PROBES_AT_ONCE and not self._stopped:
+            member = next(iter(self._waiting))
+            del self._waiting[member]
+            self._probing.add(member)
+            task = asyncio.create_task(self._probe(member), name="gossip-probe")
+            self._probes.add(task)
+            task.add_done_callback(self._probe_done)
+
+    async def _probe(self, member: str) -> None:
+        joining = member not in self.table.records
+        try:
+            reached = await self._exchange_with(member)
+        finally:
+            self._probing.discard(member)
+        self._apply()
+        if reached and joining and member in self.membership.ring.members:
+            # What this node sent it came before it was on this node's ring:
+            # one more exchange tells it the ring it is on now (its readiness
+            # waits for that), not the next round.
+            await self._exchange_with(member)
+            self._apply()
+
+    def _probe_done(self, task: asyncio.Task[None]) -> None:
+        self._probes.discard(task)
+        self._start_probes()
+
+    def _not_reached(self, member: str, exc: Exception) -> None:
+        """A member heard of did not answer its probe: it stays out."""
+        now = self._clock()
+        self._unreached.pop(member, None)
+        self._unreached[member] = now
+        if len(self._unreached) > _MAX_UNREACHED:
+            del self._unreached[next(iter(self._unreached))]
+        due = self.unreached.due(now)
+        if due:
+            log.warning(
+                "%d member(s) named in gossip did not answer and stay out of the ring (%s: %s)",
+                due,
+                member,
+                exc,
+            )
+
+    def _report_claims_out_of_reach(self) -> None:
+        tally = self.claims_out_of_reach
+        new = self.table.claims_out_of_reach - tally.total
+        if new and (due := tally.due(self._clock(), new)):
+            log.warning(
+                "ignored %d claim(s) of incarnations far above what the member said of "
+                "itself (forged, or a member restarted: it is asked itself)",
+                due,
+            )
 
     def _suspect(self, member: str, reason: Exception) -> None:
         """``member`` failed its checks: suspect (if not already), and this
@@ -335,16 +504,24 @@ class MembershipKeeper:
         peers = len(self.table.alive()) - 1
         return peers >= 2 and now - self._heard_from_a_peer >= self._suspicion_timeout
 
-    def _absorb(self, body: bytes) -> str:
-        """Merge a gossip message; the sender's id."""
+    def _absorb(self, body: bytes, *, reached: str | None = None) -> str:
+        """Merge a gossip message (the answer of ``reached``, when this node
+        made the exchange: its own word on its record); the sender's id."""
         sender, records, ring, settled, ready = _parse(body)
         table = self.table
         self._take_back_verdicts_while_cut_off()
-        table.merge(records)
-        view = self.views.setdefault(sender, PeerView())
-        view.ring, view.settled, view.ready = ring, settled, ready
-        me = records.get(self.self_id)
-        view.knows_me = me.incarnation if me is not None else 0
+        own_word = records.get(sender) if sender == reached else None
+        if own_word is not None:
+            table.add(sender, own_word)
+        # A sender not met yet is probed first: a real joiner is in this
+        # node's ring one round trip after it spoke.
+        self._to_reach(sender, table.hear(records))
+        self._report_claims_out_of_reach()
+        if sender in table.records and sender != self.self_id:
+            view = self.views.setdefault(sender, PeerView())
+            view.ring, view.settled, view.ready = ring, settled, ready
+            me = records.get(self.self_id)
+            view.knows_me = me.incarnation if me is not None else 0
         if table.was_declared_dead:
             table.was_declared_dead = False
             log.warning("this node was declared dead while cut off: emptying its store, rejoining")
@@ -361,7 +538,7 @@ class MembershipKeeper:
             return
         taken_back = sorted(self._verdicts_while_cut_off)
         self._verdicts_while_cut_off.clear()
-        self.table.forget(taken_back)
+        self.table.take_back(taken_back)
         for member in taken_back:
             self._dead_since.pop(member, None)
         log.warning("a peer answers again: taking back declaring %s dead while cut off", taken_back)
@@ -369,6 +546,14 @@ class MembershipKeeper:
     # -- the ring, readiness, stability
 
     def _apply(self) -> None:
+        if not self.ready and self.probes_pending:
+            # Starting: the members its seed named join this node's ring
+            # together, once every probe is back. A ring with only some of
+            # them would stand in ``history`` for the ring the others had
+            # before this node joined (``Membership.set_members``), and
+            # reads and conditional writes while keys move would ask the
+            # wrong previous owners (an add overwrote existing keys).
+            return
         table = self.table
         alive = table.alive()
         for member in alive:
@@ -559,6 +744,8 @@ def _jitter() -> float:
 
 
 def _parse(body: bytes) -> tuple[str, dict[str, MemberRecord], str, str, bool]:
+    if len(body) > MAX_MESSAGE_BYTES:
+        raise GossipError(f"a gossip message is at most {MAX_MESSAGE_BYTES} bytes")
     try:
         message: Any = orjson.loads(body)
         sender = message["from"]
@@ -575,7 +762,7 @@ def _parse(body: bytes) -> tuple[str, dict[str, MemberRecord], str, str, bool]:
         if not (_MEMBER.match(member) and isinstance(fields, list) and len(fields) == 2):
             raise GossipError(f"bad record for {member[:60]!r}")
         incarnation, status = fields
-        if not (isinstance(incarnation, int) and 0 <= incarnation < 1 << 63):
+        if not (isinstance(incarnation, int) and 0 <= incarnation <= MAX_INCARNATION):
             raise GossipError(f"bad incarnation for {member[:60]!r}")
         if not isinstance(status, str):
             raise GossipError(f"bad status for {member[:60]!r}")

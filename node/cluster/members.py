@@ -13,8 +13,15 @@ So any two nodes that have heard the same records hold the same table,
 whatever the order they heard them in. A node that hears itself called
 suspect, dead or leaving when it is not raises its incarnation and is alive
 again (a refutation). A suspect is still a member: it stays on the ring
-until someone declares it dead (``node.cluster.keeper``). Pure: no I/O, no
-clock but the one given.
+until someone declares it dead (``node.cluster.keeper``).
+
+Gossip is checked, not trusted (``hear``): a member enters the table only
+on its own word, given to this node when this node reached it (``add``),
+and a claim about a member is taken only up to ``MAX_STEP`` above the
+incarnation the member last gave of itself. A member refutes any claim up
+to ``MAX_STEP`` above its own, so no claim another node can hold leaves it
+without room to refute; what this node cannot check it returns, for the
+keeper to ask the member. Pure: no I/O, no clock but the one given.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-__all__ = ["MemberRecord", "MemberTable", "Status"]
+__all__ = ["MAX_INCARNATION", "MAX_STEP", "MemberRecord", "MemberTable", "Status"]
 
 
 class Status(enum.StrEnum):
@@ -36,6 +43,17 @@ class Status(enum.StrEnum):
 _GRAVITY = {Status.ALIVE: 0, Status.SUSPECT: 1, Status.LEAVING: 2, Status.DEAD: 3}
 # Statuses of members on the ring.
 _ON_RING = frozenset({Status.ALIVE, Status.SUSPECT})
+# The highest incarnation gossip carries (a signed 64-bit integer, for peers
+# written in other languages).
+MAX_INCARNATION = (1 << 63) - 1
+# How far above what a member last said of itself a claim about it may be.
+# A member raises its own incarnation by one per refutation, so a claim
+# further up is not from its history. Since a member refutes anything up to
+# this far above its own, the most one forged claim can cost it is this
+# much of the room below MAX_INCARNATION: 2**43 claims in a row, not one
+# (before: one claim at 2**63-1 left it no number to refute with, and cut
+# it out of the cluster for good).
+MAX_STEP = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +73,15 @@ class MemberTable:
     def __init__(self, self_id: str, *, incarnation: int) -> None:
         self.self_id = self_id
         self.records: dict[str, MemberRecord] = {self_id: MemberRecord(incarnation, Status.ALIVE)}
+        # The incarnation each other member last gave of itself to this node
+        # (``add``): claims about it are taken up to MAX_STEP above.
+        self.said: dict[str, int] = {}
         # Set when this node heard itself called dead: it was cut off long
         # enough for the others to move on, so what it holds may be old.
         self.was_declared_dead = False
+        # Claims ignored for being more than MAX_STEP above what the member
+        # said of itself (this node included): forged, or a restarted member.
+        self.claims_out_of_reach = 0
 
     def __repr__(self) -> str:
         return f"MemberTable({len(self.records)} records, alive={sorted(self.alive())})"
@@ -74,8 +98,33 @@ class MemberTable:
         record = self.records.get(member)
         return None if record is None else record.status
 
+    def hear(self, records: Mapping[str, MemberRecord]) -> list[str]:
+        """What a peer gossips: merged where this node can check it. Returns the
+        members it cannot, for the keeper to reach: those it does not know that
+        the records say are on the ring, and those claimed more than
+        ``MAX_STEP`` above what they last said of themselves."""
+        checked: dict[str, MemberRecord] = {}
+        unchecked: list[str] = []
+        for member, heard in records.items():
+            if member == self.self_id:
+                checked[member] = heard  # within its reach or not, the refutation decides
+                continue
+            known = self.records.get(member)
+            said = self.said.get(member, None if known is None else known.incarnation)
+            if said is None:  # never met
+                if heard.status in _ON_RING:
+                    unchecked.append(member)
+            elif heard.incarnation > said + MAX_STEP:
+                self.claims_out_of_reach += 1
+                unchecked.append(member)
+            else:
+                checked[member] = heard
+        self.merge(checked)
+        return unchecked
+
     def merge(self, records: Mapping[str, MemberRecord]) -> bool:
-        """Merge what a peer knows; True when this table changed."""
+        """Merge ``records`` by the two rules, whoever they are about (gossip
+        goes through ``hear``); True when this table changed."""
         changed = False
         for member, heard in records.items():
             if member == self.self_id:
@@ -100,7 +149,17 @@ class MemberTable:
         return True
 
     def add(self, member: str, record: MemberRecord) -> bool:
-        """A member this node reached itself (its own word on its record)."""
+        """A member this node reached itself gave ``record`` of itself: it
+        enters the table, or its record is merged; a record held above what it
+        says cannot be from its history (a member alone raises its
+        incarnation) and is replaced. True when the table changed."""
+        if member == self.self_id:
+            return False
+        self.said[member] = record.incarnation
+        known = self.records.get(member)
+        if known is not None and known.incarnation > record.incarnation:
+            self.records[member] = record
+            return True
         return self.merge({member: record})
 
     def leave(self) -> None:
@@ -112,10 +171,20 @@ class MemberTable:
         """This node starts over (its store emptied): alive at a higher
         incarnation, which outranks whatever was said of it meanwhile."""
         own = self.own
-        self.records[self.self_id] = MemberRecord(own.incarnation + 1, Status.ALIVE)
+        incarnation = min(own.incarnation + 1, MAX_INCARNATION)
+        self.records[self.self_id] = MemberRecord(incarnation, Status.ALIVE)
 
     def forget(self, members: Iterable[str]) -> None:
         """Drop the records of long-dead members (never this node's own)."""
+        for member in members:
+            if member != self.self_id:
+                self.records.pop(member, None)
+                self.said.pop(member, None)
+
+    def take_back(self, members: Iterable[str]) -> None:
+        """Drop the records of ``members`` this node alone declared dead (never
+        told): what they said of themselves stays, so the next gossip about
+        them is taken as about members met."""
         for member in members:
             if member != self.self_id:
                 self.records.pop(member, None)
@@ -123,6 +192,11 @@ class MemberTable:
     def _refute_if_needed(self, heard: MemberRecord) -> bool:
         own = self.own
         if not heard.outranks(own):
+            return False
+        if heard.incarnation > min(own.incarnation + MAX_STEP, MAX_INCARNATION - 1):
+            # No node takes this claim (it is out of their reach too): not
+            # refuted, so that it cannot spend this node's room to refute.
+            self.claims_out_of_reach += 1
             return False
         if own.status is Status.LEAVING:
             # Leaving for real: say so again, above what was heard.

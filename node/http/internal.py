@@ -15,7 +15,7 @@ from aiohttp import web
 from client._batch import BatchFormatError, decode_request
 from client._protocol import HOP_HEADER, RING_HEADER
 
-from ..cluster.keeper import GossipError, MembershipKeeper
+from ..cluster.keeper import MAX_MESSAGE_BYTES, GossipError, MembershipKeeper
 from ..core import KeyService, Mutation, Op, TransferStats
 from ..errors import NodeError
 from ..peers.invalidation import KEYS_PER_NOTICE
@@ -31,8 +31,6 @@ from ..peers.transfer import BATCH_BYTES, Entry, TransferFormatError, iter_entri
 from .errors import HttpError, allow, from_node_error
 from .wire import BodyLimits, parse_key, parse_request_ttl, read_body, target_path
 
-# A gossip message of a few thousand members.
-_MAX_GOSSIP_BYTES = 1024 * 1024
 # Entries read between two yields to the event loop (about a millisecond).
 _ENTRIES_PER_SLICE = 2_000
 
@@ -86,7 +84,8 @@ class InternalRoutes:
     async def gossip(self, request: web.Request) -> web.Response:
         """A member's view of the cluster, merged; answered with this node's."""
         allow(request, "POST")
-        body = await read_body(request, _MAX_GOSSIP_BYTES, self.limits)
+        # At most MAX_MESSAGE_BYTES (node.cluster.keeper); 413 beyond.
+        body = await read_body(request, MAX_MESSAGE_BYTES, self.limits)
         try:
             answer = self.keeper.receive(body)
         except GossipError as exc:

@@ -118,6 +118,10 @@ class ObservabilityRoutes:
             "connections_at_limit": ledger.refused_at_limit,
             "connections_per_address": ledger.refused_per_address,
             "head_timeouts": self.connections.head_timeouts,
+            # Gossip not taken: names that did not answer their probe, and
+            # claims of incarnations out of reach (node.cluster.keeper).
+            "gossip_unreached": self.keeper.unreached.total,
+            "gossip_claims_out_of_reach": self.keeper.claims_out_of_reach.total,
         }
 
     async def metrics(self, request: web.Request) -> web.Response:
