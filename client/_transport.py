@@ -156,15 +156,7 @@ class Transport:
             # batch only where they share connections.
             connection = pool.take_shared(depth) or pool.take_idle()
             if connection is None:
-                try:
-                    connection = await self._open_or_wait(pool, loop, deadline, total, depth)
-                except TransportError:
-                    if not (pool.open or pool.waiters) and self._pools.get(kind) is pool:
-                        # Never reached, nothing waiting: no pool is kept for
-                        # an address that may never answer (a name a forged
-                        # gossip message made a node probe, a member gone).
-                        del self._pools[kind]
-                    raise
+                connection = await self._open_or_wait(kind, pool, loop, deadline, total, depth)
             connection.exclusive = not reading
             try:
                 reply = await connection.exchange(
@@ -224,14 +216,33 @@ class Transport:
 
     async def _open_or_wait(
         self,
+        kind: tuple[str, bool],
         pool: _Pool,
         loop: asyncio.AbstractEventLoop,
         deadline: float,
         total: float,
         depth: int,
     ) -> _Connection:
-        """A connection for ``pool``: a new one while under the pool size, else the
-        next one released. Raises ``ConnectError``/``ConnectTimeout``/``Timeout``."""
+        """A connection for ``pool`` (``self._pools[kind]``): a new one while under
+        the pool size, else the next one released. Raises ``ConnectError``,
+        ``ConnectTimeout`` or ``Timeout``, and then keeps no pool for an address
+        never reached with nothing waiting on it (a name a forged gossip message
+        made a node probe, a member gone)."""
+        try:
+            return await self._open_or_take(pool, loop, deadline, total, depth)
+        except TransportError:
+            if not (pool.open or pool.waiters) and self._pools.get(kind) is pool:
+                del self._pools[kind]
+            raise
+
+    async def _open_or_take(
+        self,
+        pool: _Pool,
+        loop: asyncio.AbstractEventLoop,
+        deadline: float,
+        total: float,
+        depth: int,
+    ) -> _Connection:
         for _ in range(10_000):  # each turn waits for a release; bounded anyway
             if pool.open < pool.size:
                 return await self._open(pool, loop, deadline)
