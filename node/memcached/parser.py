@@ -181,10 +181,7 @@ class Parser:
             return []
         data = bytes(buffer)
         buffer.clear()
-        out: list[Command] = []
-        pos = self._consume(data, out)
-        if pos < len(data) and not self.closed:
-            buffer += memoryview(data)[pos:]
+        out = self._consume_keeping_the_rest(data)
         self.idle = not (self._buffer or self._pending or self._swallow or self.closed)
         return out
 
@@ -211,10 +208,14 @@ class Parser:
                 return []
             data = bytes(buffer)
             buffer.clear()
+        return self._consume_keeping_the_rest(data)
+
+    def _consume_keeping_the_rest(self, data: bytes) -> list[Command]:
+        """The commands in ``data``; what they leave is kept for the next feed."""
         out: list[Command] = []
         pos = self._consume(data, out)
         if pos < len(data) and not self.closed:
-            buffer += memoryview(data)[pos:]
+            self._buffer += memoryview(data)[pos:]
         return out
 
     def _more_than_waiting(self, data: bytes) -> bool:
