@@ -223,6 +223,7 @@ def add_memcached_door(app: web.Application, config: Config) -> MemcachedServer 
         max_connections=app[LEDGER].limit,
         idle_timeout=config.idle_timeout,
         write_timeout=config.write_timeout,
+        body_timeout=config.body_timeout,
         flush_enabled=config.memcached_flush_allowed,
         max_key_bytes=config.max_key_bytes,
         max_value_bytes=config.max_value_bytes,

@@ -333,7 +333,8 @@ SETTINGS: tuple[Setting, ...] = (
             help="Seconds a request head may take to arrive, from its first byte or the "
                  "connection's start, before the connection is closed."),
     Setting(field="body_timeout", parse=_seconds(0.1, 600), shown_default="10",
-            help="Seconds a request body may take to arrive before 408."),
+            help="Seconds a request body may take to arrive before 408 (a memcached value or "
+                 "command: before its connection is closed)."),
     Setting(field="write_timeout", parse=_seconds(0.1, 600), shown_default="10",
             help="Seconds a client may take to read a large answer before its connection "
                  "is closed."),

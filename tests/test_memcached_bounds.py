@@ -185,6 +185,26 @@ def test_half_sent_values_are_held_within_the_budget(node_factory: NodeFactory) 
     wait_for(stored, within=10, what="a whole 1 MiB set stored once the half-sent ones are gone")
 
 
+def test_a_value_left_unfinished_is_cut_at_the_body_timeout(node_factory: NodeFactory) -> None:
+    node = node_factory(f"{next_subnet()}.1", "--body-timeout", "1")
+    with connect(node) as stalled:
+        stalled.sendall(b"set slow 0 0 100000\r\n" + bytes(1000))
+        wait_for(
+            lambda: call(node.member, "GET", "/stats").json()["inflight_bytes"] >= 100_000,
+            within=10,
+            what="the value's size reserved",
+        )
+
+        # Cut after the 1 s body timeout (before: held until the 60 s idle timeout).
+        assert closed_within(stalled, ANSWER_TIMEOUT)
+    assert int(door_stats(node)["body_timeouts"]) == 1
+    wait_for(
+        lambda: call(node.member, "GET", "/stats").json()["inflight_bytes"] == 0,
+        within=10,
+        what="the reservation given back",
+    )
+
+
 # -- 5. one connection budget per process
 
 

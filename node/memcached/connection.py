@@ -104,6 +104,8 @@ class MemcachedConnection(asyncio.Protocol):
         # dropping, and whether its end was sent.
         self.lingering_since: float | None = None
         self.eof_written = False
+        # Since when the parser holds an unfinished command (loop time).
+        self.unfinished_since: float | None = None
         # Completed a command since the server last looked (idle timeout):
         # a flag, not a clock reading, so the hot path reads no clock.
         self.active = True
@@ -150,7 +152,7 @@ class MemcachedConnection(asyncio.Protocol):
         if not self.authenticated:
             self._before_authentication(data)
             return
-        commands = self.parser.feed(data)
+        commands = self._commands_of(data)
         if not commands:
             return
         self.active = True
@@ -162,6 +164,19 @@ class MemcachedConnection(asyncio.Protocol):
         if len(self.queue) > _MAX_QUEUED and not self._reading_paused:
             self._reading_paused = True
             self._transport().pause_reading()
+
+    def _commands_of(self, data: bytes) -> list[Command]:
+        """The commands ``data`` completes, noting since when the parser holds
+        an unfinished one (the server's sweep cuts it at the body timeout)."""
+        parser = self.parser
+        commands = parser.feed(data)
+        if parser.idle:
+            self.unfinished_since = None
+        elif commands or self.unfinished_since is None:
+            # The command left unfinished began in this read (a client that
+            # pipelines is never cut for making progress).
+            self.unfinished_since = asyncio.get_running_loop().time()
+        return commands
 
     def eof_received(self) -> bool | None:
         if self.lingering_since is not None:
@@ -310,7 +325,7 @@ class MemcachedConnection(asyncio.Protocol):
         until one authenticates; the rest are then read as an authenticated
         client's."""
         parser = self.parser
-        commands = parser.feed(data)
+        commands = self._commands_of(data)
         replies: list[bytes] = []
         # One command a round, each at least a byte of what the parser holds.
         for _ in range(parser.held + 2):
@@ -355,10 +370,16 @@ class MemcachedConnection(asyncio.Protocol):
             self.idle_rounds += 1
         return self.idle_rounds
 
-    def past_deadline(self, now: float, *, write_timeout: float) -> bool:
+    def past_write_deadline(self, now: float, *, write_timeout: float) -> bool:
         """Whether the client has read none of its replies for ``write_timeout`` s."""
         paused_at = self.writing_paused_at
         return paused_at is not None and now - paused_at > write_timeout
+
+    def past_body_deadline(self, now: float, *, body_timeout: float) -> bool:
+        """Whether a command (a value, most often) has been left unfinished for
+        ``body_timeout`` s: what it reserved of the budget is not held longer."""
+        since = self.unfinished_since
+        return since is not None and now - since > body_timeout
 
     def abort(self) -> None:
         """Close now, dropping what the client did not read."""

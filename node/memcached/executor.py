@@ -85,6 +85,7 @@ class DoorSettings:
     max_connections: int  # both doors' (the ledger's), shown by `stats`
     idle_timeout: float
     write_timeout: float
+    body_timeout: float
     flush_enabled: bool
     max_key_bytes: int
     max_value_bytes: int

@@ -8,7 +8,8 @@ does), and what it holds for them against the same in-flight budget. One
 timer for all connections, rather than one per connection, closes those
 that completed no command within ``idle_timeout`` seconds (idle or slow
 clients), cuts those that read none of their replies within
-``write_timeout`` and ends the linger of those closed for a broken stream.
+``write_timeout`` or leave a command unfinished for ``body_timeout``, and
+ends the linger of those closed for a broken stream.
 ``start`` and ``close`` follow the node's lifecycle (``node.app``).
 """
 
@@ -125,18 +126,24 @@ class MemcachedServer:
     async def _sweep(self) -> None:
         """Every ``period`` s (a quarter of the shortest deadline, at most 1 s):
         close the connections that completed no command for ``idle_timeout``
-        s, cut those whose client read nothing for ``write_timeout`` s, and
-        close those whose linger is over."""
+        s, cut those whose client read nothing for ``write_timeout`` s or left
+        a command unfinished for ``body_timeout`` s, and close those whose
+        linger is over."""
         settings = self.settings
-        period = min(1.0, settings.idle_timeout / 4, settings.write_timeout / 4)
+        period = min(
+            1.0, settings.idle_timeout / 4, settings.write_timeout / 4, settings.body_timeout / 4
+        )
         rounds = math.ceil(settings.idle_timeout / period)
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(period)
             now = loop.time()
             for connection in list(self.connections):
-                if connection.past_deadline(now, write_timeout=settings.write_timeout):
+                if connection.past_write_deadline(now, write_timeout=settings.write_timeout):
                     self.stats.write_timeouts += 1
+                    connection.abort()
+                elif connection.past_body_deadline(now, body_timeout=settings.body_timeout):
+                    self.stats.body_timeouts += 1
                     connection.abort()
                 elif connection.lingering_since is not None:
                     if now - connection.lingering_since > LINGER:

@@ -48,6 +48,9 @@ class DoorStats:
     idle_kicks: int = 0
     # Clients cut for reading none of their replies within the write timeout.
     write_timeouts: int = 0
+    # Clients cut for leaving a command (a value, most often) unfinished for
+    # the body timeout.
+    body_timeouts: int = 0
     bytes_read: int = 0
     bytes_written: int = 0
     curr_connections: int = 0
