@@ -229,38 +229,28 @@ class Transport:
         never reached with nothing waiting on it (a name a forged gossip message
         made a node probe, a member gone)."""
         try:
-            return await self._open_or_take(pool, loop, deadline, total, depth)
+            for _ in range(10_000):  # each turn waits for a release; bounded anyway
+                if pool.open < pool.size:
+                    return await self._open(pool, loop, deadline)
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        await pool.wait_for_release(loop)
+                except TimeoutError:
+                    break
+                connection = pool.take_shared(depth) or pool.take_idle()
+                if connection is not None:
+                    return connection
+            raise Timeout(
+                f"no free connection to {pool.member} within {total:g}s "
+                f"({pool.size} busy; raise the pool size?)"
+            )
         except TransportError:
             if not (pool.open or pool.waiters) and self._pools.get(kind) is pool:
                 del self._pools[kind]
             raise
-
-    async def _open_or_take(
-        self,
-        pool: _Pool,
-        loop: asyncio.AbstractEventLoop,
-        deadline: float,
-        total: float,
-        depth: int,
-    ) -> _Connection:
-        for _ in range(10_000):  # each turn waits for a release; bounded anyway
-            if pool.open < pool.size:
-                return await self._open(pool, loop, deadline)
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await pool.wait_for_release(loop)
-            except TimeoutError:
-                break
-            connection = pool.take_shared(depth) or pool.take_idle()
-            if connection is not None:
-                return connection
-        raise Timeout(
-            f"no free connection to {pool.member} within {total:g}s "
-            f"({pool.size} busy; raise the pool size?)"
-        )
 
     async def _open(
         self, pool: _Pool, loop: asyncio.AbstractEventLoop, deadline: float
