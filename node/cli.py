@@ -23,6 +23,7 @@ from aiohttp import web
 from . import config as config_module
 from .app import (
     CONNECTIONS,
+    KEEPER,
     KV_DOOR,
     LEDGER,
     add_memcached_door,
@@ -136,6 +137,8 @@ async def serve(config: Config) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
+    # A task ECS no longer lists is being stopped: SIGTERM is on its way.
+    app[KEEPER].on_removed = stopping.set
     await stopping.wait()
     log.info("node %s stopping: handing off entries (up to %gs)", self_id, config.drain_timeout)
     await drain(app, timeout=config.drain_timeout)

@@ -434,8 +434,8 @@ def test_nodes_discover_each_other_share_keys_and_drop_a_stopped_task(
     assert owners == set(members)  # every node owns some of them: real forwarding
 
     # 3. Stop one task in ECS: the members that poll ECS drop it at their next
-    # poll and gossip tells the rest. Its process keeps running, so only
-    # discovery can take it out.
+    # poll and gossip tells the rest. Its process is not signalled (the
+    # emulator stops no container), so only discovery can take it out.
     gone, *staying = nodes
     asyncio.run(stop_task_with_ip(deployment.aws, gone.ip))  # STOPPED when this returns
     # How fast is a figure, printed, not asserted: on a loaded machine any
@@ -446,10 +446,20 @@ def test_nodes_discover_each_other_share_keys_and_drop_a_stopped_task(
         f"(expected about {EXPECTED_REMOVAL:.2f}s = interval {DISCOVERY_INTERVAL:g}s + 20% "
         f"jitter + a gossip round {HEALTH_INTERVAL:g}s + {MARGIN:g}s)"
     )
-    # Running, not necessarily ready: once it hears it was declared dead it
-    # empties its store and waits to agree with the others, who have left it.
+    # 4. Told it is dead, the stopped task asks ECS itself, finds itself gone
+    # and stops as on SIGTERM: it hands off what it holds and exits 0, rather
+    # than refute, empty its store and come back at every poll (it once
+    # flapped in and out of the others' rings until the test gave up).
     popen = gone.process.process
-    assert popen is not None and popen.poll() is None, "its process was meant to keep running"
+    assert popen is not None
+    wait_until("the stopped task's process exits by itself", lambda: popen.poll() is not None)
+    assert popen.returncode == 0, gone.log()
+    assert log_lines(gone, "no longer listed by discovery: leaving"), gone.log()
+    assert not log_lines(gone, "emptying its store"), gone.log()
+    assert views(staying) == {node.member: sorted(n.member for n in staying) for node in staying}
+    for index in range(30):
+        got = call(staying[index % 2].member, "GET", kv_path(f"e2e-{index}"))
+        assert (got.status, got.body) == (200, f"value {index}".encode()), (index, got.status)
 
 
 def pollers(members: list[str], vnodes: int = 160) -> set[str]:

@@ -8,6 +8,7 @@ another's ``receive`` (or fails, for a member that is down). Time is a
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from functools import partial
 
@@ -37,6 +38,13 @@ class Seeds:
         return None
 
 
+class Service(Seeds):
+    """Authoritative discovery (ECS's running tasks): one object shared by
+    every keeper, as every node asks the same ECS service."""
+
+    authoritative = True
+
+
 class Network:
     """Delivers gossip between keepers; a member in ``down`` does not answer,
     and a pair in ``cut`` cannot reach each other (either way)."""
@@ -54,14 +62,19 @@ class Network:
         return self.keepers[member].receive(message)
 
     def add(
-        self, member: str, seeds: Iterable[str], clock: FakeClock, **options: object
+        self,
+        member: str,
+        seeds: Iterable[str],
+        clock: FakeClock,
+        discovery: Seeds | None = None,
+        **options: object,
     ) -> MembershipKeeper:
         async def exchange(target: str, message: bytes) -> bytes:
             return await self.exchange(member, target, message)
 
         keeper = MembershipKeeper(
             Membership(member, vnodes=8),
-            Seeds(seeds),
+            discovery or Seeds(seeds),
             exchange,
             health_interval=0.5,
             health_failures=3,
@@ -376,6 +389,82 @@ async def test_a_node_declared_dead_empties_its_store_and_rejoins() -> None:
     await network.rounds(2)
     assert network.keepers[A].membership.ring.members == {A, B}
     assert network.keepers[B].ready
+
+
+def test_a_death_held_for_discovery_is_answered_above_it() -> None:
+    table = MemberTable(A, incarnation=5)
+    table.hold_deaths = True
+    assert not table.merge({A: MemberRecord(9, Status.DEAD)})  # held, not refuted
+    assert (table.own, table.death_heard, table.was_declared_dead) == (
+        MemberRecord(5, Status.ALIVE),
+        9,
+        False,
+    )
+    table.answer_death(stopped=True)
+    assert (table.own, table.death_heard) == (MemberRecord(10, Status.LEAVING), None)
+
+    table = MemberTable(A, incarnation=5)
+    table.hold_deaths = True
+    table.merge({A: MemberRecord(5, Status.DEAD)})
+    table.answer_death(stopped=False)
+    assert table.own == MemberRecord(6, Status.ALIVE)
+
+
+async def ecs_service_of_three(clock: FakeClock) -> tuple[Network, Service]:
+    network, service = Network(), Service([A, B, C])
+    for member in (A, B, C):
+        network.add(member, [], clock, discovery=service)
+    for keeper in network.keepers.values():
+        await keeper.poll_discovery()
+    await network.rounds(2)
+    assert all(keeper.ready for keeper in network.keepers.values())
+    return network, service
+
+
+async def answered_death(keeper: MembershipKeeper) -> None:
+    """Let the keeper's check of discovery (one task) run to its end."""
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert keeper._death_check is None, "the death heard was not answered"
+
+
+async def test_a_task_gone_from_the_service_leaves_and_stops_rather_than_refute() -> None:
+    # ECS stopped C's task (it lists it no more) before C got its SIGTERM:
+    # C once refuted every death, emptied its store and came back, at every
+    # poll, while the others dropped it and took it back in turn.
+    clock = FakeClock()
+    network, service = await ecs_service_of_three(clock)
+    c = network.keepers[C]
+    removed, rejoined = [], []
+    c.on_removed, c.on_rejoin = (lambda: removed.append(C)), (lambda: rejoined.append(C))
+    service.listed.discard(C)
+    await network.keepers[A].poll_discovery()  # A polls: C is dead
+    await c.gossip_round()  # C hears it from A and asks ECS itself
+    await answered_death(c)
+    assert (removed, rejoined) == ([C], [])
+    assert c.table.own.status is Status.LEAVING
+    assert c.membership.ring.members == {A, B}
+    await network.rounds(3)
+    assert rings(network, A, B) == [{A, B}, {A, B}]
+
+
+async def test_a_listed_node_declared_dead_while_cut_off_refutes_and_rejoins() -> None:
+    clock = FakeClock()
+    network, _ = await ecs_service_of_three(clock)
+    c = network.keepers[C]
+    removed, rejoined = [], []
+    c.on_removed, c.on_rejoin = (lambda: removed.append(C)), (lambda: rejoined.append(C))
+    network.down.add(C)  # frozen
+    await network.rounds(3)
+    clock.now += SUSPICION_S
+    await network.rounds(1)
+    assert rings(network, A, B) == [{A, B}, {A, B}]
+    network.down.discard(C)
+    await c.gossip_round()  # C hears it was declared dead; ECS still lists it
+    await answered_death(c)
+    assert (removed, rejoined) == ([], [C])
+    await network.rounds(2)
+    assert rings(network, A, B, C) == [{A, B, C}] * 3
 
 
 async def test_the_ring_is_stable_once_every_member_settled_on_it() -> None:

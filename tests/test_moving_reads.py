@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from node.cache.store import Store
 from node.cluster.membership import Membership
 from node.core.peer_calls import NoPeers
@@ -20,6 +22,7 @@ from node.core.placement import Placement
 from node.core.reads import Reads
 from node.core.remote_reads import RemoteReads
 from node.core.writes import Resync
+from node.errors import PeerUnreachable
 from node.peers.invalidation import Invalidations
 from node.results import Found
 
@@ -28,7 +31,8 @@ OLD_OWNER, NEW_OWNER, READER, NEWEST_OWNER = (f"10.0.0.{n}:7000" for n in (1, 2,
 
 class Network(NoPeers):
     """Peer reads between in-process nodes; ``before[member]`` runs just
-    before that member answers (any other call: unreachable)."""
+    before that member answers (a member not among ``nodes``, or any other
+    call: unreachable)."""
 
     def __init__(self) -> None:
         self.nodes: dict[str, Reads] = {}
@@ -41,6 +45,8 @@ class Network(NoPeers):
         self.asked.append(member)
         if (hook := self.before.pop(member, None)) is not None:
             hook()
+        if member not in self.nodes:
+            raise PeerUnreachable(f"cannot connect to {member}")
         return self.nodes[member].for_peer(key, READER, near_ttl=near_ttl, local=local)
 
 
@@ -146,3 +152,24 @@ async def test_a_miss_from_a_member_on_a_newer_ring_sends_the_reader_to_learn_it
     found = await reader.get(key, count=True)
 
     assert (found.value, found.node) == (b"handed on", NEWEST_OWNER)
+
+
+async def test_a_previous_owner_that_left_and_stopped_holds_nothing() -> None:
+    # It handed its entries over and exited before the reader's ring settled
+    # (that takes a gossip round): the read goes on without it, where it once
+    # failed 502 for every key the leaver had held.
+    before, after = [OLD_OWNER, NEW_OWNER, READER], [NEW_OWNER, READER]
+    network = Network()
+    reader, _ = node(network, READER, before, after)
+    _, new_store = node(network, NEW_OWNER, after)
+    key = key_moving((before, OLD_OWNER), (after, NEW_OWNER))
+    new_store.set(key, b"handed over", ttl=None, version=7)
+
+    # Not known to be leaving: an owner that does not answer may hold the key.
+    with pytest.raises(PeerUnreachable):
+        await reader.get(key, count=True)
+
+    reader.membership.leaving = frozenset({OLD_OWNER})
+    found = await reader.get(key, count=True)
+    assert (found.value, found.node) == (b"handed over", NEW_OWNER)
+    assert OLD_OWNER in network.asked

@@ -38,7 +38,11 @@ stores. So:
 - **Discovery** only names members to meet. Under ECS, only ``POLLERS``
   members (chosen by the ring, the same on every node) poll the ECS API
   after their first poll at start, and what they learn spreads by gossip:
-  the cluster's ECS calls per second do not grow with its size.
+  the cluster's ECS calls per second do not grow with its size. A task
+  gone from the service's list is dead; hearing so, the node asks ECS
+  itself: gone indeed (ECS lists no task it is stopping, before it sends
+  SIGTERM), it hands off what it holds and stops (``on_removed``), as on
+  SIGTERM; still listed, it was cut off, and refutes (below).
 - **Readiness.** A node is ready once discovery has answered, it has tried
   every member it knows and every member on its ring reports the same ring
   version, or after ``ready_timeout`` seconds in any case. Until then
@@ -233,6 +237,16 @@ class MembershipKeeper:
         # Claims out of reach (``MemberTable.claims_out_of_reach``), as logged.
         self.claims_out_of_reach = _Tally()
         self._stopped = False
+        # Under an authoritative discovery a death heard is held until
+        # discovery says whether this node was stopped (``_answer_death``).
+        self.table.hold_deaths = discovery.authoritative
+        self._death_check: asyncio.Task[None] | None = None
+        # Whether discovery ever listed this node: only one that was can be
+        # gone from the list (an id discovery never lists is not "stopped").
+        self._was_listed = False
+        # Called once this node learns discovery no longer lists it: whoever
+        # runs the node (``node.cli``) stops it as on SIGTERM.
+        self.on_removed: Callable[[], None] = lambda: None
 
     # -- lifecycle
 
@@ -248,6 +262,8 @@ class MembershipKeeper:
         self._stopped = True  # gossip still arrives: it probes no one now
         self._waiting.clear()
         tasks = [*self._tasks, *self._probes]
+        if self._death_check is not None:
+            tasks.append(self._death_check)
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -526,7 +542,34 @@ class MembershipKeeper:
             table.was_declared_dead = False
             log.warning("this node was declared dead while cut off: emptying its store, rejoining")
             self._start_over()
+        if table.death_heard is not None and self._death_check is None and not self._stopped:
+            self._death_check = asyncio.create_task(self._answer_death(), name="death-check")
         return sender
+
+    async def _answer_death(self) -> None:
+        """This node heard itself declared dead and discovery is authoritative.
+        Gone from discovery's list, it was stopped: it leaves (out of every
+        ring, its entries handed off) and stops, rather than refute, empty its
+        store and come back, again at every poll, while ECS stops it. Still
+        listed, or discovery failing, it was cut off: it refutes and starts
+        over, as a node without such a discovery does at once."""
+        try:
+            listed: set[str] | None = await self.discovery.members()
+        except Exception as exc:
+            log.warning("declared dead; discovery failed (%s): taken as cut off", exc)
+            listed = None
+        finally:
+            self._death_check = None
+        removed = listed is not None and self._was_listed and self.self_id not in listed
+        self.table.answer_death(stopped=removed)
+        if removed:
+            log.warning("declared dead, and no longer listed by discovery: leaving, stopping")
+            self._apply()
+            self.on_removed()
+            return
+        log.warning("this node was declared dead while cut off: emptying its store, rejoining")
+        self._start_over()
+        self._apply()
 
     def _take_back_verdicts_while_cut_off(self) -> None:
         """This node hears from a peer again after hearing from none long
@@ -564,6 +607,9 @@ class MembershipKeeper:
         leaving = table.own.status is Status.LEAVING
         self.membership.dead = frozenset(
             member for member, record in table.records.items() if record.status is Status.DEAD
+        )
+        self.membership.leaving = frozenset(
+            member for member, record in table.records.items() if record.status is Status.LEAVING
         )
         self.membership.set_members(alive, include_self=not leaving)
         self._update_ready()
@@ -674,6 +720,7 @@ class MembershipKeeper:
             self._discovery_failing = False
         self._discovered = True
         self.listed = listed
+        self._was_listed |= self.self_id in listed
         if self.discovery.authoritative:
             # Gone from the service: dead, and everyone hears it from us.
             changed = False

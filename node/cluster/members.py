@@ -12,7 +12,9 @@ they heard. Tables merge by two rules (SWIM's, as in memberlist):
 So any two nodes that have heard the same records hold the same table,
 whatever the order they heard them in. A node that hears itself called
 suspect, dead or leaving when it is not raises its incarnation and is alive
-again (a refutation). A suspect is still a member: it stays on the ring
+again (a refutation); a death it may hold instead (``hold_deaths``), for
+the keeper to ask an authoritative discovery first whether this node was
+stopped (``answer_death``). A suspect is still a member: it stays on the ring
 until someone declares it dead (``node.cluster.keeper``).
 
 Gossip is checked, not trusted (``hear``): a member enters the table only
@@ -79,6 +81,11 @@ class MemberTable:
         # Set when this node heard itself called dead: it was cut off long
         # enough for the others to move on, so what it holds may be old.
         self.was_declared_dead = False
+        # With an authoritative discovery, a death heard is held, not refuted
+        # (``answer_death``): the keeper first asks discovery whether this
+        # node was stopped. The highest incarnation it was called dead at.
+        self.hold_deaths = False
+        self.death_heard: int | None = None
         # Claims ignored for being more than MAX_STEP above what the member
         # said of itself (this node included): forged, or a restarted member.
         self.claims_out_of_reach = 0
@@ -167,6 +174,20 @@ class MemberTable:
         own = self.own
         self.records[self.self_id] = MemberRecord(own.incarnation, Status.LEAVING)
 
+    def answer_death(self, *, stopped: bool) -> None:
+        """The answer to the death held (``death_heard``): leaving when this
+        node was stopped, alive again (a refutation) when not; either way above
+        the incarnation it was called dead at, so that the answer outranks it."""
+        heard = self.death_heard
+        if heard is None:
+            return
+        self.death_heard = None
+        own = self.own
+        if own.incarnation > heard:  # answered already (it left, or rejoined)
+            return
+        status = Status.LEAVING if stopped or own.status is Status.LEAVING else Status.ALIVE
+        self.records[self.self_id] = MemberRecord(heard + 1, status)
+
     def rejoin(self) -> None:
         """This node starts over (its store emptied): alive at a higher
         incarnation, which outranks whatever was said of it meanwhile."""
@@ -203,6 +224,9 @@ class MemberTable:
             self.records[self.self_id] = MemberRecord(heard.incarnation + 1, Status.LEAVING)
             return True
         if heard.status is Status.DEAD:
+            if self.hold_deaths:
+                self.death_heard = max(self.death_heard or 0, heard.incarnation)
+                return False
             self.was_declared_dead = True
         self.records[self.self_id] = MemberRecord(heard.incarnation + 1, Status.ALIVE)
         return True

@@ -39,6 +39,9 @@ class Membership:
         # Members known to be dead: they hold nothing any more, and readers
         # while keys move do not wait for them.
         self.dead: frozenset[str] = frozenset()
+        # Members that said they are leaving: one hands its entries over
+        # before it stops, so once it no longer answers it holds nothing.
+        self.leaving: frozenset[str] = frozenset()
         self.changes = 0  # how many times the ring was replaced
         # The version of the ring this node's mover last finished pushing for.
         self.settled_version = ""

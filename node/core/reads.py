@@ -273,6 +273,10 @@ class Reads:
         try:
             return await self.peers.get(member, key, local=True)
         except NodeError as exc:
+            if member in self.membership.leaving:
+                # It handed what it held to the new owners before it stopped
+                # (or gave up, and what it held is gone): nothing to wait for.
+                return Found(None, None, member, "")
             return exc
 
     def found_here(self, key: str, *, with_version: bool = False) -> Found:
