@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import quote
@@ -29,7 +29,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from ._errors import ConnectError, ConnectTimeout, Timeout, TransportError
 
-__all__ = ["Reply", "Transport", "kv_path"]
+__all__ = ["OnReply", "Reply", "Transport", "kv_path"]
 
 # A status line and headers longer than this are not from a cache node.
 _MAX_HEAD_BYTES = 64 * 1024
@@ -58,6 +58,13 @@ class Reply:
     status: int
     headers: CIMultiDictProxy[str]
     body: bytes
+
+
+# What ``Transport.read_soon`` hands its answer to: the reply, the
+# ``TransportError`` that ended the request, or None when the request never
+# reached the member (its pooled connection had been closed: send it again
+# with ``request``, which opens a new one).
+OnReply = Callable[["Reply | TransportError | None"], None]
 
 
 class Transport:
@@ -108,6 +115,8 @@ class Transport:
         # connection asks for another route (node.http.fast), so the two
         # kinds never share a connection.
         self._pools: dict[tuple[str, bool], _Pool] = {}
+        # The event loop it is used in (see ``request``).
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         return (
@@ -136,7 +145,7 @@ class Transport:
         never reached the node.
         """
         total = self.timeout if timeout is None else timeout
-        loop = asyncio.get_running_loop()
+        loop = self._running_loop()
         deadline = loop.time() + total
         kind = (member, path.startswith("/kv/"))
         pool = self._pools.get(kind)
@@ -180,6 +189,49 @@ class Transport:
             return reply
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def read_soon(
+        self,
+        member: str,
+        method: str,
+        path: str,
+        on_reply: OnReply,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> bool:
+        """Send a read (GET or HEAD) on a connection already open to ``member``
+        and hand its answer to ``on_reply``, from the connection's own callback:
+        no task, no future, for a caller that is a callback itself (a node's
+        fast path forwarding a read). False, with nothing sent, when no open
+        connection has room: ``request`` then waits for one or opens one."""
+        pool = self._pools.get((member, path.startswith("/kv/")))
+        if pool is None:
+            return False
+        connection = pool.take_shared(self.pipeline) or pool.take_idle()
+        if connection is None:
+            return False
+        total = self.timeout if timeout is None else timeout
+        head = self._head(member, method, path, headers, None)
+
+        def answered(outcome: Reply | Exception) -> None:
+            if isinstance(outcome, Reply):
+                pool.done_with(connection)
+                on_reply(outcome)
+                return
+            pool.discard(connection)
+            if isinstance(outcome, _Disconnected):
+                on_reply(
+                    None if outcome.stale else TransportError(f"{member} closed the connection")
+                )
+            else:
+                on_reply(
+                    outcome if isinstance(outcome, TransportError) else TransportError(str(outcome))
+                )
+
+        connection.exclusive = False
+        connection.send(head, method == "HEAD", total, answered, batch=self.pipeline > 1)
+        return True
+
     async def close(self) -> None:
         """Close every connection; requests still waiting fail with ``TransportError``.
 
@@ -190,6 +242,15 @@ class Transport:
             pool.close_all()
         # Let the closed transports finish closing before the loop may end.
         await asyncio.sleep(0)
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop ``request`` runs in, kept: ``asyncio.get_running_loop()``
+        makes a getpid() system call on Python 3.11, a microsecond of every
+        request (the transport is used inside one loop at a time)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     def _head(
         self,
@@ -262,7 +323,7 @@ class Transport:
                 raise TimeoutError
             async with asyncio.timeout(limit):
                 _, connection = await loop.create_connection(
-                    lambda: _Connection(pool.member),
+                    lambda: _Connection(pool.member, loop),
                     pool.host,
                     pool.port,
                     local_addr=self._local_addr,
@@ -405,19 +466,31 @@ class _Pool:
 
 @dataclass(slots=True)
 class _Exchange:
-    """A request in flight on a connection: its answer's future, and its timer."""
+    """A request in flight on a connection: its answer's future (or, sent by
+    ``read_soon``, the callback its answer goes to), and its timer."""
 
-    waiter: asyncio.Future[Reply]
+    waiter: asyncio.Future[Reply] | None
     head_only: bool
     timer: asyncio.TimerHandle | None = None
+    callback: Callable[[Reply | Exception], None] | None = None
+
+    def fail(self, exc: Exception) -> None:
+        waiter = self.waiter
+        if waiter is None:
+            assert self.timer is not None and self.callback is not None
+            self.timer.cancel()
+            self.callback(exc)
+        elif not waiter.done():
+            waiter.set_exception(exc)
 
 
 class _Connection(asyncio.Protocol):
     """One keep-alive connection: sends requests, parses the answers to them,
     one after the other (several in flight when the transport pipelines)."""
 
-    def __init__(self, member: str) -> None:
+    def __init__(self, member: str, loop: asyncio.AbstractEventLoop) -> None:
         self.member = member
+        self.loop = loop
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.reusable = True
@@ -470,9 +543,7 @@ class _Connection(asyncio.Protocol):
         # connection): it may be sent again. Those behind it may have.
         stale = self._used and not self._received
         while pending:
-            waiter = pending.popleft().waiter
-            if not waiter.done():
-                waiter.set_exception(_Disconnected(stale))
+            pending.popleft().fail(_Disconnected(stale))
             stale = False
 
     # -- used by Transport
@@ -513,6 +584,35 @@ class _Connection(asyncio.Protocol):
         finally:
             exchange.timer.cancel()
 
+    def send(
+        self,
+        head: bytes,
+        head_only: bool,
+        total: float,
+        callback: Callable[[Reply | Exception], None],
+        *,
+        batch: bool,
+    ) -> None:
+        """``exchange`` for a request without a body whose answer goes to
+        ``callback`` within ``total`` seconds (``Transport.read_soon``)."""
+        # The connection's loop, not asyncio.get_running_loop(): on Python
+        # 3.11 that makes a getpid() system call every time.
+        loop = self.loop
+        deadline = loop.time() + total
+        exchange = _Exchange(
+            None, head_only, loop.call_at(deadline, self._time_out, total), callback
+        )
+        if not self._pending:
+            self._received = False
+        self._pending.append(exchange)
+        if batch:
+            if not self._out:
+                loop.call_soon(self._flush)
+            self._out.append(head)
+        else:
+            assert self.transport is not None
+            self.transport.write(head)
+
     def abort(self) -> None:
         self.closed = True
         self.reusable = False
@@ -534,9 +634,7 @@ class _Connection(asyncio.Protocol):
         owed would put every later one out of step."""
         pending = self._pending
         while pending:
-            waiter = pending.popleft().waiter
-            if not waiter.done():
-                waiter.set_exception(exc)
+            pending.popleft().fail(exc)
         self.abort()
 
     # -- parsing
@@ -658,6 +756,11 @@ class _Connection(asyncio.Protocol):
         self._chunks = []
         self._used = True
         self._received = bool(self._buffer)  # bytes of the next answer, pipelined
-        waiter = self._pending.popleft().waiter
-        if not waiter.done():  # not timed out or cancelled meanwhile
+        exchange = self._pending.popleft()
+        waiter = exchange.waiter
+        if waiter is None:
+            assert exchange.timer is not None and exchange.callback is not None
+            exchange.timer.cancel()
+            exchange.callback(reply)
+        elif not waiter.done():  # not timed out or cancelled meanwhile
             waiter.set_result(reply)

@@ -1,9 +1,19 @@
-"""Forwarding to the owner: one hop at most, headers kept, dead and frozen owners."""
+"""Forwarding to the owner: one hop at most, headers kept, dead and frozen owners.
+
+A read of a key another node alone owns takes one of two paths at the node
+it reached: with near cache and coalescing off, the HTTP fast path sends it
+to the owner itself, with no task (``direct``); otherwise, or when that
+cannot be done at once, it goes through the key service (``general``). The
+tests of what a forward answers run on both.
+"""
 
 from __future__ import annotations
 
 import signal
+import socket
 import time
+
+import pytest
 
 from client import HashRing
 from client._transport import kv_path
@@ -13,21 +23,71 @@ from .conftest import ClusterFactory, NodeFactory, next_subnet
 from .http_call import OWN_COPY, call
 from .placement import key_owned_by
 
+# Node flags of each read path.
+READ_PATHS = {
+    "general": [],
+    "direct": ["--near-cache", "false", "--coalesce", "false"],
+}
 
-def test_a_forwarded_answer_names_owner_and_forwarder(make_cluster: ClusterFactory) -> None:
-    cluster = make_cluster(2)
+
+@pytest.fixture(params=sorted(READ_PATHS))
+def read_path(request: pytest.FixtureRequest) -> list[str]:
+    return READ_PATHS[request.param]
+
+
+def test_a_forwarded_answer_names_owner_and_forwarder(
+    make_cluster: ClusterFactory, read_path: list[str]
+) -> None:
+    cluster = make_cluster(2, args=read_path)
     a, b = cluster.members
     key = key_owned_by(cluster.members, b)
     call(b, "PUT", kv_path(key) + "?ttl=3600", b"value")
-    answer = call(a, "GET", kv_path(key))
+    answer = call(a, "GET", kv_path(key), headers={"X-Request-Id": "fwd-1"})
     assert answer.status == 200
     assert answer.body == b"value"
     assert answer.headers["x-cache-node"] == b
     assert answer.headers["x-cache-via"] == a
+    assert answer.headers["x-request-id"] == "fwd-1"
     assert 3000 < float(answer.headers["x-cache-ttl"]) <= 3600  # the owner's, counting down
+    head = call(a, "HEAD", kv_path(key))
+    assert (head.status, head.body, head.headers["x-cache-node"]) == (200, b"", b)
+    missing = call(a, "GET", kv_path(key + "-missing"))
+    assert (missing.status, missing.json()["error"]) == (404, "not_found")
     stats = call(a, "GET", "/stats").json()["forwarding"]
-    assert stats["forwards"] == 1
-    assert call(b, "GET", "/stats").json()["forwarding"]["served_for_peers"] == 1
+    missing_owner = missing.headers["x-cache-node"]
+    assert stats["forwards"] == 2 + (missing_owner == b)
+    served = call(b, "GET", "/stats").json()["forwarding"]["served_for_peers"]
+    assert served == stats["forwards"]
+    # The path the reads took: direct, all but the first (which found no
+    # connection to B open yet, and opened one).
+    assert stats["forwards_at_once"] == (stats["forwards"] - 1 if read_path else 0)
+
+
+def test_pipelined_reads_are_answered_in_order_forwarded_or_not(
+    make_cluster: ClusterFactory, read_path: list[str]
+) -> None:
+    # One connection, its requests sent at once: a forwarded read waits for
+    # its owner while the owned reads behind it are ready at once.
+    cluster = make_cluster(2, args=read_path)
+    a, b = cluster.members
+    keys = [
+        key_owned_by(cluster.members, owner, prefix=f"p{n}")
+        for n, owner in enumerate([b, a, b, a, a, b])
+    ]
+    for key in keys:
+        assert call(a, "PUT", kv_path(key), key.encode()).status == 204
+    host, port = a.split(":")
+    requests = b"".join(
+        f"GET {kv_path(key)} HTTP/1.1\r\nHost: {a}\r\nX-Request-Id: r{n}\r\n\r\n".encode()
+        for n, key in enumerate(keys)
+    )
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(requests)
+        answers = _read_answers(connection, len(keys))
+    assert [body for _, body in answers] == [key.encode() for key in keys]
+    assert [head.count(f"X-Request-Id: r{n}".encode()) for n, (head, _) in enumerate(answers)] == [
+        1
+    ] * len(keys)
 
 
 def test_a_put_through_a_non_owner_lands_on_the_owner_only(make_cluster: ClusterFactory) -> None:
@@ -85,7 +145,9 @@ def test_writes_the_instant_a_replicated_cluster_is_ready_are_all_taken(
         assert call(cluster.members[(n + 1) % 3], "GET", f"/kv/early-{n}").body == str(n).encode()
 
 
-def test_disagreeing_rings_never_take_more_than_one_hop(node_factory: NodeFactory) -> None:
+def test_disagreeing_rings_never_take_more_than_one_hop(
+    node_factory: NodeFactory, read_path: list[str]
+) -> None:
     # Same two members, different vnodes: the rings place keys differently,
     # so for some keys each node believes the other is the owner.
     subnet = next_subnet()
@@ -104,8 +166,8 @@ def test_disagreeing_rings_never_take_more_than_one_hop(node_factory: NodeFactor
         if crossed:
             break
     assert crossed, "the two rings should disagree on some keys"
-    a = node_factory(f"{subnet}.1", "--peers", peers, "--vnodes", str(vnodes_a))
-    b = node_factory(f"{subnet}.2", "--peers", peers, "--vnodes", str(vnodes_b))
+    a = node_factory(f"{subnet}.1", "--peers", peers, "--vnodes", str(vnodes_a), *read_path)
+    b = node_factory(f"{subnet}.2", "--peers", peers, "--vnodes", str(vnodes_b), *read_path)
     LocalCluster([a, b]).wait_converged()
     for key in crossed:
         # A forwards to B, which does not own the key under its ring: it
@@ -123,14 +185,16 @@ def test_disagreeing_rings_never_take_more_than_one_hop(node_factory: NodeFactor
 
 
 def test_a_dead_owner_gives_a_502_without_waiting_for_a_timeout(
-    make_cluster: ClusterFactory,
+    make_cluster: ClusterFactory, read_path: list[str]
 ) -> None:
     # Peer timeouts far past this test's own 10 s wait for the answer: an
     # answer at all means A did not wait on the dead owner.
     slow = ["--peer-timeout", "60", "--peer-connect-timeout", "60"]
-    cluster = make_cluster(2, args=[*slow, "--health-failures", "100"])  # keep B in A's ring
+    # Keep B in A's ring.
+    cluster = make_cluster(2, args=[*slow, "--health-failures", "100", *read_path])
     a, b = cluster.members
     key = key_owned_by(cluster.members, b)
+    assert call(a, "GET", kv_path(key)).status == 404  # a connection to B is open and idle
     cluster.nodes[1].kill()
     started = time.monotonic()
     answer = call(a, "GET", kv_path(key), timeout=10)
@@ -141,15 +205,17 @@ def test_a_dead_owner_gives_a_502_without_waiting_for_a_timeout(
 
 
 def test_a_frozen_owner_gives_504_once_the_peer_timeout_passes(
-    make_cluster: ClusterFactory,
+    make_cluster: ClusterFactory, read_path: list[str]
 ) -> None:
     # 2 s, twice the default, so that waiting the default instead shows; the
     # caller's own wait (20 s) is ten times that, so a node that never gave
     # up shows too. Neither depends on how fast this machine is.
-    cluster = make_cluster(2, args=["--peer-timeout", "2", "--health-failures", "100"])
+    args = ["--peer-timeout", "2", "--health-failures", "100", *read_path]
+    cluster = make_cluster(2, args=args)
     a, b = cluster.members
     key = key_owned_by(cluster.members, b)
     call(a, "PUT", kv_path(key), b"kept")
+    assert call(a, "GET", kv_path(key)).body == b"kept"  # a connection to B is open and idle
     cluster.nodes[1].signal(signal.SIGSTOP)
     try:
         started = time.monotonic()
@@ -190,3 +256,22 @@ def test_peers_may_list_the_node_itself_or_not(node_factory: NodeFactory) -> Non
     a = node_factory(f"{subnet}.1", "--peers", b_id)  # without itself
     b = node_factory(f"{subnet}.2", "--peers", f"{a_id},{b_id}")  # with itself
     LocalCluster([a, b]).wait_converged()
+
+
+def _read_answers(connection: socket.socket, count: int) -> list[tuple[bytes, bytes]]:
+    """``count`` HTTP answers (head, body) read off ``connection``, in order."""
+    data = b""
+    answers: list[tuple[bytes, bytes]] = []
+    while len(answers) < count:
+        end = data.find(b"\r\n\r\n")
+        if end >= 0:
+            head = data[:end]
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            if len(data) >= end + 4 + length:
+                answers.append((head, data[end + 4 : end + 4 + length]))
+                data = data[end + 4 + length :]
+                continue
+        chunk = connection.recv(65536)
+        assert chunk, f"the connection closed after {len(answers)} answers"
+        data += chunk
+    return answers

@@ -296,3 +296,67 @@ async def test_a_read_never_queues_behind_a_write_on_a_pipelined_connection() ->
     assert done == ["GET", "PUT"]
     await transport.close()
     server.close()
+
+
+class Replies:
+    """What ``read_soon`` handed over, in order, and a way to wait for them."""
+
+    def __init__(self) -> None:
+        self.got: list[object] = []
+        self.changed = asyncio.Event()
+
+    def __call__(self, outcome: object) -> None:
+        self.got.append(outcome)
+        self.changed.set()
+
+    async def wait_for(self, count: int) -> list[object]:
+        async with asyncio.timeout(5):
+            while len(self.got) < count:
+                self.changed.clear()
+                await self.changed.wait()
+        return self.got
+
+
+async def test_a_read_sent_soon_goes_on_an_open_connection_or_not_at_all(serve: Serve) -> None:
+    server = await serve(lambda line: _ok(line.split(" ")[1].encode()))
+    transport = Transport(pipeline=8)
+    replies = Replies()
+    # No connection open yet: nothing is sent, the caller uses request().
+    assert not transport.read_soon(server.member, "GET", "/kv/a", replies)
+    await transport.request(server.member, "GET", "/kv/warm")
+    for n in range(3):
+        assert transport.read_soon(server.member, "GET", f"/kv/{n}", replies)
+    got = await replies.wait_for(3)
+    assert [getattr(reply, "body", reply) for reply in got] == [b"/kv/0", b"/kv/1", b"/kv/2"]
+    assert server.connections == 1  # pipelined on the one open connection
+    # ... which is free again for request().
+    assert (await transport.request(server.member, "GET", "/kv/b")).body == b"/kv/b"
+    assert server.connections == 1
+    await transport.close()
+
+
+async def test_a_read_sent_soon_reports_a_request_that_never_arrived_as_none(
+    serve: Serve,
+) -> None:
+    # The server closes the kept connection when the next request comes:
+    # not one byte came back, so the request may be sent again (None).
+    answers = iter([_ok(b"first"), None, _ok(b"second")])
+    server = await serve(lambda line: next(answers))
+    transport = Transport()
+    replies = Replies()
+    await transport.request(server.member, "GET", "/one")
+    assert transport.read_soon(server.member, "GET", "/two", replies)
+    assert await replies.wait_for(1) == [None]
+    assert (await transport.request(server.member, "GET", "/two")).body == b"second"
+    await transport.close()
+
+
+async def test_a_read_sent_soon_times_out_into_its_callback(serve: Serve) -> None:
+    server = await serve(lambda line: _ok(b"warm") if "warm" in line else b"")
+    transport = Transport(timeout=0.2)
+    replies = Replies()
+    await transport.request(server.member, "GET", "/warm")
+    assert transport.read_soon(server.member, "GET", "/silent", replies)
+    (outcome,) = await replies.wait_for(1)
+    assert isinstance(outcome, Timeout)
+    await transport.close()

@@ -10,13 +10,17 @@ implementation: no member can be reached.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from ..errors import PeerUnreachable
+from ..errors import NodeError, PeerUnreachable
 from ..results import Found, HitOutcome, KeyOutcome, Written
 
-__all__ = ["NoPeers", "PeerCalls"]
+__all__ = ["NoPeers", "OnFound", "PeerCalls"]
+
+# Where ``get_soon`` hands its answer: the owner's, its error, or None when
+# the request never reached the owner (``get`` it instead).
+OnFound = Callable[[Found | NodeError | None], None]
 
 
 class PeerCalls(Protocol):
@@ -30,6 +34,14 @@ class PeerCalls(Protocol):
         ``near_ttl``: seconds this node may keep a copy, and ``member`` tells it
         when the key changes. ``local``: ``member``'s own copy, owner or not;
         without it, ``NotOwner`` when ``member`` does not own the key."""
+        ...
+
+    def get_soon(
+        self, member: str, key: str, on_found: OnFound, *, request_id: str | None = None
+    ) -> bool:
+        """``get`` (no near TTL, not local) for a caller that is a callback
+        itself: sent now when a connection to ``member`` is open and free,
+        the answer to ``on_found`` later; False, with nothing sent, when not."""
         ...
 
     async def write(
@@ -95,6 +107,11 @@ class NoPeers(PeerCalls):
         self, member: str, key: str, *, near_ttl: float | None = None, local: bool = False
     ) -> Found:
         raise _unreachable(member)
+
+    def get_soon(
+        self, member: str, key: str, on_found: OnFound, *, request_id: str | None = None
+    ) -> bool:
+        return False  # ``get`` says why
 
     async def write(
         self,

@@ -30,7 +30,7 @@ from ..cache.store import Item, ItemHit, Store
 from ..errors import AnswerFull, NodeError, NotOwner, OwnersUnavailable, ValueTooLarge
 from ..peers.invalidation import Invalidations
 from ..results import Found, Hit, HitOutcome, KeyOutcome
-from .peer_calls import PeerCalls
+from .peer_calls import OnFound, PeerCalls
 from .placement import Placement
 from .remote_reads import RemoteReads
 from .replication import read_with_failover
@@ -143,6 +143,30 @@ class Reads:
         if self.replicas == 1:
             return ring.owner(key) == self.self_id
         return self.self_id in ring.owners(key, self.replicas) and self.store.peek(key) is not None
+
+    def get_soon(self, key: str, on_found: OnFound, *, request_id: str | None = None) -> bool:
+        """``get`` for a caller that is a callback itself (the HTTP fast path),
+        where the read is one request to one owner: the key has one owner, not
+        this node, keys are not moving, and no near cache or coalescing joins
+        in. Sent at once when a connection to the owner is free, the answer
+        to ``on_found`` (``PeerCalls.get_soon``); False, with nothing sent,
+        for any other read: ``get`` it. Keys are checked as ``read_owned``
+        checks them."""
+        remote = self.remote_reads
+        membership = self.membership
+        if (
+            self.replicas != 1
+            or remote.near is not None
+            or remote.coalesce
+            or membership.history  # keys moving (``Placement.moving``)
+            or not key.isascii()
+            or not 0 < len(key) <= self.max_key_bytes
+        ):
+            return False
+        owner = membership.ring.owner(key)
+        if owner == self.self_id:
+            return False
+        return self.peers.get_soon(owner, key, on_found, request_id=request_id)
 
     def for_peer(self, key: str, peer: str, *, near_ttl: float | None, local: bool) -> Found:
         """A read a peer sent here: this node's own entry (see the module

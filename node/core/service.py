@@ -30,7 +30,7 @@ from ..peers.transfer import Entry
 from ..results import Found, HitOutcome, KeyOutcome, Written
 from .limits import Limits, check_key, check_value_size
 from .mutations import Mutation, Op, blind_change
-from .peer_calls import PeerCalls
+from .peer_calls import OnFound, PeerCalls
 from .placement import Placement
 from .reads import Local, Reads
 from .remote_reads import RemoteReads
@@ -147,6 +147,14 @@ class KeyService:
         if not self.lifecycle.is_ready():
             return Local.ELSEWHERE
         return self.reads.read_item_owned(key)
+
+    def get_soon(self, key: str, on_found: OnFound, *, request_id: str | None = None) -> bool:
+        """``get`` of a key another member alone owns, for a caller that is a
+        callback itself: sent at once, the answer to ``on_found``; False, with
+        nothing sent, when the read is not that simple (``Reads.get_soon``)."""
+        if not self.lifecycle.is_ready():
+            return False  # get() says why not
+        return self.reads.get_soon(key, on_found, request_id=request_id)
 
     async def get(
         self,

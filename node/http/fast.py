@@ -37,8 +37,9 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from client._protocol import RING_HEADER, TTL_HEADER, format_ttl_left
 
 from ..core import KeyService, Local, Mutation, Op
-from ..errors import NodeError
+from ..errors import NodeError, NotOwner
 from ..request_id import MAX_REQUEST_ID, REQUEST_ID
+from ..results import Found
 from .errors import HttpError, from_node_error
 from .guard import RouteGuard, log_access, unauthorized
 from .head import Head, parse_head
@@ -64,6 +65,8 @@ _OUTBOX_BYTES = 16 * 1024
 _OUTBOX_ANSWERS = 64
 # Bytes of a pipelined request read ahead while one is served, before reading pauses.
 _READ_AHEAD = 256 * 1024
+# What ``_answer_at_once`` says of a read it sent to the key's owner.
+_FORWARDED = -1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -391,9 +394,11 @@ class FastKvProtocol(asyncio.Protocol):
             return
         hop = fields.get(b"x-cache-hop")
         if hop is None:
-            status = self._answer_at_once(head, body, door, request_id)
-            if status:
+            status = self._answer_at_once(head, body, door, request_id, started)
+            if status > 0:
                 self._done(head, status, started, request_id)
+                return
+            if status == _FORWARDED:
                 return
         elif head.method != "PUT" and head.method != "DELETE" and self._from_peer(head):
             # A peer's read (the owner's half of a forward): from the store, at once.
@@ -417,15 +422,16 @@ class FastKvProtocol(asyncio.Protocol):
         return self.door.guard.is_peer_token(_text(head.fields.get(b"authorization")))
 
     def _answer_at_once(
-        self, head: Head, body: bytes, door: KvDoor, request_id: bytes | None
+        self, head: Head, body: bytes, door: KvDoor, request_id: bytes | None, started: float
     ) -> int:
         """The status of a request for a key this node owns, answered now;
-        0 when it needs ``KvRoute`` (and nothing was sent)."""
+        ``_FORWARDED`` for a read sent on to its owner (``_forward``); 0 when
+        it needs ``KvRoute`` (and nothing was sent)."""
         method = head.method
         try:
             key = parse_key(head.target)
             if method == "GET" or method == "HEAD":
-                return self._read_at_once(head, key, door, request_id)
+                return self._read_at_once(head, key, door, request_id, started)
             if method == "PUT":
                 ttl = ttl_of(_ttl_values(head))
                 if not door.service.set_owned(key, body, ttl=ttl, flags=0):
@@ -446,10 +452,12 @@ class FastKvProtocol(asyncio.Protocol):
         self._write(hot.written + self._extra(head, request_id) + b"\r\n")
         return 204
 
-    def _read_at_once(self, head: Head, key: str, door: KvDoor, request_id: bytes | None) -> int:
+    def _read_at_once(
+        self, head: Head, key: str, door: KvDoor, request_id: bytes | None, started: float
+    ) -> int:
         entry = door.service.read_owned(key)
         if entry is Local.ELSEWHERE:
-            return 0
+            return self._forward(head, key, door, request_id, started)
         hot = door.answers()
         extra = self._extra(head, request_id)
         if entry is Local.MISS:
@@ -467,19 +475,61 @@ class FastKvProtocol(asyncio.Protocol):
             self._write(b"".join((answer, value)))
         return 200
 
+    def _forward(
+        self, head: Head, key: str, door: KvDoor, request_id: bytes | None, started: float
+    ) -> int:
+        """A read of a key another member alone owns, sent to it from here, with
+        no task: its answer is written when it comes (``_forwarded``).
+        ``_FORWARDED``, or 0 when the read is not that simple (``KvRoute``)."""
+
+        def answered(found: Found | NodeError | None) -> None:
+            self._forwarded(head, found, request_id, started)
+
+        text_id = None if request_id is None else request_id.decode("ascii")
+        if not door.service.get_soon(key, answered, request_id=text_id):
+            return 0
+        self.state = _State.BUSY  # later requests wait their turn, as for a task
+        return _FORWARDED
+
+    def _forwarded(
+        self,
+        head: Head,
+        found: Found | NodeError | None,
+        request_id: bytes | None,
+        started: float,
+    ) -> None:
+        """The owner's answer to ``_forward``: written, or, when it needs more
+        than one request (the owner is on another ring) or never reached the
+        owner, the read goes through ``KvRoute`` as any other."""
+        door = self.door
+        if found is None or isinstance(found, NotOwner):
+            call = _FastCall(head, b"", door.guard)
+            self.loop.create_task(self._answer_later(call, request_id, started))
+        elif self.state is not _State.DONE:  # the connection went meanwhile
+            if isinstance(found, NodeError):
+                answer = door.error(door.route.error_answer(found))
+            else:
+                answer = door.route.found_answer(found)
+            self._answered_later(head, answer, request_id, started)
+
     async def _answer_later(
         self, call: _FastCall, request_id: bytes | None, started: float
     ) -> None:
         door = self.door
-        head = call.head
         if request_id is not None:
             REQUEST_ID.set(request_id.decode("ascii"))
         try:
             answer = await door.route.answer(call)
         except Exception as exc:
             answer = door.error(exc, method=call.method, target=call.target)
-        if self.state is _State.DONE:
-            return  # the connection went meanwhile
+        if self.state is not _State.DONE:  # the connection went meanwhile
+            self._answered_later(call.head, answer, request_id, started)
+
+    def _answered_later(
+        self, head: Head, answer: Answer, request_id: bytes | None, started: float
+    ) -> None:
+        """Write an answer that came after its request was read; then serve the
+        requests that waited behind it."""
         self._send_answer(head, answer, request_id)
         self._done(head, answer.status, started, request_id)
         if self.state is _State.IDLE or self.state is _State.HEAD:

@@ -214,6 +214,17 @@ class KvRoute:
             raise from_node_error(exc, headers={RING_HEADER: self._ring_version()}) from None
         return self._found_for_peer(found)
 
+    def found_answer(self, found: Found) -> Answer:
+        """The answer to a client's read that found ``found`` (``answer`` for a
+        read the fast path forwarded itself)."""
+        if self.membership.ring is not self._ring:
+            self._ring_changed()
+        return self._found(found)
+
+    def error_answer(self, exc: NodeError) -> HttpError:
+        """The error ``answer`` raises for ``exc``: it names the ring version."""
+        return from_node_error(exc, headers={RING_HEADER: self._ring_version()})
+
     def _ring_version(self) -> str:
         return self._plain_headers[RING_HEADER]
 

@@ -116,6 +116,9 @@ class MemcachedConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport: no isinstance.
         self.transport = cast(asyncio.Transport, transport)
+        # Kept: asyncio.get_running_loop() makes a getpid() system call on
+        # Python 3.11, and a forwarded command needs the loop every time.
+        self.loop = asyncio.get_running_loop()
         peer = transport.get_extra_info("peername")
         address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
         if not self.server.admit(self, address):
@@ -175,7 +178,7 @@ class MemcachedConnection(asyncio.Protocol):
         elif commands or self.unfinished_since is None:
             # The command left unfinished began in this read (a client that
             # pipelines is never cut for making progress).
-            self.unfinished_since = asyncio.get_running_loop().time()
+            self.unfinished_since = self.loop.time()
         return commands
 
     def eof_received(self) -> bool | None:
@@ -193,7 +196,7 @@ class MemcachedConnection(asyncio.Protocol):
         # server cuts a client that reads nothing for the write timeout.
         self._writing_paused = True
         transport = self._transport()
-        self.writing_paused_at = asyncio.get_running_loop().time()
+        self.writing_paused_at = self.loop.time()
         if not self.charged:
             self.charged = transport.get_write_buffer_size()
             self.budget.charge(self.charged)
@@ -226,7 +229,7 @@ class MemcachedConnection(asyncio.Protocol):
             reply = self._answer_at_once(queue[0])
             if reply is None:
                 self.busy = True
-                asyncio.get_running_loop().create_task(self._answer_later(queue.popleft()))
+                self.loop.create_task(self._answer_later(queue.popleft()))
                 break
             queue.popleft()
             if len(reply) >= BIG_REPLY:
@@ -248,7 +251,7 @@ class MemcachedConnection(asyncio.Protocol):
         reply = self._answer_at_once(command)
         if reply is None:
             self.busy = True
-            asyncio.get_running_loop().create_task(self._answer_later(command))
+            self.loop.create_task(self._answer_later(command))
             return
         if reply:
             self._write([self._affordable(reply) if len(reply) >= BIG_REPLY else reply])
@@ -263,7 +266,7 @@ class MemcachedConnection(asyncio.Protocol):
             return b""
         if kind is Close:
             self.closing = True
-            self.lingering_since = asyncio.get_running_loop().time()
+            self.lingering_since = self.loop.time()
             return cast(Close, command).line
         if not self.authenticated:
             return self._authenticate(command)

@@ -100,6 +100,31 @@ class PeerClient:
             return self._found(member, reply, None)
         raise self._error_of(member, reply)
 
+    def get_soon(
+        self,
+        member: str,
+        key: str,
+        on_found: Callable[[Found | NodeError | None], None],
+        *,
+        request_id: str | None = None,
+    ) -> bool:
+        """``get`` from a caller that is a callback itself (``Forwarder.read_soon``):
+        ``on_found`` gets the answer, the error (``NotOwner`` included), or
+        None when the request never reached ``member`` (call ``get``). False,
+        with nothing sent, when it could not be sent at once."""
+
+        def answered(reply: Reply | NodeError | None) -> None:
+            if reply is None or isinstance(reply, NodeError):
+                on_found(reply)
+            elif reply.status == 200:
+                on_found(self._found(member, reply, reply.body))
+            elif reply.status == 404:
+                on_found(self._found(member, reply, None))
+            else:
+                on_found(self._error_of(member, reply))
+
+        return self.forwarder.read_soon(member, kv_path(key), answered, request_id=request_id)
+
     async def write(
         self,
         member: str,

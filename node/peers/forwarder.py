@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from client._errors import ConnectError, ConnectTimeout, Timeout, TransportError
@@ -41,6 +41,8 @@ class ForwardStats:
 
     forwards: int = 0
     forward_errors: int = 0
+    # Of ``forwards``, reads sent from the HTTP fast path itself (``read_soon``).
+    forwards_at_once: int = 0
 
 
 class Forwarder:
@@ -109,6 +111,52 @@ class Forwarder:
             log.info("requests to %s work again", member)
         self._note_credentials(member, reply.status)
         return reply
+
+    def read_soon(
+        self,
+        member: str,
+        path: str,
+        on_reply: Callable[[Reply | PeerError | None], None],
+        *,
+        headers: Mapping[str, str] | None = None,
+        request_id: str | None = None,
+    ) -> bool:
+        """``send`` for a forwarded read (a GET) from a caller that is a
+        callback itself: sent on a connection already open, with no task, its
+        answer (or ``PeerError``) handed to ``on_reply``, or None when it never
+        reached the member (send it again with ``send``). False, with nothing
+        sent, when the peer's breaker is open or no open connection has room:
+        ``send`` then says why or waits for one."""
+        if not self.breakers.allow(member):
+            return False
+        all_headers = self._headers(headers)
+        if request_id is not None:
+            all_headers = {**all_headers, REQUEST_ID_HEADER: request_id}
+        stats = self.stats
+
+        def answered(outcome: Reply | TransportError | None) -> None:
+            if isinstance(outcome, Reply):
+                self.breakers.succeeded(member)
+                if member in self._failing:
+                    self._failing.discard(member)
+                    log.info("requests to %s work again", member)
+                self._note_credentials(member, outcome.status)
+                on_reply(outcome)
+            elif outcome is None:
+                stats.forwards -= 1  # counted again when sent again
+                stats.forwards_at_once -= 1
+                self.forwards_by_peer[member] -= 1
+                on_reply(None)
+            else:
+                error = self._peer_error(member, outcome, None)
+                on_reply(self._failed(member, outcome, error, True, True))
+
+        if not self.transport.read_soon(member, "GET", path, answered, headers=all_headers):
+            return False
+        stats.forwards += 1
+        stats.forwards_at_once += 1
+        self.forwards_by_peer[member] += 1
+        return True
 
     def _peer_error(self, member: str, exc: TransportError, timeout: float | None) -> PeerError:
         """The node's error for a transport failure talking to ``member``."""

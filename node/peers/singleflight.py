@@ -58,6 +58,7 @@ class SingleFlight(Generic[K, T]):
     """
 
     def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
         # key -> its flight; a flight is here only while its work runs.
         self._flights: dict[K, _Flight[T]] = {}
         self._closed = False
@@ -79,7 +80,12 @@ class SingleFlight(Generic[K, T]):
             self.shared += 1
             flight.joined += 1
             return await asyncio.shield(flight.future)
-        flight = _Flight(asyncio.get_running_loop().create_future())
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            # Once per loop: asyncio.get_running_loop() makes a getpid()
+            # system call on Python 3.11.
+            loop = self._loop = asyncio.get_running_loop()
+        flight = _Flight(loop.create_future())
         self._flights[key] = flight
         try:
             result = await work()
