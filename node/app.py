@@ -48,6 +48,7 @@ from .http.metrics import RequestMetrics
 from .http.routes import add_routes
 from .http.server import ConnectionStats
 from .memcached import DoorSettings, MemcachedServer, TokenCheck
+from .memcached.discovery import cluster_config
 from .peers.breaker import CircuitBreakers
 from .peers.client import PeerClient
 from .peers.forwarder import Forwarder
@@ -86,7 +87,9 @@ KV_DOOR = web.AppKey("kv_door", KvDoor)
 MEMCACHED = web.AppKey("memcached", MemcachedServer)
 # What the memcached door answers to `version`: memcached's protocol level,
 # then this program.
-MEMCACHED_VERSION = "1.6.0-ecs-kv-cache"
+# memcached's protocol level, as a version number: ElastiCache discovery
+# clients compare it with 1.4.14 and parse nothing but digits and dots.
+MEMCACHED_VERSION = "1.6.21"
 
 _WILDCARDS = {"0.0.0.0", "::", ""}
 
@@ -230,6 +233,15 @@ def add_memcached_door(app: web.Application, config: Config) -> MemcachedServer 
         max_answer_bytes=max_batch_bytes(config.max_value_bytes),
         version=MEMCACHED_VERSION,
     )
+    keeper = app[KEEPER]
+
+    def cluster(legacy: bool) -> bytes:
+        # Every task of a service has the same memcached port: this node's
+        # (the one it took, when told to take any).
+        port = config.memcached_port or (door.address[1] if door.address else 0)
+        members = keeper.membership.ring.members
+        return cluster_config(keeper.config_version, members, port, legacy=legacy)
+
     door = MemcachedServer(
         app[SERVICE],
         forwarder=app[FORWARDER],
@@ -237,6 +249,7 @@ def add_memcached_door(app: web.Application, config: Config) -> MemcachedServer 
         ledger=app[LEDGER],
         budget=app[KV_DOOR].budget,
         accepts=accepts,
+        cluster_config=cluster,
     )
 
     async def memcached_listener(app: web.Application) -> AsyncIterator[None]:

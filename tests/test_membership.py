@@ -531,3 +531,22 @@ async def test_a_malformed_gossip_message_changes_nothing(body: bytes) -> None:
     with pytest.raises(GossipError):
         keeper.receive(body)
     assert keeper.table.records == before
+
+
+async def test_the_configuration_version_only_grows_and_the_highest_heard_wins() -> None:
+    # ElastiCache Auto Discovery's version (node.memcached.discovery): a
+    # client keeps the highest it has seen, so it must be the cluster's.
+    clock = FakeClock()
+    network = await three_ready(clock)
+    versions = {member: keeper.config_version for member, keeper in network.keepers.items()}
+    assert len(set(versions.values())) == 1 and versions[A] > 0, versions
+    network.keepers[C].config_version += 100  # C saw more changes, say
+    await network.rounds(1)
+    assert {keeper.config_version for keeper in network.keepers.values()} == {versions[A] + 100}
+    network.down.add(C)
+    await network.rounds(3)
+    clock.now += SUSPICION_S
+    await network.rounds(2)
+    assert rings(network, A, B) == [{A, B}, {A, B}]
+    after = {network.keepers[m].config_version for m in (A, B)}
+    assert len(after) == 1 and after.pop() > versions[A] + 100

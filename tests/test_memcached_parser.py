@@ -73,7 +73,7 @@ def test_pipelined_commands_come_out_in_order() -> None:
         Touch(b"k", 10, True),
         FlushAll(5, False),
         Version(),
-        Verbosity(False),
+        Verbosity(1, False),
         Stats(b""),
         MetaNoop(),
         Quit(),

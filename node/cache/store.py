@@ -386,6 +386,15 @@ class Store:
         if stats.bytes > self.max_bytes:
             self._evict_to_bound()
 
+    def resize(self, max_bytes: int) -> None:
+        """A new bound (memcached's ``cache_memlimit``): entries are evicted,
+        least recently used first, until what is held fits it."""
+        if max_bytes <= 0:
+            raise ValueError(f"max_bytes must be positive, got {max_bytes}")
+        self.max_bytes = max_bytes
+        if self.stats.bytes > max_bytes:
+            self._evict_to_bound()
+
     def _bury(self, key: str, version: int) -> None:
         tombstones = self._tombstones
         tombstones.pop(key, None)

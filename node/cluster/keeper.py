@@ -110,6 +110,9 @@ _STALL_S = 0.25
 # A node cut off from every peer declares none of them dead for this many
 # suspicion timeouts (they may all have died at once: it must end sometime).
 _CUT_OFF_PATIENCE = 10
+# The highest configuration version gossip carries (a double's integers, for
+# peers and clients written in other languages).
+_MAX_CONFIG_VERSION = (1 << 53) - 1
 # A gossip message, either way: some 5,000 records of the usual size, where
 # a full-mesh cluster has tens of members (hundreds at most). Bounds what one
 # message costs to parse (a few milliseconds).
@@ -247,6 +250,11 @@ class MembershipKeeper:
         # Called once this node learns discovery no longer lists it: whoever
         # runs the node (``node.cli``) stops it as on SIGTERM.
         self.on_removed: Callable[[], None] = lambda: None
+        # The cluster's configuration version (ElastiCache Auto Discovery,
+        # ``node.memcached.discovery``): raised by every change of this
+        # node's ring and gossiped, the highest heard kept, so it only grows,
+        # and the nodes agree on it once gossip has gone round.
+        self.config_version = 0
 
     # -- lifecycle
 
@@ -291,6 +299,7 @@ class MembershipKeeper:
                 "ring": self.membership.ring.version,
                 "settled": self.membership.settled_version,
                 "ready": self.ready,
+                "config": self.config_version,
             }
         )
 
@@ -523,7 +532,8 @@ class MembershipKeeper:
     def _absorb(self, body: bytes, *, reached: str | None = None) -> str:
         """Merge a gossip message (the answer of ``reached``, when this node
         made the exchange: its own word on its record); the sender's id."""
-        sender, records, ring, settled, ready = _parse(body)
+        sender, records, ring, settled, ready, config = _parse(body)
+        self.config_version = max(self.config_version, config)
         table = self.table
         self._take_back_verdicts_while_cut_off()
         own_word = records.get(sender) if sender == reached else None
@@ -611,7 +621,8 @@ class MembershipKeeper:
         self.membership.leaving = frozenset(
             member for member, record in table.records.items() if record.status is Status.LEAVING
         )
-        self.membership.set_members(alive, include_self=not leaving)
+        if self.membership.set_members(alive, include_self=not leaving):
+            self.config_version += 1
         self._update_ready()
         self._update_stable()
 
@@ -790,7 +801,7 @@ def _jitter() -> float:
     return random.uniform(0.8, 1.2)
 
 
-def _parse(body: bytes) -> tuple[str, dict[str, MemberRecord], str, str, bool]:
+def _parse(body: bytes) -> tuple[str, dict[str, MemberRecord], str, str, bool, int]:
     if len(body) > MAX_MESSAGE_BYTES:
         raise GossipError(f"a gossip message is at most {MAX_MESSAGE_BYTES} bytes")
     try:
@@ -818,4 +829,12 @@ def _parse(body: bytes) -> tuple[str, dict[str, MemberRecord], str, str, bool]:
             # merged, so gossip goes on through a rolling upgrade.
             continue
         records[member] = MemberRecord(incarnation, _STATUSES[status])
-    return sender, records, ring[:64], settled[:64], ready
+    return sender, records, ring[:64], settled[:64], ready, _config_version(message)
+
+
+def _config_version(message: dict[str, Any]) -> int:
+    """The sender's configuration version (0 from a build before it had one)."""
+    config = message.get("config", 0)
+    if not (isinstance(config, int) and 0 <= config <= _MAX_CONFIG_VERSION):
+        raise GossipError("a gossip message's config is a non-negative integer")
+    return config

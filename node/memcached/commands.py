@@ -88,7 +88,22 @@ class Version(NamedTuple):
 
 
 class Verbosity(NamedTuple):
+    level: int
     noreply: bool
+
+
+class CacheMemlimit(NamedTuple):
+    """cache_memlimit: the store's bound, in megabytes (memcached's unit)."""
+
+    megabytes: int
+    noreply: bool
+
+
+class ConfigGet(NamedTuple):
+    """ElastiCache's ``config get cluster`` (``legacy``: asked as ``get
+    AmazonElastiCache:cluster``, as clients of engines before 1.4.14 do)."""
+
+    legacy: bool
 
 
 class Stats(NamedTuple):
@@ -149,6 +164,8 @@ Command = (
     | FlushAll
     | Version
     | Verbosity
+    | CacheMemlimit
+    | ConfigGet
     | Stats
     | Quit
     | MetaGet

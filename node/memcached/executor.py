@@ -28,7 +28,9 @@ from ..peers.forwarder import Forwarder
 from ..results import Hit, Value, Written
 from .commands import (
     Arith,
+    CacheMemlimit,
     Command,
+    ConfigGet,
     Delete,
     FlushAll,
     MetaArith,
@@ -60,7 +62,7 @@ from .replies import (
     error_line,
     server_error,
 )
-from .stats import DoorStats, render_stats
+from .stats import DoorStats, render_stats, stat_lines
 
 __all__ = ["DoorSettings", "Executor"]
 
@@ -76,6 +78,12 @@ _OPS = {
 }
 _WRITES = frozenset({Store, Delete, Arith, Touch})
 _FLUSH_OFF = b"CLIENT_ERROR flush_all not allowed\r\n"
+_MEMLIMIT_OFF = b"CLIENT_ERROR cache_memlimit not allowed\r\n"
+_MEMLIMIT_ABOVE = b"MEMLIMIT_ADJUST_FAILED out of bounds or unable to adjust\r\n"
+_DETAIL_USAGE = b"CLIENT_ERROR usage: stats detail on|off|dump\r\n"
+# The answer to ``config get cluster`` (legacy: to ``get
+# AmazonElastiCache:cluster``), from the node's membership.
+ClusterConfig = Callable[[bool], bytes]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,11 +115,17 @@ class Executor:
         stats: DoorStats,
         schedule_flush: Callable[[float], None],
         budget: InflightBudget,
+        cluster_config: ClusterConfig | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.service = service
         self.forwarder = forwarder
         self.settings = settings
+        self.cluster_config = cluster_config
+        # cache_memlimit moves the store's bound up to this, never past the
+        # memory the node was given (CACHE_MAX_BYTES).
+        self.configured_max_bytes = service.store.max_bytes
+        self.verbosity = 0  # as set by ``verbosity``: kept and shown, logs nothing
         self.stats = stats
         self.schedule_flush = schedule_flush
         self.wall_clock = wall_clock
@@ -195,10 +209,17 @@ class Executor:
             return self._version_line
         if kind is Verbosity:
             assert isinstance(command, Verbosity)
+            self.verbosity = command.level
             return b"" if command.noreply else OK
         if kind is Stats:
             assert isinstance(command, Stats)
             return self._stats(command.group)
+        if kind is ConfigGet:
+            assert isinstance(command, ConfigGet)
+            return ERROR if self.cluster_config is None else self.cluster_config(command.legacy)
+        if kind is CacheMemlimit:
+            assert isinstance(command, CacheMemlimit)
+            return self._memlimit(command)
         return ERROR
 
     # -- reads
@@ -374,12 +395,25 @@ class Executor:
             return server_error(f"flush_all reached {flushed} of {members} nodes")
         return b"" if command.noreply else OK
 
+    def _memlimit(self, command: CacheMemlimit) -> bytes:
+        """cache_memlimit: like flush_all, it drops entries (lowered), so it is
+        allowed where flush_all is; above the node's configured bound it
+        fails as memcached fails an adjustment it cannot make."""
+        if not self.settings.flush_enabled:
+            line = _MEMLIMIT_OFF
+        elif command.megabytes << 20 > self.configured_max_bytes:
+            line = _MEMLIMIT_ABOVE
+        else:
+            self.service.store.resize(command.megabytes << 20)
+            line = OK
+        return b"" if command.noreply else line
+
     def _stats(self, group: bytes) -> bytes:
         if group == b"reset":
             self.stats.reset()
             return b"RESET\r\n"
         if group:
-            return ERROR
+            return self._stats_group(group)
         return render_stats(
             self.stats,
             self.service,
@@ -388,3 +422,42 @@ class Executor:
             version=self.settings.version,
             max_connections=self.settings.max_connections,
         )
+
+    def _stats_group(self, group: bytes) -> bytes:
+        """``stats <group>``: memcached's groups, in its words where this node
+        has the figure. There are no slab classes here: every entry is shown
+        as class 1, ``sizes`` is disabled, and ``cachedump`` and ``conns``
+        list nothing (keys and peers' addresses are not for any client)."""
+        name, _, rest = group.partition(b" ")
+        store = self.service.store
+        if name == b"settings":
+            return stat_lines(self._settings_stats())
+        held = store.stats
+        if name == b"items":
+            items = {"number": held.items, "evicted": held.evictions, "reclaimed": held.expirations}
+            return stat_lines({f"items:1:{k}": v for k, v in items.items()} if held.items else {})
+        if name == b"slabs":
+            return stat_lines({"active_slabs": int(held.items > 0), "total_malloced": held.bytes})
+        if name == b"sizes":
+            return stat_lines({"sizes_status": "disabled"})
+        if name in (b"conns", b"cachedump"):
+            return END
+        if name == b"detail":
+            return {b"on": OK, b"off": OK, b"dump": END}.get(rest, _DETAIL_USAGE)
+        return ERROR
+
+    def _settings_stats(self) -> dict[str, object]:
+        settings = self.settings
+        return {
+            "maxbytes": self.service.store.max_bytes,
+            "maxconns": settings.max_connections,
+            "udpport": 0,
+            "verbosity": self.verbosity,
+            "evictions": "on",
+            "num_threads": 1,
+            "cas_enabled": "yes",
+            "binding_protocol": "ascii",
+            "item_size_max": settings.max_value_bytes,
+            "idle_timeout": int(settings.idle_timeout),
+            "flush_enabled": "yes" if settings.flush_enabled else "no",
+        }

@@ -29,7 +29,7 @@ from ..core.bounds import InflightBudget
 from ..errors import NodeError
 from .expiry import ttl_of
 from .keys import KeyDecoder
-from .parser import BUSY, max_line_bytes
+from .parser import BUSY, CLUSTER_KEY, max_line_bytes
 from .replies import END, STORED, TOO_BIG_ANSWER, server_error
 from .stats import DoorStats
 
@@ -92,6 +92,8 @@ class HotPath:
             name = tokens[0]
             if name == b"get" or name == b"gets":
                 if count == 2:
+                    if tokens[1] == CLUSTER_KEY:
+                        return None  # the cluster's configuration (ConfigGet)
                     return self.get_one(tokens[1], name == b"gets")
                 return self.get_many(tokens[1:], name == b"gets")
             return None

@@ -40,8 +40,10 @@ from client._batch import MAX_BATCH_KEYS
 from ..core.bounds import InflightBudget
 from .commands import (
     Arith,
+    CacheMemlimit,
     Close,
     Command,
+    ConfigGet,
     Delete,
     FlushAll,
     MetaArith,
@@ -59,9 +61,12 @@ from .commands import (
     Version,
 )
 
-__all__ = ["BAD_FORMAT", "BUSY", "ERROR", "TOO_LARGE", "Parser", "max_line_bytes"]
+__all__ = ["BAD_FORMAT", "BUSY", "CLUSTER_KEY", "ERROR", "TOO_LARGE", "Parser", "max_line_bytes"]
 
 ERROR = b"ERROR\r\n"
+# The key ElastiCache clients before engine 1.4.14 get the cluster's
+# configuration under (``ConfigGet``).
+CLUSTER_KEY = b"AmazonElastiCache:cluster"
 BAD_FORMAT = b"CLIENT_ERROR bad command line format\r\n"
 TOO_LARGE = b"SERVER_ERROR object too large for cache\r\n"
 _BAD_CHUNK = b"CLIENT_ERROR bad data chunk\r\n"
@@ -337,6 +342,8 @@ def _retrieve(parser: Parser, tokens: list[bytes]) -> Command | None:
     keys = tokens[1:]
     if not keys:
         return Reply(ERROR)
+    if len(keys) == 1 and keys[0] == CLUSTER_KEY and tokens[0] == b"get":
+        return ConfigGet(legacy=True)
     return _checked_keys(parser, keys) or Retrieve(keys, tokens[0] == b"gets")
 
 
@@ -439,9 +446,37 @@ def _flush_all(parser: Parser, tokens: list[bytes]) -> Command | None:
 
 
 def _verbosity(parser: Parser, tokens: list[bytes]) -> Command | None:
+    # memcached reads "noreply" wherever it is last, "verbosity noreply"
+    # included: the level is then "noreply", bad, and the error unsaid.
     if len(tokens) not in (2, 3):
         return Reply(ERROR)
-    return Verbosity(tokens[-1] == b"noreply" and len(tokens) == 3)
+    noreply = tokens[-1] == b"noreply"
+    level = _unsigned(tokens[1], _U32)
+    if level is None:
+        return Reply(b"" if noreply else BAD_FORMAT)
+    return Verbosity(level, noreply)
+
+
+def _cache_memlimit(parser: Parser, tokens: list[bytes]) -> Command | None:
+    if len(tokens) not in (2, 3):
+        return Reply(ERROR)
+    noreply = tokens[-1] == b"noreply"
+    megabytes = _unsigned(tokens[1], _U32)
+    if megabytes is None:
+        line = ERROR
+    elif megabytes < 8:
+        line = b"MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m\r\n"
+    elif megabytes > 1_000_000_000:
+        line = b"MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes\r\n"
+    else:
+        return CacheMemlimit(megabytes, noreply)
+    return Reply(b"" if noreply else line)
+
+
+def _config(parser: Parser, tokens: list[bytes]) -> Command | None:
+    if tokens[1:] == [b"get", b"cluster"]:
+        return ConfigGet(legacy=False)
+    return Reply(ERROR)
 
 
 def _version(parser: Parser, tokens: list[bytes]) -> Command | None:
@@ -555,6 +590,8 @@ _READERS: dict[bytes, _Line] = {
     b"touch": _touch,
     b"flush_all": _flush_all,
     b"verbosity": _verbosity,
+    b"cache_memlimit": _cache_memlimit,
+    b"config": _config,
     b"version": _version,
     b"stats": _stats,
     b"quit": _quit,

@@ -27,7 +27,7 @@ from ..core.bounds import ConnectionLedger, InflightBudget
 from ..errors import NodeError
 from ..peers.forwarder import Forwarder
 from .connection import LINGER, MemcachedConnection
-from .executor import DoorSettings, Executor
+from .executor import ClusterConfig, DoorSettings, Executor
 from .parser import max_line_bytes
 from .stats import DoorStats
 
@@ -52,6 +52,7 @@ class MemcachedServer:
         ledger: ConnectionLedger,
         budget: InflightBudget,
         accepts: TokenCheck | None = None,
+        cluster_config: ClusterConfig | None = None,
     ) -> None:
         self.service = service
         self.settings = settings
@@ -67,6 +68,7 @@ class MemcachedServer:
             stats=self.stats,
             schedule_flush=self.schedule_flush,
             budget=budget,
+            cluster_config=cluster_config,
         )
         self.connections: set[MemcachedConnection] = set()
         self.address: tuple[str, int] | None = None

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, fields
 from ..core import KeyService
 from ..peers.forwarder import ForwardStats
 
-__all__ = ["DoorStats", "render_stats"]
+__all__ = ["DoorStats", "render_stats", "stat_lines"]
 
 
 @dataclass(slots=True)
@@ -101,6 +101,11 @@ def render_stats(
         "served_for_peers": service.stats.served_for_peers,
         "cluster_members": len(service.membership.ring),
     }
+    return stat_lines(lines)
+
+
+def stat_lines(lines: dict[str, object]) -> bytes:
+    """``STAT <name> <value>`` lines, then ``END``."""
     body = b"".join(
         b"STAT %s %s\r\n" % (name.encode(), str(value).encode()) for name, value in lines.items()
     )
