@@ -25,6 +25,7 @@ from client._transport import Transport
 
 from .cache.near_cache import NearCache
 from .cache.store import Store
+from .cloudwatch import EmfReporter, Figures
 from .cluster.discovery import Discovery, StaticDiscovery
 from .cluster.keeper import MembershipKeeper
 from .cluster.membership import Membership
@@ -85,8 +86,6 @@ LEDGER = web.AppKey("ledger", ConnectionLedger)
 # The /kv/ fast path, for the server to start every connection on (node.cli).
 KV_DOOR = web.AppKey("kv_door", KvDoor)
 MEMCACHED = web.AppKey("memcached", MemcachedServer)
-# What the memcached door answers to `version`: memcached's protocol level,
-# then this program.
 # memcached's protocol level, as a version number: ElastiCache discovery
 # clients compare it with 1.4.14 and parse nothing but digits and dots.
 MEMCACHED_VERSION = "1.6.21"
@@ -194,7 +193,44 @@ def create_app(config: Config, *, self_id: str) -> web.Application:
     app[KEEPER] = node.keeper
     app[MOVER] = node.mover
     app.cleanup_ctx.extend(_lifecycle(node, sweep_interval=config.sweep_interval))
+    if config.cloudwatch_metrics:
+        app.cleanup_ctx.append(_cloudwatch(config, self_id, guard.metrics))
     return app
+
+
+def _cloudwatch(
+    config: Config, self_id: str, metrics: RequestMetrics
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The app's CloudWatch EMF lines (``node.cloudwatch``), while it runs."""
+
+    def figures(app: web.Application) -> Figures:
+        service, door = app[SERVICE], app.get(MEMCACHED)
+        store = service.store
+        return Figures(
+            requests=metrics.total() + (door.stats.commands if door is not None else 0),
+            hits=store.stats.hits,
+            misses=store.stats.misses,
+            evictions=store.stats.evictions,
+            forwards=app[FORWARDER].stats.forwards,
+            items=store.stats.items,
+            bytes=store.stats.bytes,
+            max_bytes=store.max_bytes,
+            members=len(service.membership.ring),
+        )
+
+    async def report(app: web.Application) -> AsyncIterator[None]:
+        reporter = EmfReporter(
+            lambda: figures(app),
+            namespace=config.cloudwatch_namespace,
+            service=config.ecs_service,
+            node=self_id,
+            interval=config.cloudwatch_interval,
+        )
+        reporter.start()
+        yield
+        await reporter.stop()
+
+    return report
 
 
 def begin_gossip(app: web.Application) -> None:

@@ -81,6 +81,9 @@ class Config:
     near_cache_ttl: float = 1.0
     near_cache_threshold: int = 4
     request_metrics: bool = True
+    cloudwatch_metrics: bool = False
+    cloudwatch_interval: float = 60.0
+    cloudwatch_namespace: str = "EcsKvCache"
 
     @property
     def inflight_limit(self) -> int:
@@ -222,6 +225,13 @@ def _tokens(raw: str) -> tuple[str, ...]:
 
 def _text(raw: str) -> str:
     return raw.strip()
+
+
+def _namespace(raw: str) -> str:
+    namespace = raw.strip()
+    if not 0 < len(namespace) <= 255:
+        raise ValueError("a CloudWatch namespace of 1 to 255 characters")
+    return namespace
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -368,6 +378,13 @@ SETTINGS: tuple[Setting, ...] = (
             fallback_env=("CACHE_HOT_CACHE_THRESHOLD",),
             help="GETs of a key within one second at a node that does not own it before "
                  "that node keeps a copy."),
+    Setting(field="cloudwatch_metrics", parse=_boolean, shown_default="false",
+            help="Write CloudWatch metrics as Embedded Metric Format lines on stdout "
+                 "(README: CloudWatch)."),
+    Setting(field="cloudwatch_interval", parse=_seconds(1, 3600), shown_default="60",
+            help="Seconds between two of those lines."),
+    Setting(field="cloudwatch_namespace", parse=_namespace, shown_default="EcsKvCache",
+            help="The CloudWatch namespace of those metrics."),
 )  # fmt: skip
 
 _FIELD_NAMES = {f.name for f in fields(Config)}

@@ -106,6 +106,7 @@ def fargate_task_definition(
             {"name": "CACHE_MEMCACHED_PORT", "value": str(memcached_port)},
             {"name": "CACHE_MAX_BYTES", "value": f"{memory_mib // 2}MiB"},
             {"name": "CACHE_DRAIN_TIMEOUT", "value": str(DRAIN_TIMEOUT_SECONDS)},
+            {"name": "CACHE_CLOUDWATCH_METRICS", "value": "true"},
         ],
         "healthCheck": {
             "command": ["CMD", "python", "-c", HEALTH_CHECK_SCRIPT],

@@ -94,6 +94,8 @@ ECS_CLUSTER = "settings-cluster"
 ECS_SERVICE = "settings-service"
 DISCOVERY_INTERVAL = 0.25  # the default is 5 s, jittered by up to 20%: polls >= 4 s apart
 
+CLOUDWATCH_INTERVAL = 1.0  # the default is 60 s
+CLOUDWATCH_NAMESPACE = "SettingsLab"
 STARTED_WITHIN = 60.0  # a busy machine starts nodes slowly
 SCENE_LIMIT = 20.0  # the longest any wait below waits for what it expects
 
@@ -529,6 +531,9 @@ def open_lab(aws: AwsEmulator, logs: Path) -> Iterator[Lab]:
                     "CACHE_MAX_VALUE_BYTES": "2MiB",
                     "CACHE_MAX_BYTES": "16MiB",
                     "CACHE_MAX_INFLIGHT_BYTES": "1MiB",
+                    "CACHE_CLOUDWATCH_METRICS": "true",
+                    "CACHE_CLOUDWATCH_INTERVAL": str(CLOUDWATCH_INTERVAL),
+                    "CACHE_CLOUDWATCH_NAMESPACE": CLOUDWATCH_NAMESPACE,
                 },
             ),
             aws=aws,

@@ -403,6 +403,38 @@ def test_cpu_autoscaling_exists_only_when_enabled() -> None:
     assert "DesiredCount" not in on.properties("Service")
 
 
+TOPIC = "arn:aws:sns:eu-west-1:123456789012:cache-alarms"
+
+
+def test_the_alarms_watch_what_the_nodes_write_to_cloudwatch() -> None:
+    # The nodes write EMF lines (node/cloudwatch.py) under the default
+    # namespace, with the service as a dimension: the alarms must read those.
+    for options in ({}, {"EnableAutoScaling": "true", "AutoScalingMinCapacity": "4"}):
+        deployed = stack(**options)
+        env = environment(deployed)
+        assert env["CACHE_CLOUDWATCH_METRICS"] == "true"
+        assert "CACHE_CLOUDWATCH_NAMESPACE" not in env  # so the default, below
+        namespace = node_config.Config().cloudwatch_namespace
+        service = env["CACHE_ECS_SERVICE"]
+        for name, metric in (("MembersAlarm", "Members"), ("EvictionsAlarm", "Evictions")):
+            alarm = deployed.properties(name)
+            assert (alarm["Namespace"], alarm["MetricName"]) == (namespace, metric)
+            assert alarm["Dimensions"] == [{"Name": "Service", "Value": service}]
+            assert "AlarmActions" not in alarm  # no topic given: nobody is notified
+        members = deployed.properties("MembersAlarm")
+        expected = options.get("AutoScalingMinCapacity", "3")
+        assert (str(members["Threshold"]), members["ComparisonOperator"]) == (
+            expected,
+            "LessThanThreshold",
+        )
+        assert members["TreatMissingData"] == "breaching"  # no node reports: none runs
+        cpu = deployed.properties("CpuAlarm")
+        assert (cpu["Namespace"], cpu["MetricName"]) == ("AWS/ECS", "CPUUtilization")
+    notified = stack(AlarmTopicArn=TOPIC)
+    for name in ("MembersAlarm", "EvictionsAlarm", "CpuAlarm"):
+        assert notified.properties(name)["AlarmActions"] == [TOPIC]
+
+
 def test_the_outputs_name_the_cluster_the_service_and_the_security_group() -> None:
     assert set(load()["Outputs"]) == {"ClusterName", "ServiceName", "SecurityGroupId"}
 
@@ -475,9 +507,11 @@ def deploy(emulator: AwsEmulator, name: str, parameters: dict[str, str]) -> dict
     raise AssertionError(f"{name} still CREATE_IN_PROGRESS after 30 s")
 
 
-# moto builds no autoscaling resources (they are checked in the template above).
+# moto builds no autoscaling resources and no alarms (they are checked in the
+# template above).
 # (A colon would end the message pattern: "." stands for each.)
 @pytest.mark.filterwarnings("ignore:Tried to parse AWS..ApplicationAutoScaling")
+@pytest.mark.filterwarnings("ignore:Tried to parse AWS..CloudWatch..Alarm")
 @pytest.mark.parametrize("every_option", [False, True], ids=["defaults", "every-option"])
 def test_the_stack_deploys_on_the_emulator(emulator: AwsEmulator, every_option: bool) -> None:
     network = emulator.create_network()

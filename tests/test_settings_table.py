@@ -29,6 +29,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
@@ -37,9 +38,11 @@ import pytest
 from client import HashRing
 from client._batch import GET_PATH, encode_keys
 from node.config import SETTINGS
+from node.local_cluster import NodeProcess
 
 from .aws_emulator import AwsEmulator
 from .client_support import wait_for
+from .emf_shape import check_emf
 from .http_call import Answer, call
 from .settings_lab import (
     AUTH,
@@ -47,6 +50,8 @@ from .settings_lab import (
     BIG_ANSWER,
     BOTH_NAMES,
     CLIENT_TOKENS,
+    CLOUDWATCH_INTERVAL,
+    CLOUDWATCH_NAMESPACE,
     ECS_CLUSTER,
     ECS_SERVICE,
     FILE_TOKEN,
@@ -216,6 +221,38 @@ def takes_its_id_from_task_metadata(lab: Lab) -> None:
     for node in (lab.ecs, lab.guarded):
         view = call(node.member, "GET", "/cluster", headers=AUTH).json()
         assert view["node"] == f"{on_block_of(node.host, 7)}:7000"
+
+
+def emf_lines(node: NodeProcess, count: int) -> list[dict[str, Any]]:
+    """The node's first ``count`` CloudWatch EMF lines (from its stdout, in its
+    log file), each checked against the specification's shape."""
+
+    def lines() -> list[str]:
+        return [line for line in log_of(node).splitlines() if line.startswith('{"_aws"')]
+
+    wait_for(lambda: len(lines()) >= count, within=SCENE_LIMIT, what=f"{count} EMF lines")
+    return [check_emf(line.encode() + b"\n") for line in lines()[:count]]
+
+
+@checks("CACHE_CLOUDWATCH_METRICS")
+def writes_cloudwatch_metrics_on_stdout(lab: Lab) -> None:
+    (line,) = emf_lines(lab.ecs, 1)
+    # Its member id, from its task metadata.
+    assert (line["Service"], line["Node"]) == (ECS_SERVICE, f"{on_block_of(lab.ecs.host, 7)}:7000")
+    assert not any(line.startswith('{"_aws"') for line in log_of(lab.guarded).splitlines())
+
+
+@checks("CACHE_CLOUDWATCH_INTERVAL")
+def writes_a_line_per_interval(lab: Lab) -> None:
+    first, second = emf_lines(lab.ecs, 2)
+    apart = (second["_aws"]["Timestamp"] - first["_aws"]["Timestamp"]) / 1000
+    assert CLOUDWATCH_INTERVAL * 0.5 <= apart < 30, apart  # the default would be 60 s
+
+
+@checks("CACHE_CLOUDWATCH_NAMESPACE")
+def names_its_namespace(lab: Lab) -> None:
+    (line,) = emf_lines(lab.ecs, 1)
+    assert line["_aws"]["CloudWatchMetrics"][0]["Namespace"] == CLOUDWATCH_NAMESPACE
 
 
 @checks("CACHE_VNODES")

@@ -75,6 +75,10 @@ class RequestMetrics:
     def route(self, route: str) -> RouteMetrics:
         return self.routes.setdefault(route, RouteMetrics())
 
+    def total(self) -> int:
+        """Requests counted, every route and status."""
+        return sum(sum(metrics.requests.values()) for metrics in self.routes.values())
+
     def families(self) -> list[Family]:
         requests = Family(
             "cache_requests_total", "counter", "HTTP requests served, by route, method and status."

@@ -57,6 +57,21 @@ class DoorStats:
     total_connections: int = 0
     rejected_connections: int = 0
 
+    @property
+    def commands(self) -> int:
+        """Key commands served: reads (per key), writes, deletes, counters, touches."""
+        return (
+            self.cmd_get
+            + self.cmd_set
+            + self.cmd_touch
+            + self.delete_hits
+            + self.delete_misses
+            + self.incr_hits
+            + self.incr_misses
+            + self.decr_hits
+            + self.decr_misses
+        )
+
     def reset(self) -> None:
         """memcached's ``stats reset``: counters to zero; the current connections stay."""
         current = self.curr_connections
@@ -93,6 +108,9 @@ def render_stats(
         "bytes": store.bytes,
         "evictions": store.evictions,
         "expired": store.expirations,
+        # memcached's count of expired entries' memory taken for new ones;
+        # here an expired entry's memory is freed when it is found expired.
+        "reclaimed": store.expirations,
         "limit_maxbytes": service.store.max_bytes,
         "threads": 1,
         # This node's own: requests it sent to owners, and served for peers.
