@@ -89,6 +89,7 @@ class ClusterView:
             data: Any = orjson.loads(body)
             members = tuple(sorted(str(member) for member in data["members"]))
             vnodes = int(data["vnodes"])
+            zones = {str(member): str(zone) for member, zone in data.get("zones", {}).items()}
             limits = data.get("limits", {})
             view = cls(
                 node=str(data.get("node", "")),
@@ -98,7 +99,7 @@ class ClusterView:
                 replicas=int(data.get("replicas", 1)),
                 max_key_bytes=int(limits.get("max_key_bytes", 250)),
                 max_value_bytes=int(limits.get("max_value_bytes", 1024 * 1024)),
-                ring=HashRing(members, vnodes=vnodes),
+                ring=HashRing(members, vnodes=vnodes, zones=zones),
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"not a /cluster answer: {exc}") from None

@@ -13,6 +13,14 @@ the README states it so that clients in other languages can match it:
 - ``owners(key, n)`` walks clockwise from the first point at or after the
   position (wrapping past the largest point to the smallest) and returns the
   first ``n`` distinct members met. ``owner(key)`` is ``owners(key, 1)[0]``.
+- Zones (availability zones): when every member has a zone and the members
+  span two zones or more, ``owners(key, n)`` walks the same way but takes a
+  member only if no member taken before is in its zone; once every zone is
+  taken it fills the rest from the members it passed over, in the order met
+  (the rack rule of Cassandra's NetworkTopologyStrategy). So the ``n``
+  owners sit in ``n`` zones while there are that many, and a zone's outage
+  leaves a copy of every key elsewhere. ``owner(key)`` is unchanged: the
+  first member met.
 
 A ring is immutable: a membership change builds a new ring and swaps it in,
 so a reader never sees a half-edited ring. The new ring is derived from the
@@ -26,12 +34,19 @@ from __future__ import annotations
 
 import hashlib
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import mmh3
 from sortedcontainers import SortedList
 
-__all__ = ["DEFAULT_VNODES", "HashRing", "key_position", "ring_version", "vnode_point"]
+__all__ = [
+    "DEFAULT_VNODES",
+    "HashRing",
+    "key_position",
+    "placing_zones",
+    "ring_version",
+    "vnode_point",
+]
 
 DEFAULT_VNODES = 160
 
@@ -46,14 +61,31 @@ def key_position(key: str) -> int:
     return mmh3.hash(key.encode(), 0, signed=False)
 
 
-def ring_version(members: Iterable[str]) -> str:
+def ring_version(members: Iterable[str], zones: Mapping[str, str] | None = None) -> str:
     """A short digest that names a member list; equal lists give equal versions.
 
-    SHA-256 of the sorted member ids joined by ``\\n``, first 16 hex digits.
-    Clients compare it to notice that their view of the cluster is stale.
+    SHA-256 of the sorted member ids joined by ``\\n``, first 16 hex digits;
+    on a ring placed by zones (``placing_zones``), each id followed by a space
+    and its zone. Clients compare it to notice that their view of the cluster
+    is stale.
     """
-    joined = "\n".join(sorted(set(members))).encode()
-    return hashlib.sha256(joined).hexdigest()[:16]
+    ids = sorted(set(members))
+    if zones:
+        ids = [f"{member} {zones[member]}" for member in ids]
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
+
+
+def placing_zones(members: Iterable[str], zones: Mapping[str, str] | None) -> dict[str, str]:
+    """The zones a ring of ``members`` places by: ``zones`` restricted to the
+    members when every member has one and they span two zones or more; else
+    none (``{}``): one zone, or a member whose zone is unknown (a node of a
+    build before zones, during a rolling upgrade), places as before zones."""
+    if not zones:
+        return {}
+    placed = {member: zones.get(member, "") for member in members}
+    if "" in placed.values() or len(set(placed.values())) < 2:
+        return {}
+    return placed
 
 
 class HashRing:
@@ -67,14 +99,23 @@ class HashRing:
         "_owner_at",
         "_positions",
         "_version",
+        "_zone_count",
+        "_zones",
         "vnodes",
     )
 
-    def __init__(self, members: Iterable[str], *, vnodes: int = DEFAULT_VNODES) -> None:
+    def __init__(
+        self,
+        members: Iterable[str],
+        *,
+        vnodes: int = DEFAULT_VNODES,
+        zones: Mapping[str, str] | None = None,
+    ) -> None:
         if vnodes < 1:
             raise ValueError(f"vnodes must be at least 1, got {vnodes}")
         self.vnodes = vnodes
         self._members: frozenset[str] = frozenset(members)
+        self._zones = placing_zones(self._members, zones)
         # position -> the member holding it; kept with the positions in order
         # so that the next ring can be derived by editing copies of both.
         self._holders: dict[int, str] = {}
@@ -125,7 +166,8 @@ class HashRing:
         module: 2.5x faster than SortedList's own bisect (pure Python), and
         every request does one. The parallel tuple gives the member at an index.
         """
-        self._version = ring_version(self._members)
+        self._version = ring_version(self._members, self._zones)
+        self._zone_count = len(set(self._zones.values()))
         self._positions: tuple[int, ...] = tuple(self._order)
         self._owner_at: tuple[str, ...] = tuple(map(self._holders.__getitem__, self._positions))
 
@@ -136,6 +178,11 @@ class HashRing:
     @property
     def version(self) -> str:
         return self._version
+
+    @property
+    def zones(self) -> dict[str, str]:
+        """Each member's zone, when the ring places by zones; else empty."""
+        return dict(self._zones)
 
     def __len__(self) -> int:
         return len(self._members)
@@ -185,6 +232,8 @@ class HashRing:
         if wanted <= 0:
             return []
         start = bisect_left(self._positions, key_position(key))
+        if self._zones:
+            return self._owners_in_zones(start, wanted)
         found: list[str] = []
         total = len(owner_at)
         for step in range(total):
@@ -195,23 +244,52 @@ class HashRing:
                     break
         return found
 
+    def _owners_in_zones(self, start: int, wanted: int) -> list[str]:
+        """``owners`` on a ring placed by zones (see the module docstring)."""
+        owner_at, zones = self._owner_at, self._zones
+        # Once every zone is taken, the walk only needs enough passed-over members.
+        zoned = min(wanted, self._zone_count)
+        found: list[str] = []
+        taken: set[str] = set()
+        passed: list[str] = []
+        total = len(owner_at)
+        for step in range(total):
+            member = owner_at[(start + step) % total]
+            if member in found or member in passed:
+                continue
+            zone = zones[member]
+            if zone in taken:
+                passed.append(member)
+            else:
+                found.append(member)
+                taken.add(zone)
+            if len(found) == zoned and len(found) + len(passed) >= wanted:
+                break
+        return found + passed[: wanted - len(found)]
+
     def points(self) -> list[tuple[int, str]]:
         """Every ``(position, member)`` point, in ascending position order."""
         return list(zip(self._positions, self._owner_at, strict=True))
 
-    def with_members(self, members: Iterable[str]) -> HashRing:
+    def with_members(
+        self, members: Iterable[str], zones: Mapping[str, str] | None = None
+    ) -> HashRing:
         """A new ring over ``members`` with the same vnodes; ``self`` is unchanged.
 
-        Equal to ``HashRing(members, vnodes=self.vnodes)``, built from a copy
-        of this ring's points: only the members that joined or left are hashed.
+        Equal to ``HashRing(members, vnodes=self.vnodes, zones=...)``, built
+        from a copy of this ring's points: only the members that joined or
+        left are hashed. ``zones`` None keeps this ring's zones (of the
+        members still there).
         """
         wanted = frozenset(members)
+        zones = self._zones if zones is None else zones
         joined, left = wanted - self._members, self._members - wanted
         if len(joined) + len(left) >= len(wanted):  # mostly new: start afresh
-            return HashRing(wanted, vnodes=self.vnodes)
+            return HashRing(wanted, vnodes=self.vnodes, zones=zones)
         ring = HashRing.__new__(HashRing)
         ring.vnodes = self.vnodes
         ring._members = wanted
+        ring._zones = placing_zones(wanted, zones)
         ring._holders = dict(self._holders)
         ring._contested = {position: list(claims) for position, claims in self._contested.items()}
         # From the sorted positions: Timsort on sorted input is one pass.

@@ -70,6 +70,7 @@ __all__ = [
     "drain",
     "peer_addresses",
     "resolve_self_id",
+    "resolve_zone",
 ]
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,16 @@ async def resolve_self_id(config: Config) -> str:
         ip = await get_private_ip(metadata_uri=config.ecs_metadata_uri)
         return f"{ip}:{config.port}"
     return f"{config.host}:{config.port}"
+
+
+async def resolve_zone(config: Config) -> str:
+    """This node's zone: ZONE, else the task's availability zone inside ECS
+    (its metadata document), else none ("")."""
+    if config.zone or not config.ecs_metadata_uri:
+        return config.zone
+    from .cluster.net import get_task_zone
+
+    return await get_task_zone(config.ecs_metadata_uri)
 
 
 def create_discovery(config: Config, self_id: str) -> Discovery:
@@ -225,6 +236,7 @@ def _cloudwatch(
             service=config.ecs_service,
             node=self_id,
             interval=config.cloudwatch_interval,
+            zone=config.zone,
         )
         reporter.start()
         yield
@@ -339,6 +351,7 @@ def _build(config: Config, self_id: str, peer_headers: dict[str, str] | None) ->
         health_failures=config.health_failures,
         ready_timeout=_ready_timeout(config),
         on_rejoin=store.clear,
+        zone=config.zone,
     )
     membership.listeners.append(lambda old, new: breakers.forget(set(new.members)))
     near = None

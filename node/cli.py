@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -31,6 +32,7 @@ from .app import (
     create_app,
     drain,
     resolve_self_id,
+    resolve_zone,
 )
 from .config import Config, ConfigError
 from .core.bounds import ConnectionLedger
@@ -88,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def serve(config: Config) -> int:
     """Serve until SIGTERM or SIGINT, then shut down cleanly. Returns the exit status."""
     self_id = await resolve_self_id(config)
+    config = dataclasses.replace(config, zone=await resolve_zone(config))
     try:
         app = create_app(config, self_id=self_id)
     except OSError as exc:

@@ -12,8 +12,9 @@ metric's name and unit; the dimension values and metric values as members
 of the same object. Counters are the increase since the previous line
 (requests, hits, misses, evictions, forwards), gauges their value now
 (items, bytes, the bound's share in use, members). Dimensions: ``Service``
-(the ECS service, ``local`` outside one) alone, for the cluster's sums, and
-with ``Node`` (the member id), for each task.
+(the ECS service, ``local`` outside one) alone, for the cluster's sums; with
+``Zone`` (when the node has one), for each zone's; with ``Node`` (the member
+id), for each task.
 """
 
 from __future__ import annotations
@@ -71,12 +72,17 @@ class EmfReporter:
         service: str,
         node: str,
         interval: float,
+        zone: str = "",
         write: Callable[[bytes], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.read = read
         self.namespace = namespace
         self.dimensions = {"Service": service or "local", "Node": node}
+        self.dimension_sets = [["Service"], ["Service", "Node"]]
+        if zone:
+            self.dimensions["Zone"] = zone
+            self.dimension_sets.insert(1, ["Service", "Zone"])
         self.interval = interval
         self.write = write or _to_stdout
         self.clock = clock
@@ -105,7 +111,7 @@ class EmfReporter:
                 "CloudWatchMetrics": [
                     {
                         "Namespace": self.namespace,
-                        "Dimensions": [["Service"], ["Service", "Node"]],
+                        "Dimensions": self.dimension_sets,
                         "Metrics": [{"Name": name, "Unit": unit} for name, unit in units.items()],
                     }
                 ],

@@ -81,6 +81,8 @@ class Config:
     near_cache_ttl: float = 1.0
     near_cache_threshold: int = 4
     request_metrics: bool = True
+    # "": in a task, its availability zone (node.app.resolve_zone); else none.
+    zone: str = ""
     cloudwatch_metrics: bool = False
     cloudwatch_interval: float = 60.0
     cloudwatch_namespace: str = "EcsKvCache"
@@ -225,6 +227,13 @@ def _tokens(raw: str) -> tuple[str, ...]:
 
 def _text(raw: str) -> str:
     return raw.strip()
+
+
+def _zone(raw: str) -> str:
+    zone = raw.strip()
+    if len(zone) > 64 or not zone.isprintable() or " " in zone:
+        raise ValueError("a zone name of at most 64 printable characters, no spaces")
+    return zone
 
 
 def _namespace(raw: str) -> str:
@@ -378,6 +387,9 @@ SETTINGS: tuple[Setting, ...] = (
             fallback_env=("CACHE_HOT_CACHE_THRESHOLD",),
             help="GETs of a key within one second at a node that does not own it before "
                  "that node keeps a copy."),
+    Setting(field="zone", parse=_zone, shown_default="(the task's availability zone)",
+            help="This node's zone: a key's replicas go to distinct zones while there are "
+                 "enough (README: Running across zones)."),
     Setting(field="cloudwatch_metrics", parse=_boolean, shown_default="false",
             help="Write CloudWatch metrics as Embedded Metric Format lines on stdout "
                  "(README: CloudWatch)."),

@@ -95,6 +95,8 @@ ECS_SERVICE = "settings-service"
 DISCOVERY_INTERVAL = 0.25  # the default is 5 s, jittered by up to 20%: polls >= 4 s apart
 
 CLOUDWATCH_INTERVAL = 1.0  # the default is 60 s
+METADATA_ZONE = "eu-west-1c"  # every task's, in the task metadata
+ECS_ZONE = "eu-west-1a"  # the ecs node's CACHE_ZONE, which wins over its task's
 CLOUDWATCH_NAMESPACE = "SettingsLab"
 STARTED_WITHIN = 60.0  # a busy machine starts nodes slowly
 SCENE_LIMIT = 20.0  # the longest any wait below waits for what it expects
@@ -119,7 +121,7 @@ class EnvOnlyNode(NodeProcess):
 
 class TaskMetadata(LoopbackHttpServer):
     """The ECS task metadata endpoint v4, as far as a node reads it: ``<uri>/task``
-    names the task's private IP."""
+    names the task's private IP and its availability zone (``METADATA_ZONE``)."""
 
     def __init__(self) -> None:
         ips: dict[str, str] = {}
@@ -128,7 +130,10 @@ class TaskMetadata(LoopbackHttpServer):
         class Handler(QuietHandler):
             def do_GET(self) -> None:
                 ip = ips.get(self.path.removesuffix("/task"))
-                document = {"Containers": [{"Networks": [{"IPv4Addresses": [ip]}]}]}
+                document = {
+                    "Containers": [{"Networks": [{"IPv4Addresses": [ip]}]}],
+                    "AvailabilityZone": METADATA_ZONE,
+                }
                 body = orjson.dumps(document if ip else {"error": "no such task"})
                 self.send_response(200 if ip else 404)
                 self.send_header("Content-Type", "application/json")
@@ -531,6 +536,7 @@ def open_lab(aws: AwsEmulator, logs: Path) -> Iterator[Lab]:
                     "CACHE_MAX_VALUE_BYTES": "2MiB",
                     "CACHE_MAX_BYTES": "16MiB",
                     "CACHE_MAX_INFLIGHT_BYTES": "1MiB",
+                    "CACHE_ZONE": ECS_ZONE,
                     "CACHE_CLOUDWATCH_METRICS": "true",
                     "CACHE_CLOUDWATCH_INTERVAL": str(CLOUDWATCH_INTERVAL),
                     "CACHE_CLOUDWATCH_NAMESPACE": CLOUDWATCH_NAMESPACE,

@@ -37,6 +37,15 @@ def test_a_line_has_the_specified_shape_counters_since_the_last_and_gauges_now()
     assert check_emf(reporter.line())["Requests"] == 0
 
 
+def test_a_node_with_a_zone_adds_the_zones_dimension_set() -> None:
+    reporter = EmfReporter(
+        figures, namespace="T", service="svc", node="n:7000", interval=60, zone="eu-west-1b"
+    )
+    document = check_emf(reporter.line())
+    assert document["Zone"] == "eu-west-1b"
+    assert ["Service", "Zone"] in document["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+
+
 def test_outside_a_service_the_service_dimension_says_local() -> None:
     reporter = EmfReporter(figures, namespace="Test", service="", node="n:7000", interval=60)
     assert check_emf(reporter.line())["Service"] == "local"

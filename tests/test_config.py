@@ -68,6 +68,7 @@ SAMPLES: dict[str, tuple[str, Any, dict[str, str]]] = {
     "log_format": ("JSON", "json", {}),
     "access_log": ("yes", True, {}),
     "request_metrics": ("off", False, {}),
+    "zone": (" eu-west-1b ", "eu-west-1b", {}),
     "cloudwatch_metrics": ("yes", True, {}),
     "cloudwatch_interval": ("15", 15.0, {}),
     "cloudwatch_namespace": (" Caches/Prod ", "Caches/Prod", {}),

@@ -54,9 +54,11 @@ from .settings_lab import (
     CLOUDWATCH_NAMESPACE,
     ECS_CLUSTER,
     ECS_SERVICE,
+    ECS_ZONE,
     FILE_TOKEN,
     GUARDED_ENV_PORT,
     LONELY_HEALTH,
+    METADATA_ZONE,
     NEAR_CACHE_TTL,
     OLD_NAMES_ALONE,
     PAIR_PEER_TIMEOUT,
@@ -232,6 +234,17 @@ def emf_lines(node: NodeProcess, count: int) -> list[dict[str, Any]]:
 
     wait_for(lambda: len(lines()) >= count, within=SCENE_LIMIT, what=f"{count} EMF lines")
     return [check_emf(line.encode() + b"\n") for line in lines()[:count]]
+
+
+@checks("CACHE_ZONE")
+def says_its_zone(lab: Lab) -> None:
+    # Set, it wins over the task's; unset, a task's node takes the task's.
+    assert call(lab.ecs.member, "GET", "/cluster").json()["zone"] == ECS_ZONE
+    guarded = call(lab.guarded.member, "GET", "/cluster", headers=AUTH).json()
+    assert guarded["zone"] == METADATA_ZONE
+    assert call(lab.solo.member, "GET", "/cluster").json()["zone"] == ""  # no task, no zone
+    (line,) = emf_lines(lab.ecs, 1)
+    assert line["Zone"] == ECS_ZONE
 
 
 @checks("CACHE_CLOUDWATCH_METRICS")

@@ -193,6 +193,7 @@ class MembershipKeeper:
         incarnation: int | None = None,
         on_rejoin: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
+        zone: str = "",
     ) -> None:
         self.membership = membership
         self.self_id = membership.self_id
@@ -255,6 +256,10 @@ class MembershipKeeper:
         # node's ring and gossiped, the highest heard kept, so it only grows,
         # and the nodes agree on it once gossip has gone round.
         self.config_version = 0
+        # Each member's zone, as the member itself said it (an exchange this
+        # node made with it): the ring places replicas by them.
+        self.zones: dict[str, str] = {self.self_id: zone} if zone else {}
+        self.zone = zone
 
     # -- lifecycle
 
@@ -300,6 +305,7 @@ class MembershipKeeper:
                 "settled": self.membership.settled_version,
                 "ready": self.ready,
                 "config": self.config_version,
+                "zone": self.zone,
             }
         )
 
@@ -532,8 +538,13 @@ class MembershipKeeper:
     def _absorb(self, body: bytes, *, reached: str | None = None) -> str:
         """Merge a gossip message (the answer of ``reached``, when this node
         made the exchange: its own word on its record); the sender's id."""
-        sender, records, ring, settled, ready, config = _parse(body)
+        sender, records, ring, settled, ready, config, zone = _parse(body)
         self.config_version = max(self.config_version, config)
+        if sender == reached and sender != self.self_id:
+            if zone:
+                self.zones[sender] = zone
+            else:
+                self.zones.pop(sender, None)
         table = self.table
         self._take_back_verdicts_while_cut_off()
         own_word = records.get(sender) if sender == reached else None
@@ -621,7 +632,7 @@ class MembershipKeeper:
         self.membership.leaving = frozenset(
             member for member, record in table.records.items() if record.status is Status.LEAVING
         )
-        if self.membership.set_members(alive, include_self=not leaving):
+        if self.membership.set_members(alive, include_self=not leaving, zones=self.zones):
             self.config_version += 1
         self._update_ready()
         self._update_stable()
@@ -687,6 +698,7 @@ class MembershipKeeper:
         for member in gone:
             self._dead_since.pop(member, None)
             self.views.pop(member, None)
+            self.zones.pop(member, None)
 
     # -- loops
 
@@ -801,7 +813,7 @@ def _jitter() -> float:
     return random.uniform(0.8, 1.2)
 
 
-def _parse(body: bytes) -> tuple[str, dict[str, MemberRecord], str, str, bool, int]:
+def _parse(body: bytes) -> tuple[str, dict[str, MemberRecord], str, str, bool, int, str]:
     if len(body) > MAX_MESSAGE_BYTES:
         raise GossipError(f"a gossip message is at most {MAX_MESSAGE_BYTES} bytes")
     try:
@@ -829,7 +841,15 @@ def _parse(body: bytes) -> tuple[str, dict[str, MemberRecord], str, str, bool, i
             # merged, so gossip goes on through a rolling upgrade.
             continue
         records[member] = MemberRecord(incarnation, _STATUSES[status])
-    return sender, records, ring[:64], settled[:64], ready, _config_version(message)
+    return sender, records, ring[:64], settled[:64], ready, _config_version(message), _zone(message)
+
+
+def _zone(message: dict[str, Any]) -> str:
+    """The sender's zone ("" from a build before zones, or a node without one)."""
+    zone = message.get("zone", "")
+    if not (isinstance(zone, str) and len(zone) <= 64 and zone.isprintable() and " " not in zone):
+        raise GossipError("a gossip message's zone is a name of at most 64 characters")
+    return zone
 
 
 def _config_version(message: dict[str, Any]) -> int:

@@ -16,9 +16,9 @@ and calls ``settle``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
-from client._ring import HashRing
+from client._ring import HashRing, placing_zones
 
 __all__ = ["MAX_HISTORY", "Membership"]
 
@@ -48,17 +48,26 @@ class Membership:
         # Called with (old ring, new ring) after every swap; must not block.
         self.listeners: list[Callable[[HashRing, HashRing], None]] = []
 
-    def set_members(self, members: Iterable[str], *, include_self: bool = True) -> bool:
+    def set_members(
+        self,
+        members: Iterable[str],
+        *,
+        include_self: bool = True,
+        zones: Mapping[str, str] | None = None,
+    ) -> bool:
         """Swap in a ring over ``members`` (this node added, unless it is
-        leaving: ``include_self`` false); the old ring joins ``history``.
-        Returns True and logs the difference when the member set changed."""
+        leaving: ``include_self`` false) placed by ``zones`` (each member's
+        zone, where known: ``client._ring.placing_zones``); the old ring joins
+        ``history``. Returns True and logs the difference when the member set
+        or the zones it places by changed."""
         new_members = frozenset(members) | {self.self_id} if include_self else frozenset(members)
         if not new_members:
             return False  # the last member leaving keeps its ring: no one to hand to
         old = self.ring
-        if new_members == old.members:
+        placed = placing_zones(new_members, zones)
+        if new_members == old.members and placed == old.zones:
             return False
-        self.ring = new = old.with_members(new_members)
+        self.ring = new = old.with_members(new_members, placed)
         self.changes += 1
         if old.members == {self.self_id} and self.self_id in new_members:
             # Alone until now (just started): the ring that matters is the one

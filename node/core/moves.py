@@ -209,7 +209,7 @@ class EntryMover:
                         "every peer is stopping too: %d entries cannot be handed off", len(failed)
                     )
                     break
-                ring = HashRing(ring.members - leaving, vnodes=ring.vnodes)
+                ring = ring.with_members(ring.members - leaving)
             else:
                 await asyncio.sleep(_RETRY_AFTER_S)
             again = await self._move(targets, drop_if=None, only=failed)

@@ -14,8 +14,9 @@ __all__ = ["ClusterRoutes"]
 
 
 class ClusterRoutes:
-    def __init__(self, service: KeyService) -> None:
+    def __init__(self, service: KeyService, *, zone: str = "") -> None:
         self.service = service
+        self.zone = zone  # this node's ("" when it has none)
 
     async def check_alive(self, request: web.Request) -> web.Response:
         allow(request, "GET", "HEAD")
@@ -43,9 +44,13 @@ class ClusterRoutes:
         ring = service.membership.ring
         view = {
             "node": service.self_id,
+            "zone": self.zone,
             "members": sorted(ring.members),
             "version": ring.version,
             "vnodes": ring.vnodes,
+            # Each member's zone when the ring places replicas by zones
+            # (client._ring): a client needs them to place keys the same way.
+            "zones": ring.zones,
             "replicas": service.replicas,
             "hash": "murmur3_32",
             "limits": {

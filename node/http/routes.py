@@ -44,7 +44,7 @@ def add_routes(
 ) -> KvRoute:
     """Add every route of a node to ``app``, each behind ``guard``; the
     ``/kv/`` route, which the fast path (``node.http.fast``) serves too."""
-    cluster = ClusterRoutes(service)
+    cluster = ClusterRoutes(service, zone=keeper.zone)
     limits = BodyLimits(timeout=body_timeout, budget=guard.budget)
     kv = KvRoute(service, limits=limits, is_peer=guard.is_peer)
     batch = BatchRoutes(service, limits=limits, is_peer=guard.is_peer)
