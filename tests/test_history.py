@@ -184,6 +184,34 @@ def test_kill_9_with_two_replicas_loses_nothing(scenario_dir: str) -> None:
         scenario.stop()
 
 
+def test_a_zone_dying_with_two_replicas_loses_nothing(scenario_dir: str) -> None:
+    # Six nodes in three zones: every key's two copies sit in two zones
+    # (README: Running across zones), so both nodes of one zone killed at
+    # once leave a copy of everything.
+    zones = ["eu-west-1a", "eu-west-1a", "eu-west-1b", "eu-west-1b", "eu-west-1c", "eu-west-1c"]
+    scenario = Scenario(6, scenario_dir, "--replicas", "2")
+    for node, zone in zip(scenario.cluster.nodes, zones, strict=True):
+        node.args = [*node.args, "--zone", zone]
+    try:
+        scenario.start()
+
+        async def kill_a_zone(workload: Workload) -> None:
+            await asyncio.sleep(1.5)
+            nodes = scenario.cluster.nodes
+            victims = [node for node, zone in zip(nodes, zones, strict=True) if zone.endswith("a")]
+            since = time.monotonic()
+            for victim in victims:
+                scenario.live.remove(victim.member)
+            workload.mark()
+            for victim in victims:
+                victim.kill()
+            await scenario.wait_agreed(scenario.live, since)
+
+        run(scenario, "a zone killed (2 of 6 nodes), R=2", kill_a_zone)
+    finally:
+        scenario.stop()
+
+
 def test_a_frozen_peer_with_two_replicas_serves_nothing_stale(scenario_dir: str) -> None:
     scenario = Scenario(4, scenario_dir, "--replicas", "2")
     try:
