@@ -129,6 +129,7 @@ class AsyncCacheClient:
             self._transport,
             timeout=self.options.timeout,
             refresh_interval=self.options.refresh_interval,
+            zone=self.options.zone,
         )
         self._closed = False
 
@@ -270,7 +271,7 @@ class AsyncCacheClient:
         check_key(key, view.max_key_bytes)
         path = kv_path(key)
         directory = self._directory
-        target, _ = directory.route(view, key)
+        target, _ = directory.route(view, key, read=not write)
         try:
             reply = await self._transport.request(target, method, path, body=body, headers=headers)
         except TransportError as exc:
@@ -300,7 +301,7 @@ class AsyncCacheClient:
                 break
             await asyncio.sleep(self._backoff(attempt))
             view = await self._view()
-            target, _ = directory.route(view, key)
+            target, _ = directory.route(view, key, read=not write)
             try:
                 reply = await self._transport.request(
                     target, method, path, body=body, headers=headers
@@ -370,18 +371,7 @@ class AsyncCacheClient:
         """``(member, placed, keys)`` parts: keys grouped by the node to send them
         to, cut at ``batch_keys`` keys and the node's batch size limit.
         ``placed``: the member is an owner of every key of the part."""
-        groups: dict[tuple[str, bool], list[str]] = {}
-        if self._directory.routing_around:
-            route = self._directory.route
-            for key in keys:
-                groups.setdefault(route(view, key), []).append(key)
-        else:
-            owners = view.ring.owner_of_each(keys)
-            if len(set(owners)) == 1:
-                groups[owners[0], True] = keys
-            else:
-                for key, owner in zip(keys, owners, strict=True):
-                    groups.setdefault((owner, True), []).append(key)
+        groups = self._groups(view, op, keys)
         most_keys = self.options.batch_keys
         most_bytes = max_batch_bytes(view.max_value_bytes) - 1024
         parts: list[tuple[str, bool, list[str]]] = []
@@ -403,6 +393,31 @@ class AsyncCacheClient:
                 size += item
             parts.append((member, placed, part))
         return parts
+
+    def _groups(
+        self, view: ClusterView, op: _BatchOp, keys: list[str]
+    ) -> dict[tuple[str, bool], list[str]]:
+        """``keys`` by ``(member to send them to, placed)`` (see ``_plan``)."""
+        groups: dict[tuple[str, bool], list[str]] = {}
+        directory = self._directory
+        if op is _GET and directory.zone and view.zones:
+            # Reads to each key's owner in this zone; "placed" only where that
+            # is the first owner (a node serves a placed batch from its own
+            # store alone, and a replica's miss is asked of the others).
+            for key in keys:
+                member, _ = directory.route(view, key, read=True)
+                groups.setdefault((member, member == view.ring.owner(key)), []).append(key)
+        elif directory.routing_around:
+            for key in keys:
+                groups.setdefault(directory.route(view, key), []).append(key)
+        else:
+            owners = view.ring.owner_of_each(keys)
+            if len(set(owners)) == 1:
+                groups[owners[0], True] = keys
+            else:
+                for key, owner in zip(keys, owners, strict=True):
+                    groups.setdefault((owner, True), []).append(key)
+        return groups
 
     async def _send_batch(
         self,

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -77,6 +78,8 @@ class ClusterView:
     max_key_bytes: int
     max_value_bytes: int
     ring: HashRing = field(repr=False, compare=False)
+    # Each member's zone when the ring places by zones (else empty).
+    zones: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def placed(self) -> str:
@@ -101,6 +104,7 @@ class ClusterView:
                 max_value_bytes=int(limits.get("max_value_bytes", 1024 * 1024)),
                 ring=HashRing(members, vnodes=vnodes, zones=zones),
             )
+            view.zones.update(view.ring.zones)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"not a /cluster answer: {exc}") from None
         if not members:
@@ -130,10 +134,14 @@ class Directory:
         *,
         timeout: float,
         refresh_interval: float,
+        zone: str | None = None,
     ) -> None:
         if not seeds:
             raise ValueError("at least one seed is needed")
         self.seeds = tuple(seeds)
+        # Reads go to an owner in this zone (see ``route``); None: the task's,
+        # looked up at the first read of the view.
+        self.zone = zone
         self.view: ClusterView | None = None
         self._transport = transport
         self._timeout = timeout
@@ -193,12 +201,22 @@ class Directory:
         """True while some node is being routed around (``route`` then does more)."""
         return bool(self._suspects)
 
-    def route(self, view: ClusterView, key: str) -> tuple[str, bool]:
-        """The node to send ``key`` to, and whether it is one of the key's owners."""
+    def route(self, view: ClusterView, key: str, *, read: bool = False) -> tuple[str, bool]:
+        """The node to send ``key`` to, and whether it is one of the key's owners.
+        A ``read`` goes to the key's owner in this client's zone, when the
+        cluster places replicas by zones and one is there."""
         owner = view.ring.owner(key)
+        if read and self.zone and view.zones and view.zones.get(owner) != self.zone:
+            owner = self._owner_in_zone(view, key, owner)
         if self._suspects and owner in self._suspects:
             return self._route_around(view, key, owner)
         return owner, True
+
+    def _owner_in_zone(self, view: ClusterView, key: str, owner: str) -> str:
+        for other in view.ring.owners(key, view.replicas)[1:]:
+            if view.zones.get(other) == self.zone:
+                return other
+        return owner
 
     def failed(self, member: str) -> None:
         """``member`` did not answer: route around it for a while and re-read the view."""
@@ -243,6 +261,8 @@ class Directory:
 
     async def _read(self, prefer: str | None) -> ClusterView:
         self._last_refresh = asyncio.get_running_loop().time()
+        if self.zone is None:
+            self.zone = await task_zone(self._transport, timeout=self._timeout)
         candidates = self._candidates(prefer)
         last: CacheError | None = None
         answered: HTTPStatusError | None = None
@@ -298,3 +318,23 @@ def _consume_error(task: asyncio.Task[ClusterView]) -> None:
     # or version change asks again. Reading the exception keeps asyncio quiet.
     if not task.cancelled() and task.exception() is not None:
         log.debug("background cluster refresh failed: %s", task.exception())
+
+
+async def task_zone(transport: Transport, *, timeout: float) -> str:
+    """This task's availability zone from the ECS task metadata endpoint v4
+    (``ECS_CONTAINER_METADATA_URI_V4``, set in every container of a task);
+    "" outside a task or when the endpoint does not say (logged)."""
+    uri = os.environ.get("ECS_CONTAINER_METADATA_URI_V4", "")
+    if not uri:
+        return ""
+    parts = urlsplit(uri)
+    try:
+        member = f"{parts.hostname}:{parts.port or 80}"
+        reply = await transport.request(
+            member, "GET", parts.path.rstrip("/") + "/task", timeout=timeout
+        )
+        zone = orjson.loads(reply.body).get("AvailabilityZone", "") if reply.status == 200 else ""
+    except (CacheError, ValueError, AttributeError) as exc:
+        log.info("the task metadata gave no zone (%s): reads go to a key's first owner", exc)
+        return ""
+    return zone if isinstance(zone, str) else ""

@@ -23,7 +23,11 @@ class ClientOptions:
     ``batch_keys``: the most keys one batch request carries; bigger calls are
     split and the parts sent concurrently. ``refresh_interval``: the fewest
     seconds between two reads of ``/cluster`` (a node's answer that shows a
-    different ring version, or a failed node, asks for one).
+    different ring version, or a failed node, asks for one). ``zone``: the
+    client's availability zone; where the cluster places a key's replicas in
+    zones, reads go to the key's owner in this zone when there is one
+    (cross-zone bytes are billed both ways). None: inside an ECS task, the
+    task's zone (from its metadata); elsewhere, none. "": no preference.
 
     Raises ``ValueError`` for a value out of range.
     """
@@ -37,6 +41,7 @@ class ClientOptions:
     pool_size: int = 32
     batch_keys: int = 1000
     refresh_interval: float = 0.1
+    zone: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("timeout", "connect_timeout"):
@@ -64,7 +69,7 @@ class ClientOptions:
             f"ClientOptions(timeout={self.timeout}, connect_timeout={self.connect_timeout}, "
             f"retries={self.retries}, backoff={self.backoff}, max_backoff={self.max_backoff}, "
             f"token={token}, pool_size={self.pool_size}, batch_keys={self.batch_keys}, "
-            f"refresh_interval={self.refresh_interval})"
+            f"refresh_interval={self.refresh_interval}, zone={self.zone!r})"
         )
 
     @property

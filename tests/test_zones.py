@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import pytest
 
-from client import AsyncCacheClient, ClientOptions
+from client import AsyncCacheClient, ClientOptions, HashRing
 from client._transport import kv_path
 from node.local_cluster import LocalCluster, NodeProcess
 
 from .conftest import NodeFactory, next_subnet
 from .http_call import OWN_COPY, call
+from .settings_lab import METADATA_ZONE, TaskMetadata
 
 pytestmark = pytest.mark.slow
 
@@ -97,3 +98,43 @@ def test_a_copy_of_each_key_is_in_two_zones(node_factory: NodeFactory) -> None:
             if call(node.member, "GET", kv_path(key), headers=OWN_COPY).status == 200
         ]
         assert len({zone_of[m] for m in holders}) == 2, (key, holders)
+
+
+@pytest.mark.parametrize("how", ["option", "task-metadata"])
+async def test_a_client_reads_from_the_owner_in_its_own_zone(
+    node_factory: NodeFactory, how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its zone given, or (None) read from its task's metadata, as in ECS.
+    cluster, nodes = zoned_cluster(node_factory, "--replicas", "2")
+    cluster.wait_converged()
+    keys = [f"near-{n}" for n in range(90)]
+    with TaskMetadata() as metadata:
+        if how == "option":
+            zone = "eu-west-1b"
+            options = ClientOptions(zone=zone)
+        else:
+            zone = METADATA_ZONE
+            monkeypatch.setenv("ECS_CONTAINER_METADATA_URI_V4", metadata.uri_for("10.9.9.9"))
+            options = ClientOptions()
+        async with AsyncCacheClient(nodes[0].member, options=options) as cache:
+            await cache.set_many({key: b"v" for key in keys})
+            before = {node.member: _hits(node) for node in nodes}
+            for key in keys:
+                assert await cache.get(key) == b"v"
+            assert (await cache.get_many(keys)) == dict.fromkeys(keys, b"v")
+            view = cache.view
+            assert view is not None
+    served = {node.member: _hits(node) - before[node.member] for node in nodes}
+    zone_of = dict(zip((node.member for node in nodes), ZONES, strict=True))
+    ring = HashRing(cluster.members, zones=zone_of)
+    in_zone = sum(1 for key in keys if zone in {zone_of[m] for m in ring.owners(key, 2)})
+    assert 0 < in_zone < len(keys)  # some keys have no copy in the zone: read elsewhere
+    # Each key read twice (get, then get_many), each read served by one node.
+    here = sum(count for member, count in served.items() if zone_of[member] == zone)
+    assert here == 2 * in_zone, (served, in_zone)
+    print(f"\n{in_zone} of {len(keys)} keys have a copy in {zone}: all their reads stayed there")
+
+
+def _hits(node: NodeProcess) -> int:
+    stats = call(node.member, "GET", "/stats").json()
+    return int(stats["store"]["hits"])
