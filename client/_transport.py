@@ -561,23 +561,9 @@ class _Connection(asyncio.Protocol):
     ) -> Reply:
         """Send one request and wait for its answer. ``batch``: written with the
         others of this loop turn, at its end."""
-        transport = self.transport
-        assert transport is not None
         waiter: asyncio.Future[Reply] = loop.create_future()
         exchange = _Exchange(waiter, head_only)
-        if not self._pending:
-            self._received = False
-        self._pending.append(exchange)
-        if batch:
-            if not self._out:
-                loop.call_soon(self._flush)
-            self._out.append(head)
-            if body is not None:
-                self._out.append(body)
-        elif body is None:
-            transport.write(head)
-        else:
-            transport.writelines((head, body))
+        self._enqueue(exchange, head, body, batch=batch)
         exchange.timer = loop.call_at(deadline, self._time_out, total)
         try:
             return await waiter
@@ -602,16 +588,28 @@ class _Connection(asyncio.Protocol):
         exchange = _Exchange(
             None, head_only, loop.call_at(deadline, self._time_out, total), callback
         )
+        self._enqueue(exchange, head, None, batch=batch)
+
+    def _enqueue(
+        self, exchange: _Exchange, head: bytes, body: bytes | None, *, batch: bool
+    ) -> None:
+        """Put ``exchange`` in line for its answer and send its request: now,
+        or (``batch``) with the others of this loop turn, at its end."""
+        transport = self.transport
+        assert transport is not None
         if not self._pending:
             self._received = False
         self._pending.append(exchange)
         if batch:
             if not self._out:
-                loop.call_soon(self._flush)
+                self.loop.call_soon(self._flush)
             self._out.append(head)
+            if body is not None:
+                self._out.append(body)
+        elif body is None:
+            transport.write(head)
         else:
-            assert self.transport is not None
-            self.transport.write(head)
+            transport.writelines((head, body))
 
     def abort(self) -> None:
         self.closed = True
