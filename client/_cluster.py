@@ -262,7 +262,7 @@ class Directory:
     async def _read(self, prefer: str | None) -> ClusterView:
         self._last_refresh = asyncio.get_running_loop().time()
         if self.zone is None:
-            self.zone = await task_zone(self._transport, timeout=self._timeout)
+            self.zone = await task_zone(timeout=self._timeout)
         candidates = self._candidates(prefer)
         last: CacheError | None = None
         answered: HTTPStatusError | None = None
@@ -320,21 +320,23 @@ def _consume_error(task: asyncio.Task[ClusterView]) -> None:
         log.debug("background cluster refresh failed: %s", task.exception())
 
 
-async def task_zone(transport: Transport, *, timeout: float) -> str:
+async def task_zone(*, timeout: float) -> str:
     """This task's availability zone from the ECS task metadata endpoint v4
     (``ECS_CONTAINER_METADATA_URI_V4``, set in every container of a task);
-    "" outside a task or when the endpoint does not say (logged)."""
+    "" outside a task or when the endpoint does not say (logged). Asked on a
+    transport of its own: the client's sends its token with every request."""
     uri = os.environ.get("ECS_CONTAINER_METADATA_URI_V4", "")
     if not uri:
         return ""
     parts = urlsplit(uri)
+    metadata = Transport(pool_size=1, timeout=timeout, connect_timeout=timeout)
     try:
         member = f"{parts.hostname}:{parts.port or 80}"
-        reply = await transport.request(
-            member, "GET", parts.path.rstrip("/") + "/task", timeout=timeout
-        )
+        reply = await metadata.request(member, "GET", parts.path.rstrip("/") + "/task")
         zone = orjson.loads(reply.body).get("AvailabilityZone", "") if reply.status == 200 else ""
     except (CacheError, ValueError, AttributeError) as exc:
         log.info("the task metadata gave no zone (%s): reads go to a key's first owner", exc)
         return ""
+    finally:
+        await metadata.close()
     return zone if isinstance(zone, str) else ""
