@@ -8,8 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp.http_exceptions import LineTooLong
 
 from client._transport import kv_path
+from node.http.server import _status_and_word
 from node.local_cluster import LocalCluster
 
 from .conftest import NodeFactory, next_subnet
@@ -216,3 +218,23 @@ def test_a_client_hanging_up_mid_body_is_not_logged_as_a_crash(node_factory: Nod
     log = Path(node.log_path).read_text()
     assert "Traceback" not in log
     assert "ERROR" not in log
+
+
+@pytest.mark.parametrize(
+    ("line", "head_start", "expected"),
+    [
+        # What the parser reports of an overlong target, whatever the head's
+        # start was taken to be (the rest of the line can arrive after the
+        # parser failed and pass for the start of a next head).
+        (b"/kv/" + b"k" * 60, b"GET /kv/kkkkkkkk", (414, "line_too_long")),
+        (b"/kv/" + b"k" * 60, b"kkkkkkkkkkkkkkkk", (414, "line_too_long")),
+        (b"GET /kv/" + b"k" * 56, b"", (414, "line_too_long")),
+        (b"X-Big: " + b"a" * 57, b"GET /kv/a HTTP/1.1\r\nX-Big: aaa", (431, "headers_too_large")),
+        (b"a" * 64, b"GET /kv/a HTTP/1.1\r\nX-Big: aaa", (431, "headers_too_large")),
+    ],
+)
+def test_an_overlong_line_is_told_apart_from_an_overlong_header(
+    line: bytes, head_start: bytes, expected: tuple[int, str]
+) -> None:
+    error = LineTooLong(line, "8190")
+    assert _status_and_word(400, error, head_start) == expected

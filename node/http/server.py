@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -201,6 +202,7 @@ class _NodeRequestHandler(RequestHandler):
 
 # The first bytes of a request head kept to classify a line over the limit.
 _HEAD_START_BYTES = 256
+_METHOD_AND_TARGET = re.compile(rb"[A-Za-z]+ (?:/|\*|https?://)")
 
 
 def _status_and_word(status: int, exc: BaseException | None, head_start: bytes) -> tuple[int, str]:
@@ -208,13 +210,25 @@ def _status_and_word(status: int, exc: BaseException | None, head_start: bytes) 
         # The request line over the limit is a URI too long; a header over it
         # is a header too large (RFC 6585's 431). The exception carries the
         # overlong line's first bytes (the target, or the whole line): the
-        # request line when the head starts with them, after its method.
+        # request line when they are a target or a method and a target, or
+        # when the head starts with them. (The head's start alone was not
+        # enough: the rest of an overlong line arriving after the parser
+        # failed could be taken for the start of the next head, and a CI run
+        # answered a 100 KB target 431.)
         line = bytes(exc.args[0][:64]) if isinstance(exc.args[0], (bytes, bytearray)) else b""
         target = head_start.partition(b" ")[2]
-        if line and (head_start.startswith(line) or target.startswith(line)):
+        if line and (
+            _starts_a_request_line(line) or head_start.startswith(line) or target.startswith(line)
+        ):
             return 414, "line_too_long"
         return 431, "headers_too_large"
     return status, HTTPStatus(status).phrase.lower().replace(" ", "_")
+
+
+def _starts_a_request_line(line: bytes) -> bool:
+    """Whether ``line`` begins a request's target ("/..." or "*") or a whole
+    request line (a method, a space, a target), rather than a header."""
+    return line.startswith((b"/", b"*")) or _METHOD_AND_TARGET.match(line) is not None
 
 
 class _NodeServer(web.Server):
