@@ -421,6 +421,15 @@ async def ecs_service_of_three(clock: FakeClock) -> tuple[Network, Service]:
     return network, service
 
 
+def watched(keeper: MembershipKeeper) -> tuple[list[str], list[str]]:
+    """Lists the keeper's stops (``on_removed``) and rejoins (``on_rejoin``) go in."""
+    removed: list[str] = []
+    rejoined: list[str] = []
+    keeper.on_removed = lambda: removed.append(keeper.self_id)
+    keeper.on_rejoin = lambda: rejoined.append(keeper.self_id)
+    return removed, rejoined
+
+
 async def answered_death(keeper: MembershipKeeper) -> None:
     """Let the keeper's check of discovery (one task) run to its end."""
     for _ in range(10):
@@ -435,8 +444,7 @@ async def test_a_task_gone_from_the_service_leaves_and_stops_rather_than_refute(
     clock = FakeClock()
     network, service = await ecs_service_of_three(clock)
     c = network.keepers[C]
-    removed, rejoined = [], []
-    c.on_removed, c.on_rejoin = (lambda: removed.append(C)), (lambda: rejoined.append(C))
+    removed, rejoined = watched(c)
     service.listed.discard(C)
     await network.keepers[A].poll_discovery()  # A polls: C is dead
     await c.gossip_round()  # C hears it from A and asks ECS itself
@@ -452,8 +460,7 @@ async def test_a_listed_node_declared_dead_while_cut_off_refutes_and_rejoins() -
     clock = FakeClock()
     network, _ = await ecs_service_of_three(clock)
     c = network.keepers[C]
-    removed, rejoined = [], []
-    c.on_removed, c.on_rejoin = (lambda: removed.append(C)), (lambda: rejoined.append(C))
+    removed, rejoined = watched(c)
     network.down.add(C)  # frozen
     await network.rounds(3)
     clock.now += SUSPICION_S
