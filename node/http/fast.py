@@ -483,7 +483,15 @@ class FastKvProtocol(asyncio.Protocol):
         ``_FORWARDED``, or 0 when the read is not that simple (``KvRoute``)."""
 
         def answered(found: Found | NodeError | None) -> None:
-            self._forwarded(head, found, request_id, started)
+            # Called from the peer connection's data_received: what goes wrong
+            # here must become this request's answer, or the connection would
+            # wait for it for ever (a task's answer is guarded the same way).
+            try:
+                self._forwarded(head, found, request_id, started)
+            except Exception as exc:
+                if self.state is not _State.DONE:
+                    answer = door.error(exc, method=head.method, target=head.target)
+                    self._answered_later(head, answer, request_id, started)
 
         text_id = None if request_id is None else request_id.decode("ascii")
         if not door.service.get_soon(key, answered, request_id=text_id):

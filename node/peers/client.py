@@ -15,6 +15,7 @@ sub-batch ``POST /batch/...``, moving entries ``POST /internal/transfer``.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 
@@ -58,6 +59,8 @@ from .protocol import (
 from .transfer import Entry, encode_entries
 
 __all__ = ["PeerClient"]
+
+log = logging.getLogger(__name__)
 
 _BATCH_PATHS = {"get": GET_PATH, "set": SET_PATH, "delete": DELETE_PATH}
 _LOCAL = {LOCAL_HEADER: "1"}
@@ -116,12 +119,21 @@ class PeerClient:
         def answered(reply: Reply | NodeError | None) -> None:
             if reply is None or isinstance(reply, NodeError):
                 on_found(reply)
-            elif reply.status == 200:
-                on_found(self._found(member, reply, reply.body))
-            elif reply.status == 404:
-                on_found(self._found(member, reply, None))
-            else:
-                on_found(self._error_of(member, reply))
+                return
+            # Called from the peer connection's data_received: a reply that
+            # cannot be read must become the caller's error, not the
+            # connection's (whose parsing would be cut short).
+            try:
+                if reply.status == 200:
+                    found: Found | NodeError = self._found(member, reply, reply.body)
+                elif reply.status == 404:
+                    found = self._found(member, reply, None)
+                else:
+                    found = self._error_of(member, reply)
+            except Exception as exc:
+                log.exception("the answer of %s to a forwarded read could not be read", member)
+                found = PeerFailed(f"{member}'s answer could not be read: {exc}.")
+            on_found(found)
 
         return self.forwarder.read_soon(member, kv_path(key), answered, request_id=request_id)
 
