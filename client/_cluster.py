@@ -320,12 +320,14 @@ def _consume_error(task: asyncio.Task[ClusterView]) -> None:
         log.debug("background cluster refresh failed: %s", task.exception())
 
 
-async def task_zone(*, timeout: float) -> str:
+async def task_zone(*, timeout: float, uri: str | None = None) -> str:
     """This task's availability zone from the ECS task metadata endpoint v4
-    (``ECS_CONTAINER_METADATA_URI_V4``, set in every container of a task);
-    "" outside a task or when the endpoint does not say (logged). Asked on a
-    transport of its own: the client's sends its token with every request."""
-    uri = os.environ.get("ECS_CONTAINER_METADATA_URI_V4", "")
+    at ``uri`` (None: ``ECS_CONTAINER_METADATA_URI_V4``, set in every
+    container of a task); "" outside a task or when the endpoint does not say
+    (logged). Asked on a transport of its own: the client's sends its token
+    with every request. The node asks it too, for its own zone."""
+    if uri is None:
+        uri = os.environ.get("ECS_CONTAINER_METADATA_URI_V4", "")
     if not uri:
         return ""
     parts = urlsplit(uri)
@@ -335,7 +337,7 @@ async def task_zone(*, timeout: float) -> str:
         reply = await metadata.request(member, "GET", parts.path.rstrip("/") + "/task")
         zone = orjson.loads(reply.body).get("AvailabilityZone", "") if reply.status == 200 else ""
     except (CacheError, ValueError, AttributeError) as exc:
-        log.info("the task metadata gave no zone (%s): reads go to a key's first owner", exc)
+        log.info("the task metadata at %s gave no zone (%s)", uri, exc)
         return ""
     finally:
         await metadata.close()

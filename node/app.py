@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from client._batch import max_batch_bytes
+from client._cluster import task_zone
 from client._transport import Transport
 
 from .cache.near_cache import NearCache
@@ -113,9 +114,7 @@ async def resolve_zone(config: Config) -> str:
     (its metadata document), else none ("")."""
     if config.zone or not config.ecs_metadata_uri:
         return config.zone
-    from .cluster.net import get_task_zone
-
-    return await get_task_zone(config.ecs_metadata_uri)
+    return await task_zone(uri=config.ecs_metadata_uri, timeout=2.0)
 
 
 def create_discovery(config: Config, self_id: str) -> Discovery:

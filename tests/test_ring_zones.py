@@ -13,7 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from client import HashRing
-from client._ring import key_position
+
+from .test_ring import reference_owners
 
 SIX = [f"10.0.{zone}.{index}:7000" for zone in (1, 2, 3) for index in (1, 2)]
 ZONES = {member: "eu-west-1" + "abc"[int(member.split(".")[2]) - 1] for member in SIX}
@@ -31,14 +32,7 @@ def reference(ring: HashRing, zones: dict[str, str], key: str, n: int) -> list[s
     """The rule as written: walk clockwise from the key's position once
     around; take a member whose zone no taken member has; then fill from the
     members passed over, in the order met."""
-    points = ring.points()
-    position = key_position(key)
-    start = next((i for i, (point, _) in enumerate(points) if point >= position), 0)
-    walk: list[str] = []
-    for index in range(len(points)):
-        member = points[(start + index) % len(points)][1]
-        if member not in walk:
-            walk.append(member)
+    walk = reference_owners(ring.points(), key, len(ring))  # every member, in the order met
     taken: list[str] = []
     for member in walk:
         if zones[member] not in {zones[t] for t in taken}:

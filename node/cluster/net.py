@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-__all__ = ["DEFAULT_UDP_PROBE", "FALLBACK_IP", "check_alive", "get_private_ip", "get_task_zone"]
+__all__ = ["DEFAULT_UDP_PROBE", "FALLBACK_IP", "check_alive", "get_private_ip"]
 
 log = logging.getLogger(__name__)
 
@@ -82,22 +82,8 @@ async def get_private_ip(
     return FALLBACK_IP
 
 
-async def get_task_zone(metadata_uri: str, *, timeout: float = 2.0) -> str:
-    """The task's availability zone (``AvailabilityZone`` of the task metadata
-    v4 document, which Fargate gives); "" when there is none or the endpoint
-    fails (logged). Never raises."""
-    try:
-        document = await _task_metadata(metadata_uri, timeout)
-        zone = document.get("AvailabilityZone", "") if isinstance(document, dict) else ""
-    except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
-        log.warning("task metadata at %s gave no zone (%s)", metadata_uri, exc)
-        return ""
-    return zone if isinstance(zone, str) else ""
-
-
-async def _task_metadata(metadata_uri: str, timeout: float) -> Any:
-    """The document at ``{metadata_uri}/task``; raises ValueError for a status
-    other than 200 or a body that is not JSON."""
+async def _ip_from_task_metadata(metadata_uri: str, timeout: float) -> str:
+    """GET ``{metadata_uri}/task``; raises ValueError if the document has no IPv4."""
     url = metadata_uri.rstrip("/") + "/task"
     client_timeout = aiohttp.ClientTimeout(total=timeout)
     async with (
@@ -106,12 +92,7 @@ async def _task_metadata(metadata_uri: str, timeout: float) -> Any:
     ):
         if response.status != 200:
             raise ValueError(f"status {response.status}")
-        return orjson.loads(await response.read())
-
-
-async def _ip_from_task_metadata(metadata_uri: str, timeout: float) -> str:
-    """GET ``{metadata_uri}/task``; raises ValueError if the document has no IPv4."""
-    document = await _task_metadata(metadata_uri, timeout)
+        document: Any = orjson.loads(await response.read())
     try:
         for container in document.get("Containers") or ():
             for network in container.get("Networks") or ():
