@@ -3,11 +3,14 @@
 #   make image                      # docker, podman or buildah: python3 -m deploy.image build
 #   docker run --rm -p 7000:7000 ecs-kv-cache
 #
-# Layers go from least to most often changed: the user, then the dependencies
-# (installed from pyproject.toml alone), then the client, then the node's
-# source last, so editing node/ rebuilds one small layer and nothing else
-# (tests/test_image.py checks it).
-FROM python:3.11-slim
+# Two stages. The runtime stage holds the user and the dependencies (installed
+# from pyproject.toml alone); the build stage adds a C compiler and mypy to
+# it and compiles the request path with mypyc (node/compiled.py: about a
+# quarter less CPU per request); the image is the runtime stage plus the
+# client and node as built, in one last layer. Editing node/ rebuilds that
+# layer and nothing else (tests/test_image.py checks it); the compiler never
+# reaches the image.
+FROM python:3.11-slim AS runtime
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -30,9 +33,27 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
     && cd "$(python -c 'import botocore, os; print(os.path.dirname(botocore.__file__))')/data" \
     && find . -mindepth 1 -maxdepth 1 -type d ! -name ecs ! -name sts ! -name sso ! -name sso-oidc -exec rm -rf {} +
 
-# The source. `python -m node` runs it from WORKDIR; nothing to build.
+FROM runtime AS build
+# gcc, and Python's headers where the base keeps them apart (a Debian-packaged
+# Python; the official image has them), then the compile extra (mypy).
+RUN apt-get update \
+    && apt-get install --yes --no-install-recommends gcc libc6-dev \
+    && { python -c "import os, sysconfig; assert os.path.exists(sysconfig.get_path('include') + '/Python.h')" \
+         || apt-get install --yes --no-install-recommends python3-dev; } \
+    && python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['compile']))" > /tmp/compile.txt \
+    && pip install --requirement /tmp/compile.txt
 COPY client ./client
 COPY node ./node
+# Compiled in place, checked (check fails on a module left uncompiled or
+# stale), then only the packages are kept: no C sources, objects or caches.
+RUN python -m node.compiled build \
+    && python -m node.compiled check \
+    && mkdir /built && cp -r client node /built/ \
+    && find /built -name __pycache__ -prune -exec rm -rf {} +
+
+FROM runtime
+# `python -m node` runs it from WORKDIR.
+COPY --from=build /built/ ./
 
 USER 10001
 

@@ -1,7 +1,8 @@
 # Two commands for a fresh machine (see README):
 #   make run   - create .venv, install, start a 3-node local cluster
 #   make test  - create .venv, install with dev extras and the benchmark tools,
-#                lint, type-check, test
+#                lint, type-check, test; then the request path's tests again
+#                on the compiled build (make test-compiled)
 # and for the image (deploy/README.md):
 #   make image        - build it with docker, podman or buildah (IMAGE=name:tag)
 #   make image-check  - build it, run a node from it and check it (CI runs it)
@@ -13,7 +14,19 @@ STAMP  := $(VENV)/.installed
 NODES ?= 3
 IMAGE ?= ecs-kv-cache:latest
 
-.PHONY: run test lint tools bench bench-quick image image-check clean
+# The compiled build (node/compiled.py) is made in a copy of the tree, so
+# that the checkout itself always runs its source as edited.
+COMPILED_TREE := build/compiled
+# The tests of what the compiled modules do (both doors, forwarding, the
+# store, writes and their versions, keys moving, the clients' transport),
+# run again on the compiled build. Not the call-count budgets: compiled
+# functions make no Python calls to count.
+COMPILED_TESTS := tests/test_compiled.py tests/test_memcached*.py tests/test_fast_path.py \
+    tests/test_forwarding.py tests/test_kv_api.py tests/test_bad_input.py tests/test_store.py \
+    tests/test_transport.py tests/test_write_versions.py tests/test_moving_reads.py \
+    tests/test_batch.py tests/test_client_async.py tests/test_client_sync.py
+
+.PHONY: run test test-compiled compiled lint tools bench bench-quick image image-check clean
 
 # Reinstall whenever pyproject.toml changes; the stamp records the last install.
 $(STAMP): pyproject.toml
@@ -41,6 +54,24 @@ lint: $(STAMP)
 
 test: lint tools
 	$(BIN)/python -m pytest
+	$(MAKE) test-compiled
+
+# Without a C compiler the compiled pass is skipped, saying so (under CI, an error).
+test-compiled: tools
+	@if ! command -v $${CC:-cc} >/dev/null; then \
+	    case "$$CI" in true|TRUE|True|1|yes) echo "make test-compiled: no C compiler" >&2; exit 1;; esac; \
+	    echo "make test-compiled: skipped, no C compiler (the source passed)" >&2; exit 0; \
+	fi; \
+	$(MAKE) compiled && cd $(COMPILED_TREE) && ECS_KV_COMPILED=1 PYTHONPATH=$(CURDIR)/$(COMPILED_TREE) \
+	    $(CURDIR)/$(BIN)/python -m pytest -p no:cacheprovider $(COMPILED_TESTS)
+
+# The tree copied (what git would not ignore) and its request path compiled.
+compiled: $(STAMP)
+	rm -rf $(COMPILED_TREE) && mkdir -p $(COMPILED_TREE)
+	tar -c --exclude=./.git --exclude=./$(VENV) --exclude=./build --exclude=./benchmarks/results \
+	    --exclude=__pycache__ --exclude='*.so' --exclude=.pytest_cache --exclude=.mypy_cache \
+	    --exclude=.hypothesis . | tar -x -C $(COMPILED_TREE)
+	cd $(COMPILED_TREE) && $(CURDIR)/$(BIN)/python -m node.compiled build
 
 # Standard library only: no virtualenv needed to build the image.
 image:
@@ -49,8 +80,12 @@ image:
 image-check: $(STAMP)
 	$(BIN)/python -m pytest -m image tests/test_image.py
 
-bench: tools
-	$(BIN)/python -m benchmarks
+# The build the image ships: compiled, where a C compiler is (BUILD=source: the checkout's source).
+BUILD ?= compiled
+BENCH_TREE = $(if $(filter source,$(BUILD)),.,$(COMPILED_TREE))
+
+bench: tools $(if $(filter source,$(BUILD)),,compiled)
+	cd $(BENCH_TREE) && $(CURDIR)/$(BIN)/python -m benchmarks --results-dir $(CURDIR)/benchmarks/results
 
 bench-quick: tools
 	$(BIN)/python -m benchmarks --quick

@@ -16,6 +16,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
+from node.compiled import describe as describe_build
+
 __all__ = ["CorePlan", "machine_info", "plan_cores"]
 
 
@@ -98,5 +100,7 @@ def machine_info() -> dict[str, object]:
         "uvloop": _version("uvloop"),
         "psutil": _version("psutil"),
         "wrk": _wrk_version(),
+        # The nodes import the node package as this process does.
+        "node_build": describe_build(),
         "load_average_at_start": list(os.getloadavg()),
     }

@@ -264,6 +264,7 @@ def _blocks(doc: dict[str, Any], plots: Sequence[Path]) -> list[Block]:
         f"- Python {machine['python']}, aiohttp {machine['aiohttp']}, uvloop {machine['uvloop']},"
         f" {machine.get('wrk') or 'wrk absent'}",
         f"- Pinning: {doc['pinning']['description']}; code: commit {machine['commit']}",
+        f"- Node build: {machine.get('node_build', 'not recorded')}",
     ]
     if doc["scenarios"]:
         about.append(

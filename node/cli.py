@@ -34,6 +34,7 @@ from .app import (
     resolve_self_id,
     resolve_zone,
 )
+from .compiled import describe as describe_build
 from .config import Config, ConfigError
 from .core.bounds import ConnectionLedger
 from .http.server import NodeRunner, max_request_line
@@ -135,6 +136,7 @@ async def serve(config: Config) -> int:
         await runner.cleanup()
         return 1
     log.info("node %s listening on %s:%d", self_id, config.host, config.port)
+    log.info("%s", describe_build())
     begin_gossip(app)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -96,8 +96,15 @@ def positions(*keywords_and_text: tuple[str, str]) -> list[int]:
 # -- the Dockerfile, read
 
 
-def test_image_is_slim_python_3_11() -> None:
-    assert re.fullmatch(r"python:3\.11(\.\d+)?-slim(-\w+)?", only("FROM"))
+def test_image_is_slim_python_3_11_with_the_compiler_left_in_the_build_stage() -> None:
+    stages = [i.arguments.split() for i in dockerfile() if i.keyword == "FROM"]
+
+    assert stages[0][1:] == ["AS", "runtime"]
+    assert re.fullmatch(r"python:3\.11(\.\d+)?-slim(-\w+)?", stages[0][0])
+    # The image is the runtime stage and what the build stage built.
+    assert stages[1:] == [["runtime", "AS", "build"], ["runtime"]]
+    copies = [i.arguments for i in dockerfile() if i.keyword == "COPY" and "--from" in i.arguments]
+    assert copies == ["--from=build /built/ ./"]
 
 
 def test_command_is_exec_form_python_m_node() -> None:
