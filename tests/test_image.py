@@ -31,6 +31,7 @@ import pytest
 
 from deploy.engine import Container, Engine
 from deploy.image import REPO, base_image, ensure_base, ensure_engine
+from node.compiled import HOT_MODULES
 
 from .aws_emulator import AwsEmulator
 
@@ -198,6 +199,15 @@ def test_the_node_runs_as_a_user_that_is_not_root(built: Built, running: Running
     # A process started in the container, as ECS's health check is, gets that user.
     not_root = "import os, sys; sys.exit(0 if os.geteuid() != 0 else 1)"
     assert running.container.exec(["python", "-c", not_root])[0] == 0
+
+
+def test_the_image_ships_the_compiled_build_and_no_compiler(running: Running) -> None:
+    status, output = running.container.exec(["python", "-m", "node.compiled", "check"])
+
+    assert status == 0, output
+    assert output.count(": compiled") == len(HOT_MODULES), output
+    # gcc stayed in the build stage.
+    assert running.container.exec(["sh", "-c", "command -v gcc cc"])[0] != 0
 
 
 def test_the_default_command_answers_check_alive(running: Running) -> None:

@@ -212,3 +212,22 @@ def _answers(member: str) -> bool:
     except ConnectionRefusedError:
         return False
     return True
+
+
+def test_a_cluster_stopped_whole_exits_at_once_and_rebalances_nothing_after_its_drain(
+    make_cluster: ClusterFactory,
+) -> None:
+    # Ctrl-C of `python -m node local`, or a service scaled to zero: every
+    # node leaves at once. A node's own leave changes its ring; that must
+    # not start a rebalance into peers that are stopping too, which once
+    # kept a node from exiting for its whole drain timeout.
+    cluster = make_cluster(3)
+    for index in range(60):
+        assert call(cluster.members[index % 3], "PUT", f"/kv/whole-{index}", b"v").status == 204
+    for node in cluster.nodes:
+        node.signal(signal.SIGTERM)
+    for node in cluster.nodes:
+        assert node.process is not None and node.log_path is not None
+        assert node.process.wait(timeout=10) == 0
+        after_stop = Path(node.log_path).read_text().split("stopping: handing off")[-1]
+        assert "rebalanced:" not in after_stop, after_stop

@@ -118,12 +118,18 @@ class EntryMover:
         self._clock = clock
         self._settled: HashRing | None = None  # the ring the store last matched
         self._task: asyncio.Task[None] | None = None
+        # Stopped for good (the node drains): a ring change after it, such
+        # as the node's own leave, starts no rebalance into peers that may
+        # be stopping too.
+        self._stopped = False
         self.last_report: MoveReport | None = None
 
     # -- ring changes
 
     def ring_changed(self, old: HashRing, new: HashRing) -> None:
         """Membership listener: (re)start pushing towards the current ring."""
+        if self._stopped:
+            return
         if self._settled is None:
             self._settled = old
         if self._task is None or self._task.done():
@@ -170,6 +176,8 @@ class EntryMover:
         return await self._move(targets, drop_if=no_longer_mine)
 
     async def stop(self) -> None:
+        """Stop rebalancing, for good (``hand_off`` still works)."""
+        self._stopped = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
