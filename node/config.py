@@ -330,7 +330,7 @@ SETTINGS: tuple[Setting, ...] = (
             help="Seconds an open breaker refuses requests before one trial (doubles to 10 s)."),
     Setting(field="drain_timeout", parse=_seconds(0, 3600), shown_default="20",
             help="Seconds a stopping node may spend handing its entries to peers; keep it "
-                 "below the ECS stopTimeout (30 s by default)."),
+                 "below the ECS stopTimeout (the template and the CLI size both to the task)."),
     Setting(field="auth_token", parse=_tokens, shown_default="(none: auth off)", secret=True,
             help="Bearer tokens, comma-separated: any is accepted, the first is sent to "
                  "peers. List new,old to rotate without downtime."),

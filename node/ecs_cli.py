@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from . import stop_window
 from .cluster import ecs
 
 __all__ = ["HEALTH_CHECK_SCRIPT", "fargate_task_definition", "main"]
@@ -36,10 +37,6 @@ CACHE_PORT = 7000
 # The memcached listener's port (CACHE_MEMCACHED_PORT); mapped now so that a
 # task definition registered today keeps working when that listener ships.
 MEMCACHED_PORT = 11211
-# ECS sends SIGTERM, waits stopTimeout seconds, then SIGKILLs: the node's
-# drain (handing entries to peers, then closing) must end well before.
-STOP_TIMEOUT_SECONDS = 30
-DRAIN_TIMEOUT_SECONDS = 20
 
 # The health check the image and the task definition both run inside the
 # container. Python, because the slim image has no curl; urlopen raises (exit
@@ -72,7 +69,9 @@ def fargate_task_definition(
     """A RegisterTaskDefinition input for one cache container on Fargate.
 
     The store gets half the container's memory (``CACHE_MAX_BYTES``): the
-    rest is Python, aiohttp buffers and headroom below the hard limit.
+    rest is Python, aiohttp buffers and headroom below the hard limit. The
+    drain and stop timeouts fit a full store's handoff at this size
+    (``node.stop_window``; ``TooBigForStopWindow`` for a size that cannot).
     ``create_log_group`` lets awslogs create the group on first start (the
     CloudFormation stack creates it itself, with a retention). With
     ``auth_token_secret_arn``, ECS reads ``CACHE_AUTH_TOKEN`` from that
@@ -82,6 +81,7 @@ def fargate_task_definition(
     a node (README: Security).
     deploy/cloudformation.yaml holds the same definition; a test keeps the two equal.
     """
+    stop = stop_window.window(cpu, memory_mib)
     log_options = {
         "awslogs-group": log_group,
         "awslogs-region": region,
@@ -105,7 +105,9 @@ def fargate_task_definition(
             {"name": "CACHE_PORT", "value": str(CACHE_PORT)},
             {"name": "CACHE_MEMCACHED_PORT", "value": str(memcached_port)},
             {"name": "CACHE_MAX_BYTES", "value": f"{memory_mib // 2}MiB"},
-            {"name": "CACHE_DRAIN_TIMEOUT", "value": str(DRAIN_TIMEOUT_SECONDS)},
+            # ECS sends SIGTERM, waits stopTimeout, then SIGKILLs: the handoff
+            # of a full store fits the drain, and the drain the stop window.
+            {"name": "CACHE_DRAIN_TIMEOUT", "value": str(stop.drain_seconds)},
             {"name": "CACHE_CLOUDWATCH_METRICS", "value": "true"},
         ],
         "healthCheck": {
@@ -115,7 +117,7 @@ def fargate_task_definition(
             "retries": 3,
             "startPeriod": 15,
         },
-        "stopTimeout": STOP_TIMEOUT_SECONDS,
+        "stopTimeout": stop.stop_seconds,
         # Above CACHE_MAX_CONNECTIONS (4096), plus peers' pools and files.
         "ulimits": [{"name": "nofile", "softLimit": 65536, "hardLimit": 65536}],
         "logConfiguration": {"logDriver": "awslogs", "options": log_options},
@@ -384,7 +386,7 @@ def main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
             )
             return 0
         action = _action(args, environ)
-    except _UsageError as exc:
+    except (_UsageError, stop_window.TooBigForStopWindow) as exc:
         parser.print_usage(sys.stderr)
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2

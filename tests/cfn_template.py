@@ -60,7 +60,19 @@ def _tag(name: str) -> None:
     _Loader.add_constructor(f"!{name}", construct)
 
 
-for _name in ("Ref", "GetAtt", "Sub", "If", "Equals", "Not", "And", "Or", "FindInMap", "Join"):
+for _name in (
+    "Ref",
+    "GetAtt",
+    "Sub",
+    "If",
+    "Equals",
+    "Not",
+    "And",
+    "Or",
+    "FindInMap",
+    "Join",
+    "Contains",
+):
     _tag(_name)
 
 
@@ -152,6 +164,9 @@ class Stack:
         if name == "Fn::Or":
             assert 2 <= len(argument) <= 10, "Fn::Or takes 2 to 10 conditions"
             return any(bool(self.evaluate(condition)) for condition in argument)
+        if name == "Fn::Contains":  # Rules only: a list of strings holds one
+            choices, value = argument
+            return str(self.evaluate(value)) in [str(choice) for choice in choices]
         if name == "Fn::FindInMap":
             mapping, top, second = (str(self.evaluate(part)) for part in argument)
             return self.template["Mappings"][mapping][top][second]

@@ -22,7 +22,7 @@ import cfnlint.api
 import pytest
 
 from node import config as node_config
-from node import ecs_cli
+from node import ecs_cli, stop_window
 
 from .aws_emulator import AwsEmulator
 from .cfn_template import PSEUDO, TEMPLATE, Stack, load
@@ -544,3 +544,32 @@ def test_the_stack_deploys_on_the_emulator(emulator: AwsEmulator, every_option: 
         assert groups == {outputs["SecurityGroupId"], *sources}
     memcached = int(parameters.get("MemcachedPort", "11211"))
     assert sorted(p["FromPort"] for p in group["IpPermissions"]) == [7000, memcached]
+
+
+# -- the stop window
+
+
+def test_every_task_size_fargate_runs_gets_the_stop_window_its_full_store_needs_or_a_refusal() -> (
+    None
+):
+    sizes = load()["Parameters"]
+    for cpu in sizes["TaskCpu"]["AllowedValues"]:
+        for memory in sizes["TaskMemory"]["AllowedValues"]:
+            deployed = stack(TaskCpu=cpu, TaskMemory=memory)
+            try:
+                runs = int(memory) in stop_window.FARGATE_SIZES[int(cpu)]
+                window = stop_window.window(int(cpu), int(memory)) if runs else None
+            except stop_window.TooBigForStopWindow:
+                window = None
+            if window is None:
+                [refusal] = deployed.broken_rules()
+                assert refusal.startswith(f"TaskMemory {memory} needs TaskCpu "), refusal
+                assert cpu not in refusal.split("needs")[1]
+                continue
+            assert deployed.broken_rules() == [], (cpu, memory)
+            drain = node_config.from_sources({}, environment(deployed)).drain_timeout
+            assert (drain, int(container(deployed)["StopTimeout"])) == (
+                window.drain_seconds,
+                window.stop_seconds,
+            )
+            assert window.stop_seconds <= 120

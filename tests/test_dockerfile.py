@@ -29,7 +29,7 @@ import orjson
 import pytest
 
 from node import config as node_config
-from node import ecs_cli
+from node import ecs_cli, stop_window
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
@@ -221,8 +221,8 @@ def test_image_command_serves_check_alive_and_stops_on_sigterm(
     assert run_healthcheck(env) == 0
 
     process.send_signal(signal.SIGTERM)
-    # ECS's stopTimeout: the node must be gone before SIGKILL would come.
-    assert process.wait(timeout=ecs_cli.STOP_TIMEOUT_SECONDS) == 0
+    # The default task's stopTimeout: the node must be gone before SIGKILL would come.
+    assert process.wait(timeout=stop_window.window(512, 1024).stop_seconds) == 0
     assert run_healthcheck(env) != 0
 
 
@@ -271,7 +271,7 @@ def test_task_definition_runs_one_fargate_container_on_ports_7000_and_11211(
     assert container["memory"] == int(document["memory"])
     assert container["healthCheck"]["command"] == ["CMD", "python", "-c",
                                                    ecs_cli.HEALTH_CHECK_SCRIPT]  # fmt: skip
-    assert container["stopTimeout"] == 30
+    assert container["stopTimeout"] == stop_window.window(512, 1024).stop_seconds
     assert container["logConfiguration"]["logDriver"] == "awslogs"
     assert container["logConfiguration"]["options"]["awslogs-region"] == "<REGION>"
 
@@ -331,6 +331,30 @@ def test_task_definition_without_secrets_has_none(capsys: pytest.CaptureFixture[
     [container] = printed_task_definition(capsys, PLACEHOLDER_ARGS)["containerDefinitions"]
 
     assert "secrets" not in container
+
+
+def test_a_task_too_big_to_hand_off_before_fargates_sigkill_is_bad_usage(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # 2 GiB of store on half a vCPU: more than 120 s to hand off when full.
+    assert ecs_cli.main([*PLACEHOLDER_ARGS, "--cpu", "512", "--memory", "4096"], {}) == 2
+    captured = capsys.readouterr()
+
+    assert captured.out == ""
+    assert "more than Fargate's 120 s stop window allows" in captured.err
+
+
+def test_a_bigger_task_gets_a_longer_stop_window(capsys: pytest.CaptureFixture[str]) -> None:
+    windows = []
+    for memory in ("2048", "4096"):
+        args = [*PLACEHOLDER_ARGS, "--cpu", "1024", "--memory", memory]
+        [container] = printed_task_definition(capsys, args)["containerDefinitions"]
+        drain = {pair["name"]: pair["value"] for pair in container["environment"]}
+        windows.append((int(drain["CACHE_DRAIN_TIMEOUT"]), container["stopTimeout"]))
+
+    expected = [stop_window.window(1024, memory) for memory in (2048, 4096)]
+    assert windows == [(window.drain_seconds, window.stop_seconds) for window in expected]
+    assert windows[0] < windows[1]
 
 
 def test_task_definition_without_an_image_is_bad_usage(capsys: pytest.CaptureFixture[str]) -> None:

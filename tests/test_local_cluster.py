@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -36,6 +37,14 @@ def _read_until(process: subprocess.Popen[str], marker: str, within: float) -> s
         if marker in line:
             return "".join(seen)
     raise AssertionError(f"{marker!r} not printed; got: {''.join(seen)!r}")
+
+
+def _read_in_background(process: subprocess.Popen[str]) -> list[str]:
+    """The lines ``process`` prints from now on, read by a thread until it ends."""
+    assert process.stdout is not None
+    stdout, lines = process.stdout, list[str]()
+    threading.Thread(target=lambda: lines.extend(stdout), daemon=True).start()
+    return lines
 
 
 def _run_local(*args: str) -> subprocess.Popen[str]:
@@ -81,8 +90,15 @@ def test_local_cluster_prints_urls_serves_and_stops_on_ctrl_c() -> None:
             assert _memcached_get(host, memcached_port, b"hello") == (
                 b"VALUE hello 0 5\r\nworld\r\nEND\r\n"
             )
+        # What the nodes log from now on is read as it comes: a pipe nobody
+        # reads fills and blocks the nodes' logging, and with it their exit.
+        rest = _read_in_background(process)
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=20) == 0
+        try:
+            status = process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("not stopped within 20 s:\n" + "".join(rest)) from None
+        assert status == 0, "".join(rest)
         for member in members:
             host, _ = member.rsplit(":", 1)
             with socket.socket() as probe:

@@ -87,6 +87,17 @@ def test_a_read_makes_an_entry_most_recent(clock: FakeClock) -> None:
     assert [key for key, _, _ in live_items(store)] == ["c", "a", "d"]
 
 
+def test_the_key_snapshot_lists_the_hottest_first(clock: FakeClock) -> None:
+    # What a handoff walks: cut short by the stop window, it loses the coldest.
+    store = Store(max_bytes=room_for(4), clock=clock)
+    for key in "abcd":
+        store.set(key, b"x" * 10)
+    assert value_of(store, "b") == b"x" * 10
+    store.set("c", b"y" * 10)
+
+    assert store.keys_snapshot() == ["c", "b", "d", "a"]
+
+
 def test_an_overwrite_makes_an_entry_most_recent(clock: FakeClock) -> None:
     store = Store(max_bytes=room_for(3), clock=clock)
     for key in "abc":

@@ -207,9 +207,11 @@ class Store:
         return max(0.0, expires_at - self._clock())
 
     def keys_snapshot(self) -> list[str]:
-        """Every key held now (live or not yet swept): a list safe to iterate while
-        the store changes, costing one reference per entry."""
-        return list(self._entries)
+        """Every key held now (live or not yet swept), the most recently used
+        first: a list safe to iterate while the store changes, costing one
+        reference per entry. A handoff cut short by the stop window then
+        loses the coldest entries, not the hottest."""
+        return list(reversed(self._entries))
 
     def tombstones_snapshot(self) -> list[tuple[str, int]]:
         """``(key, version)`` of every deletion still remembered."""
