@@ -6,7 +6,7 @@
 # Two stages. The runtime stage holds the user and the dependencies (installed
 # from pyproject.toml alone); the build stage adds a C compiler and mypy to
 # it and compiles the request path with mypyc (node/compiled.py: about a
-# quarter less CPU per request); the image is the runtime stage plus the
+# fifth less CPU per HTTP request); the image is the runtime stage plus the
 # client and node as built, in one last layer. Editing node/ rebuilds that
 # layer and nothing else (tests/test_image.py checks it); the compiler never
 # reaches the image.

@@ -47,6 +47,13 @@ def _read_in_background(process: subprocess.Popen[str]) -> list[str]:
     return lines
 
 
+def _sigint_as_in_a_terminal() -> None:
+    # A shell without job control starts background commands with SIGINT
+    # ignored, and children inherit that: a suite run with `make test &`
+    # would start the cluster deaf to Ctrl-C. A user's terminal does not.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _run_local(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "node", "local", *args],
@@ -54,6 +61,7 @@ def _run_local(*args: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=_sigint_as_in_a_terminal,
     )
 
 
