@@ -81,7 +81,7 @@ image-check: $(STAMP)
 	$(BIN)/python -m pytest -m image tests/test_image.py
 
 # The build the image ships: compiled, where a C compiler is (BUILD=source: the checkout's source).
-BUILD ?= compiled
+BUILD ?= $(if $(shell command -v cc),compiled,source)
 BENCH_TREE = $(if $(filter source,$(BUILD)),.,$(COMPILED_TREE))
 
 bench: tools $(if $(filter source,$(BUILD)),,compiled)
