@@ -16,8 +16,9 @@ a core. ``window`` turns that into the drain timeout (the bound with a
 margin, never below the default) and the stop timeout (the drain plus the
 time to close connections), and refuses a size whose full store cannot be
 handed off within Fargate's 120 s. The CLI's task definitions and the
-CloudFormation template (its StopWindow mappings and its TaskSize rule) are
-both made from it; tests keep the template equal to it.
+CloudFormation template (its DrainSeconds and StopSeconds mappings and its
+TaskSizeFitsFargateAndTheStopWindow rule) are both made from it; tests keep
+the template equal to it.
 """
 
 from __future__ import annotations
