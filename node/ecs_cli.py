@@ -104,7 +104,7 @@ def fargate_task_definition(
             {"name": "CACHE_ECS_SERVICE", "value": service},
             {"name": "CACHE_PORT", "value": str(CACHE_PORT)},
             {"name": "CACHE_MEMCACHED_PORT", "value": str(memcached_port)},
-            {"name": "CACHE_MAX_BYTES", "value": f"{memory_mib // 2}MiB"},
+            {"name": "CACHE_MAX_BYTES", "value": f"{stop_window.store_mib(memory_mib)}MiB"},
             # ECS sends SIGTERM, waits stopTimeout, then SIGKILLs: the handoff
             # of a full store fits the drain, and the drain the stop window.
             {"name": "CACHE_DRAIN_TIMEOUT", "value": str(stop.drain_seconds)},

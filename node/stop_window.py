@@ -28,7 +28,14 @@ from dataclasses import dataclass
 
 from .cache.charge import ENTRY_OVERHEAD
 
-__all__ = ["FARGATE_SIZES", "StopWindow", "TooBigForStopWindow", "handoff_seconds", "window"]
+__all__ = [
+    "FARGATE_SIZES",
+    "StopWindow",
+    "TooBigForStopWindow",
+    "handoff_seconds",
+    "store_mib",
+    "window",
+]
 
 # A sender's handoff rates per second of one core, rounded down from what
 # the compiled build measured (sender and receiver each pinned to a core,
@@ -65,9 +72,14 @@ class StopWindow:
     stop_seconds: int  # the container's stopTimeout
 
 
+def store_mib(memory_mib: int) -> int:
+    """CACHE_MAX_BYTES of a task, in MiB: half its memory (the rest is Python,
+    aiohttp buffers and headroom below the container's hard limit)."""
+    return memory_mib // 2
+
+
 def store_bytes(memory_mib: int) -> int:
-    """CACHE_MAX_BYTES of a task: half its memory (the rest is Python and buffers)."""
-    return memory_mib // 2 * 1024 * 1024
+    return store_mib(memory_mib) * 1024 * 1024
 
 
 def handoff_seconds(cpu_units: int, memory_mib: int) -> float:
@@ -85,7 +97,7 @@ def window(cpu_units: int, memory_mib: int) -> StopWindow:
     if drain + CLOSE_SECONDS > FARGATE_MAX_STOP_SECONDS:
         raise TooBigForStopWindow(
             f"a task of {cpu_units} CPU units and {memory_mib} MiB holds up to"
-            f" {store_bytes(memory_mib) // 2**20} MiB, which needs about {drain} s to hand off:"
+            f" {store_mib(memory_mib)} MiB, which needs about {drain} s to hand off:"
             f" more than Fargate's {FARGATE_MAX_STOP_SECONDS} s stop window allows."
             " Give it more CPU, or less memory and more tasks"
         )
