@@ -22,6 +22,7 @@ from node.config import parse_size
 from node.local_cluster import signals_raise_keyboard_interrupt
 
 from .fleet import HOT_FEATURES, Fleet
+from .handoff import run_handoff
 from .machine import machine_info, plan_cores
 from .memory import MemorySettings, run_memory
 from .memory_compare import measure_per_entry
@@ -33,6 +34,7 @@ from .runner import Settings, run_scenarios
 from .scenarios import QUICK, SCENARIOS, Scenario
 from .staleness import measure_staleness
 from .tools import require
+from .zones import measure_zone_reads
 
 _RESULTS = Path(__file__).resolve().parent / "results"
 _SUBNET = re.compile(r"^127\.\d{1,3}\.\d{1,3}$")
@@ -48,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--memory", action="store_true", help="run only the memory benchmarks")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory benchmarks")
     parser.add_argument("--no-ring", action="store_true", help="skip the ring benchmark")
+    parser.add_argument("--no-handoff", action="store_true", help="skip the handoff benchmark")
+    parser.add_argument("--no-zones", action="store_true", help="skip the in-zone reads")
     parser.add_argument("--only", help="comma-separated scenario names (see scenarios.py)")
     parser.add_argument("--value-size", type=int, default=100, help="one-key GET bytes (100)")
     parser.add_argument("--connections", type=int, default=32, help="keep-alive connections (32)")
@@ -152,6 +156,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     if fleet.started(trio) and any(s.name.startswith("hot-") for s in scenarios):
                         _progress("near-cache staleness")
                         measured["staleness"] = measure_staleness(fleet.members(trio))
+                if settings is not None and not options.no_zones:
+                    _progress("reads in the client's zone")
+                    measured["zones"] = measure_zone_reads(
+                        processes, plan, subnet=options.subnet, duration=settings.duration
+                    )
                 if memory_settings is not None:
                     measured["memory"] = run_memory(
                         processes, plan, memory_settings, subnet=options.subnet, progress=_progress
@@ -161,6 +170,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         plan,
                         subnet=options.subnet,
                         entries=20_000 if options.quick else 1_000_000,
+                        progress=_progress,
+                    )
+                if not options.no_handoff and not options.memory:
+                    measured["handoff"] = run_handoff(
+                        processes,
+                        plan,
+                        subnet=options.subnet,
+                        quick=options.quick,
                         progress=_progress,
                     )
             if not options.no_ring and not options.memory:
@@ -187,7 +204,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         **measured,
     )
     paths = write_results(doc, options.results_dir, started.strftime("%Y%m%dT%H%M%SZ"))
-    partial = (options.quick, options.memory, options.no_memory, options.no_ring, options.only)
+    partial = (
+        options.quick,
+        options.memory,
+        options.no_memory,
+        options.no_ring,
+        options.no_handoff,
+        options.no_zones,
+        options.only,
+    )
     if not any(partial):
         # Only a complete run (everything a full run measures) replaces the results kept in git.
         paths += write_results(doc, options.results_dir, LATEST)

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -187,17 +187,29 @@ class Processes:
         return self.start(NodeProcess(host=host, args=list(args)))
 
     def cluster(
-        self, subnet: str, first: int, count: int, *, env: Mapping[str, str] | None = None
+        self,
+        subnet: str,
+        first: int,
+        count: int,
+        *,
+        env: Mapping[str, str] | None = None,
+        zones: Sequence[str] = (),
     ) -> LocalCluster:
         """``count`` nodes on ``subnet.first``... that list each other as peers.
 
-        ``env`` holds extra ``CACHE_*`` settings for every node.
+        ``env`` holds extra ``CACHE_*`` settings for every node; ``zones``, if
+        given, each node's ``CACHE_ZONE`` in turn.
         """
         for index in range(count):
             _ensure_free(f"{subnet}.{first + index}", 7000)
         cluster = LocalCluster.on_loopback(
             count, subnet=subnet, first=first, env=env, log_dir=self.log_dir
         )
+        if zones:
+            cluster.nodes = [
+                replace(node, env={**node.env, "CACHE_ZONE": zone})
+                for node, zone in zip(cluster.nodes, zones, strict=True)
+            ]
         self._stack.callback(cluster.stop)
         # Pin as each process starts, then wait the way LocalCluster.start does.
         for node in cluster.nodes:

@@ -57,7 +57,8 @@ class PySpec:
     ``memcached``); ``session`` uses the first, and ``keys[0]`` only.
     ``routing`` ("owner" or "random") is for ``http`` and ``memcached``;
     ``get_fraction`` and ``value_bytes`` (of the SETs) for ``client`` mixes,
-    ``batch`` > 1 makes a ``client`` load call ``get_many``.
+    ``batch`` > 1 makes a ``client`` load call ``get_many``; ``zone`` is the
+    ``client``'s zone (its reads go to an owner there when there is one).
     """
 
     driver: str
@@ -70,6 +71,7 @@ class PySpec:
     batch: int = 1
     value_bytes: int = 100
     seed: int = 1
+    zone: str = ""
 
     def __post_init__(self) -> None:
         if self.driver not in DRIVERS or self.routing not in ROUTINGS:
@@ -276,7 +278,7 @@ async def _client(spec: PySpec) -> AsyncIterator[tuple[Operation, int]]:
     from client import AsyncCacheClient, CacheError, ClientOptions
 
     keys = spec.keys
-    options = ClientOptions(pool_size=spec.concurrency, timeout=_TIMEOUT_S)
+    options = ClientOptions(pool_size=spec.concurrency, timeout=_TIMEOUT_S, zone=spec.zone)
     async with AsyncCacheClient(list(spec.members), options=options) as cache:
         await cache.refresh()
         groups = [keys[start : start + spec.batch] for start in range(0, len(keys), spec.batch)]

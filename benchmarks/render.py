@@ -199,6 +199,27 @@ _PER_ENTRY_COLUMNS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
 ]
 
 
+_HANDOFF_COLUMNS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+    ("values", lambda row: f"{row['entries']:,} of {row['value_bytes']:,} B"),
+    ("MB", lambda row: f"{row['value_megabytes']:,.0f}"),
+    ("handoff", lambda row: f"{row['handoff_seconds']:.2f} s"),
+    ("sender CPU", lambda row: f"{row['sender_cpu_seconds']:.2f} s"),
+    ("receiver CPU", lambda row: f"{row['receiver_cpu_seconds']:.2f} s"),
+    ("entries / core-s", lambda row: f"{row['entries_per_core_second']:,}"),
+    ("MB / core-s", lambda row: f"{row['megabytes_per_core_second']:,.0f}"),
+    ("lost", lambda row: f"{row['lost']:,}"),
+]
+
+
+_ZONE_COLUMNS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+    ("client's zone", lambda run: run["client_zone"]),
+    ("reads", lambda run: f"{run['reads']:,}"),
+    ("reads/s", lambda run: f"{run['reads_per_s']:,}"),
+    ("served in zone-a", lambda run: f"{run['in_zone_share']:.1%}"),
+    ("errors", lambda run: f"{sum(run['errors'].values()):,}"),
+]
+
+
 def per_entry_blocks(result: dict[str, Any]) -> list[Block]:
     """A "## Memory per entry" section: the two servers side by side and the ratio."""
     node, memcached = result["node"], result["memcached"]
@@ -296,6 +317,24 @@ def _blocks(doc: dict[str, Any], plots: Sequence[Path]) -> list[Block]:
         ]
     if doc["memory_per_entry"]:
         blocks += per_entry_blocks(doc["memory_per_entry"])
+    if doc["zones"]:
+        zones = doc["zones"]
+        blocks += [
+            "## Reads in the client's zone",
+            f"{zones['nodes']} nodes in {zones['zones']} zones, R={zones['replicas']},"
+            f" {zones['keys']:,} keys of 100 B, {zones['keys_with_a_copy_in_zone']:.1%} of them"
+            " with a copy in zone-a; our AsyncCacheClient reading them (uniform), told its zone"
+            " and not. Served in zone-a: the share of its reads that zone's nodes served.",
+            _table(_ZONE_COLUMNS, zones["runs"]),
+        ]
+    if doc["handoff"]:
+        blocks += [
+            "## Handoff",
+            "A node filled with keys it owns is stopped (SIGTERM) and hands them all to its"
+            " one peer, each on a core of its own. Per core-second: of the sender's CPU, what"
+            " node/stop_window.py sizes a task's stop window by.",
+            _table(_HANDOFF_COLUMNS, doc["handoff"]),
+        ]
     if doc["ring"]:
         blocks += ring_blocks(doc["ring"])
     if doc["notes"]:

@@ -30,7 +30,15 @@ __all__ = ["LATEST", "build_document", "write_results"]
 # The stem of the files a complete run also writes: the only results kept
 # in git (benchmarks/results/.gitignore).
 LATEST = "latest"
-_SECTIONS = ("memory", "memory_settings", "memory_per_entry", "ring", "staleness")
+_SECTIONS = (
+    "memory",
+    "memory_settings",
+    "memory_per_entry",
+    "ring",
+    "staleness",
+    "handoff",
+    "zones",
+)
 
 
 def _run_dict(run: Run) -> dict[str, Any]:
@@ -220,7 +228,8 @@ def build_document(
 ) -> dict[str, Any]:
     """The result document. ``sections`` are the other benchmarks' results,
     as they returned them: ``memory``, ``memory_settings``,
-    ``memory_per_entry``, ``ring``, ``staleness`` (None when not run)."""
+    ``memory_per_entry``, ``ring``, ``staleness``, ``handoff``, ``zones`` (None when
+    not run)."""
     measured: dict[str, list[Run]] = {}
     for run in runs:
         if not run.warmup and not run.discarded:

@@ -100,10 +100,18 @@ def test_the_report_has_every_section_and_its_files(
     assert doc["memory"] and doc["memory"][0]["puts_stored"] > 0
     assert doc["memory_per_entry"]["node"]["bytes_per_entry"] > 0
     assert doc["staleness"]["samples"] == 20
+    # Every entry of a stopping node reached its peer; a zone-a client told
+    # its zone is served there more than one that is not.
+    assert [row["lost"] for row in doc["handoff"]] == [0, 0]
+    assert all(row["entries_sent"] == row["entries"] for row in doc["handoff"])
+    told, untold = doc["zones"]["runs"]
+    assert told["in_zone_share"] > untold["in_zone_share"]
+    assert sum(told["errors"].values()) == sum(untold["errors"].values()) == 0
     names = {path.name for path in files}
     markdown = next(path for path in files if path.suffix == ".md")
     assert "## Throughput and latency" in markdown.read_text()
-    assert "## Near-cache staleness" in markdown.read_text()
+    for section in ("## Near-cache staleness", "## Handoff", "## Reads in the client's zone"):
+        assert section in markdown.read_text(), section
     cost = doc["cpu_us_per_request"]
     assert cost["forwarded GET"]["memcached door"]["scenario"] == "mc-fwd"
     assert "| forwarded GET | " in markdown.read_text().split("## CPU per request")[1]
