@@ -96,6 +96,9 @@ class NodeProcess:
         env = {**os.environ, **self.env}
         # Children inherit this interpreter's path so an uninstalled checkout works too.
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_project_root(), env.get("PYTHONPATH")]))
+        # A process group of its own: a terminal's Ctrl-C reaches the whole
+        # foreground group, and a node that got it too would stop by itself,
+        # racing whoever started it (which stops its nodes in order).
         if self.log_path is None:
             self.process = subprocess.Popen(
                 command,
@@ -103,11 +106,17 @@ class NodeProcess:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 preexec_fn=die_with_parent,
+                process_group=0,
             )
             return
         with open(self.log_path, "ab") as output:
             self.process = subprocess.Popen(
-                command, env=env, stdout=output, stderr=output, preexec_fn=die_with_parent
+                command,
+                env=env,
+                stdout=output,
+                stderr=output,
+                preexec_fn=die_with_parent,
+                process_group=0,
             )
 
     def alive(self, timeout: float = 0.5) -> bool:

@@ -55,6 +55,7 @@ def _sigint_as_in_a_terminal() -> None:
 
 
 def _run_local(*args: str) -> subprocess.Popen[str]:
+    # In a process group of its own, as a terminal's foreground job is.
     return subprocess.Popen(
         [sys.executable, "-m", "node", "local", *args],
         cwd=ROOT,
@@ -62,6 +63,7 @@ def _run_local(*args: str) -> subprocess.Popen[str]:
         stderr=subprocess.STDOUT,
         text=True,
         preexec_fn=_sigint_as_in_a_terminal,
+        start_new_session=True,
     )
 
 
@@ -101,12 +103,15 @@ def test_local_cluster_prints_urls_serves_and_stops_on_ctrl_c() -> None:
         # What the nodes log from now on is read as it comes: a pipe nobody
         # reads fills and blocks the nodes' logging, and with it their exit.
         rest = _read_in_background(process)
-        process.send_signal(signal.SIGINT)
+        # Ctrl-C: the terminal signals the whole foreground process group.
+        os.killpg(process.pid, signal.SIGINT)
         try:
             status = process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             raise AssertionError("not stopped within 20 s:\n" + "".join(rest)) from None
-        assert status == 0, "".join(rest)
+        said = "".join(rest)
+        # The nodes stopped in order, none by the signal on its own.
+        assert status == 0 and "all nodes stopped" in said and "exited" not in said, said
         for member in members:
             host, _ = member.rsplit(":", 1)
             with socket.socket() as probe:
