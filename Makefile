@@ -38,7 +38,8 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/python -m node local --nodes $(NODES)
 
-# wrk, redis and memcached (Debian packages): the benchmarks and their tests drive them.
+# wrk, redis and memcached (Debian packages): the benchmarks and their tests drive them;
+# chromium: the dashboard's browser tests.
 # Where they cannot be installed (no root or no apt-get) the tests that need one are
 # skipped, naming it (tests/conftest.py); under CI (CI=true) that is an error.
 tools: $(STAMP)

@@ -1,10 +1,8 @@
 """The programs the benchmarks drive, and installing them.
 
-wrk loads our nodes; redis-server, redis-benchmark, memcached and memaslap
-(Debian names it ``memcaslap``) are the baselines. ``python -m
-benchmarks.tools`` (``make tools``, run first by ``make test`` and ``make
-bench``) installs each missing one from its Debian package when we are
-root, and exits 1 naming what could not be had.
+``python -m benchmarks.tools`` (``make tools``, run first by ``make test``
+and ``make bench``) installs each missing one from its Debian package when
+we are root, and exits 1 naming what could not be had.
 """
 
 from __future__ import annotations
@@ -26,6 +24,7 @@ TOOLS: tuple[tuple[str, str], ...] = (
     ("redis-benchmark", "redis-tools"),
     ("memcached", "memcached"),
     ("memcaslap", "libmemcached-tools"),
+    ("chromium", "chromium"),
 )
 
 

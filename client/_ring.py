@@ -41,6 +41,7 @@ from sortedcontainers import SortedList
 
 __all__ = [
     "DEFAULT_VNODES",
+    "HASH_SPACE",
     "HashRing",
     "key_position",
     "placing_zones",
@@ -49,6 +50,8 @@ __all__ = [
 ]
 
 DEFAULT_VNODES = 160
+# Positions run over MurmurHash3's 32-bit values.
+HASH_SPACE = 1 << 32
 
 
 def vnode_point(member: str, index: int) -> int:
@@ -270,6 +273,26 @@ class HashRing:
     def points(self) -> list[tuple[int, str]]:
         """Every ``(position, member)`` point, in ascending position order."""
         return list(zip(self._positions, self._owner_at, strict=True))
+
+    def arc_lengths(self) -> dict[str, int]:
+        """Positions (out of 2^32) each member owns; members with no point get 0.
+
+        A key goes to the first point at or after its position, so point ``i``
+        owns ``(p[i-1], p[i]]``; the first point also owns the wrap-around,
+        ``(p[-1], 2^32)`` and ``[0, p[0]]``. The lengths sum to exactly 2^32.
+        """
+        lengths = dict.fromkeys(self._members, 0)
+        if not self._positions:
+            return lengths
+        previous = self._positions[-1] - HASH_SPACE  # the last point, one turn back
+        for point, owner in zip(self._positions, self._owner_at, strict=True):
+            lengths[owner] += point - previous
+            previous = point
+        return lengths
+
+    def shares(self) -> dict[str, float]:
+        """The fraction of the key space each member owns (first owner); they sum to 1."""
+        return {member: length / HASH_SPACE for member, length in self.arc_lengths().items()}
 
     def with_members(
         self, members: Iterable[str], zones: Mapping[str, str] | None = None

@@ -44,6 +44,7 @@ from .core import (
 )
 from .core.bounds import ConnectionLedger, InflightBudget
 from .http.auth import TokenAuth, load_tokens
+from .http.dashboard import RecentEvents
 from .http.fast import KvDoor, Timeouts
 from .http.guard import RouteGuard
 from .http.metrics import RequestMetrics
@@ -88,6 +89,7 @@ LEDGER = web.AppKey("ledger", ConnectionLedger)
 # The /kv/ fast path, for the server to start every connection on (node.cli).
 KV_DOOR = web.AppKey("kv_door", KvDoor)
 MEMCACHED = web.AppKey("memcached", MemcachedServer)
+EVENTS = web.AppKey("events", RecentEvents)
 # memcached's protocol level, as a version number: ElastiCache discovery
 # clients compare it with 1.4.14 and parse nothing but digits and dots.
 MEMCACHED_VERSION = "1.6.21"
@@ -162,6 +164,7 @@ def create_app(config: Config, *, self_id: str) -> web.Application:
     # The kv, batch and internal routes read bodies themselves with their own
     # limits; this cap only guards the other routes.
     app = web.Application(client_max_size=64 * 1024)
+    app[EVENTS] = RecentEvents()  # what the dashboard lists, from the membership's log
     app[CONNECTIONS] = ConnectionStats()  # kept by the server (NodeRunner), shown by /stats
     app[SERVICE] = node.service
     app[LEDGER] = ConnectionLedger(
@@ -191,6 +194,7 @@ def create_app(config: Config, *, self_id: str) -> web.Application:
         connections=app[CONNECTIONS],
         ledger=app[LEDGER],
         body_timeout=config.body_timeout,
+        events=app[EVENTS],
     )
     timeouts = Timeouts(
         head=config.head_timeout,
@@ -203,9 +207,18 @@ def create_app(config: Config, *, self_id: str) -> web.Application:
     app[KEEPER] = node.keeper
     app[MOVER] = node.mover
     app.cleanup_ctx.extend(_lifecycle(node, sweep_interval=config.sweep_interval))
+    app.cleanup_ctx.append(_membership_events)
     if config.cloudwatch_metrics:
         app.cleanup_ctx.append(_cloudwatch(config, self_id, guard.metrics))
     return app
+
+
+async def _membership_events(app: web.Application) -> AsyncIterator[None]:
+    """The membership's log lines kept for the dashboard while the app runs."""
+    membership_log = logging.getLogger("node.cluster")
+    membership_log.addHandler(app[EVENTS])
+    yield
+    membership_log.removeHandler(app[EVENTS])
 
 
 def _cloudwatch(

@@ -353,7 +353,8 @@ def main(argv: Sequence[str]) -> int:
                 print(f"  {node.url}{memcached if node.memcached_port else ''}")
             print(f"\nTry:\n  curl -X PUT --data-binary 'hello' {first}/kv/greeting")
             print(f"  curl -i {cluster.nodes[-1].url}/kv/greeting")
-            print(f"  curl {first}/cluster\n\nCtrl-C stops every node.", flush=True)
+            print(f"  curl {first}/cluster")
+            print(f"\nDashboard: {first}/dashboard\n\nCtrl-C stops every node.", flush=True)
             while True:
                 for node in cluster.nodes:
                     if node.process is not None and node.process.poll() is not None:

@@ -93,6 +93,7 @@ def test_local_cluster_prints_urls_serves_and_stops_on_ctrl_c() -> None:
             assert f"http://{member}" in banner
             assert f"memcached {member.split(':')[0]}:{memcached_port}" in banner
         assert "curl" in banner
+        assert f"Dashboard: http://{members[0]}/dashboard" in banner
         assert call(members[0], "PUT", "/kv/hello", b"world").status == 204
         assert call(members[2], "GET", "/kv/hello").body == b"world"
         # Every node speaks memcached on its own address too.

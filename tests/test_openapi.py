@@ -108,13 +108,14 @@ async def test_every_path_takes_exactly_the_documented_methods(
         assert taken == documented_methods(path), path
 
 
-def test_only_check_alive_and_the_document_are_public() -> None:
+def test_only_check_alive_the_document_and_the_dashboard_page_are_public() -> None:
     public = {
         (path, method)
         for path, method, operation in operations()
         if operation.get("security", DOCUMENT["security"]) == []
     }
-    assert {path for path, _ in public} == {"/check-alive", "/openapi.json"}
+    # The dashboard's page holds no data; its state is guarded.
+    assert {path for path, _ in public} == {"/check-alive", "/openapi.json", "/dashboard"}
     assert DOCUMENT["security"] == [{"bearerAuth": []}]
 
 

@@ -66,6 +66,8 @@ class ObservabilityRoutes:
         return {
             "node": service.self_id,
             "draining": service.lifecycle.draining,
+            # HTTP requests answered (the memcached door's are in its own stats).
+            "requests_served": self.request_metrics.total(),
             "store": asdict(service.store.stats),
             "max_bytes": service.store.max_bytes,
             "forwarding": {

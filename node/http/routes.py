@@ -19,6 +19,7 @@ from ..peers.protocol import (
 )
 from .batch import BatchRoutes
 from .cluster import ClusterRoutes
+from .dashboard import DashboardRoutes, RecentEvents
 from .guard import RouteGuard
 from .internal import InternalRoutes
 from .kv import KvRoute
@@ -41,6 +42,7 @@ def add_routes(
     connections: ConnectionStats,
     ledger: ConnectionLedger,
     body_timeout: float,
+    events: RecentEvents,
 ) -> KvRoute:
     """Add every route of a node to ``app``, each behind ``guard``; the
     ``/kv/`` route, which the fast path (``node.http.fast``) serves too."""
@@ -67,6 +69,11 @@ def add_routes(
     add(app, "/stats", observability.stats)
     add(app, "/metrics", observability.metrics)
     add(app, "/openapi.json", OpenApiRoute().openapi, public=True)
+    dashboard = DashboardRoutes(service, keeper, forwarder, events, observability.snapshot)
+    # The page holds no data: a browser loads it without a token, then the
+    # page sends the token with every read of the state.
+    add(app, "/dashboard", dashboard.page, public=True)
+    add(app, "/dashboard/state", dashboard.state)
     # Last: it matches every path (and the server hands it the targets that
     # are no path: OPTIONS *, CONNECT host:port), so every answer is JSON.
     add(app, r"/{tail:[\s\S]*}", cluster.unknown_route, label="(unknown)")
