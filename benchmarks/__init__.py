@@ -1,7 +1,5 @@
-"""Benchmarks of the cache, run with ``python -m benchmarks`` (see README.md here).
+"""Benchmarks of the cache, run with ``python -m benchmarks``.
 
-Every speed figure is a ratio against a baseline measured in the same run,
-because the machines this runs on are shared and noisy: one absolute number
-means little, a ratio of interleaved medians means something. The modules,
-one job each, are listed in README.md ("Extending").
+benchmarks/README.md says what a run measures, why every speed figure is a
+ratio to a baseline of the same run, and which module does which job.
 """

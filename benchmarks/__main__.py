@@ -204,16 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         **measured,
     )
     paths = write_results(doc, options.results_dir, started.strftime("%Y%m%dT%H%M%SZ"))
-    partial = (
-        options.quick,
-        options.memory,
-        options.no_memory,
-        options.no_ring,
-        options.no_handoff,
-        options.no_zones,
-        options.only,
-    )
-    if not any(partial):
+    partial = ("quick", "memory", "no_memory", "no_ring", "no_handoff", "no_zones", "only")
+    if not any(getattr(options, name) for name in partial):
         # Only a complete run (everything a full run measures) replaces the results kept in git.
         paths += write_results(doc, options.results_dir, LATEST)
     print(render_table(doc))

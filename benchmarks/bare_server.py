@@ -3,13 +3,9 @@
     python -m benchmarks.bare_server --host 127.0.250.1 --port 7000 --value-size 100 \
         [--header 'X-Cache-Node: 127.0.250.2:7000' ...]
 
-It is served exactly as ``node/cli.py`` serves a node (uvloop's policy when
-importable, ``AppRunner`` with the access log off and no signal handling of
-its own, ``TCPSite`` with the same backlog, stop on SIGTERM/SIGINT), and
-answers ``GET /kv/<anything>`` with ``--value-size`` bytes and the given
-headers. The benchmark passes the headers a real node sent on a hit, so the
-bytes on the wire match and the only difference left is the node's own
-work per request, however the node's headers change over time.
+It is served exactly as ``node/cli.py`` serves a node and answers ``GET
+/kv/<anything>`` with the headers a real node sent on a hit, so the bytes on
+the wire match and the only difference left is the node's own work per request.
 """
 
 from __future__ import annotations

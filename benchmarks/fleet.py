@@ -1,14 +1,8 @@
 """The servers of one load run, started once each and only when a scenario needs them.
 
-Their addresses on ``<subnet>`` (127.0.250 by default) are README.md's
-table: ``_PLACES`` for the nodes, ``bare``, ``redis`` and ``memcached``
-for the others. Every node also speaks memcached at port 11211.
-
-Nodes that serve many keys run with ``--max-bytes 1GiB`` so that every
-preloaded key stays (a miss would make a run faster and wrong); the keys
-of each value size are written through our client before the first run
-that reads them, and every target is checked (``probes``) before it is
-measured.
+Their addresses on ``<subnet>`` (``_PLACES`` for the nodes; every node also
+speaks memcached at port 11211), the keys preloaded and the checks made before
+a target is measured: benchmarks/README.md, "What one run does".
 """
 
 from __future__ import annotations
@@ -66,27 +60,21 @@ _PLACES: dict[str, tuple[int, int, dict[str, str]]] = {
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Target:
-    """What one scenario loads, ready to measure.
-
-    Exactly one of ``url`` (wrk GETs one URL), ``workload`` (wrk replays a
-    request mix), ``python`` (our Python clients, ``pyload``) and ``tool``
-    (redis-benchmark or memaslap) is set. ``server_pids`` are the processes
-    whose CPU serves it; ``stats_urls`` the nodes whose counters are read
-    around each run; ``settings`` the servers' non-default settings;
-    ``hot_owner`` the index in ``server_pids`` of the hottest key's owner.
-    """
+    """What one scenario loads, ready to measure: exactly one of ``url`` (wrk GETs
+    one URL), ``workload`` (wrk replays a request mix), ``python`` (our Python
+    clients, ``pyload``) and ``tool`` (redis-benchmark or memaslap) is set."""
 
     served_by: str
-    server_pids: tuple[int, ...]
+    server_pids: tuple[int, ...]  # the processes whose CPU serves it
     url: str | None = None
     workload: Workload | None = None
     python: PySpec | None = None
     tool: Tool | None = None
     tool_name: str | None = None
     keys_per_request: int = 1
-    stats_urls: tuple[str, ...] = ()
-    settings: dict[str, str] = field(default_factory=dict)
-    hot_owner: int | None = None
+    stats_urls: tuple[str, ...] = ()  # the nodes whose counters are read around each run
+    settings: dict[str, str] = field(default_factory=dict)  # the servers' non-default ones
+    hot_owner: int | None = None  # the index in server_pids of the hottest key's owner
 
 
 def keys_for(size: int) -> list[str]:
@@ -107,13 +95,16 @@ class _Cluster:
     def urls(self) -> tuple[str, ...]:
         return tuple(f"http://{member}" for member in self.members)
 
+    def target(self, **load: Any) -> Target:
+        """``load`` served by every node of the cluster, their counters read around each run."""
+        return Target(server_pids=self.pids, stats_urls=self.urls, settings=self.env, **load)
+
 
 class Fleet:
     """Starts the servers of one run lazily, once each, and builds targets on them.
 
-    ``value_size`` is the value of the one-key GET scenarios; ``connections``
-    is what redis-benchmark, memaslap and the Python loads are given, the
-    same as wrk's.
+    ``value_size`` is the one-key GET scenarios' value; ``connections``, wrk's,
+    are given to redis-benchmark, memaslap and the Python loads too.
     """
 
     def __init__(
@@ -227,24 +218,13 @@ class Fleet:
         reads, as a user's node would."""
         cluster = self._cluster(place)
         entry, owner = cluster.members
-        return Target(
-            url=self._checked_url(entry, owner),
-            server_pids=cluster.pids,
-            served_by=f"{owner} via {entry}",
-            stats_urls=cluster.urls,
-            settings=cluster.env,
-        )
+        return cluster.target(url=self._checked_url(entry, owner), served_by=f"{owner} via {entry}")
 
     # -- many keys: mixes, popularity, value sizes, routing
 
     def mix(self, *, nodes: int, value_bytes: int, routing: str = "entry", **shape: Any) -> Target:
         """wrk's GETs and PUTs (``shape``: ``get_fraction``, ``popularity``) over the
-        preloaded keys of ``value_bytes``, on 1 or 3 nodes.
-
-        ``routing="entry"``: each stream enters at one node whatever the key
-        (on 3 nodes about 2/3 are forwarded); ``"owner"``: each request goes
-        to its key's owner, as the smart client sends it.
-        """
+        preloaded keys of ``value_bytes``, on 1 or 3 nodes, routed as ``kv_workload`` says."""
         load = partial(kv_workload, value_bytes=value_bytes, routing=routing, **shape)
         return self._keys_target("single" if nodes == 1 else "trio", value_bytes, routing, load)
 
@@ -292,15 +272,12 @@ class Fleet:
         check_keys(cluster.members, keys, value_bytes(size))
         made = load(keys=keys, members=cluster.members)
         python = made if isinstance(made, PySpec) else None
-        return Target(
+        return cluster.target(
             workload=made if isinstance(made, Workload) else None,
             python=python,
             tool_name=None if python is None else f"Python {python.driver} load (pyload)",
-            server_pids=cluster.pids,
             served_by=", ".join(cluster.members) + f" ({routing} routing)",
             keys_per_request=keys_per_request,
-            stats_urls=cluster.urls,
-            settings=cluster.env,
         )
 
     # -- our Python client on one node
@@ -323,13 +300,8 @@ class Fleet:
             concurrency=self.connections,
             value_bytes=len(self.value),
         )
-        return Target(
-            python=spec,
-            tool_name=f"Python {driver} load (pyload)",
-            server_pids=cluster.pids,
-            served_by=served_by,
-            stats_urls=cluster.urls,
-            settings=cluster.env,
+        return cluster.target(
+            python=spec, tool_name=f"Python {driver} load (pyload)", served_by=served_by
         )
 
     def client_get_many(self) -> Target:
@@ -349,9 +321,7 @@ class Fleet:
     def memcached(self, *, value_bytes: int, **shape: Any) -> Target:
         """memaslap (``shape``: ``peers.memaslap``'s arguments) on a memcached of
         its own per value size: memcached keeps the memory it gave one slab
-        class, so after 100 KB values a shared one missed on 100 B keys.
-        memaslap uses at least 32,768 keys (1,024 per connection), which at
-        100 KB need about 3.3 GB."""
+        class, so after 100 KB values a shared one missed on 100 B keys."""
         if value_bytes not in self._memcached:
             host = f"{self.subnet}.{21 + len(self._memcached)}"
             memory_mib = 4096 if value_bytes >= 100_000 else 1024
@@ -436,10 +406,8 @@ def _key_owned_by_second(pairs: list[tuple[str, ...]]) -> str:
 
 def placed_keys(keys: list[str], reference: tuple[str, ...], members: tuple[str, ...]) -> list[str]:
     """``keys``, each renamed with a suffix where needed so that its owner among
-    ``members`` sits at the place its owner among ``reference`` does. The
-    clusters' member ids differ, so the same names would land differently;
-    placed alike, every feature setting of the hot-key scenarios puts the
-    same load on each node, the hottest key's owner included."""
+    ``members`` sits at the place its owner among ``reference`` does (the
+    clusters' member ids differ, so the same names would land differently)."""
     theirs = HashRing(reference).owner_of_each(keys)
     ring = HashRing(members)
     placed = []

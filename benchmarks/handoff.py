@@ -1,23 +1,15 @@
 """Handoff: how fast a stopping node hands a full store to its peer, per core.
 
-For each value size, two fresh nodes (R=1): the sender is filled with keys
-it owns through its memcached port, then stopped with SIGTERM as ECS stops
-a task. It hands every entry to the other node and exits. The figures are
-the sender's CPU seconds from the signal to its exit, the wall time the
-node logs for the handoff ("drained: ... in X s"), the receiver's CPU over
-the same span, and what the receiver holds afterwards (lost: entries it
-does not). Sender and receiver each get a core of their own, so the rate
-per second of the sender's CPU is what ``node/stop_window.py`` sizes a
-task's stop window by.
+What is measured: benchmarks/README.md, "What one run does" (Handoff). The
+sender's CPU is read from its SIGTERM to its exit, the handoff's time is the
+one the node logs ("drained: ... in X s").
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
-import socket
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +18,8 @@ import psutil
 from client._ring import HashRing
 
 from .machine import CorePlan
+from .memory import Progress
+from .memory_compare import fill_memcached
 from .probes import node_stats
 from .processes import Processes, cpu_seconds, pin
 
@@ -36,30 +30,7 @@ FULL = ((100, 600_000), (10_240, 30_000))
 QUICK = ((100, 20_000), (10_240, 2_000))
 _SETTINGS = {"CACHE_MAX_BYTES": "2GiB", "CACHE_DRAIN_TIMEOUT": "120"}
 _DRAINED = re.compile(rb"drained: (\d+) entries handed to \d+ peers, (\d+) failed, in ([\d.]+)s")
-_PIPELINE_BYTES = 1 << 20
-
-
-def _fill(member: str, keys: list[str], value: bytes) -> None:
-    """``set`` every key with ``noreply`` down one memcached connection, then
-    wait for a meta no-op's answer: every set before it has been applied."""
-    host, _ = member.rsplit(":", 1)
-    head = b" 0 0 %d noreply\r\n" % len(value)
-    with socket.create_connection((host, 11211), timeout=60) as connection:
-        chunk: list[bytes] = []
-        for index, key in enumerate(keys, 1):
-            chunk += (b"set ", key.encode(), head, value, b"\r\n")
-            if index % max(1, _PIPELINE_BYTES // (len(value) + 64)) == 0:
-                connection.sendall(b"".join(chunk))
-                chunk.clear()
-        connection.sendall(b"".join(chunk) + b"mn\r\n")
-        answer = b""
-        while not answer.endswith(b"MN\r\n"):
-            received = connection.recv(4096)
-            if not received:
-                raise RuntimeError(f"{member} closed the connection while being filled")
-            answer += received
-    if answer != b"MN\r\n":
-        raise RuntimeError(f"{member} refused part of the fill: {answer[:200]!r}")
+_FILL_LIMIT_S = 600
 
 
 def _measure_one(
@@ -73,7 +44,8 @@ def _measure_one(
     ring = HashRing(cluster.members)
     candidates = (f"h{size}-{index:07d}" for index in range(10 * entries))
     keys = [key for key in candidates if ring.owner(key) == sender.member][:entries]
-    _fill(sender.member, keys, b"v" * size)
+    door = sender.member.rsplit(":", 1)[0] + ":11211"  # the sender's memcached port
+    fill_memcached(door, iter(keys), b"v" * size, time_limit=_FILL_LIMIT_S)
     held = node_stats(sender.url)["store"]["items"]
     if held != entries:
         raise RuntimeError(f"{sender.member} holds {held:,} entries, not the {entries:,} written")
@@ -111,12 +83,7 @@ def _measure_one(
 
 
 def run_handoff(
-    processes: Processes,
-    plan: CorePlan,
-    *,
-    subnet: str,
-    quick: bool,
-    progress: Callable[[str], None],
+    processes: Processes, plan: CorePlan, *, subnet: str, quick: bool, progress: Progress
 ) -> list[dict[str, Any]]:
     """One pair of fresh nodes per shape, on ``<subnet>.50`` and up."""
     results = []

@@ -37,26 +37,20 @@ _POLL_S = 0.05
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LoadSpec:
-    """One wrk load: ``connections`` keep-alive connections for at most ``duration`` s.
-
-    ``duration`` is whole seconds because wrk takes no fractions. With
-    ``workload`` set, its streams say what is sent to which node and ``url``
-    is not used (``wrk.py`` shares connections and threads out). With
-    ``put_keys`` set, every request is a PUT of ``body_bytes`` to a key never
-    written before (``key_prefix`` + counter, ``pipeline`` per round trip)
-    and the load stops after ``put_keys`` answers; otherwise every request
-    is a GET of ``url``.
-    """
+    """One wrk load: ``connections`` keep-alive connections for at most ``duration`` s,
+    every request a GET of ``url`` unless ``put_keys`` or ``workload`` is set."""
 
     url: str = ""
     connections: int
     threads: int
-    duration: int
+    duration: int  # whole seconds: wrk takes no fractions
+    # PUTs of body_bytes to keys never written before (key_prefix + counter, pipeline
+    # per round trip), until put_keys are answered.
     put_keys: int | None = None
     body_bytes: int = 0
     key_prefix: str = "bench-"
     pipeline: int = 1
-    workload: Workload | None = None
+    workload: Workload | None = None  # what goes to which node (wrk.py shares out connections)
 
     def __post_init__(self) -> None:
         if self.workload is None and not self.url:
@@ -71,23 +65,16 @@ class LoadSpec:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LoadResult:
-    """What one load measured. Latencies in milliseconds, CPU in seconds.
-
-    ``latency_ms`` has what the tool reports of p50, p90, p99 and p99_9
-    (memaslap: none); ``percentiles_ms`` maps names of ``PERCENTILES`` to
-    latencies. ``connections`` is how many connections the tool really
-    opened, which can be fewer than asked (see ``wrk.py``).
-    ``server_cpu_s``: each server's CPU seconds during the load, when the
-    driver read them itself to leave its set-up out (redis, memcached).
-    """
+    """What one load measured. Latencies in milliseconds, CPU in seconds."""
 
     requests: int
     duration_s: float
-    latency_ms: dict[str, float]
+    latency_ms: dict[str, float]  # what the tool reports of p50, p90, p99, p99_9 (memaslap: none)
     errors: dict[str, int]
     generator_cpu_s: float
-    percentiles_ms: dict[str, float] = field(default_factory=dict)
-    connections: int | None = None
+    percentiles_ms: dict[str, float] = field(default_factory=dict)  # by PERCENTILES' names
+    connections: int | None = None  # as opened: wrk can open fewer than asked (wrk.py)
+    # Each server's, when the driver read them itself to leave its set-up out (redis, memcached).
     server_cpu_s: tuple[float, ...] = ()
     raw: str = field(repr=False, default="")
 
@@ -98,13 +85,6 @@ class LoadResult:
     @property
     def error_count(self) -> int:
         return sum(self.errors.values())
-
-
-def _pinned(command: Sequence[str], cores: Sequence[int]) -> list[str]:
-    """``command`` run through ``taskset -c`` on ``cores``; unchanged when there are none."""
-    if not cores:
-        return list(command)
-    return ["taskset", "-c", ",".join(map(str, cores)), *command]
 
 
 def _children_cpu_seconds() -> float:
@@ -122,17 +102,15 @@ def run_tool(
     stdin: bytes | None = None,
     watch: Watch | None = None,
 ) -> tuple[str, float]:
-    """Run ``command`` pinned to ``cores`` to its end, killed past ``limit_s``.
-
-    ``watch`` is called with the output so far every 0.05 s while it runs; once
-    it returns True the tool gets SIGINT (on which wrk still reports). Returns
-    the output (stdout and stderr, ``printable``) and the CPU seconds the tool
-    used. Raises RuntimeError when it exits with an error.
-    """
+    """Run ``command`` pinned to ``cores`` to its end, killed past ``limit_s``; its
+    output (stdout and stderr, ``printable``) and CPU seconds, RuntimeError when it
+    fails. ``watch`` gets the output so far every 0.05 s; once it returns True the
+    tool gets SIGINT (on which wrk still reports)."""
     before = _children_cpu_seconds()
     pipe = None if stdin is None else subprocess.PIPE
+    pinned = ["taskset", "-c", ",".join(map(str, cores)), *command] if cores else command
     with tempfile.TemporaryFile() as file:
-        process = subprocess.Popen(_pinned(command, cores), stdin=pipe, stdout=file, stderr=STDOUT)
+        process = subprocess.Popen(pinned, stdin=pipe, stdout=file, stderr=STDOUT)
         try:
             if process.stdin is not None:
                 process.stdin.write(stdin or b"")

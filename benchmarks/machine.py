@@ -37,11 +37,8 @@ class CorePlan:
 
 def plan_cores(*, pin: bool = True) -> CorePlan:
     """Servers on the first usable core, load on the second; no pinning on one core.
-
-    With more than two cores the load still gets one core only: a fixed
-    shape makes runs on different machines comparable, and one wrk thread
-    saturates a Python server several times over.
-    """
+    With more cores the load still gets one: a fixed shape makes runs on different
+    machines comparable, and one wrk thread saturates a Python server."""
     usable = sorted(os.sched_getaffinity(0))
     if not pin or len(usable) < 2:
         return CorePlan(server=(), load=())

@@ -1,13 +1,9 @@
 """Memory: does a node's RSS stay near ``--max-bytes`` when written far past it?
 
-For each value size a fresh node starts with ``--max-bytes`` (64 MiB by
-default); its idle RSS is read once its code paths are warm; then PUTs of
-keys never written before deliver ``factor`` (10) times the bound in value
-bytes, through wrk (``lua/put_keys.lua``), while RSS is sampled all
-along. The store must evict all along; what we report is how
-much memory that costs beyond idle, as a fraction of the bound. Small
-values are the hard case: per-entry overhead of the interpreter's objects
-dwarfs 100 bytes.
+For each value size a fresh node takes PUTs of new keys (wrk,
+``lua/put_keys.lua``) until ``factor`` times its bound has been written, its
+RSS sampled all along (benchmarks/README.md, "What one run does"). Small
+values are the hard case: the interpreter's per-entry objects dwarf 100 bytes.
 """
 
 from __future__ import annotations
@@ -48,15 +44,12 @@ class MemorySettings:
 
 @dataclass(slots=True)
 class _RssSampler:
-    """RSS of one process, read on every ``sample`` (the load's tick).
-
-    The peak sees every reading; the series keeps one every half second,
-    enough for a plot and small enough for the JSON.
-    """
+    """RSS of one process, read on every ``sample`` (the load's tick)."""
 
     process: psutil.Process
     started: float
-    peak: int = 0
+    peak: int = 0  # of every reading
+    # A reading every half second: enough for a plot, small enough for the JSON.
     series: list[tuple[float, int]] = field(default_factory=list)
 
     def sample(self) -> int:
@@ -78,18 +71,14 @@ def fresh_node(
     assert node.process is not None
     try:
         process = psutil.Process(node.process.pid)
-        _warm_up(node.url)
+        # Touch every code path the load will use, so idle RSS includes them.
+        for index in range(50):
+            http_request(f"{node.url}/kv/warm-{index}", method="PUT", data=b"w" * 100)
+            http_request(f"{node.url}/kv/warm-{index}")
+            http_request(f"{node.url}/kv/warm-{index}", method="DELETE")
         yield node, process, idle_rss(process)
     finally:
         node.stop()
-
-
-def _warm_up(url: str) -> None:
-    # Touch every code path the load will use, so idle RSS includes them.
-    for index in range(50):
-        http_request(f"{url}/kv/warm-{index}", method="PUT", data=b"w" * 100)
-        http_request(f"{url}/kv/warm-{index}")
-        http_request(f"{url}/kv/warm-{index}", method="DELETE")
 
 
 def idle_rss(process: psutil.Process) -> int:

@@ -1,17 +1,9 @@
-"""Memory per entry: a node's RSS per stored entry against memcached's.
+"""Memory per entry: a node's RSS per stored entry against memcached's (issue 6).
 
-Issue 6: RSS per million entries of 100 B values against memcached holding
-the same data, ours at most 1.5 times memcached's. Each server starts
-fresh, is warmed up, has its idle RSS read, takes the same keys and
-values, settles, and has its RSS read again; bytes per entry is the growth
-over idle divided by the entries the server holds. Neither may evict (both
-get room to spare; both eviction counters are kept).
-
-The node is filled by wrk (``lua/put_keys.lua``, one connection with
-pipelined PUTs, so that exactly ``entries`` PUTs are sent), memcached by a
-pipelined ASCII-protocol loader here that writes the same key strings
-(``<prefix><thread>-<n>``) and value bytes. Each server is stopped right
-after its measurement, so that the next starts with the memory back.
+How it is measured: benchmarks/README.md, "What one run does" (Memory). The
+node is filled by wrk (``lua/put_keys.lua``, one connection, pipelined PUTs,
+so that exactly ``entries`` are sent), memcached by ``fill_memcached`` here
+with the same key strings (``<prefix><thread>-<n>``) and value bytes.
 """
 
 from __future__ import annotations
@@ -37,8 +29,7 @@ from .processes import Processes
 
 __all__ = ["fill_memcached", "first_key_index", "measure_per_entry", "memcached_stats", "put_keys"]
 
-# Issue 6: RSS per million entries of 100 B values; ours at most this many
-# times memcached's.
+# Issue 6: RSS per entry of 100 B values, ours at most this many times memcached's.
 VALUE_BYTES = 100
 TARGET_RATIO = 1.5
 
@@ -55,7 +46,8 @@ _MEMCACHED_MIN_MIB = 2048
 # Generous: memcached's 48-56 B item header and slab rounding stay well under this.
 _MEMCACHED_ITEM_ALLOWANCE = 256
 _MEMCACHED_BATCH = 1_000
-_SOCKET_TIMEOUT_S = 15.0
+# Generous: a server taking a handoff's hundreds of MB may pause reading for seconds.
+_SOCKET_TIMEOUT_S = 60.0
 _TIME_LIMIT_S = 600  # per fill
 # Time for late frees and page returns to show in RSS before it is read.
 _SETTLE_S = 1.0
@@ -64,18 +56,13 @@ _SETTLE_S = 1.0
 def put_keys(prefix: str, entries: int, *, first: int = 1) -> Iterator[str]:
     """The keys a ``put_keys`` load with one thread (or worker) writes:
     ``<prefix>0-<first>`` to ``<prefix>0-<first + entries - 1>``."""
-    for n in range(first, first + entries):
-        yield f"{prefix}0-{n}"
+    return (f"{prefix}0-{n}" for n in range(first, first + entries))
 
 
 def first_key_index(pipeline: int) -> int:
-    """The counter of the first key wrk writes with ``pipeline`` PUTs per batch.
-
-    wrk skips one batch: before starting its threads it calls ``request()``
-    once in thread 0's Lua state to count the pipelined requests
-    (``script_verify_request``), which advances that thread's counter by a
-    batch that is never sent.
-    """
+    """The counter of the first key wrk writes with ``pipeline`` PUTs per batch: to count
+    them, wrk calls ``request()`` once in thread 0's Lua state before its threads start
+    (``script_verify_request``), which advances that counter by a batch never sent."""
     return pipeline + 1
 
 
@@ -89,11 +76,6 @@ def _node_max_bytes(entries: int) -> int:
     longest_key = f"{_KEY_PREFIX}0-{entries + _MAX_PIPELINE}"
     charge = len(longest_key) + VALUE_BYTES + _NODE_CHARGE_ALLOWANCE
     return math.ceil((entries * charge + _NODE_HEADROOM_BYTES) / MiB) * MiB
-
-
-def _memcached_memory_mib(entries: int) -> int:
-    need = entries * (VALUE_BYTES + _MEMCACHED_ITEM_ALLOWANCE)
-    return max(_MEMCACHED_MIN_MIB, math.ceil(2 * need / MiB))
 
 
 def _settled_rss(process: psutil.Process) -> int:
@@ -139,31 +121,25 @@ def memcached_stats(member: str) -> dict[str, int | str]:
     return stats
 
 
-def _set_batch(keys: list[str], value: bytes) -> bytes:
-    header = f" 0 0 {len(value)} noreply\r\n".encode()
-    tail = value + b"\r\n"
-    return b"".join(b"set " + key.encode() + header + tail for key in keys)
-
-
 def fill_memcached(
     member: str, keys: Iterator[str], value: bytes, *, time_limit: float
 ) -> tuple[int, float]:
-    """``set`` every key to ``value`` on one connection, ``_MEMCACHED_BATCH`` per write.
-
-    ``noreply`` means memcached answers nothing, so the writes never wait on
-    reads; a final ``version`` round trip returns only once every earlier
-    command on the connection was processed. Returns (keys sent, seconds).
-    Raises ``TimeoutError`` past ``time_limit`` seconds.
-    """
+    """``set`` every key to ``value`` on one connection, ``_MEMCACHED_BATCH`` per write,
+    with ``noreply`` (answered only on an error), so the writes never wait on reads;
+    a final meta no-op (``mn``) is answered once every earlier command was processed.
+    Returns (keys sent, seconds); TimeoutError past ``time_limit`` s, RuntimeError on a refusal."""
     started = time.monotonic()
     sent = 0
+    header, tail = b" 0 0 %d noreply\r\n" % len(value), value + b"\r\n"
     with _connect(member) as connection:
         for batch in iter(lambda: list(islice(keys, _MEMCACHED_BATCH)), []):
             if time.monotonic() - started > time_limit:
                 raise TimeoutError(f"memcached fill passed {time_limit:g} s at {sent:,} keys")
-            connection.sendall(_set_batch(batch, value))
+            connection.sendall(b"".join(b"set " + key.encode() + header + tail for key in batch))
             sent += len(batch)
-        _round_trip(connection, b"version\r\n", b"\r\n")
+        answer = _round_trip(connection, b"mn\r\n", b"MN\r\n")
+    if answer != b"MN\r\n":
+        raise RuntimeError(f"{member} refused part of the fill: {answer[:200]!r}")
     return sent, time.monotonic() - started
 
 
@@ -232,7 +208,8 @@ def _measure_node(
 def _measure_memcached(
     processes: Processes, host: str, keys: Iterator[str], entries: int, progress: Progress
 ) -> dict[str, Any]:
-    memory_mib = _memcached_memory_mib(entries)
+    need = entries * (VALUE_BYTES + _MEMCACHED_ITEM_ALLOWANCE)
+    memory_mib = max(_MEMCACHED_MIN_MIB, math.ceil(2 * need / MiB))
     server = processes.start(MemcachedServer(host=host, memory_mib=memory_mib))
     assert server.process is not None
     try:
@@ -280,20 +257,12 @@ def _notes(entries: int, node: dict[str, Any], memcached: dict[str, Any]) -> lis
 
 
 def measure_per_entry(
-    processes: Processes,
-    plan: CorePlan,
-    *,
-    subnet: str,
-    entries: int = 1_000_000,
-    progress: Progress,
+    processes: Processes, plan: CorePlan, *, subnet: str, entries: int, progress: Progress
 ) -> dict[str, Any]:
-    """RSS growth per entry of a node (``<subnet>.12``) and of memcached (``<subnet>.13``).
-
-    Each fill is capped at 600 s. ``bytes_per_entry`` is (settled RSS - idle
-    RSS) / entries held, in bytes; ``ratio`` is node over memcached, None
-    when either held nothing. ``notes`` lists anything that makes the
-    figures suspect (entries missing, evictions, load errors).
-    """
+    """RSS growth per entry (bytes) of a node (``<subnet>.12``) and of memcached
+    (``<subnet>.13``), each fill capped at 600 s. ``ratio`` is node over
+    memcached, None when either held nothing; ``notes`` lists what makes the
+    figures suspect (entries missing, evictions, load errors)."""
     if entries < 1:
         raise ValueError("entries must be positive")
     first = first_key_index(_pipeline_depth(entries))

@@ -1,32 +1,18 @@
 """redis and memcached as baselines: their servers and the tools that load them.
 
-The issue asks for baselines measured in the same run as our node, at the
-same concurrency and value size: redis-server loaded by redis-benchmark and
-memcached loaded by memaslap (Debian installs it as ``memcaslap``). Each
-driver runs its tool pinned to the load cores, bounded in time, and returns
-the ``LoadResult`` wrk returns, so the report treats it like any other run.
-``generator_cpu_s`` is the tool's CPU; ``raw`` its output.
+redis-server is loaded by redis-benchmark, memcached by memaslap (Debian
+installs it as ``memcaslap``), at the node's concurrency and value size.
+Each driver runs its tool pinned to the load cores, bounded in time, and
+returns the ``LoadResult`` wrk returns (``generator_cpu_s``: the tool's CPU;
+``raw``: its output), so the report treats it like any other run.
 
-What the tools cannot do, and what the drivers do about it:
-
-- redis-benchmark has no GET/SET mix and takes a request count, not a
-  duration. ``redis_benchmark`` writes every key first (so GETs hit), runs a
-  short calibration, then ``round(N * g)`` GETs and the rest of N as SETs
-  back to back, N sized so that both last about ``duration`` s together.
-  Their requests over their time is the rate of the mix,
-  1 / (g / get_rate + (1 - g) / set_rate). Latency is the larger part's
-  (the GET part when g >= 0.5), as redis-benchmark's ``--csv`` report
-  gives it: min, mean, p50, p95, p99 and max.
-- memaslap prints min, mean and max latency but no percentiles, so its
-  ``latency_ms`` has only those three. Its key space is a window of 1024*k
-  keys per connection, so it uses at least ``connections * 1024`` keys:
-  ``keys`` is rounded up to that (the raw output says how many). It only
-  GETs keys it has SET; a miss (an eviction) counts as an error, as a 404
-  does for wrk, so give memcached room for all of them (32,768 keys of
-  100 KB need about 4 GiB). With a GET-only mix it first SETs every key,
-  outside its timed window; the servers' CPU is read at its per-second
-  reports, so it covers the window alone (``memaslap``). Its own CPU,
-  ``generator_cpu_s``, holds that warm-up and a one-second clean-up too.
+redis-benchmark has no GET/SET mix and takes a request count, not a
+duration. ``redis_benchmark`` writes every key first (so GETs hit), runs a
+short calibration, then ``round(N * g)`` GETs and the rest of N as SETs back
+to back, N sized so that both last about ``duration`` s together. Their
+requests over their time is the rate of the mix, 1 / (g / get_rate + (1 - g)
+/ set_rate). Latency is the larger part's (the GET part when g >= 0.5).
+What memaslap cannot do: benchmarks/README.md, "What one run does".
 """
 
 from __future__ import annotations
@@ -145,12 +131,9 @@ def _resp(*args: str | bytes) -> bytes:
 
 
 def _preload_redis(member: str, *, keys: int, value_bytes: int) -> None:
-    """SET ``REDIS_KEY`` 0 ... ``keys - 1`` to ``value_bytes`` bytes each, so
-    that redis-benchmark's GETs (and MGETs) of them all hit.
-
-    Pipelined in batches; raises RuntimeError when redis answers anything
-    but OK, or when the first and last keys do not hold the value after.
-    """
+    """SET ``REDIS_KEY`` 0 ... ``keys - 1`` to ``value_bytes`` bytes each, pipelined,
+    so that redis-benchmark's GETs (and MGETs) of them all hit. RuntimeError when
+    redis answers anything but OK, or the first and last keys lack the value after."""
     value = b"x" * value_bytes
     with (
         socket.create_connection(_host_port(member), timeout=_SOCKET_TIMEOUT_S) as conn,
@@ -189,10 +172,8 @@ _CSV_LATENCIES = {"avg": "mean", **{name: name for name in ("min", "p50", "p95",
 
 
 def parse_redis_csv(output: str) -> list[RedisPart]:
-    """Every test of redis-benchmark's ``--csv`` report, in its order.
-
-    Raises RuntimeError when the report has no header or no test.
-    """
+    """Every test of redis-benchmark's ``--csv`` report, in its order; RuntimeError
+    when the report has no header or no test."""
     rows = list(csv.reader(line for line in output.splitlines() if line.startswith('"')))
     if len(rows) < 2 or rows[0][:2] != ["test", "rps"]:
         raise RuntimeError(f"redis-benchmark printed no test:\n{output[-2000:]}")
@@ -315,16 +296,12 @@ def memaslap_window(keys: int, connections: int) -> int:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MemaslapReport:
-    """What memaslap printed at the end (with -S). Latencies in microseconds.
+    """What memaslap printed at the end (with -S). Latencies in microseconds."""
 
-    ``events`` and ``latency_us`` are keyed "Get", "Set", "Total" (a kind
-    with no request is absent); ``counters`` holds cmd_get, cmd_set,
-    get_misses... (which count keys, so an n-key multi-get counts n).
-    """
-
+    # Both keyed "Get", "Set", "Total"; a kind with no request is absent.
     events: dict[str, int]
     latency_us: dict[str, dict[str, float]]
-    counters: dict[str, int]
+    counters: dict[str, int]  # cmd_get, get_misses...: keys, so an n-key multi-get counts n
     ops: int
     ops_per_s: float
 
@@ -371,9 +348,7 @@ def parse_memaslap(output: str) -> MemaslapReport:
 class _Window:
     """memaslap's timed window as it passes: at each of its per-second reports
     (-S 1s) the operations so far and, read as the report appears, the CPU
-    seconds of each server. Between the first report and the last, none of
-    what memaslap does before its window (a warm-up that SETs every key of a
-    mix with no SET) counts."""
+    seconds of each server."""
 
     server_pids: tuple[int, ...]
     marks: list[tuple[int, tuple[float, ...]]] = field(default_factory=list)
@@ -410,14 +385,14 @@ def memaslap(
 ) -> LoadResult:
     """memaslap against memcached at ``member``: one thread, ``connections``
     connections, ``get_fraction`` of the requests GETs (of ``batch_keys`` keys
-    each), the rest SETs, ``value_bytes`` per value.
+    each), the rest SETs, ``value_bytes`` per value; ``keys`` rounded up to a
+    ``memaslap_window`` per connection.
 
     It runs ``duration`` + 1 s, so that at least two per-second reports
     frame a window: ``server_cpu_s`` is the CPU of the processes
-    ``server_pids`` per operation in that window (``_Window``), times the
-    operations of the whole run. ``requests`` counts commands (a multi-get
-    is one); ``latency_ms`` has min, mean and max only. See the module
-    docstring for the key count.
+    ``server_pids`` per operation in that window (``_Window``: its warm-up
+    SETs left out), times the operations of the whole run. ``requests``
+    counts commands (a multi-get is one); ``latency_ms`` has min, mean, max.
     """
     counts = {"connections": connections, "value_bytes": value_bytes, "keys": keys}
     _check_shape(get_fraction, duration, {**counts, "batch_keys": batch_keys})

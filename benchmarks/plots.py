@@ -1,15 +1,9 @@
 """PNG plots of one benchmark report, drawn from its JSON document alone.
 
-``write_plots(doc, directory, stamp)`` writes, for whichever sections the
-document holds:
-
-    <stamp>-throughput.png  keys/s per scenario, clustered by group, coloured by kind
-    <stamp>-latency.png     latency against percentile on a "nines" axis, a panel per group
-    <stamp>-memory.png      RSS over time per value size against the bound; bytes/entry
-    <stamp>-ring.png        ring balance (max/mean) by members and vnodes, with the target
-
-``python -m benchmarks.plots benchmarks/results/<stamp>.json`` plots a
-result again, next to it.
+``write_plots(doc, directory, stamp)`` writes ``<stamp>-throughput.png``,
+``-latency.png``, ``-memory.png`` and ``-ring.png`` for whichever sections the
+document holds (benchmarks/README.md says what each shows). ``python -m
+benchmarks.plots benchmarks/results/<stamp>.json`` plots a result again.
 
 Figures are built with the object API on an Agg canvas (no display, no
 pyplot registry), so each one is freed as soon as it is saved.
@@ -24,6 +18,7 @@ import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -157,9 +152,8 @@ def _plot_throughput(doc: dict[str, Any], path: Path) -> Path | None:
     bars = throughput_bars(doc)
     if not bars:
         return None
-    groups: dict[str, list[Bar]] = {}
-    for bar in bars:
-        groups.setdefault(bar.group, []).append(bar)
+    # throughput_bars keeps each group's bars together.
+    groups = {group: list(members) for group, members in groupby(bars, lambda bar: bar.group)}
     # About a third of an inch per bar, plus room for each panel's title and axis.
     figure = _new_figure(11.0, 1.4 + 0.34 * len(bars) + 0.75 * len(groups))
     panels = figure.subplots(
@@ -193,8 +187,7 @@ def _draw_latency_panel(axes: Axes, group: str, curves: list[tuple[dict[str, Any
     ticks = [p for p in _NINES_TICKS if nines(p) <= widest + 0.01]
     axes.set_xticks([nines(p) for p in ticks], [f"{p:g}" for p in ticks])
     axes.set_xlim(0, max(widest, 1.0) + 0.2)
-    axes.set_xlabel("percentile (nines scale)")
-    axes.set_ylabel("latency (ms, log scale)")
+    axes.set(xlabel="percentile (nines scale)", ylabel="latency (ms, log scale)")
     axes.set_title(group, fontsize=10)
     axes.grid(color="0.9", which="both")
     axes.legend(fontsize=7, loc="upper left")
@@ -233,9 +226,7 @@ def _draw_rss_panel(axes: Axes, entry: dict[str, Any]) -> None:
     title = f"{entry['value_bytes']:,} B values" + ("" if entry["completed"] else " (cut short)")
     title += f"\npeak growth / bound {entry['peak_growth_over_bound']:.2f}"
     axes.set_title(title, fontsize=10)
-    axes.set_xlabel("time (s)")
-    axes.set_ylabel("RSS (MiB)")
-    axes.set_ylim(bottom=0)
+    axes.set(xlabel="time (s)", ylabel="RSS (MiB)", ylim=(0, None))
     axes.grid(color="0.9")
     axes.legend(fontsize=8, loc="lower right")
 
@@ -313,9 +304,7 @@ def _plot_ring(doc: dict[str, Any], path: Path) -> Path | None:
                 axes.text(x, value, f"{value:.2f}", ha="center", va="bottom", fontsize=7)
     axes.axhline(target, color="tab:red", linestyle="--", label=f"target {target:.2f}")
     axes.set_xticks(range(len(members)), [f"{size:,}" for size in members])
-    axes.set_xlabel("ring members")
-    axes.set_ylabel("max / mean keys per member")
-    axes.set_ylim(1.0, ceiling)
+    axes.set(xlabel="ring members", ylabel="max / mean keys per member", ylim=(1.0, ceiling))
     axes.grid(axis="y", color="0.9")
     axes.set_axisbelow(True)
     axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
@@ -324,11 +313,8 @@ def _plot_ring(doc: dict[str, Any], path: Path) -> Path | None:
 
 
 def write_plots(doc: dict[str, Any], directory: Path, stamp: str) -> list[Path]:
-    """Write ``<stamp>-{throughput,latency,memory,ring}.png`` for the sections that have data.
-
-    Returns the paths written, in that order; a section without data writes
-    no file (an empty document returns ``[]``). Creates ``directory``.
-    """
+    """Write ``<stamp>-{throughput,latency,memory,ring}.png`` for the sections that have
+    data (creating ``directory``); the paths written, in that order, or ``[]``."""
     directory.mkdir(parents=True, exist_ok=True)
     plots = (
         ("throughput", _plot_throughput),

@@ -1,12 +1,9 @@
 """Starting, pinning and always stopping the child processes of a run.
 
-``Processes`` is the one owner of every server a run starts: each start
-registers its stop first, so leaving the ``with`` block (normally, on an
-error or on Ctrl-C) stops everything, newest first. Nodes are started with
-``node.local_cluster.NodeProcess`` / ``LocalCluster``, the same code the
-tests use; every other server (the bare handler here, redis-server and
-memcached in ``peers``) is a ``ServerProcess``: a command, ready when its
-TCP port accepts, stopped with SIGTERM and then SIGKILL.
+``Processes`` owns every server a run starts and registers each one's stop
+before starting it, so leaving its ``with`` block (normally, on an error or
+on Ctrl-C) stops everything, newest first. Nodes are started with the tests'
+own ``node.local_cluster``; every other server is a ``ServerProcess``.
 """
 
 from __future__ import annotations
@@ -74,11 +71,8 @@ def cpu_seconds(pid: int) -> float:
 
 @dataclass(kw_only=True)
 class ServerProcess:
-    """One server that is not a node: a command, a TCP port, a log file.
-
-    Subclasses say which command (``command``). Ready means the port accepts
-    a TCP connection: every such server binds its port only once it can serve.
-    """
+    """One server that is not a node: a command (subclasses say which), a TCP port
+    that it binds only once it can serve, a log file."""
 
     host: str
     port: int
@@ -195,11 +189,8 @@ class Processes:
         env: Mapping[str, str] | None = None,
         zones: Sequence[str] = (),
     ) -> LocalCluster:
-        """``count`` nodes on ``subnet.first``... that list each other as peers.
-
-        ``env`` holds extra ``CACHE_*`` settings for every node; ``zones``, if
-        given, each node's ``CACHE_ZONE`` in turn.
-        """
+        """``count`` nodes on ``subnet.first``... that list each other as peers, with
+        the ``CACHE_*`` settings ``env`` and, if given, ``zones`` as their ``CACHE_ZONE``."""
         for index in range(count):
             _ensure_free(f"{subnet}.{first + index}", 7000)
         cluster = LocalCluster.on_loopback(

@@ -2,9 +2,7 @@
 
 - ``http``: raw keep-alive HTTP/1.1 GETs, each client holding a connection
   to every node and sending each GET to its key's owner or to a node drawn
-  at random (the hot-key scenarios): a node's load then follows the
-  popularity of the keys it owns, as real clients' would, where wrk's equal
-  per-node streams would give every node the same rate;
+  at random (the hot-key scenarios; benchmarks/README.md says why);
 - ``memcached``: the same over memcached's text protocol (``get <key>``),
   for the keys memaslap cannot choose: one owned by another node;
 - ``client``: our ``AsyncCacheClient``, a GET/SET mix or ``get_many``;
@@ -51,27 +49,19 @@ Operation = Callable[[int, int], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PySpec:
-    """One Python load over ``keys`` (preloaded, drawn with ``popularity``).
-
-    ``members`` are the nodes ("host:port", their memcached ports for
-    ``memcached``); ``session`` uses the first, and ``keys[0]`` only.
-    ``routing`` ("owner" or "random") is for ``http`` and ``memcached``;
-    ``get_fraction`` and ``value_bytes`` (of the SETs) for ``client`` mixes,
-    ``batch`` > 1 makes a ``client`` load call ``get_many``; ``zone`` is the
-    ``client``'s zone (its reads go to an owner there when there is one).
-    """
+    """One Python load over ``keys`` (preloaded, drawn with ``popularity``)."""
 
     driver: str
-    members: tuple[str, ...]
-    keys: tuple[str, ...]
+    members: tuple[str, ...]  # "host:port" of the nodes (of their memcached ports for memcached)
+    keys: tuple[str, ...]  # session: GETs keys[0] at members[0]
     concurrency: int
     popularity: str = "uniform"
-    routing: str = "owner"
-    get_fraction: float = 1.0
-    batch: int = 1
+    routing: str = "owner"  # or "random"; http and memcached only
+    get_fraction: float = 1.0  # client mixes only, as value_bytes (of the SETs)
+    batch: int = 1  # above 1, a client load calls get_many
     value_bytes: int = 100
     seed: int = 1
-    zone: str = ""
+    zone: str = ""  # the client's: its reads go to an owner there when there is one
 
     def __post_init__(self) -> None:
         if self.driver not in DRIVERS or self.routing not in ROUTINGS:

@@ -1,10 +1,8 @@
 """A result document as text: the console summary and the Markdown file.
 
-Both are drawn from the JSON document alone (``report.build_document``),
-as one list of blocks: Markdown text (headings and bullets are translated
-for the console) or a ``Table``. Each group of scenarios is one table; a
-column that only some groups have data for (near-cache hits, CPU per node,
-the one-core-per-node ratio) appears in those groups only.
+Both are drawn from the JSON document alone (``report.build_document``), as
+one list of blocks: Markdown text (headings and bullets are translated for
+the console) or a ``Table``.
 """
 
 from __future__ import annotations
@@ -119,50 +117,43 @@ def _figures(name: str) -> Cell:
     return lambda _, ratios: "; ".join(f"{r[name]:.3f}" for r in ratios if r[name])
 
 
-def _always(_: Summary) -> bool:
-    return True
-
-
 def _hot(summary: Summary) -> bool:
     return summary["hot_owner"] is not None
 
 
-# (header, cell of a summary and its ratios, whether a scenario needs the column)
-_COLUMNS: tuple[tuple[str, Cell, Callable[[Summary], bool]], ...] = (
-    ("scenario", lambda s, _: s["name"], _always),
-    ("what", lambda s, _: s["title"], _always),
-    ("keys/s median", lambda s, _: f"{s['keys_per_s']['median']:,.0f}", _always),
-    ("min-max", lambda s, _: "{min:,.0f}-{max:,.0f}".format(**s["keys_per_s"]), _always),
-    ("p50 ms", _latency("p50"), _always),
-    ("p99 ms", _latency("p99"), _always),
-    ("server CPU", lambda s, _: f"{s['server_cores_busy']:.2f}", _always),
-    ("CPU us/req", lambda s, _: f"{s['server_cpu_us_per_request']:.1f}", _always),
+# (header, cell of a summary and its ratios, which scenarios need it: None for all)
+_COLUMNS: tuple[tuple[str, Cell, Callable[[Summary], bool] | None], ...] = (
+    ("scenario", lambda s, _: s["name"], None),
+    ("what", lambda s, _: s["title"], None),
+    ("keys/s median", lambda s, _: f"{s['keys_per_s']['median']:,.0f}", None),
+    ("min-max", lambda s, _: "{min:,.0f}-{max:,.0f}".format(**s["keys_per_s"]), None),
+    ("p50 ms", _latency("p50"), None),
+    ("p99 ms", _latency("p99"), None),
+    ("server CPU", lambda s, _: f"{s['server_cores_busy']:.2f}", None),
+    ("CPU us/req", lambda s, _: f"{s['server_cpu_us_per_request']:.1f}", None),
     ("CPU per node (* hottest key's owner)", lambda s, _: _per_node_text(s), _hot),
-    ("forwarded", lambda s, _: _forwarded_text(s["forwarded"]), _always),
+    ("forwarded", lambda s, _: _forwarded_text(s["forwarded"]), None),
     ("near-cache hits", _near, lambda s: bool(s["near_hits_per_request"])),
-    ("ratio (paired median, range) [target]", lambda _, r: "; ".join(map(_ratio_text, r)), _always),
-    ("CPU ratio", _figures("cpu_per_request"), _always),
+    ("ratio (paired median, range) [target]", lambda _, r: "; ".join(map(_ratio_text, r)), None),
+    ("CPU ratio", _figures("cpu_per_request"), None),
     ("ratio, one core per node", _figures("one_core_per_server"), _hot),
 )
 
 
-def _group_table(doc: dict[str, Any], summaries: list[Summary]) -> Table:
+def _throughput_blocks(doc: dict[str, Any]) -> list[Block]:
+    """A table per group of scenarios, with the columns its scenarios have data for."""
     ratios: dict[str, Ratios] = {}
     for ratio in doc["ratios"]:
         ratios.setdefault(ratio["scenario"], []).append(ratio)
-    columns = [column for column in _COLUMNS if any(map(column[2], summaries))]
-    rows = [
-        [cell(summary, ratios.get(summary["name"], [])) for _, cell, _ in columns]
-        for summary in summaries
-    ]
-    return [header for header, _, _ in columns], rows
-
-
-def _groups(doc: dict[str, Any]) -> dict[str, list[Summary]]:
     groups: dict[str, list[Summary]] = {}
     for summary in doc["scenarios"]:
         groups.setdefault(summary["group"], []).append(summary)
-    return groups
+    blocks: list[Block] = ["## Throughput and latency"]
+    for group, summaries in groups.items():
+        columns = [c for c in _COLUMNS if c[2] is None or any(map(c[2], summaries))]
+        rows = [[cell(s, ratios.get(s["name"], [])) for _, cell, _ in columns] for s in summaries]
+        blocks += [f"### {group}", ([header for header, _, _ in columns], rows)]
+    return [*blocks, _READING]
 
 
 def _mib(name: str, digits: int) -> Callable[[dict[str, Any]], str]:
@@ -297,14 +288,16 @@ def _blocks(doc: dict[str, Any], plots: Sequence[Path]) -> list[Block]:
     if plots:
         blocks.append("\n".join(f"![{path.stem}]({path.name})" for path in plots))
     if doc["scenarios"]:
-        blocks.append("## Throughput and latency")
-        for group, summaries in _groups(doc).items():
-            blocks += [f"### {group}", _group_table(doc, summaries)]
-        blocks.append(_READING)
+        blocks += _throughput_blocks(doc)
     if any(doc["cpu_us_per_request"].values()):
         blocks += ["## CPU per request", _COST_READING, _cost_table(doc["cpu_us_per_request"])]
-    if doc["staleness"]:
-        blocks += ["## Near-cache staleness", _staleness(doc["staleness"])]
+    if staleness := doc["staleness"]:
+        blocks += [
+            "## Near-cache staleness",
+            "Write through one node until the near cache of another serves the new value"
+            f" ({staleness['samples']} writes, 3 nodes with the defaults): median"
+            f" {1000 * staleness['median_s']:.2f} ms, largest {1000 * staleness['max_s']:.2f} ms.",
+        ]
     if doc["memory"]:
         memory = doc["memory_settings"] or {}
         blocks += [
@@ -317,8 +310,7 @@ def _blocks(doc: dict[str, Any], plots: Sequence[Path]) -> list[Block]:
         ]
     if doc["memory_per_entry"]:
         blocks += per_entry_blocks(doc["memory_per_entry"])
-    if doc["zones"]:
-        zones = doc["zones"]
+    if zones := doc["zones"]:
         blocks += [
             "## Reads in the client's zone",
             f"{zones['nodes']} nodes in {zones['zones']} zones, R={zones['replicas']},"
@@ -406,11 +398,3 @@ def ring_blocks(ring: dict[str, Any]) -> list[Block]:
         "misplaced = moves not to the joiner (not from the leaver), must be 0.",
         _table(_MOVEMENT_COLUMNS, ring["movement"]),
     ]
-
-
-def _staleness(result: dict[str, Any]) -> str:
-    return (
-        f"Write through one node until the near cache of another serves the new value"
-        f" ({result['samples']} writes, 3 nodes with the defaults): median"
-        f" {1000 * result['median_s']:.2f} ms, largest {1000 * result['max_s']:.2f} ms."
-    )

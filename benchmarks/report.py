@@ -1,13 +1,10 @@
 """Figures from raw runs: one JSON-ready document, and the files it is written to.
 
-``build_document`` turns the runs into one dict (machine, pinning, every
-run's raw figures, medians, ratios, memory, ring, staleness);
-``write_results`` writes it as JSON, Markdown (``render.py``) and PNG plots
-(``plots.py``), all drawn from the document alone.
-
-Ratios are computed two ways: the median of per-round ratios (each round's
-runs are close in time, so drift cancels; this is the headline) and the
-ratio of the medians. When they disagree much, the machine was noisy.
+``build_document`` turns the runs into one dict; ``write_results`` writes it as
+JSON, Markdown (``render.py``) and PNG plots (``plots.py``), all drawn from the
+document alone. Ratios are the median of per-round ratios (the headline: a
+round's runs are close in time, so drift cancels) and the ratio of the medians:
+when the two disagree much, the machine was noisy.
 """
 
 from __future__ import annotations
@@ -27,8 +24,7 @@ from .scenarios import COST_COLUMNS, COST_TABLE, Scenario
 
 __all__ = ["LATEST", "build_document", "write_results"]
 
-# The stem of the files a complete run also writes: the only results kept
-# in git (benchmarks/results/.gitignore).
+# The stem of the files a complete run also writes: the only results kept in git.
 LATEST = "latest"
 _SECTIONS = (
     "memory",
@@ -226,10 +222,8 @@ def build_document(
     runs: list[Run],
     **sections: dict[str, Any] | list[dict[str, Any]] | None,
 ) -> dict[str, Any]:
-    """The result document. ``sections`` are the other benchmarks' results,
-    as they returned them: ``memory``, ``memory_settings``,
-    ``memory_per_entry``, ``ring``, ``staleness``, ``handoff``, ``zones`` (None when
-    not run)."""
+    """The result document. ``sections`` are the other benchmarks' results as they
+    returned them, by the names of ``_SECTIONS`` (None when not run)."""
     measured: dict[str, list[Run]] = {}
     for run in runs:
         if not run.warmup and not run.discarded:

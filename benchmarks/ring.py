@@ -1,16 +1,10 @@
 """The placement rule measured: lookup cost, balance, key movement, rebuild time.
 
-Everything here runs ``client._ring.HashRing`` itself (never a copy of its
-logic), in this process, with no servers and no network (README.md, "What
-one run does", 8): ns per lookup on a 100-member ring; the exact share of
-the 2^32 hash space each member owns (from the ring's sorted points), for
-10, 100 and 1,000 members at 64, 160 and 256 vnodes over several random
-ECS-style member sets (``"10.0.X.Y:7000"``, fixed seeds, only hashed); the
-keys that change owner on a join or a leave, against the ideal, and the
-moves consistent hashing forbids; the time to build a 1,000-member ring.
-
-``run_ring_benchmark`` returns a JSON-ready dict (``render.ring_blocks``
-turns it into a report section). Nothing here prints.
+What is measured: benchmarks/README.md, "What one run does" (Ring). It all runs
+``client._ring.HashRing`` itself (never a copy of its logic), in this process,
+over random ECS-style member ids (``"10.0.X.Y:7000"``, fixed seeds, only
+hashed). ``run_ring_benchmark`` returns a JSON-ready dict
+(``render.ring_blocks`` reports it). Nothing here prints.
 """
 
 from __future__ import annotations
@@ -67,10 +61,8 @@ class Balance:
 
 
 def ecs_member_ids(count: int, seed: int) -> list[str]:
-    """``count`` distinct ``"10.0.X.Y:7000"`` ids drawn from 10.0.0.0/16.
-
-    The network and broadcast addresses (10.0.0.0, 10.0.255.255) are never drawn.
-    """
+    """``count`` distinct ``"10.0.X.Y:7000"`` ids drawn from 10.0.0.0/16, never
+    its network or broadcast address (10.0.0.0, 10.0.255.255)."""
     hosts = random.Random(seed).sample(range(1, 65535), count)
     return [f"10.0.{host >> 8}.{host & 255}:7000" for host in hosts]
 
@@ -81,12 +73,10 @@ def _member_set_seed(members: int, set_index: int) -> int:
 
 
 def arc_lengths(ring: HashRing) -> dict[str, int]:
-    """Positions (out of 2^32) each member owns; members with no point get 0.
-
-    A key goes to the first point at or after its position, so point ``i``
-    owns ``(p[i-1], p[i]]``; the first point also owns the wrap-around,
-    ``(p[-1], 2^32)`` and ``[0, p[0]]``. The lengths sum to exactly 2^32.
-    """
+    """Positions (out of 2^32) each member owns, 0 for a member with no point. A key
+    goes to the first point at or after its position, so point ``i`` owns
+    ``(p[i-1], p[i]]``, and the first point the wrap-around too,
+    ``(p[-1], 2^32)`` and ``[0, p[0]]``: the lengths sum to exactly 2^32."""
     # The ring's own sorted points (rather than recomputed with ``vnode_point``),
     # so the tie rule and every other detail are the ring's, not a copy of them.
     points = ring.points()
@@ -160,12 +150,9 @@ def measure_balance(members: int, vnodes: int, plan: _Plan, progress: Progress) 
 def key_movement(
     before: Sequence[str], after: Sequence[str], *, event: str, changed: str
 ) -> tuple[int, int]:
-    """(keys whose owner changed, of those the moves consistent hashing forbids).
-
-    ``before``/``after`` are the owners of the same keys on the two rings. On a
-    ``"join"`` every moved key must land on ``changed`` (the joiner); on a
-    ``"leave"`` every moved key must come from ``changed`` (the leaver).
-    """
+    """(keys whose owner changed, of those the moves consistent hashing forbids), from
+    the owners of the same keys on two rings: on a ``"join"`` every moved key must land
+    on ``changed`` (the joiner), on a ``"leave"`` come from ``changed`` (the leaver)."""
     if event not in ("join", "leave"):
         raise ValueError(f"event must be 'join' or 'leave', got {event!r}")
     moved = misplaced = 0

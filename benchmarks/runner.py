@@ -1,15 +1,11 @@
 """Interleaved rounds: every scenario once per round, in a rotating order.
 
-Shared machines drift (other tenants, CPU boost, thermal state), so no
-scenario gets all its runs in one stretch of time: round r runs the
-scenarios starting from the r-th, and the report compares medians and
-per-round (paired) ratios. A short warm-up per target comes first and is
-kept in the raw data but left out of the figures.
-
-A run is only a measure of the server when the server was saturated. When
-neither the servers nor the load generator were busy (a neighbour took the
-server core), the run is kept as ``discarded`` and repeated, at most
-``Settings.retries`` times; the last attempt counts whatever it shows.
+Shared machines drift, so no scenario gets all its runs in one stretch of
+time: round r starts from the r-th scenario, and the report pairs ratios by
+round. A warm-up per target is kept in the raw data, not in the figures. A
+run in which neither the servers nor the load generator were busy (a
+neighbour took the server core) is kept as ``discarded`` and repeated, at
+most ``Settings.retries`` times; the last attempt counts whatever it shows.
 """
 
 from __future__ import annotations

@@ -1,20 +1,9 @@
 """What the load benchmark measures: a list of ``Scenario`` values.
 
-A scenario names a target (``fleet.Target``: what to load and which
-servers serve it), the group it is compared within, and the baselines its
-ratios are taken against. Scenarios that share servers measure the same
-processes. To add a workload, add a ``Scenario`` here (most are a
-``Fleet`` method with arguments); the runner and the report need no change.
-
-Each group answers a question (README.md, "What one run does"): how close
-a node's GET is to the bare aiohttp handler and what one hop costs; what
-a PUT costs; GET/PUT mixes and value sizes against redis and memcached;
-Zipf and uniform keys entering anywhere against the smart client's
-routing; batches; hot keys with the node's features off and on; our
-Python client; and the memcached door (issue 14) against memcached.
-``COST_TABLE`` picks the scenarios of the CPU-per-request table (issue
-19). redis-benchmark and memaslap draw keys uniformly and cannot do Zipf,
-so the redis and memcached baselines sit in the uniform groups only.
+A scenario names a target (a ``Fleet`` method: what to load and which servers
+serve it), the group it is compared within and the baselines of its ratios;
+benchmarks/README.md's table says what each group answers. To add a workload,
+add a ``Scenario`` here: the runner and the report need no change.
 """
 
 from __future__ import annotations
@@ -31,25 +20,18 @@ __all__ = ["COST_COLUMNS", "COST_TABLE", "QUICK", "SCENARIOS", "Scenario"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Scenario:
-    """One measured workload.
-
-    ``baselines`` name the scenarios this one is divided by in the report
-    (keys per second, round by round); ``target`` is the ratio asked for
-    against the first baseline (issues 6 and 8, the client's README);
-    ``max_forwarded`` is the largest share of requests the nodes may
-    forward (the smart client's target). All are reported, never asserted:
-    a benchmark informs, a test decides.
-    ``kind`` says whose server it measures: node, bare, redis or memcached.
-    """
+    """One measured workload. Its targets are reported, never asserted."""
 
     name: str
     title: str
     group: str
-    kind: str = "node"
+    kind: str = "node"  # whose server it measures: node, bare, redis or memcached
     prepare: Callable[[Fleet], Target] = field(repr=False)
+    # What the report divides it by, keys per second round by round.
     baselines: tuple[str, ...] = ()
+    # The ratio asked for against the first baseline (issues 6 and 8, the client's README).
     target: float | None = None
-    max_forwarded: float | None = None
+    max_forwarded: float | None = None  # the share of requests the nodes may forward
 
 
 def _in(group: str) -> Callable[..., Scenario]:

@@ -1,12 +1,9 @@
 """How long a node's near cache serves a value after it was overwritten elsewhere.
 
-On three nodes with the defaults (owner, reader, writer): a key owned by
-the first is made hot at the second (GETs until the answer comes from its
-near cache, ``X-Cache-Near-Copy-Of``), written through the third, and the
-second is polled until it serves the new value. The delay runs from the
-write's answer to the first new answer, the probe's own round trip
-included; the README's staleness figure. Each sample gives up after 2 s,
-twice the near cache's default TTL.
+The set-up: benchmarks/README.md, "What one run does" (near-cache staleness).
+The delay runs from the write's answer to the first new answer, the probe's
+own round trip included. Each sample gives up after 2 s, twice the near
+cache's default TTL.
 """
 
 from __future__ import annotations

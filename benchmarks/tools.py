@@ -29,12 +29,9 @@ TOOLS: tuple[tuple[str, str], ...] = (
 
 
 def ensure_package(binary: str, package: str, *, install: bool = True) -> tuple[bool, str]:
-    """Make ``binary`` available; returns (available, what happened).
-
-    Installs the Debian ``package`` when ``binary`` is missing and we are
-    root, running ``apt-get update`` only when the first attempt fails (a
-    stale package list is the usual reason).
-    """
+    """Make ``binary`` available, installing the Debian ``package`` when we are root
+    (``apt-get update`` only after a failed first attempt: a stale package list
+    is the usual reason); returns (available, what happened)."""
     if shutil.which(binary):
         return True, f"{binary} found on PATH"
     if not install:

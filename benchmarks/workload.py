@@ -1,18 +1,11 @@
 """Request mixes for the load benchmark: which requests, in what order, to which node.
 
 A ``Workload`` is plain data, built once in Python and replayed by wrk
-(``wrk.py`` with ``lua/mix.lua``): one ``Stream`` of requests per node,
-each sent in order and cycled; a request names a method, a path and
-optionally one of ``Workload.bodies``, so a 100 KB value is held once.
-``kv_workload`` mixes GETs and PUTs over keys of uniform or Zipf
-popularity; ``batch_workload`` sends ``POST /batch/get`` of many keys.
-Routing ``"owner"`` sends every request to its key's owner, as the smart
-client does; ``"entry"`` lets each enter at a node whatever the key.
-
-wrk reads a workload from files (``write_files``): one per stream, a line
-per request (``METHOD PATH BODY``, ``BODY`` an index into the body files or
--1), and one per body, raw bytes. ``key_sequence`` also drives the Python
-clients (``pyload.py``), so both draw keys alike.
+(``wrk.py`` with ``lua/mix.lua``, which reads ``write_files``' files): one
+``Stream`` of requests per node, each sent in order and cycled; a request
+names a method, a path and optionally one of ``Workload.bodies``, so a 100 KB
+value is held once. ``key_sequence`` also drives the Python clients
+(``pyload.py``), so both draw keys alike.
 """
 
 from __future__ import annotations
@@ -57,13 +50,9 @@ class Request:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Stream:
-    """The requests sent to one node, in order and cycled.
+    """The requests sent to one node, in order and cycled."""
 
-    ``member`` is ``"host:port"``: where this stream's connections connect,
-    and their Host header.
-    """
-
-    member: str
+    member: str  # "host:port": where the stream's connections connect, and their Host header
     requests: tuple[Request, ...]
 
 
@@ -87,23 +76,14 @@ class Workload:
 
 
 def key_sequence(
-    key_count: int,
-    length: int,
-    *,
-    popularity: str,
-    seed: int,
-    zipf_s: float = 0.99,
-    draw: int = 0,
+    key_count: int, length: int, *, popularity: str, seed: int, zipf_s: float = 0.99, draw: int = 0
 ) -> list[int]:
-    """``length`` key indexes in ``range(key_count)``, drawn independently.
-
-    ``"uniform"``: every key equally likely. ``"zipf"``: popularity rank ``r``
-    (0-based) has weight ``1 / (r + 1) ** zipf_s``; ranks become keys
-    through a permutation fixed by ``seed``, so the hot keys are spread over
-    the ring instead of all being the first names. ``draw`` selects another
-    independent sequence over the same permutation (one per entry node).
-    The same arguments always give the same list.
-    """
+    """``length`` key indexes in ``range(key_count)``, drawn independently; the same
+    arguments always give the same list. ``"uniform"``: every key equally likely.
+    ``"zipf"``: popularity rank ``r`` (0-based) has weight ``1 / (r + 1) ** zipf_s``;
+    ranks become keys through a permutation fixed by ``seed``, so the hot keys are
+    spread over the ring instead of all being the first names. ``draw`` selects
+    another independent sequence over the same permutation (one per entry node)."""
     if popularity not in POPULARITIES:
         raise ValueError(f"popularity must be one of {POPULARITIES}, got {popularity!r}")
     if key_count < 1 or length < 0:
@@ -140,16 +120,13 @@ def kv_workload(
     seed: int = 1,
     zipf_s: float = 0.99,
 ) -> Workload:
-    """GETs (``get_fraction`` of requests) and PUTs of ``value_bytes`` over ``keys``.
-
-    ``routing="owner"``: ``length * len(members)`` requests are drawn and
-    each goes to the stream of its key's owner (``HashRing(members)``, as
-    the nodes place keys), so every stream holds about ``length`` requests
-    and no node forwards. ``"entry"``: every member gets its own ``length``
-    requests drawn over all keys, so with 3 members about 2/3 of them are
-    forwarded. Every PUT carries ``bodies[0]``. Raises ``ValueError`` on
-    bad arguments or when a member would receive no request.
-    """
+    """GETs (``get_fraction`` of requests) and PUTs of ``value_bytes`` over ``keys``,
+    every PUT carrying ``bodies[0]``. ``routing="owner"``: ``length * len(members)``
+    requests are drawn and each goes to the stream of its key's owner
+    (``HashRing(members)``, as the nodes place keys), so every stream holds about
+    ``length`` requests and no node forwards. ``"entry"``: every member gets its own
+    ``length`` requests drawn over all keys, so with 3 members about 2/3 of them are
+    forwarded. ``ValueError`` on bad arguments or when a member would get no request."""
     _check_routing(routing, members)
     if not 0.0 <= get_fraction <= 1.0:
         raise ValueError(f"get_fraction must be in [0, 1], got {get_fraction}")
@@ -205,13 +182,11 @@ def batch_workload(
     bodies_count: int = 64,
     seed: int = 1,
 ) -> Workload:
-    """``POST /batch/get`` of ``batch_keys`` distinct keys, chosen uniformly.
-
-    ``routing="owner"``: each member gets ``bodies_count`` bodies of keys it
-    owns only, so no node forwards; ``"entry"``: ``bodies_count`` bodies of
-    keys from anywhere, which every stream sends in its own order. Raises
-    ``ValueError`` when a member owns fewer than ``batch_keys`` keys.
-    """
+    """``POST /batch/get`` of ``batch_keys`` distinct keys, chosen uniformly:
+    ``routing="owner"`` gives each member ``bodies_count`` bodies of keys it owns
+    only, so no node forwards; ``"entry"``, ``bodies_count`` bodies of keys from
+    anywhere, which every stream sends in its own order. ``ValueError`` when a
+    member owns fewer than ``batch_keys`` keys."""
     _check_routing(routing, members)
     if not 1 <= batch_keys <= len(keys) or bodies_count < 1:
         raise ValueError("need 1 <= batch_keys <= len(keys) and bodies_count >= 1")
@@ -253,8 +228,9 @@ def _check_routing(routing: str, members: Sequence[str]) -> None:
 
 
 def write_files(workload: Workload, directory: Path) -> None:
-    """Write stream ``i`` to ``stream-<i>`` and body ``j`` to ``body-<j>`` in
-    ``directory`` (which must exist), as ``lua/mix.lua`` reads them."""
+    """Write stream ``i`` to ``stream-<i>`` (a line per request: ``METHOD PATH BODY``,
+    ``BODY`` a body's index or -1) and body ``j`` to ``body-<j>`` in ``directory``
+    (which must exist), as ``lua/mix.lua`` reads them."""
     for index, stream in enumerate(workload.streams):
         # Paths from kv_path are percent-encoded: never a space or a newline.
         lines = (f"{r.method} {r.path} {r.body}\n" for r in stream.requests)

@@ -2,13 +2,10 @@
 
 Every run appends ``lua/report.lua`` to its script so that wrk ends by
 printing one JSON line (``WRK_JSON {...}``) with exact counts and
-microsecond latencies; the human-readable output is kept as ``raw``.
-
-A ``Workload`` runs with ``lua/mix.lua``: the workload is written to files
-in a scratch directory (removed after the run), and wrk gets one thread per
-stream, which connects to its stream's node and replays its requests.
-``LoadSpec.threads`` counts for one-URL loads only: the load has one core,
-which one wrk thread per node already keeps busy.
+microsecond latencies. A ``Workload`` runs with ``lua/mix.lua`` from files in
+a scratch directory, one wrk thread per stream, connected to its stream's
+node. ``LoadSpec.threads`` counts for one-URL loads only: one wrk thread per
+node already keeps the one load core busy.
 """
 
 from __future__ import annotations

@@ -1,11 +1,7 @@
 """Reads that stay in the zone: what share of a client's reads its own zone serves.
 
-Six nodes in three zones (two each, ``CACHE_ZONE``), two replicas, so
-every key has copies in two zones and a client's zone holds a copy of
-about two keys in three. Our ``AsyncCacheClient`` (``pyload``'s ``client``
-driver, uniform GETs of preloaded keys) runs once told its zone and once
-not; the nodes' hit counters around each run say which node served each
-read. Cross-zone bytes are billed both ways, so the first share is money.
+The set-up: benchmarks/README.md, "What one run does" (reads in the client's
+zone). Cross-zone bytes are billed both ways, so the first share is money.
 """
 
 from __future__ import annotations
@@ -20,6 +16,7 @@ from . import pyload
 from .machine import CorePlan
 from .probes import node_stats
 from .processes import Processes
+from .pyload import PySpec
 
 __all__ = ["measure_zone_reads"]
 
@@ -27,7 +24,7 @@ ZONES = ("zone-a", "zone-a", "zone-b", "zone-b", "zone-c", "zone-c")
 _CLIENT_ZONE = "zone-a"
 _REPLICAS = 2
 _KEYS = 3_000
-_CONCURRENCY = 32
+_TASKS = 32  # closed-loop readers
 
 
 def _hits(members: Sequence[str]) -> dict[str, int]:
@@ -51,21 +48,15 @@ def measure_zone_reads(
         1 for key in keys if _CLIENT_ZONE in {zone_of[m] for m in ring.owners(key, _REPLICAS)}
     )
     runs = []
-    for told in (True, False):
+    for zone in (_CLIENT_ZONE, ""):  # told its zone, then not
         before = _hits(members)
-        spec = pyload.PySpec(
-            driver="client",
-            members=members,
-            keys=keys,
-            concurrency=_CONCURRENCY,
-            zone=_CLIENT_ZONE if told else "",
-        )
+        spec = PySpec(driver="client", members=members, keys=keys, concurrency=_TASKS, zone=zone)
         result = pyload.run(spec, duration=duration, cores=plan.load)
         served = {member: hits - before[member] for member, hits in _hits(members).items()}
         in_zone = sum(count for member, count in served.items() if zone_of[member] == _CLIENT_ZONE)
         runs.append(
             {
-                "client_zone": _CLIENT_ZONE if told else "(none given)",
+                "client_zone": zone or "(none given)",
                 "reads": result.requests,
                 "reads_per_s": round(result.requests_per_s),
                 "errors": result.errors,
