@@ -160,13 +160,19 @@ def test_a_ring_change_keeps_the_previous_ring_until_settled() -> None:
     membership.set_members([A, B])
     first = membership.ring
     membership.set_members([A, B, C])
-    # Alone until the first change: the ring before it is the others' (B alone).
-    assert [ring.members for ring in membership.history] == [frozenset({B}), first.members]
+    # Starting: the ring before it came is the others', every member met so
+    # far (B, its seed, then C, whom B named): they hold the keys. Not B
+    # alone: a key of C's would read as absent there.
+    assert [ring.members for ring in membership.history] == [frozenset({B, C}), first.members]
     membership.mark_settled(first)  # an old ring: ignored
     assert membership.settled_version == ""
     membership.mark_settled(membership.ring)
     membership.settle()
     assert membership.history == ()
+    # Stable since: a join is an ordinary change, the ring before it kept as it was.
+    before = membership.ring
+    membership.set_members([A, B, C, D])
+    assert membership.history == (before,)
 
 
 def test_a_leaving_node_leaves_its_own_ring() -> None:

@@ -43,6 +43,8 @@ class Membership:
         # before it stops, so once it no longer answers it holds nothing.
         self.leaving: frozenset[str] = frozenset()
         self.changes = 0  # how many times the ring was replaced
+        # Starting: alone until lately, and no stable ring since (set_members).
+        self.joining = True
         # The version of the ring this node's mover last finished pushing for.
         self.settled_version = ""
         # Called with (old ring, new ring) after every swap; must not block.
@@ -72,8 +74,9 @@ class Membership:
         if old.members == {self.self_id} and self.self_id in new_members:
             # Alone until now (just started): the ring that matters is the one
             # the others had before this node joined them; they hold the keys.
-            old = new.with_members(new_members - {self.self_id}) if len(new_members) > 1 else old
-        history = (*self.history, old)
+            self.joining = True
+            old = self._others(new, new_members - {self.self_id}) if len(new_members) > 1 else old
+        history = self._widen_others((*self.history, old), new)
         if len(history) > MAX_HISTORY:
             log.warning(
                 "ring changed %d times without settling; forgetting the oldest", len(history)
@@ -91,6 +94,29 @@ class Membership:
             listener(old, new)
         return True
 
+    def _widen_others(self, history: tuple[HashRing, ...], new: HashRing) -> tuple[HashRing, ...]:
+        """While this node is starting, its rings without itself in ``history``
+        become one: every member it has met but itself.
+
+        The others' ring stands for the ring they had before this node came,
+        where the keys are. A starting node meets them one at a time (a seed,
+        then those the seed named, each once it answers), so a ring of the
+        first ones met is not that ring: asked of the seed alone, a key
+        another member held read as absent, and an ``add`` decided on that
+        absence overwrote it (a CI run, 2 keys of 20,000)."""
+        if not self.joining or self.self_id not in new.members:
+            return history
+        met = set(new.members) - {self.self_id}
+        for ring in history:
+            if self.self_id not in ring.members:
+                met |= ring.members  # met earlier: gone since, or leaving
+        own = tuple(ring for ring in history if self.self_id in ring.members)
+        return (self._others(new, frozenset(met)), *own) if met else own
+
+    @staticmethod
+    def _others(new: HashRing, others: frozenset[str]) -> HashRing:
+        return new.with_members(others, placing_zones(others, new.zones))
+
     def mark_settled(self, ring: HashRing) -> None:
         """This node finished pushing entries for ``ring`` (its mover says so)."""
         if ring is self.ring:
@@ -99,6 +125,7 @@ class Membership:
     def settle(self) -> None:
         """Every member is on the current ring and done pushing: keys are where
         the ring says; reads need not ask previous owners any more."""
+        self.joining = False
         if self.history:
             self.history = ()
             log.info("ring %s is stable: every entry is with its owners", self.ring.version)
