@@ -19,15 +19,12 @@ from typing import Any
 from client._ring import DEFAULT_VNODES, HashRing
 
 __all__ = [
-    "arc_lengths",
-    "arc_shares",
     "balance_of",
     "ecs_member_ids",
     "key_movement",
     "run_ring_benchmark",
 ]
 
-HASH_SPACE = 1 << 32  # mmh3 positions are unsigned 32-bit integers
 BALANCE_MEMBERS = (10, 100, 1000)
 BALANCE_VNODES = (64, 160, 256)
 MOVEMENT_MEMBERS = (10, 100)
@@ -72,27 +69,6 @@ def _member_set_seed(members: int, set_index: int) -> int:
     return members * 100_000 + set_index
 
 
-def arc_lengths(ring: HashRing) -> dict[str, int]:
-    """Positions (out of 2^32) each member owns, 0 for a member with no point. A key
-    goes to the first point at or after its position, so point ``i`` owns
-    ``(p[i-1], p[i]]``, and the first point the wrap-around too,
-    ``(p[-1], 2^32)`` and ``[0, p[0]]``: the lengths sum to exactly 2^32."""
-    # The ring's own sorted points (rather than recomputed with ``vnode_point``),
-    # so the tie rule and every other detail are the ring's, not a copy of them.
-    points = ring.points()
-    lengths = dict.fromkeys(ring.members, 0)
-    previous = points[-1][0] - HASH_SPACE  # the last point, one turn back
-    for point, owner in points:
-        lengths[owner] += point - previous
-        previous = point
-    return lengths
-
-
-def arc_shares(ring: HashRing) -> dict[str, float]:
-    """The fraction of the hash space each member owns; the values sum to 1."""
-    return {member: length / HASH_SPACE for member, length in arc_lengths(ring).items()}
-
-
 def balance_of(shares: Sequence[float]) -> Balance:
     """Max/mean, min/mean and stdev/mean of per-member shares (any unit)."""
     mean = statistics.fmean(shares)
@@ -134,7 +110,7 @@ def measure_balance(members: int, vnodes: int, plan: _Plan, progress: Progress) 
     sets = (
         ecs_member_ids(members, _member_set_seed(members, i)) for i in range(plan.sets[members])
     )
-    by_arcs = [balance_of(list(arc_shares(HashRing(ids, vnodes=vnodes)).values())) for ids in sets]
+    by_arcs = [balance_of(list(HashRing(ids, vnodes=vnodes).shares().values())) for ids in sets]
     return {
         "members": members,
         "vnodes": vnodes,
@@ -182,7 +158,7 @@ def measure_movement(
     )
     # The joiner's share on the new ring, or the leaver's on the old one: the
     # fraction the arcs predict should move.
-    predicted = arc_shares(after if event == "join" else before)[changed]
+    predicted = (after if event == "join" else before).shares()[changed]
     return {
         "event": event,
         "members_before": members,

@@ -17,8 +17,6 @@ import pytest
 
 from benchmarks.render import render, ring_blocks
 from benchmarks.ring import (
-    arc_lengths,
-    arc_shares,
     balance_of,
     ecs_member_ids,
     key_movement,
@@ -52,10 +50,10 @@ def quick_run(quick_progress: list[str]) -> dict[str, Any]:
 @pytest.mark.parametrize(("members", "vnodes"), [(1, 1), (4, 1), (10, 64), (100, 160)])
 def test_arc_lengths_cover_the_hash_space_exactly(members: int, vnodes: int) -> None:
     ring = HashRing(ecs_member_ids(members, seed=7), vnodes=vnodes)
-    lengths = arc_lengths(ring)
+    lengths = ring.arc_lengths()
     assert set(lengths) == ring.members
     assert sum(lengths.values()) == 2**32
-    assert math.isclose(sum(arc_shares(ring).values()), 1.0, rel_tol=1e-12)
+    assert math.isclose(sum(ring.shares().values()), 1.0, rel_tol=1e-12)
 
 
 @pytest.mark.parametrize(("members", "vnodes"), [(4, 1), (5, 3), (10, DEFAULT_VNODES)])
@@ -65,7 +63,7 @@ def test_arc_shares_predict_where_owner_puts_sampled_keys(members: int, vnodes: 
     # wrap-around lost, is far outside the sampling error.
     ring = HashRing(ecs_member_ids(members, seed=11), vnodes=vnodes)
     counts = Counter(ring.owner(key) for key in KEYS)
-    for member, share in arc_shares(ring).items():
+    for member, share in ring.shares().items():
         assert _within_sampling_error(counts[member], len(KEYS), share), (member, share)
 
 
@@ -100,7 +98,7 @@ def test_a_join_moves_keys_only_to_the_joiner_about_one_in_n_plus_one() -> None:
         before.owner_of_each(KEYS), after.owner_of_each(KEYS), event="join", changed=joiner
     )
     assert misplaced == 0
-    assert _within_sampling_error(moved, len(KEYS), arc_shares(after)[joiner])
+    assert _within_sampling_error(moved, len(KEYS), after.shares()[joiner])
     assert 0.5 / 11 < moved / len(KEYS) < 1.5 / 11
 
 
@@ -113,7 +111,7 @@ def test_a_leave_moves_keys_only_from_the_leaver_about_one_in_n() -> None:
         before.owner_of_each(KEYS), after.owner_of_each(KEYS), event="leave", changed=leaver
     )
     assert misplaced == 0
-    assert _within_sampling_error(moved, len(KEYS), arc_shares(before)[leaver])
+    assert _within_sampling_error(moved, len(KEYS), before.shares()[leaver])
     assert 0.5 / 10 < moved / len(KEYS) < 1.5 / 10
 
 

@@ -168,7 +168,7 @@ def test_a_ring_change_keeps_the_previous_ring_until_settled() -> None:
     assert membership.settled_version == ""
     membership.mark_settled(membership.ring)
     membership.settle()
-    assert membership.history == ()
+    assert not membership.history
     # Stable since: a join is an ordinary change, the ring before it kept as it was.
     before = membership.ring
     membership.set_members([A, B, C, D])
