@@ -81,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"python -m node: error: {exc}", file=sys.stderr)
         return 2
     _configure_logging(config)
+    for warning in config_module.unknown_variables(os.environ):
+        log.warning(warning)
     _install_uvloop()
     try:
         return asyncio.run(serve(config))

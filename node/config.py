@@ -12,6 +12,7 @@ This is the only module that reads the environment (through ``from_sources``'s
 from __future__ import annotations
 
 import argparse
+import difflib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -19,7 +20,16 @@ from typing import Any
 
 from .cache.charge import max_entry_charge
 
-__all__ = ["SETTINGS", "Config", "ConfigError", "Setting", "parse_member", "parse_size"]
+__all__ = [
+    "MANAGEMENT_VARIABLES",
+    "SETTINGS",
+    "Config",
+    "ConfigError",
+    "Setting",
+    "parse_member",
+    "parse_size",
+    "unknown_variables",
+]
 
 MiB = 1024 * 1024
 
@@ -455,6 +465,32 @@ def parse_args(
     parser = parser or argparse.ArgumentParser(prog="python -m node")
     add_arguments(parser)
     return from_sources(vars(parser.parse_args(list(argv))), environ)
+
+
+# CACHE_* variables the ECS management commands read (``python -m node ecs``),
+# not a node: set in the same shell or task, they are no mistake.
+MANAGEMENT_VARIABLES = (
+    "CACHE_ECS_SUBNETS",
+    "CACHE_ECS_SECURITY_GROUPS",
+    "CACHE_ECS_ASSIGN_PUBLIC_IP",
+)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A warning line for each ``CACHE_*`` variable that no setting reads,
+    naming the closest one that does: a misspelt variable (``CACHE_REPLICA=2``
+    for ``CACHE_REPLICAS``) otherwise leaves the default in force without a
+    word."""
+    known = {name for s in SETTINGS for name in s.env_names if name.startswith("CACHE_")}
+    known.update(MANAGEMENT_VARIABLES)
+    lines = []
+    for name in sorted(environ):
+        if not name.startswith("CACHE_") or name in known:
+            continue
+        closest = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+        hint = f"; did you mean {closest[0]}?" if closest else ""
+        lines.append(f"{name} is not a setting of this node and is ignored{hint}")
+    return lines
 
 
 def _check_consistency(config: Config) -> None:

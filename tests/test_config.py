@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,7 @@ import pytest
 
 from node.cache.store import Store
 from node.config import (
+    MANAGEMENT_VARIABLES,
     SETTINGS,
     Config,
     ConfigError,
@@ -18,8 +21,10 @@ from node.config import (
     parse_args,
     parse_member,
     parse_size,
+    unknown_variables,
 )
 from node.errors import ValueTooLarge
+from node.local_cluster import NodeProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024
@@ -330,3 +335,49 @@ def test_a_bad_token_is_not_echoed_in_the_error() -> None:
 
 def test_tokens_are_not_in_the_config_repr() -> None:
     assert "hunter2" not in repr(Config(auth_token=("hunter2",)))
+
+
+# -- variables no setting reads
+
+
+def test_a_misspelt_variable_is_named_with_the_setting_it_resembles() -> None:
+    environ = {"CACHE_REPLICA": "2", "CACHE_NEAR_CACHES": "false", "HOME": "/root"}
+    assert unknown_variables(environ) == [
+        "CACHE_NEAR_CACHES is not a setting of this node and is ignored;"
+        " did you mean CACHE_NEAR_CACHE?",
+        "CACHE_REPLICA is not a setting of this node and is ignored; did you mean CACHE_REPLICAS?",
+    ]
+
+
+def test_every_setting_and_the_management_commands_variables_are_known() -> None:
+    environ = {name: "x" for setting in SETTINGS for name in setting.env_names}
+    environ.update(dict.fromkeys(MANAGEMENT_VARIABLES, "x"))
+    assert unknown_variables(environ) == []
+    # Every CACHE_ name the ECS commands read is one of them.
+    source = (ROOT / "node" / "ecs_cli.py").read_text()
+    named = set(re.findall(r"\bCACHE_[A-Z_]*[A-Z]\b", source))
+    assert unknown_variables(dict.fromkeys(named, "x")) == []
+
+
+def test_a_node_started_with_a_misspelt_variable_says_so_once(tmp_path: Path) -> None:
+    log_path = tmp_path / "node.log"
+    node = NodeProcess(
+        host="127.0.0.1",
+        port=_free_port(),
+        memcached_port=0,
+        env={"CACHE_REPLICA": "2"},
+        log_path=str(log_path),
+    )
+    node.start()
+    try:
+        node.wait_alive()
+    finally:
+        node.stop()
+    warnings = [line for line in log_path.read_text().splitlines() if "CACHE_REPLICA " in line]
+    assert len(warnings) == 1 and "did you mean CACHE_REPLICAS?" in warnings[0], warnings
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
