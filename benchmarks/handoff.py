@@ -59,6 +59,8 @@ def _measure_one(
             spent = cpu_seconds(sender.process.pid) - sender_cpu
         time.sleep(0.01)
     sender.process.wait(150)
+    if spent <= 0:
+        raise RuntimeError(f"{sender.member} exited before its CPU could be read")
     receiver_spent = cpu_seconds(receiver.process.pid) - receiver_cpu
     stats = node_stats(receiver.url)
     cluster.stop()  # nothing of this pair runs during the next one's
