@@ -348,7 +348,8 @@ SETTINGS: tuple[Setting, ...] = (
             help="File with more tokens, one per line (for secrets mounted as files)."),
     Setting(field="peer_token", parse=_tokens, shown_default="(none)", secret=True,
             help="Tokens the nodes prove to each other that they are peers, comma-separated "
-                 "(the first is sent); without one, any client token is a peer's too."),
+                 "(the first is sent); needed with CACHE_AUTH_TOKEN, a node refuses to start "
+                 "without."),
     Setting(field="max_connections", parse=_int_in(16, 1_000_000), shown_default="4096",
             help="Open connections beyond which a new one gets 503 and is closed; the last "
                  "sixteenth are kept for the cluster's own members."),
@@ -494,6 +495,13 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
 
 
 def _check_consistency(config: Config) -> None:
+    if (config.auth_token or config.auth_token_file) and not config.peer_token:
+        # Without a peer token a client token is a peer's too: any client
+        # could forward, replicate, transfer entries and post leave notices.
+        raise ConfigError(
+            "CACHE_PEER_TOKEN is not set while CACHE_AUTH_TOKEN is: every client would be "
+            "a node of the cluster; set CACHE_PEER_TOKEN to a second secret (README: Security)"
+        )
     if config.discovery == "ecs" and not (config.ecs_cluster and config.ecs_service):
         raise ConfigError("CACHE_DISCOVERY=ecs needs CACHE_ECS_CLUSTER and CACHE_ECS_SERVICE")
     largest = max_entry_charge(key_bytes=config.max_key_bytes, value_bytes=config.max_value_bytes)

@@ -27,7 +27,7 @@ import orjson
 from . import stop_window
 from .cluster import ecs
 
-__all__ = ["HEALTH_CHECK_SCRIPT", "fargate_task_definition", "main"]
+__all__ = ["HEALTH_CHECK_SCRIPT", "MissingPeerToken", "fargate_task_definition", "main"]
 
 PROG = "python -m node ecs"
 
@@ -47,6 +47,10 @@ HEALTH_CHECK_SCRIPT = (
     "u.build_opener(u.ProxyHandler({})).open("
     "'http://127.0.0.1:'+os.environ.get('CACHE_PORT','7000')+'/check-alive',timeout=2)"
 )
+
+
+class MissingPeerToken(ValueError):
+    """A client token secret without a peer token secret."""
 
 
 def fargate_task_definition(
@@ -77,10 +81,15 @@ def fargate_task_definition(
     ``auth_token_secret_arn``, ECS reads ``CACHE_AUTH_TOKEN`` from that
     Secrets Manager secret at start, and with ``peer_token_secret_arn``
     ``CACHE_PEER_TOKEN`` (the execution role must be allowed to read each).
-    Give both: with a client token and no peer token, any client can act as
-    a node (README: Security).
+    A client token needs a peer token beside it (``MissingPeerToken``): a
+    node given one without the other refuses to start (README: Security).
     deploy/cloudformation.yaml holds the same definition; a test keeps the two equal.
     """
+    if auth_token_secret_arn and not peer_token_secret_arn:
+        raise MissingPeerToken(
+            "--auth-token-secret-arn needs --peer-token-secret-arn too: a node with client "
+            "tokens and no CACHE_PEER_TOKEN refuses to start"
+        )
     stop = stop_window.window(cpu, memory_mib)
     log_options = {
         "awslogs-group": log_group,
@@ -283,8 +292,7 @@ def _parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "--peer-token-secret-arn",
         help="Secrets Manager secret whose value becomes CACHE_PEER_TOKEN, the token "
         "nodes prove to each other they are peers with (the execution role needs "
-        "secretsmanager:GetSecretValue on it); without it, any client with a token "
-        "can act as a node",
+        "secretsmanager:GetSecretValue on it); needed with --auth-token-secret-arn",
     )
     return parser
 
@@ -386,7 +394,7 @@ def main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
             )
             return 0
         action = _action(args, environ)
-    except (_UsageError, stop_window.TooBigForStopWindow) as exc:
+    except (_UsageError, stop_window.TooBigForStopWindow, MissingPeerToken) as exc:
         parser.print_usage(sys.stderr)
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2

@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -213,7 +214,9 @@ class LocalCluster:
         ]
         peers = ",".join(f"{host}:{p}" for host, p in places)
         if token is not None:
-            args = ["--auth-token", token, *args]
+            # Client tokens need a peer token beside them (node.config): one
+            # of this cluster's own, which no client is given.
+            args = ["--auth-token", token, "--peer-token", secrets.token_hex(16), *args]
         return cls(
             [
                 NodeProcess(

@@ -2,7 +2,7 @@
 
 ``load()`` reads the template, short-form tags (``!Ref``, ``!Sub``...) as
 their long forms. ``Stack`` evaluates the intrinsic functions the template
-uses (Ref, Fn::GetAtt, Fn::Sub, Fn::If, Fn::Equals, Fn::Not, Fn::Or,
+uses (Ref, Fn::GetAtt, Fn::Sub, Fn::If, Fn::Equals, Fn::Not, Fn::And, Fn::Or,
 Fn::FindInMap, and ``Condition: Name`` inside a condition) for given
 parameter values, so that a test can read a resource's properties as
 CloudFormation would send them to the service. ``AWS::NoValue`` leaves a
@@ -161,6 +161,9 @@ class Stack:
             return left == right
         if name == "Fn::Not":
             return not self.evaluate(argument[0])
+        if name == "Fn::And":
+            assert 2 <= len(argument) <= 10, "Fn::And takes 2 to 10 conditions"
+            return all(bool(self.evaluate(condition)) for condition in argument)
         if name == "Fn::Or":
             assert 2 <= len(argument) <= 10, "Fn::Or takes 2 to 10 conditions"
             return any(bool(self.evaluate(condition)) for condition in argument)

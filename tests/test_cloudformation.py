@@ -170,7 +170,8 @@ def test_the_task_definition_is_the_one_the_cli_prints(options: dict[str, str]) 
         create_log_group=False,
         memcached_port=int(values["MemcachedPort"]),
         auth_token_secret_arn=values["AuthTokenSecretArn"] or None,
-        peer_token_secret_arn=values["PeerTokenSecretArn"] or None,
+        # The CLI takes the ARN of the secret the stack makes when none is given.
+        peer_token_secret_arn=values["PeerTokenSecretArn"] or _made_peer_secret(deployed),
     )
 
     assert api_shape(deployed.properties("TaskDefinition")) == api_shape(built)
@@ -275,9 +276,17 @@ def test_only_ecs_tasks_assume_the_roles() -> None:
         assert trust["Action"] == "sts:AssumeRole"
 
 
+def _made_peer_secret(deployed: Stack) -> str | None:
+    """The ``Ref`` of the peer secret the stack makes, when it makes one."""
+    return "<PeerTokenSecret>" if "PeerTokenSecret" in deployed.resources() else None
+
+
 @pytest.mark.parametrize("secrets", SECRET_CHOICES.values(), ids=SECRET_CHOICES.keys())
 def test_the_tokens_come_from_the_named_secrets_and_only_those(secrets: dict[str, str]) -> None:
     deployed = stack(**secrets)
+    # A client token secret alone: the stack makes the peer token's secret.
+    if "PeerTokenSecretArn" not in secrets and "AuthTokenSecretArn" in secrets:
+        secrets = {**secrets, "PeerTokenSecretArn": "<PeerTokenSecret>"}
     variables = {"AuthTokenSecretArn": "CACHE_AUTH_TOKEN", "PeerTokenSecretArn": "CACHE_PEER_TOKEN"}
     expected = [
         {"Name": variable, "ValueFrom": secrets[parameter]}
@@ -288,7 +297,7 @@ def test_the_tokens_come_from_the_named_secrets_and_only_those(secrets: dict[str
 
     assert container(deployed).get("Secrets") == (expected or None)
     if expected:
-        # One statement: reading exactly the secrets given, nothing else.
+        # One statement: reading exactly the secrets it uses, nothing else.
         assert statements(execution_role) == [
             {
                 "Effect": "Allow",
@@ -302,6 +311,14 @@ def test_the_tokens_come_from_the_named_secrets_and_only_those(secrets: dict[str
     assert not set(variables.values()) & set(environment(deployed))
     for variable in variables.values():
         assert variable in {setting.env for setting in node_config.SETTINGS}
+
+
+def test_a_client_token_secret_alone_gets_a_random_peer_secret_made_by_the_stack() -> None:
+    made = stack(AuthTokenSecretArn=SECRET).properties("PeerTokenSecret")
+    assert made["GenerateSecretString"] == {"PasswordLength": 48, "ExcludePunctuation": True}
+    # Given one, or no client token at all: the stack makes none.
+    for options in ({"AuthTokenSecretArn": SECRET, "PeerTokenSecretArn": PEER_SECRET}, {}):
+        assert "PeerTokenSecret" not in stack(**options).resources()
 
 
 def test_the_peer_token_must_be_another_secret_than_the_client_token() -> None:
@@ -544,6 +561,26 @@ def test_the_stack_deploys_on_the_emulator(emulator: AwsEmulator, every_option: 
         assert groups == {outputs["SecurityGroupId"], *sources}
     memcached = int(parameters.get("MemcachedPort", "11211"))
     assert sorted(p["FromPort"] for p in group["IpPermissions"]) == [7000, memcached]
+
+
+# moto builds no Secrets Manager secret from a template either: what the
+# stack makes is checked in the template above; here, that it deploys.
+@pytest.mark.filterwarnings("ignore:Tried to parse AWS..ApplicationAutoScaling")
+@pytest.mark.filterwarnings("ignore:Tried to parse AWS..CloudWatch..Alarm")
+@pytest.mark.filterwarnings("ignore:Tried to parse AWS..SecretsManager..Secret")
+def test_a_stack_given_a_client_token_alone_deploys_on_the_emulator(
+    emulator: AwsEmulator,
+) -> None:
+    network = emulator.create_network()
+    parameters = {
+        "VpcId": network.vpc,
+        "SubnetIds": ",".join(network.subnets),
+        "Image": IMAGE,
+        "AuthTokenSecretArn": SECRET,
+    }
+    description = deploy(emulator, "ecs-kv-cache-secured", parameters)
+
+    assert description["StackStatus"] == "CREATE_COMPLETE", description.get("StackStatusReason")
 
 
 # -- the stop window

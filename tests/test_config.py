@@ -59,8 +59,8 @@ SAMPLES: dict[str, tuple[str, Any, dict[str, str]]] = {
     "breaker_failures": ("7", 7, {}),
     "breaker_cooldown": ("2.5", 2.5, {}),
     "drain_timeout": ("0", 0.0, {}),
-    "auth_token": ("new, old", ("new", "old"), {}),
-    "auth_token_file": ("/run/secrets/cache", "/run/secrets/cache", {}),
+    "auth_token": ("new, old", ("new", "old"), {"CACHE_PEER_TOKEN": "p"}),
+    "auth_token_file": ("/run/secrets/cache", "/run/secrets/cache", {"CACHE_PEER_TOKEN": "p"}),
     "peer_token": ("p1,p0", ("p1", "p0"), {}),
     "max_connections": ("100", 100, {}),
     "max_connections_per_address": ("64", 64, {}),
@@ -328,7 +328,7 @@ def test_cli_help_lists_every_cache_variable() -> None:
 
 def test_a_bad_token_is_not_echoed_in_the_error() -> None:
     with pytest.raises(ConfigError) as error:
-        parse_args([], {"CACHE_AUTH_TOKEN": "secret with spaces"})
+        parse_args([], {"CACHE_AUTH_TOKEN": "secret with spaces", "CACHE_PEER_TOKEN": "p"})
     assert "secret" not in str(error.value)
     assert "18 characters" in str(error.value)
 
@@ -381,3 +381,30 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    "client_tokens",
+    [{"CACHE_AUTH_TOKEN": "clients"}, {"CACHE_AUTH_TOKEN_FILE": "/run/secrets/cache"}],
+    ids=["variable", "file"],
+)
+def test_client_tokens_without_a_peer_token_stop_the_node_naming_it(
+    client_tokens: dict[str, str],
+) -> None:
+    # Every client would be a node; one line says which setting is missing.
+    completed = subprocess.run(
+        [sys.executable, "-m", "node", "--port", "1"],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", **client_tokens},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert completed.returncode == 2
+    [line] = completed.stderr.strip().splitlines()
+    assert line.startswith("python -m node: error: CACHE_PEER_TOKEN is not set"), line
+    assert "clients" not in line  # the token itself is never shown
+    with_peers = {**client_tokens, "CACHE_PEER_TOKEN": "peers"}
+    config = parse_args([], {**with_peers, "CACHE_AUTH_TOKEN_FILE": ""})
+    assert config.peer_token == ("peers",)

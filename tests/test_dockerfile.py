@@ -302,11 +302,10 @@ PEER_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:cache-peer-t
 @pytest.mark.parametrize(
     "flags",
     [
-        {"--auth-token-secret-arn": AUTH_SECRET},
         {"--peer-token-secret-arn": PEER_SECRET},
         {"--auth-token-secret-arn": AUTH_SECRET, "--peer-token-secret-arn": PEER_SECRET},
     ],
-    ids=["auth-secret", "peer-secret", "both-secrets"],
+    ids=["peer-secret", "both-secrets"],
 )
 def test_task_definition_reads_the_tokens_from_the_named_secrets(
     capsys: pytest.CaptureFixture[str], flags: dict[str, str]
@@ -325,6 +324,19 @@ def test_task_definition_reads_the_tokens_from_the_named_secrets(
     # The tokens never appear in the definition itself.
     names = {pair["name"] for pair in container["environment"]}
     assert not names & set(variables.values())
+
+
+def test_a_client_token_secret_without_a_peer_token_secret_is_bad_usage(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Its nodes would refuse to start (no CACHE_PEER_TOKEN beside CACHE_AUTH_TOKEN).
+    args = [*PLACEHOLDER_ARGS, "--auth-token-secret-arn", AUTH_SECRET]
+    assert ecs_cli.main(args, {}) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.endswith(
+        "needs --peer-token-secret-arn too: a node with client tokens and no "
+        "CACHE_PEER_TOKEN refuses to start"
+    ), error
 
 
 def test_task_definition_without_secrets_has_none(capsys: pytest.CaptureFixture[str]) -> None:

@@ -34,6 +34,8 @@ from .http_call import call
 
 TOKEN = "fuzz-token"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
+# Client tokens need a peer token beside them (node.config).
+PEER_TOKEN = "fuzz-peers"
 # Enough to run in seconds; set FUZZ_MAX_EXAMPLES for a deeper run.
 MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "50"))
 DOCUMENT = orjson.loads(load_document())
@@ -70,7 +72,12 @@ CONFIG = schemathesis.Config.from_dict(
         "generation": {"max-examples": MAX_EXAMPLES, "mode": "all"},
         # Stateful testing needs links between operations; the document has none.
         "phases": {"stateful": {"enabled": False}},
-        "auth": {"openapi": {"bearerAuth": {"bearer": TOKEN}}},
+        "auth": {
+            "openapi": {
+                "bearerAuth": {"bearer": TOKEN},
+                "peerAuth": {"api_key": f"Peer {PEER_TOKEN}"},
+            }
+        },
         "request-timeout": 10,
         "checks": {
             **accepting(),
@@ -112,7 +119,11 @@ def fuzzed_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProces
     """One node for every operation, like a long-lived task: what one request
     stores, later ones read, overwrite and delete."""
     log = tmp_path_factory.mktemp("fuzz") / "node.log"
-    node = NodeProcess(host=f"{next_subnet()}.1", args=["--auth-token", TOKEN], log_path=str(log))
+    node = NodeProcess(
+        host=f"{next_subnet()}.1",
+        args=["--auth-token", TOKEN, "--peer-token", PEER_TOKEN],
+        log_path=str(log),
+    )
     node.start()
     try:
         node.wait_alive()

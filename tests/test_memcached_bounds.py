@@ -291,7 +291,7 @@ def test_flush_all_with_a_peer_token_is_refused_unless_allowed(
 def test_a_command_after_the_authentication_set_is_read_under_the_full_limits(
     node_factory: NodeFactory,
 ) -> None:
-    node = node_factory(f"{next_subnet()}.1", "--auth-token", TOKEN)
+    node = node_factory(f"{next_subnet()}.1", "--auth-token", TOKEN, "--peer-token", "peers-only")
     value = b"x" * 4096  # over the 1 KiB a client may send before it authenticates
     with connect(node) as connection:
         connection.sendall(AUTH + b"set big 0 0 4096\r\n" + value + b"\r\nget big\r\n")

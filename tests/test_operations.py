@@ -19,10 +19,14 @@ from .http_call import call
 from .placement import key_owned_by
 
 BEARER = {"Authorization": "Bearer new-token"}
+# Client tokens need a peer token beside them (node.config).
+PEERS = "operations-peers"
 
 
 def test_without_a_token_every_route_but_check_alive_is_401(node_factory: NodeFactory) -> None:
-    node = node_factory(f"{next_subnet()}.1", "--auth-token", "new-token,old-token")
+    node = node_factory(
+        f"{next_subnet()}.1", "--auth-token", "new-token,old-token", "--peer-token", PEERS
+    )
     for method, path in [
         ("GET", "/kv/x"),
         ("PUT", "/kv/x"),
@@ -40,7 +44,9 @@ def test_without_a_token_every_route_but_check_alive_is_401(node_factory: NodeFa
 
 
 def test_a_wrong_token_is_401_and_any_listed_token_works(node_factory: NodeFactory) -> None:
-    node = node_factory(f"{next_subnet()}.1", "--auth-token", "new-token,old-token")
+    node = node_factory(
+        f"{next_subnet()}.1", "--auth-token", "new-token,old-token", "--peer-token", PEERS
+    )
     wrong = {"Authorization": "Bearer nope"}
     assert call(node.member, "PUT", "/kv/a", b"v", headers=wrong).status == 401
     assert (
@@ -55,7 +61,9 @@ def test_a_wrong_token_is_401_and_any_listed_token_works(node_factory: NodeFacto
 def test_tokens_can_come_from_a_file(node_factory: NodeFactory, tmp_path: Path) -> None:
     secret = tmp_path / "tokens"
     secret.write_text("# rotated 2026-11\nfile-token\n")
-    node = node_factory(f"{next_subnet()}.1", "--auth-token-file", str(secret))
+    node = node_factory(
+        f"{next_subnet()}.1", "--auth-token-file", str(secret), "--peer-token", PEERS
+    )
     assert call(node.member, "GET", "/kv/x").status == 401
     assert (
         call(node.member, "GET", "/kv/x", headers={"Authorization": "Bearer file-token"}).status
@@ -73,7 +81,7 @@ def test_peers_send_the_token_when_forwarding(make_cluster: ClusterFactory) -> N
 
 
 def test_a_transfer_with_a_wrong_token_stores_nothing(node_factory: NodeFactory) -> None:
-    node = node_factory(f"{next_subnet()}.1", "--auth-token", "new-token")
+    node = node_factory(f"{next_subnet()}.1", "--auth-token", "new-token", "--peer-token", PEERS)
     body = encode_entries([Entry("smuggled", b"v", None, 1)])
     answer = call(
         node.member,
