@@ -21,6 +21,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
@@ -59,13 +60,13 @@ class DashboardRoutes:
         keeper: MembershipKeeper,
         forwarder: Forwarder,
         events: RecentEvents,
-        local_stats: Any,
+        local_stats: Callable[[], dict[str, Any]],
     ) -> None:
         self.service = service
         self.keeper = keeper
         self.forwarder = forwarder
         self.events = events
-        self.local_stats = local_stats  # () -> this node's /stats, as a dict
+        self.local_stats = local_stats  # this node's /stats, as a dict
         self.page_bytes = resources.files(__package__).joinpath("dashboard.html").read_bytes()
 
     async def page(self, request: web.Request) -> web.Response:
