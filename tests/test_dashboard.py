@@ -16,7 +16,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from node.local_cluster import LocalCluster
 
-from .conftest import ClusterFactory
+from .conftest import ClusterFactory, require_tools
 from .http_call import call
 
 # Fast detection, so a death shows within the test's patience.
@@ -37,8 +37,6 @@ CHROMIUM_FLAGS = [
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    from .conftest import require_tools
-
     require_tools(["chromium"])
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(

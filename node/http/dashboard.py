@@ -29,6 +29,7 @@ import orjson
 from aiohttp import web
 
 from ..cluster.keeper import MembershipKeeper
+from ..cluster.members import Status
 from ..core import KeyService
 from ..errors import NodeError
 from ..peers.forwarder import Forwarder
@@ -88,7 +89,7 @@ class DashboardRoutes:
         members = [
             {
                 "id": member,
-                "status": str(records[member].status) if member in records else "alive",
+                "status": str(records[member].status if member in records else Status.ALIVE),
                 "incarnation": records[member].incarnation if member in records else None,
                 "zone": keeper.zones.get(member, ""),
                 "on_ring": member in ring,
@@ -112,7 +113,7 @@ class DashboardRoutes:
         """What the page shows of ``member``'s ``/stats``, or why it has none."""
         if member == self.service.self_id:
             return _summary(self.local_stats())
-        if self.keeper.table.status_of(member) in ("dead", "leaving"):
+        if self.keeper.table.status_of(member) in (Status.DEAD, Status.LEAVING):
             return {"error": "not asked: it is no longer a member"}
         try:
             # Unguarded: a page left open must not open circuits users' requests meet.
