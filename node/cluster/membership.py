@@ -106,12 +106,19 @@ class Membership:
         absence overwrote it (a CI run, 2 keys of 20,000)."""
         if not self.joining or self.self_id not in new.members:
             return history
-        met = set(new.members) - {self.self_id}
-        for ring in history:
-            if self.self_id not in ring.members:
-                met |= ring.members  # met earlier: gone since, or leaving
+        others = [ring for ring in history if self.self_id not in ring.members]
+        # Met earlier and not on ``new``: gone since, or leaving.
+        met = (new.members - {self.self_id}).union(*(ring.members for ring in others))
         own = tuple(ring for ring in history if self.self_id in ring.members)
-        return (self._others(new, frozenset(met)), *own) if met else own
+        if not met:
+            return own
+        # Built again only when it changed (a ring of many members costs its hashes).
+        same = (
+            len(others) == 1
+            and others[0].members == met
+            and others[0].zones == placing_zones(met, new.zones)
+        )
+        return (others[0] if same else self._others(new, met), *own)
 
     @staticmethod
     def _others(new: HashRing, others: frozenset[str]) -> HashRing:
